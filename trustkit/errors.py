@@ -1,0 +1,91 @@
+"""The one error tree.  Every failure a user can cause or meet is a TrustkitError whose message
+says what failed and what to do; the CLI turns it into one line on stderr and an exit status.
+
+TrustkitError
+├── EncodingError          bytes or JSON that cannot be decoded/encoded as the wire needs
+├── ReferenceError_        an image reference that breaks a naming rule
+├── KeyError_              key material problems
+│   ├── KeyFormatError     PEM / DER that is not a usable key
+│   ├── PassphraseError    wrong passphrase
+│   ├── PassphraseUnavailableError  no passphrase and no terminal to ask on
+│   └── KeyNotFoundError   no such key in the store
+├── MetadataError          trust metadata that is malformed (carries the JSON path)
+└── VerificationError      metadata that is well-formed but not trusted
+    ├── ThresholdError
+    ├── ExpiredError
+    ├── RollbackError
+    └── HashMismatchError
+"""
+
+from __future__ import annotations
+
+
+class TrustkitError(Exception):
+    """Root of every error trustkit raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class EncodingError(TrustkitError):
+    """Input that is not valid for the wire encoding (JSON, base64, DER, time)."""
+
+
+class ReferenceError_(TrustkitError):  # noqa: N801 - avoid shadowing the builtin ReferenceError
+    """An image reference, repository name, tag or digest that breaks a naming rule."""
+
+
+class KeyError_(TrustkitError):  # noqa: N801 - avoid shadowing the builtin KeyError
+    """Key material could not be used."""
+
+
+class KeyFormatError(KeyError_):
+    """PEM or DER that is not a usable key or certificate."""
+
+
+class PassphraseError(KeyError_):
+    """The passphrase does not decrypt the key."""
+
+
+class PassphraseUnavailableError(KeyError_):
+    """No passphrase in the environment and no terminal to ask on."""
+
+
+class KeyNotFoundError(KeyError_):
+    """The key store has no key with that ID or role."""
+
+
+class MetadataError(TrustkitError):
+    """Trust metadata that is malformed; ``path`` names where in the document."""
+
+    def __init__(self, message: str, *, path: str = "", hint: str | None = None) -> None:
+        full = f"{path}: {message}" if path else message
+        super().__init__(full, hint=hint)
+        self.path = path
+
+
+class VerificationError(TrustkitError):
+    """Well-formed metadata that cannot be trusted."""
+
+
+class ThresholdError(VerificationError):
+    """Too few valid signatures for a role's threshold."""
+
+
+class ExpiredError(VerificationError):
+    """Metadata past its ``expires`` time."""
+
+
+class RollbackError(VerificationError):
+    """A version lower than one already trusted."""
+
+
+class HashMismatchError(VerificationError):
+    """Bytes whose hash or length differ from what the parent metadata says."""
