@@ -3,8 +3,8 @@ says what failed and what to do; the CLI turns it into one line on stderr and an
 
 TrustkitError
 ├── EncodingError          bytes or JSON that cannot be decoded/encoded as the wire needs
-├── ReferenceError_        an image reference that breaks a naming rule
-├── KeyError_              key material problems
+├── InvalidReferenceError  an image reference that breaks a naming rule
+├── KeyMaterialError       key material problems
 │   ├── KeyFormatError     PEM / DER that is not a usable key
 │   ├── PassphraseError    wrong passphrase
 │   ├── PassphraseUnavailableError  no passphrase and no terminal to ask on
@@ -38,27 +38,27 @@ class EncodingError(TrustkitError):
     """Input that is not valid for the wire encoding (JSON, base64, DER, time)."""
 
 
-class ReferenceError_(TrustkitError):  # noqa: N801 - avoid shadowing the builtin ReferenceError
+class InvalidReferenceError(TrustkitError):
     """An image reference, repository name, tag or digest that breaks a naming rule."""
 
 
-class KeyError_(TrustkitError):  # noqa: N801 - avoid shadowing the builtin KeyError
+class KeyMaterialError(TrustkitError):
     """Key material could not be used."""
 
 
-class KeyFormatError(KeyError_):
+class KeyFormatError(KeyMaterialError):
     """PEM or DER that is not a usable key or certificate."""
 
 
-class PassphraseError(KeyError_):
+class PassphraseError(KeyMaterialError):
     """The passphrase does not decrypt the key."""
 
 
-class PassphraseUnavailableError(KeyError_):
+class PassphraseUnavailableError(KeyMaterialError):
     """No passphrase in the environment and no terminal to ask on."""
 
 
-class KeyNotFoundError(KeyError_):
+class KeyNotFoundError(KeyMaterialError):
     """The key store has no key with that ID or role."""
 
 
