@@ -1,0 +1,80 @@
+"""Layer `keys`: where passphrases come from.
+
+Library code never prompts.  It asks a ``PassphraseSource`` (a callable taking a
+``PassphraseRequest``).  ``EnvPassphrases`` answers from the environment variables docker and
+notary use, and otherwise defers to an optional fallback (the CLI passes a TTY prompt); with
+neither it fails at once naming the variable to set, so CI never hangs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from trustkit.errors import PassphraseError, PassphraseUnavailableError
+
+ROOT_ENV = ("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "NOTARY_ROOT_PASSPHRASE")
+TARGETS_ENV = ("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "NOTARY_TARGETS_PASSPHRASE")
+SNAPSHOT_ENV = ("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "NOTARY_SNAPSHOT_PASSPHRASE")
+DELEGATION_ENV = ("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "NOTARY_DELEGATION_PASSPHRASE")
+
+
+def env_names(role: str) -> tuple[str, ...]:
+    """The variables consulted for a key of ``role``, docker's first (§6.3).
+
+    Docker uses the REPOSITORY passphrase for every non-root key; notary has one per kind.
+    """
+    if role == "root":
+        return ROOT_ENV
+    if role == "targets":
+        return TARGETS_ENV
+    if role in ("snapshot", "timestamp"):
+        return SNAPSHOT_ENV
+    return DELEGATION_ENV
+
+
+@dataclass(frozen=True)
+class PassphraseRequest:
+    role: str
+    gun: str | None
+    keyid: str
+    creating: bool  # a new key: prompts should ask twice
+    attempt: int = 1  # 1 for the first ask; >1 after a wrong passphrase
+
+    @property
+    def description(self) -> str:
+        kind = "root" if self.role == "root" else "repository" if self.role in ("targets", "snapshot") else (
+            f'signer "{self.role}"')
+        where = f" for {self.gun}" if self.gun else ""
+        return f"{kind} key {self.keyid[:7]}{where}"
+
+
+PassphraseSource = Callable[[PassphraseRequest], str]
+
+
+class EnvPassphrases:
+    """Passphrases from docker's and notary's environment variables, then ``fallback``."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None,
+                 fallback: PassphraseSource | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+        self.fallback = fallback
+
+    def variable_for(self, role: str) -> str | None:
+        return next((name for name in env_names(role) if self.environ.get(name)), None)
+
+    def __call__(self, request: PassphraseRequest) -> str:
+        name = self.variable_for(request.role)
+        if name and request.attempt == 1:
+            return self.environ[name]
+        if name is None and self.fallback is not None:
+            return self.fallback(request)
+        if name is not None:
+            # Asked again after the variable's value failed: a retry would fail the same way.
+            raise PassphraseError(f"the passphrase in {name} does not decrypt the {request.description}",
+                                  hint=f"set {name} to the passphrase of that key")
+        raise PassphraseUnavailableError(
+            f"no passphrase for the {request.description} and no terminal to ask on",
+            hint=f"set {env_names(request.role)[0]}",
+        )

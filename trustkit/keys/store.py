@@ -1,0 +1,199 @@
+"""Layer `keys`: the key store, ``<trust dir>/private/<canonical keyid>.key`` (§6.2).
+
+The same files notary and ``docker trust`` read and write: encrypted PKCS#8 PEM with ``gun:``
+and ``role:`` headers.  Files are 0600 and folders 0700; every write goes to a temporary file
+in the same folder, is fsynced and then renamed, so a crash never leaves half a key file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from trustkit.errors import KeyFormatError, KeyNotFoundError, PassphraseError
+from trustkit.keys.der import PemBlock, parse_pem
+from trustkit.keys.passphrase import PassphraseRequest, PassphraseSource
+from trustkit.keys.pkcs8 import PrivateKey, encode_key_file, is_encrypted, load_private_key_block
+from trustkit.keys.public import PublicKey
+from trustkit.keys.signer import CryptoSigner
+
+# notary keeps the GUN only on keys that belong to one repository (§6.2).
+GUN_ROLES = ("targets", "snapshot", "timestamp")
+KEYID = re.compile(r"[0-9a-f]{64}\Z")
+MAX_ATTEMPTS = 3
+# notary's encoder gives each algorithm a fixed encrypted size, so ``key list`` can say what a
+# key is without asking for its passphrase.
+_ENCRYPTED_SIZES = {209: "ed25519", 241: "ecdsa", 290: "ecdsa P-384", 339: "ecdsa P-521"}
+
+
+def default_trust_dir(environ: dict[str, str] | None = None) -> Path:
+    """``$DOCKER_CONFIG/trust``, else ``~/.docker/trust`` (as docker does)."""
+    env = os.environ if environ is None else environ
+    config = env.get("DOCKER_CONFIG")
+    return Path(config) / "trust" if config else Path.home() / ".docker" / "trust"
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A key file's identity, read without decrypting it."""
+
+    keyid: str
+    role: str
+    gun: str | None
+    path: Path
+    encrypted: bool
+    algorithm: str
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def role_headers(role: str, gun: str | None) -> tuple[str, str | None]:
+    return role, (gun if role in GUN_ROLES else None)
+
+
+class KeyStore:
+    """Private keys under ``<trust_dir>/private``."""
+
+    def __init__(self, trust_dir: Path | str, passphrases: PassphraseSource) -> None:
+        self.trust_dir = Path(trust_dir)
+        self.private_dir = self.trust_dir / "private"
+        self.passphrases = passphrases
+
+    # ---- reading
+
+    def list(self) -> list[StoredKey]:
+        """Every key file, sorted by role then key ID.  Unreadable files are skipped."""
+        keys = []
+        if self.private_dir.is_dir():
+            for path in sorted(self.private_dir.glob("*.key")):
+                try:
+                    keys.append(self._describe(path))
+                except (OSError, KeyFormatError):
+                    continue
+        return sorted(keys, key=lambda k: (k.role, k.gun or "", k.keyid))
+
+    def _describe(self, path: Path) -> StoredKey:
+        block = self._read_block(path)
+        role = block.headers.get("role") or _legacy_role(path.stem) or "unknown"
+        encrypted = is_encrypted(block)
+        return StoredKey(path.stem.split("_")[0], role, block.headers.get("gun"), path, encrypted,
+                         _algorithm_hint(block))
+
+    def _read_block(self, path: Path) -> PemBlock:
+        blocks = parse_pem(path.read_bytes(), what=f"key file {path}")
+        return blocks[0]
+
+    def find(self, keyid: str) -> StoredKey:
+        """Raises KeyNotFoundError when the store has no such key."""
+        path = self.private_dir / f"{keyid}.key"
+        if not KEYID.match(keyid) or not path.is_file():
+            matches = [k for k in self.list() if k.keyid.startswith(keyid)] if keyid else []
+            if len(matches) == 1:
+                return matches[0]
+            raise KeyNotFoundError(f"no key {keyid} in {self.private_dir}",
+                                   hint="run `trustkit key list` to see the keys"
+                                   if not matches else "the prefix matches several keys; give more of the ID")
+        return self._describe(path)
+
+    def load(self, keyid: str) -> tuple[CryptoSigner, StoredKey]:
+        """Decrypt a key, asking the passphrase source up to three times.
+
+        Raises:
+            KeyNotFoundError, KeyFormatError, PassphraseError, PassphraseUnavailableError.
+        """
+        info = self.find(keyid)
+        block = self._read_block(info.path)
+        if not is_encrypted(block):
+            return CryptoSigner(load_private_key_block(block, None)), info
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            passphrase = self.passphrases(PassphraseRequest(info.role, info.gun, info.keyid, False, attempt))
+            try:
+                return CryptoSigner(load_private_key_block(block, passphrase)), info
+            except PassphraseError:
+                continue
+        raise PassphraseError(f"wrong passphrase for key {info.keyid[:12]} (role {info.role})",
+                              hint="check the passphrase; nothing was changed")
+
+    # ---- writing
+
+    def add(self, key: PrivateKey, *, role: str, gun: str | None = None,
+            passphrase: str | None = None) -> StoredKey:
+        """Encrypt and store ``key``; returns its entry.  Asks for a new passphrase when none is given."""
+        public = PublicKey.from_crypto(key.public_key())
+        role, gun = role_headers(role, gun)
+        if passphrase is None:
+            passphrase = self.passphrases(PassphraseRequest(role, gun, public.keyid, True))
+        text = encode_key_file(key, role=role, gun=gun, passphrase=passphrase)
+        self._ensure_dirs()
+        path = self.private_dir / f"{public.keyid}.key"
+        atomic_write(path, text.encode("ascii"))
+        return self._describe(path)
+
+    def change_passphrase(self, keyid: str) -> StoredKey:
+        """Re-encrypt a key under a new passphrase (asked with ``creating=True``)."""
+        signer, info = self.load(keyid)
+        new = self.passphrases(PassphraseRequest(info.role, info.gun, info.keyid, True))
+        return self.add(signer.private_key, role=info.role, gun=info.gun, passphrase=new)
+
+    def remove(self, keyid: str) -> StoredKey:
+        info = self.find(keyid)
+        info.path.unlink()
+        return info
+
+    def export(self, keyid: str) -> str:
+        """The key file text as stored (still encrypted): safe to move between machines."""
+        return self.find(keyid).path.read_text()
+
+    def _ensure_dirs(self) -> None:
+        for folder in (self.trust_dir, self.private_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.private_dir, 0o700)
+
+
+def _legacy_role(stem: str) -> str | None:
+    # Pre-0.4 notary named files <keyid>_<role>.key.
+    return stem.split("_", 1)[1] if "_" in stem else None
+
+
+def _algorithm_hint(block: PemBlock) -> str:
+    if block.type == "ENCRYPTED PRIVATE KEY":
+        size = len(block.der)
+        return _ENCRYPTED_SIZES.get(size, "rsa" if size > 1000 else "unknown")
+    if block.type == "PRIVATE KEY":
+        try:
+            signer = CryptoSigner(load_private_key_block(block, None))
+        except KeyFormatError:
+            return "unknown"
+        return signer.public_key.algorithm
+    return {"EC PRIVATE KEY": "ecdsa", "RSA PRIVATE KEY": "rsa"}.get(block.type, "unknown")
