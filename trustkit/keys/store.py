@@ -19,6 +19,7 @@ from trustkit.keys.passphrase import PassphraseRequest, PassphraseSource
 from trustkit.keys.pkcs8 import PrivateKey, encode_key_file, is_encrypted, load_private_key_block
 from trustkit.keys.public import PublicKey
 from trustkit.keys.signer import CryptoSigner
+from trustkit.roles import BASE_ROLES, is_delegation
 
 # notary keeps the GUN only on keys that belong to one repository (§6.2).
 GUN_ROLES = ("targets", "snapshot", "timestamp")
@@ -160,11 +161,10 @@ class KeyStore:
         atomic_write(path, text.encode("ascii"))
         return self._describe(path)
 
-    def change_passphrase(self, keyid: str) -> StoredKey:
-        """Re-encrypt a key under a new passphrase (asked with ``creating=True``)."""
+    def change_passphrase(self, keyid: str, new_passphrase: str) -> StoredKey:
+        """Re-encrypt a key under ``new_passphrase`` (the old one is asked for as usual)."""
         signer, info = self.load(keyid)
-        new = self.passphrases(PassphraseRequest(info.role, info.gun, info.keyid, True))
-        return self.add(signer.private_key, role=info.role, gun=info.gun, passphrase=new)
+        return self.add(signer.private_key, role=info.role, gun=info.gun, passphrase=new_passphrase)
 
     def remove(self, keyid: str) -> StoredKey:
         info = self.find(keyid)
@@ -197,3 +197,92 @@ def _algorithm_hint(block: PemBlock) -> str:
             return "unknown"
         return signer.public_key.algorithm
     return {"EC PRIVATE KEY": "ecdsa", "RSA PRIVATE KEY": "rsa"}.get(block.type, "unknown")
+
+
+# --------------------------------------------------------------------------------------------
+# What `key generate` and `key load` do, usable without the CLI.
+
+SIGNER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+
+
+def validate_key_name(name: str) -> str:
+    """Docker's signer-name rule, plus notary's role names (``targets``, ``targets/releases``).
+
+    Raises:
+        KeyFormatError: the rule the name breaks.
+    """
+    if name in BASE_ROLES or is_delegation(name):
+        return name
+    if not name:
+        raise KeyFormatError("key name is empty")
+    if len(name) > 255:
+        raise KeyFormatError(f"key name is {len(name)} characters; the limit is 255")
+    if not SIGNER_NAME.match(name):
+        raise KeyFormatError(f'key name "{name[:80]}" must match [a-z0-9][a-z0-9_-]* (lowercase letters, '
+                             f'digits, "_" and "-", starting with a letter or digit)')
+    return name
+
+
+def public_pem(public: PublicKey, role: str) -> str:
+    """A ``NAME.pub`` file as ``docker trust key generate`` writes it."""
+    from cryptography.hazmat.primitives import serialization
+
+    spki = public.crypto_key.public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return PemBlock("PUBLIC KEY", spki, {"role": role}).encode()
+
+
+def generate_key(store: KeyStore, name: str, *, algorithm: str = "ecdsa", pub_dir: Path | None = None,
+                 gun: str | None = None) -> tuple[StoredKey, Path | None]:
+    """Make a key pair: the private key into the store with role ``name``, and (when ``pub_dir``
+    is given) ``pub_dir/name.pub``.  Either both exist afterwards or neither does."""
+    from trustkit.keys.signer import generate
+
+    validate_key_name(name)
+    pub_path = Path(pub_dir) / f"{name}.pub" if pub_dir is not None else None
+    if pub_path is not None and pub_path.exists():
+        raise KeyFormatError(f"public key file {pub_path} already exists", hint="remove it or choose another name")
+    key = generate(algorithm)
+    stored = store.add(key, role=name, gun=gun)
+    if pub_path is not None:
+        try:
+            atomic_write(pub_path, public_pem(PublicKey.from_crypto(key.public_key()), name).encode(), 0o644)
+        except BaseException:
+            stored.path.unlink(missing_ok=True)
+            raise
+    return stored, pub_path
+
+
+def import_key(store: KeyStore, pem: bytes, *, name: str | None = None, source: str = "key file") -> StoredKey:
+    """Store any PEM private key (PKCS#8, SEC1 or PKCS#1; encrypted or not; with or without
+    notary's headers) under role ``name`` (else its ``role:`` header, else ``signer``).
+
+    An encrypted input is decrypted with the passphrase for that role and stored under the same
+    passphrase; a plain one is encrypted under a new passphrase.
+
+    Raises:
+        KeyFormatError: no private key in the PEM (certificates and public keys are named).
+        PassphraseError, PassphraseUnavailableError.
+    """
+    blocks = parse_pem(pem, what=source)
+    keys = [b for b in blocks if b.type.endswith("PRIVATE KEY")]
+    if not keys:
+        found = ", ".join(sorted({b.type for b in blocks}))
+        raise KeyFormatError(f"{source} holds no private key (found {found})")
+    if len(keys) > 1:
+        raise KeyFormatError(f"{source} holds {len(keys)} private keys; give one per file")
+    block = keys[0]
+    role = validate_key_name(name or block.headers.get("role") or "signer")
+    gun = block.headers.get("gun")
+    if not is_encrypted(block):
+        key = load_private_key_block(block, None)
+        return store.add(key, role=role, gun=gun)
+    public_id = "(encrypted)"
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        passphrase = store.passphrases(PassphraseRequest(role, gun, public_id, False, attempt))
+        try:
+            key = load_private_key_block(block, passphrase)
+        except PassphraseError:
+            continue
+        return store.add(key, role=role, gun=gun, passphrase=passphrase)
+    raise PassphraseError(f"wrong passphrase for {source}", hint="nothing was imported")

@@ -1,0 +1,74 @@
+"""Layer `cli`: click commands, one module per group.  The only layer that prints, prompts or
+exits; every TrustkitError becomes one line on stderr and exit status 1 (no traceback unless
+``--debug``).  Heavy imports happen inside commands so ``trustkit --version`` stays fast."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from trustkit import __version__
+from trustkit.cli.context import Context, pass_context
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="trustkit", message="%(prog)s %(version)s")
+@click.option("--trust-dir", type=click.Path(file_okay=False), envvar="TRUSTKIT_TRUST_DIR",
+              help="Trust directory (default: $DOCKER_CONFIG/trust, else ~/.docker/trust).")
+@click.option("--server", "server_url", metavar="URL",
+              help="Notary server (default: $DOCKER_CONTENT_TRUST_SERVER, else derived from the registry).")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA bundle for the trust server.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, trust_dir: str | None, server_url: str | None, tls_ca: str | None, debug: bool) -> None:
+    """Sign container images the Docker Content Trust way."""
+    ctx.obj = Context(trust_dir=trust_dir, server_url=server_url, tls_ca=tls_ca, debug=debug)
+
+
+def _register() -> None:
+    from trustkit.cli.keys import key
+
+    cli.add_command(key)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the click group, turning errors into exit statuses."""
+    from trustkit.errors import TrustkitError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="trustkit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("trustkit: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except TrustkitError as exc:
+        if debug:
+            raise
+        click.echo(f"trustkit: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("trustkit: interrupted", err=True)
+        sys.exit(130)
+    except OSError as exc:
+        if debug:
+            raise
+        click.echo(f"trustkit: error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into a clear line
+        if debug:
+            raise
+        click.echo(f"trustkit: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+                   err=True)
+        sys.exit(1)
+
+
+__all__ = ["cli", "main", "pass_context"]

@@ -1,0 +1,54 @@
+"""Layer `cli`: what every command shares: global options, the key store, passphrase prompts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from trustkit.keys import KeyStore, PassphraseRequest
+
+
+@dataclass
+class Context:
+    trust_dir: str | None
+    server_url: str | None
+    tls_ca: str | None
+    debug: bool
+
+    @property
+    def trust_path(self) -> Path:
+        from trustkit.keys import default_trust_dir
+
+        return Path(self.trust_dir) if self.trust_dir else default_trust_dir()
+
+    def key_store(self) -> KeyStore:
+        from trustkit.keys import EnvPassphrases, KeyStore
+
+        return KeyStore(self.trust_path, EnvPassphrases(fallback=tty_passphrase if can_prompt() else None))
+
+
+def can_prompt() -> bool:
+    return sys.stdin.isatty() and os.environ.get("CI", "").lower() not in ("1", "true")
+
+
+def tty_passphrase(request: PassphraseRequest) -> str:
+    """Ask on the terminal; a new key's passphrase is asked twice and must be 8+ characters."""
+    if request.attempt > 1:
+        click.echo("Wrong passphrase, please try again.", err=True)
+    if not request.creating:
+        return click.prompt(f"Enter passphrase for {request.description}", hide_input=True, err=True)
+    while True:
+        value = click.prompt(f"Enter a new passphrase for {request.description}", hide_input=True,
+                             confirmation_prompt="Repeat passphrase", err=True)
+        if len(value) >= 8:
+            return value
+        click.echo("Passphrase must be at least 8 characters.", err=True)
+
+
+pass_context = click.make_pass_decorator(Context)

@@ -1,0 +1,404 @@
+"""Layer `metadata`: the signed payloads (Root, Targets, Snapshot, Timestamp) in notary's shape.
+
+Each class parses strictly (exact field set, exact types, ``type(x) is int``) and its
+``to_dict`` emits exactly Go's field set (§1.3, §2.4), so re-serialising a file notary wrote
+gives the same bytes.  ``expires`` is kept as the original string: Python datetimes hold only
+microseconds and notary writes nanoseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any, ClassVar
+
+from trustkit.encoding import b64decode, b64encode, format_expires, parse_expires
+from trustkit.errors import EncodingError, MetadataError
+from trustkit.keys.public import PublicKey
+from trustkit.roles import BASE_ROLES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, is_delegation, parent_role, role_name_problem
+
+HASH_SIZES = {"sha256": 32, "sha512": 64}
+
+
+def validate_role_name(name: str) -> str:
+    """Raises MetadataError naming the rule a role name breaks."""
+    problem = role_name_problem(name)
+    if problem:
+        raise MetadataError(problem)
+    return name
+
+
+# --------------------------------------------------------------------------------------------
+# Field helpers: one place for the strict type rules
+
+
+def _obj(value: Any, path: str, fields: set[str], optional: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MetadataError("must be an object", path=path)
+    missing = fields - set(value)
+    if missing:
+        raise MetadataError(f"missing field {sorted(missing)[0]!r}", path=path)
+    extra = set(value) - fields - optional
+    if extra:
+        raise MetadataError(f"unknown field {sorted(extra)[0]!r}", path=path)
+    return value
+
+
+def _int(value: Any, path: str, minimum: int) -> int:
+    if type(value) is not int:  # bool is an int subclass: refuse it
+        raise MetadataError(f"must be an integer, not {type(value).__name__}", path=path)
+    if value < minimum:
+        raise MetadataError(f"must be at least {minimum}, not {value}", path=path)
+    return value
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise MetadataError(f"must be a string, not {type(value).__name__}", path=path)
+    return value
+
+
+def _str_list(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list):
+        raise MetadataError("must be a list", path=path)
+    return [_str(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+
+def _expires(value: Any, path: str) -> str:
+    text = _str(value, path)
+    try:
+        parse_expires(text)
+    except EncodingError as exc:
+        raise MetadataError(exc.message, path=path) from None
+    return text
+
+
+def _type(value: dict[str, Any], expected: str, path: str) -> None:
+    if value.get("_type") != expected:
+        raise MetadataError(f'_type must be "{expected}", not {value.get("_type")!r}', path=path)
+
+
+def _keys(value: Any, path: str) -> dict[str, PublicKey]:
+    if not isinstance(value, dict):
+        raise MetadataError("must be an object", path=path)
+    keys = {}
+    for keyid, data in value.items():
+        key = PublicKey.from_dict(data, path=f"{path}.{keyid[:12]}")
+        if key.keyid != keyid:
+            # notary fails the whole verification on a mislabeled key (ErrInvalidKeyID).
+            raise MetadataError(f"key is listed as {keyid[:12]} but its ID is {key.keyid[:12]}", path=path)
+        keys[keyid] = key
+    return keys
+
+
+@dataclass
+class _Expiring:
+    expires: str
+    version: int
+
+    @cached_property
+    def expires_at(self) -> datetime:
+        return parse_expires(self.expires)
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at <= now
+
+    def set_expiry(self, moment: datetime) -> None:
+        self.expires = format_expires(moment)
+        self.__dict__.pop("expires_at", None)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileMeta:
+    """``{"custom"?, "hashes", "length"}``: a target, or a role file in snapshot/timestamp."""
+
+    length: int
+    hashes: dict[str, str]  # algorithm -> standard base64 of the raw digest
+    custom: Any = None
+    has_custom: bool = False
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str) -> FileMeta:
+        data = _obj(value, path, {"hashes", "length"}, {"custom"})
+        hashes = data["hashes"]
+        if not isinstance(hashes, dict) or not hashes:
+            raise MetadataError("must be a non-empty object", path=f"{path}.hashes")
+        for alg, digest in hashes.items():
+            raw = _b64(digest, f"{path}.hashes.{alg}")
+            if alg in HASH_SIZES and len(raw) != HASH_SIZES[alg]:
+                raise MetadataError(f"{alg} digest must be {HASH_SIZES[alg]} bytes, not {len(raw)}",
+                                    path=f"{path}.hashes")
+        return cls(_int(data["length"], f"{path}.length", 0), dict(hashes), data.get("custom"), "custom" in data)
+
+    @classmethod
+    def for_bytes(cls, data: bytes, algorithms: tuple[str, ...] = ("sha256", "sha512")) -> FileMeta:
+        return cls(len(data), {alg: b64encode(hashlib.new(alg, data).digest()) for alg in algorithms})
+
+    @classmethod
+    def for_digest(cls, sha256_hex: str, length: int) -> FileMeta:
+        """A docker-style target: only sha256 (the manifest digest) and the manifest size (§4.1)."""
+        return cls(length, {"sha256": b64encode(bytes.fromhex(sha256_hex))})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"hashes": dict(self.hashes), "length": self.length}
+        if self.has_custom:
+            out["custom"] = self.custom
+        return out
+
+    @property
+    def sha256_hex(self) -> str | None:
+        digest = self.hashes.get("sha256")
+        return b64decode(digest).hex() if digest else None
+
+    def matches(self, data: bytes) -> str | None:
+        """Why ``data`` does not match (None when it does): notary's CheckHashes plus length."""
+        if len(data) != self.length:
+            return f"length is {len(data)}, expected {self.length}"
+        known = [alg for alg in self.hashes if alg in HASH_SIZES]
+        if not known:
+            return "no sha256 or sha512 hash to check against"
+        for alg in known:
+            if b64encode(hashlib.new(alg, data).digest()) != self.hashes[alg]:
+                return f"{alg} hash does not match"
+        return None
+
+
+def _b64(value: Any, path: str) -> bytes:
+    try:
+        return b64decode(value, what="hash")
+    except EncodingError as exc:
+        raise MetadataError(exc.message, path=path) from None
+
+
+@dataclass
+class RoleKeys:
+    """A base role's entry in root: ``{"keyids": [...], "threshold": N}``."""
+
+    keyids: list[str]
+    threshold: int = 1
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str) -> RoleKeys:
+        data = _obj(value, path, {"keyids", "threshold"})
+        return cls(_str_list(data["keyids"], f"{path}.keyids"), _int(data["threshold"], f"{path}.threshold", 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"keyids": list(self.keyids), "threshold": self.threshold}
+
+
+@dataclass
+class Root(_Expiring):
+    _type: ClassVar[str] = "Root"
+    keys: dict[str, PublicKey] = field(default_factory=dict)
+    roles: dict[str, RoleKeys] = field(default_factory=dict)
+    consistent_snapshot: bool = False
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str = "root") -> Root:
+        data = _obj(value, path, {"_type", "consistent_snapshot", "expires", "keys", "roles", "version"})
+        _type(data, "Root", path)
+        if not isinstance(data["consistent_snapshot"], bool):
+            raise MetadataError("must be true or false", path=f"{path}.consistent_snapshot")
+        keys = _keys(data["keys"], f"{path}.keys")
+        roles_data = _obj(data["roles"], f"{path}.roles", set(BASE_ROLES))
+        roles = {name: RoleKeys.from_dict(roles_data[name], f"{path}.roles.{name}") for name in BASE_ROLES}
+        for name, role in roles.items():
+            if not role.keyids:
+                raise MetadataError("lists no keys", path=f"{path}.roles.{name}")
+            for keyid in role.keyids:
+                if keyid not in keys:
+                    raise MetadataError(f"key {keyid[:12]} is not in root keys", path=f"{path}.roles.{name}")
+            if role.threshold > len(set(role.keyids)):
+                raise MetadataError(f"threshold {role.threshold} is more than its {len(set(role.keyids))} keys",
+                                    path=f"{path}.roles.{name}")
+        return cls(expires=_expires(data["expires"], f"{path}.expires"),
+                   version=_int(data["version"], f"{path}.version", 1),
+                   keys=keys, roles=roles, consistent_snapshot=data["consistent_snapshot"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "_type": "Root",
+            "consistent_snapshot": self.consistent_snapshot,
+            "expires": self.expires,
+            "keys": {keyid: key.to_dict() for keyid, key in self.keys.items()},
+            "roles": {name: role.to_dict() for name, role in self.roles.items()},
+            "version": self.version,
+        }
+
+    def role_keys(self, role: str) -> tuple[dict[str, PublicKey], RoleKeys]:
+        entry = self.roles[role]
+        return {k: self.keys[k] for k in entry.keyids if k in self.keys}, entry
+
+
+@dataclass
+class DelegationRole:
+    name: str
+    keyids: list[str]
+    threshold: int = 1
+    paths: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str) -> DelegationRole:
+        data = _obj(value, path, {"keyids", "name", "threshold"}, {"paths"})
+        name = _str(data["name"], f"{path}.name")
+        try:
+            validate_role_name(name)
+        except MetadataError as exc:
+            raise MetadataError(exc.message, path=f"{path}.name") from None
+        if not is_delegation(name):
+            raise MetadataError(f'"{name}" is a base role, not a delegation', path=f"{path}.name")
+        paths = _str_list(data["paths"], f"{path}.paths") if "paths" in data else []
+        return cls(name, _str_list(data["keyids"], f"{path}.keyids"),
+                   _int(data["threshold"], f"{path}.threshold", 1), paths)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"keyids": list(self.keyids), "name": self.name, "threshold": self.threshold}
+        if self.paths:  # Go's omitempty
+            out["paths"] = list(self.paths)
+        return out
+
+    def allows(self, target: str) -> bool:
+        """notary's path rule: plain string prefix; "" matches everything (§4.2)."""
+        return any(target.startswith(prefix) for prefix in self.paths)
+
+
+@dataclass
+class Delegations:
+    keys: dict[str, PublicKey] = field(default_factory=dict)
+    roles: list[DelegationRole] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str, owner: str) -> Delegations:
+        data = _obj(value, path, {"keys", "roles"})
+        keys = _keys(data["keys"], f"{path}.keys")
+        if not isinstance(data["roles"], list):
+            raise MetadataError("must be a list", path=f"{path}.roles")
+        roles = [DelegationRole.from_dict(r, f"{path}.roles[{i}]") for i, r in enumerate(data["roles"])]
+        seen: set[str] = set()
+        for role in roles:
+            where = f"{path}.roles.{role.name}"
+            if parent_role(role.name) != owner:
+                raise MetadataError(f"is not a direct child of {owner}", path=where)
+            if role.name in seen:
+                raise MetadataError("is listed twice", path=where)
+            seen.add(role.name)
+            for keyid in role.keyids:
+                if keyid not in keys:
+                    raise MetadataError(f"key {keyid[:12]} is not in delegations.keys", path=where)
+            if role.threshold > len(set(role.keyids)):
+                raise MetadataError(f"threshold {role.threshold} is more than its {len(set(role.keyids))} keys",
+                                    path=where)
+        return cls(keys, roles)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"keys": {k: v.to_dict() for k, v in self.keys.items()}, "roles": [r.to_dict() for r in self.roles]}
+
+    def role(self, name: str) -> DelegationRole | None:
+        return next((r for r in self.roles if r.name == name), None)
+
+
+@dataclass
+class Targets(_Expiring):
+    _type: ClassVar[str] = "Targets"
+    targets: dict[str, FileMeta] = field(default_factory=dict)
+    delegations: Delegations = field(default_factory=Delegations)
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str = "targets", role: str = TARGETS) -> Targets:
+        data = _obj(value, path, {"_type", "delegations", "expires", "targets", "version"})
+        _type(data, "Targets", path)
+        targets_data = data["targets"]
+        if not isinstance(targets_data, dict):
+            raise MetadataError("must be an object", path=f"{path}.targets")
+        targets = {name: FileMeta.from_dict(meta, f"{path}.targets[{name[:60]!r}]")
+                   for name, meta in targets_data.items()}
+        return cls(expires=_expires(data["expires"], f"{path}.expires"),
+                   version=_int(data["version"], f"{path}.version", 1),
+                   targets=targets,
+                   delegations=Delegations.from_dict(data["delegations"], f"{path}.delegations", role))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "_type": "Targets",
+            "delegations": self.delegations.to_dict(),
+            "expires": self.expires,
+            "targets": {name: meta.to_dict() for name, meta in self.targets.items()},
+            "version": self.version,
+        }
+
+
+@dataclass
+class Snapshot(_Expiring):
+    _type: ClassVar[str] = "Snapshot"
+    meta: dict[str, FileMeta] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str = "snapshot") -> Snapshot:
+        data = _obj(value, path, {"_type", "expires", "meta", "version"})
+        _type(data, "Snapshot", path)
+        meta = _meta(data["meta"], f"{path}.meta")
+        for required in (ROOT, TARGETS):
+            if required not in meta or "sha256" not in meta[required].hashes:
+                raise MetadataError(f"must list {required} with a sha256 hash", path=f"{path}.meta")
+        for name in meta:
+            try:
+                validate_role_name(name)
+            except MetadataError as exc:
+                raise MetadataError(exc.message, path=f"{path}.meta") from None
+        return cls(expires=_expires(data["expires"], f"{path}.expires"),
+                   version=_int(data["version"], f"{path}.version", 1), meta=meta)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"_type": "Snapshot", "expires": self.expires,
+                "meta": {k: v.to_dict() for k, v in self.meta.items()}, "version": self.version}
+
+
+@dataclass
+class Timestamp(_Expiring):
+    _type: ClassVar[str] = "Timestamp"
+    meta: dict[str, FileMeta] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, value: Any, path: str = "timestamp") -> Timestamp:
+        data = _obj(value, path, {"_type", "expires", "meta", "version"})
+        _type(data, "Timestamp", path)
+        meta = _meta(data["meta"], f"{path}.meta")
+        if SNAPSHOT not in meta or "sha256" not in meta[SNAPSHOT].hashes:
+            raise MetadataError("must list snapshot with a sha256 hash", path=f"{path}.meta")
+        return cls(expires=_expires(data["expires"], f"{path}.expires"),
+                   version=_int(data["version"], f"{path}.version", 1), meta=meta)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"_type": "Timestamp", "expires": self.expires,
+                "meta": {k: v.to_dict() for k, v in self.meta.items()}, "version": self.version}
+
+    @property
+    def snapshot_meta(self) -> FileMeta:
+        return self.meta[SNAPSHOT]
+
+
+def _meta(value: Any, path: str) -> dict[str, FileMeta]:
+    if not isinstance(value, dict):
+        raise MetadataError("must be an object", path=path)
+    return {name: FileMeta.from_dict(meta, f"{path}.{name}") for name, meta in value.items()}
+
+
+Payload = Root | Targets | Snapshot | Timestamp
+PAYLOAD_TYPES: dict[str, type[Root] | type[Targets] | type[Snapshot] | type[Timestamp]] = {
+    "Root": Root, "Targets": Targets, "Snapshot": Snapshot, "Timestamp": Timestamp,
+}
+
+
+def payload_type_for_role(role: str) -> type[Root] | type[Targets] | type[Snapshot] | type[Timestamp]:
+    if role == ROOT:
+        return Root
+    if role == SNAPSHOT:
+        return Snapshot
+    if role == TIMESTAMP:
+        return Timestamp
+    return Targets
