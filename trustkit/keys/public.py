@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from trustkit.encoding import b64decode, b64encode, canonical_json, raw_to_der_ecdsa
-from trustkit.errors import KeyFormatError, MetadataError
+from trustkit.errors import EncodingError, KeyFormatError, MetadataError
 
 CryptoPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
@@ -130,7 +130,7 @@ class PublicKey:
             return []
         try:
             certs = x509.load_pem_x509_certificates(b64decode(self.public, what="certificate key"))
-        except ValueError:
+        except (ValueError, EncodingError):
             raise KeyFormatError(f"key {self.keyid[:12]} is not a valid PEM certificate bundle") from None
         return certs
 
@@ -149,7 +149,7 @@ class PublicKey:
                 key = serialization.load_der_public_key(b64decode(self.public, what=f"{self.keytype} key"))
             else:
                 raise KeyFormatError(f'unknown key type "{self.keytype}"')
-        except (ValueError, UnsupportedAlgorithm) as exc:
+        except (ValueError, UnsupportedAlgorithm, EncodingError) as exc:
             raise KeyFormatError(f"{self.keytype} public key is invalid: {exc}") from None
         expected = ec.EllipticCurvePublicKey if self.algorithm == "ecdsa" else rsa.RSAPublicKey
         if not isinstance(key, expected):
