@@ -28,8 +28,10 @@ def cli(ctx: click.Context, trust_dir: str | None, server_url: str | None, tls_c
 
 def _register() -> None:
     from trustkit.cli.keys import key
+    from trustkit.cli.metadata import metadata
 
     cli.add_command(key)
+    cli.add_command(metadata)
 
 
 _register()

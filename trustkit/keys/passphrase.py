@@ -47,7 +47,8 @@ class PassphraseRequest:
         kind = "root" if self.role == "root" else "repository" if self.role in ("targets", "snapshot") else (
             f'signer "{self.role}"')
         where = f" for {self.gun}" if self.gun else ""
-        return f"{kind} key {self.keyid[:7]}{where}"
+        short = f" {self.keyid[:7]}" if self.keyid else ""
+        return f"{kind} key{short}{where}"
 
 
 PassphraseSource = Callable[[PassphraseRequest], str]

@@ -277,7 +277,7 @@ def import_key(store: KeyStore, pem: bytes, *, name: str | None = None, source: 
     if not is_encrypted(block):
         key = load_private_key_block(block, None)
         return store.add(key, role=role, gun=gun)
-    public_id = "(encrypted)"
+    public_id = ""  # unknown until decrypted
     for attempt in range(1, MAX_ATTEMPTS + 1):
         passphrase = store.passphrases(PassphraseRequest(role, gun, public_id, False, attempt))
         try:

@@ -1,0 +1,5 @@
+"""``python -m trustkit`` runs the CLI."""
+
+from trustkit.cli import main
+
+main()
