@@ -10,11 +10,21 @@ TrustkitError
 │   ├── PassphraseUnavailableError  no passphrase and no terminal to ask on
 │   └── KeyNotFoundError   no such key in the store
 ├── MetadataError          trust metadata that is malformed (carries the JSON path)
-└── VerificationError      metadata that is well-formed but not trusted
-    ├── ThresholdError
-    ├── ExpiredError
-    ├── RollbackError
-    └── HashMismatchError
+├── VerificationError      metadata that is well-formed but not trusted   (verify exit 6)
+│   ├── ThresholdError
+│   ├── ExpiredError                                                    (verify exit 5)
+│   ├── RollbackError
+│   ├── HashMismatchError
+│   ├── NotSignedError     the tag has no trust data                    (verify exit 3)
+│   └── DigestMismatchError  signed, but for another digest             (verify exit 4)
+├── NetworkError           the server could not be reached             (verify exit 7)
+│   └── ServerError        it answered with a 5xx or nonsense
+├── NotAuthorizedError     401/403 after trying the credentials we have (verify exit 8)
+├── ServerRejectedError    a 4xx with notary's error envelope (code, detail)
+└── NotFoundError          404: no such metadata/repository
+
+Exit statuses: 1 for every error; `trustkit verify` uses ``verify_status`` (the numbers above)
+and documents them in its --help.
 """
 
 from __future__ import annotations
@@ -23,7 +33,8 @@ from __future__ import annotations
 class TrustkitError(Exception):
     """Root of every error trustkit raises on purpose."""
 
-    exit_code = 1
+    exit_code = 1  # every command but `verify`
+    verify_status = 1  # `trustkit verify` says why a tag is not trusted with distinct codes
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -74,6 +85,8 @@ class MetadataError(TrustkitError):
 class VerificationError(TrustkitError):
     """Well-formed metadata that cannot be trusted."""
 
+    verify_status = 6
+
 
 class ThresholdError(VerificationError):
     """Too few valid signatures for a role's threshold."""
@@ -82,6 +95,8 @@ class ThresholdError(VerificationError):
 class ExpiredError(VerificationError):
     """Metadata past its ``expires`` time."""
 
+    verify_status = 5
+
 
 class RollbackError(VerificationError):
     """A version lower than one already trusted."""
@@ -89,3 +104,46 @@ class RollbackError(VerificationError):
 
 class HashMismatchError(VerificationError):
     """Bytes whose hash or length differ from what the parent metadata says."""
+
+
+class NotSignedError(VerificationError):
+    """No trust data for the tag (or the repository)."""
+
+    verify_status = 3
+
+
+class DigestMismatchError(VerificationError):
+    """The tag is signed, but for a different digest."""
+
+    verify_status = 4
+
+
+class NetworkError(TrustkitError):
+    """The server could not be reached (connection, TLS, timeout)."""
+
+    verify_status = 7
+
+
+class ServerError(NetworkError):
+    """The server answered with a 5xx or a response that makes no sense."""
+
+
+class NotAuthorizedError(TrustkitError):
+    """The server refused our credentials (401/403)."""
+
+    verify_status = 8
+
+
+class ServerRejectedError(TrustkitError):
+    """A 4xx answer with notary's error envelope."""
+
+    def __init__(self, message: str, *, status: int, code: str = "", detail: object = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class NotFoundError(TrustkitError):
+    """404: the server has no such metadata or repository."""
