@@ -1,0 +1,653 @@
+"""Start and drive the real peers on loopback: notary-server, the notary CLI, the docker CLI.
+
+trustkit's compatibility claims are proven against the reference tools, never against our own
+reading of the spec (DESIGN.md, "Compatibility is the product"). This module is the one place
+that knows how to run them:
+
+* :func:`require` finds a peer binary or fails loudly with the command that installs it.
+  It never skips: a missing peer is a broken test environment, not an optional feature.
+* :func:`make_tls` makes a throwaway self-signed TLS certificate for ``localhost``/``127.0.0.1``.
+* :class:`NotaryServer` runs ``notary-server`` (memory storage, in-memory Ed25519 signer, TLS)
+  on a free loopback port.
+* :class:`NotaryCLI` and :class:`DockerCLI` run the ``notary`` and ``docker`` clients against
+  such a server with an isolated trust directory, passphrases from the environment and stdin
+  closed, so a peer that wants to prompt fails instead of hanging.
+
+It has no pytest dependency, so ``keys/regenerate.py`` can use it too; ``tests/conftest.py``
+wraps it in fixtures. Every class is a context manager and cleans up what it started.
+
+Peer quirks found while writing this (notary 0.7.0+ds1 from Debian, docker CLI 28.2.2):
+
+* ``notary-server -logf logfmt`` still logs JSON lines; the flag is accepted but has no visible
+  effect with this build. The server logs "Starting Server" before it listens, so readiness is
+  judged by polling ``/_notary_server/health``, not by the log.
+* ``notary key rotate GUN root`` asks "Are you sure you want to proceed? (yes/no)". With stdin
+  closed it prints "Aborting action." and **exits 0** without rotating. Pass ``input="yes\\n"``.
+* A failed ``notary ... -p`` leaves its change staged in ``tuf/<GUN>/changelist/``; every later
+  ``-p`` tries to publish it again (and fails again) until it is removed.
+* ``notary key import`` cannot import the encrypted ``<name>-key.pem`` that
+  ``notary key generate -o <name>`` wrote ("key may be encrypted and does not contain path
+  header"), nor an RFC 8410 Ed25519 PKCS#8 key ("invalid key pem block"; docker's
+  ``trust key load`` neither). Unencrypted ECDSA PKCS#8 and RSA PKCS#1/PKCS#8 import fine
+  (``docker trust key load`` also takes EC SEC1) and are re-encrypted with the role's passphrase.
+* ``notary key generate`` only does ECDSA ("Algorithm not allowed, possible values are: ECDSA").
+* ``docker trust key generate/load``, ``signer add/remove``, ``inspect`` and ``revoke`` need no
+  Docker daemon. ``docker trust sign IMAGE:TAG`` also works daemonless *if the tag is already in
+  targets or targets/releases* (it re-signs the existing hashes); for a new tag it asks the
+  daemon to push the image and fails. (Seen once: a signer added *after* the tag was signed was
+  skipped by the next ``trust sign``, "skipping targets/<name> because there is no checksum for
+  it" under ``docker -D``.) :class:`DockerCLI` points ``DOCKER_HOST`` at a socket
+  that cannot exist so a stray real daemon (or a slow remote ``DOCKER_HOST`` from the caller's
+  environment) is never used and such failures are immediate.
+* ``docker trust key generate NAME --dir D`` fails if ``D`` does not exist ("public key path
+  does not exist"); it does not create it.
+* ``docker trust inspect`` of a repository that has no trust data prints ``[]`` on stdout *and*
+  exits 1 with "no signatures or cannot access ..." on stderr.
+* ``docker trust key load FILE`` refuses a FILE that is group/other readable or writable.
+* Docker finds the trust server's CA in ``$DOCKER_CONFIG/tls/<host:port>/ca.crt``, where
+  ``host:port`` is taken from ``DOCKER_CONTENT_TRUST_SERVER`` (not from the image's registry).
+  The server URL must be ``https://``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "INSTALL_COMMAND",
+    "ROOT_PASSPHRASE",
+    "REPO_PASSPHRASE",
+    "PeerError",
+    "PeerMissing",
+    "PeerCommandFailed",
+    "require",
+    "free_port",
+    "make_tls",
+    "NotaryServer",
+    "NotaryCLI",
+    "DockerCLI",
+]
+
+#: What to run when a peer binary is missing (Debian packages; the docker CLI ships with the
+#: machine image, see :data:`_INSTALL_HINTS`).
+INSTALL_COMMAND = "apt-get install -y notary docker-registry skopeo"
+
+#: Test passphrases. The golden fixtures in keys/ were encrypted with these. Not secrets.
+ROOT_PASSPHRASE = "root-test-passphrase"
+REPO_PASSPHRASE = "repo-test-passphrase"
+
+_INSTALL_HINTS = {
+    "docker": (
+        "the docker CLI itself is not in those packages: it ships with the python-svc machine "
+        "image (/usr/local/bin/docker, client only; `docker trust` needs no daemon), elsewhere "
+        "`apt-get install -y docker.io` provides one with `docker trust`"
+    ),
+}
+
+# Environment variables that would leak the caller's setup into a peer run.
+_NOTARY_ENV_PREFIXES = ("NOTARY_",)
+_DOCKER_ENV_PREFIXES = ("DOCKER_",)
+
+# A unix socket path that can never exist (/dev/null is not a directory): see DockerCLI.
+_NO_DOCKER_DAEMON = "unix:///dev/null/trustkit-tests-no-docker-daemon.sock"
+
+
+class PeerError(RuntimeError):
+    """A peer could not be started or did not behave as the harness expects."""
+
+
+class PeerMissing(PeerError):
+    """A peer binary is not installed. The message names the install command."""
+
+
+class PeerCommandFailed(AssertionError):
+    """A peer command exited non-zero with ``check=True``. The message has stdout and stderr."""
+
+    def __init__(self, message: str, result: subprocess.CompletedProcess[str]):
+        super().__init__(message)
+        self.result = result
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def require(binary: str) -> str:
+    """Return the absolute path of ``binary``; raise :class:`PeerMissing` if it is not installed.
+
+    This never skips. The message says how to install the peer, so a CI log is enough to fix it.
+    """
+    found = shutil.which(binary)
+    if found is None:
+        hint = _INSTALL_HINTS.get(binary)
+        fix = f"`{INSTALL_COMMAND}`" + (f"; {hint}" if hint else "")
+        raise PeerMissing(
+            f"peer binary {binary!r} not found on PATH; interop tests need the real peers "
+            f"and do not skip without them. Install: {fix}"
+        )
+    return found
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago.
+
+    There is an unavoidable race between closing this socket and the peer binding the port;
+    :class:`NotaryServer` retries on "address already in use".
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_tls(directory: str | os.PathLike[str], *, days: int = 30) -> tuple[Path, Path]:
+    """Write a self-signed P-256 certificate and key for ``localhost`` into ``directory``.
+
+    Subject CN=localhost, SAN DNS:localhost and IP:127.0.0.1. The certificate is its own CA
+    (basicConstraints CA:TRUE, like ``openssl req -x509``), so the same file serves as the
+    server certificate and as the CA bundle for clients (Go, OpenSSL and Python's ssl all
+    accept a self-signed trust anchor used directly as the leaf).
+
+    Returns ``(cert_path, key_path)``: ``tls.crt`` (PEM) and ``tls.key`` (PKCS#8 PEM, mode 0600).
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))  # tolerate small clock skew
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = d / "tls.crt"
+    key_path = d / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    # Create the key file 0600 from the start rather than chmod-ing after writing.
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path
+
+
+def _clean_env(drop_prefixes: Sequence[str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment without variables that would steer the peer, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(drop_prefixes))}
+    env.update(extra)
+    return env
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:  # pragma: no cover - diagnostics only
+        return f"<cannot read {path}: {e}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _run(
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | os.PathLike[str] | None,
+    timeout: float,
+    input: str | None,
+    check: bool,
+    what: str,
+) -> subprocess.CompletedProcess[str]:
+    """Run a peer command with stdin closed (or fed ``input``), capturing text output."""
+    kwargs: dict[str, object] = {}
+    if input is None:
+        kwargs["stdin"] = subprocess.DEVNULL  # a prompt must fail, not hang the test run
+    else:
+        kwargs["input"] = input
+    result = subprocess.run(
+        argv,
+        env=dict(env),
+        cwd=cwd,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        **kwargs,  # type: ignore[arg-type]
+    )
+    if check and result.returncode != 0:
+        raise PeerCommandFailed(
+            f"{what} command failed with exit status {result.returncode}:\n"
+            f"  argv: {argv!r}\n  cwd: {cwd}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}",
+            result,
+        )
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# notary-server
+
+
+class NotaryServer:
+    """A real ``notary-server`` on ``127.0.0.1:<free port>`` with TLS and memory storage.
+
+    Usage::
+
+        with NotaryServer() as server:
+            server.url        # "https://127.0.0.1:40123"
+            server.host_port  # "127.0.0.1:40123" (docker's tls/<host:port>/ dir name)
+            server.ca_path    # PEM to verify the server with
+            server.get("/v2/example.com/a/_trust/tuf/root.json")
+
+    The config follows wire spec section 10: ``storage.backend=memory``,
+    ``trust_service.type=local`` (in-memory Ed25519 timestamp/snapshot keys: a restart loses
+    every repository), ``logging.level=info``, and a cert from :func:`make_tls`.
+
+    ``workdir`` (default: a fresh temporary directory, removed on exit) holds ``server.json``,
+    ``tls.crt``, ``tls.key`` and ``notary-server.log``. A caller-supplied ``workdir`` is kept,
+    so its log survives for inspection (pytest's ``tmp_path`` is a good choice).
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        startup_timeout: float = 20.0,
+        stop_timeout: float = 5.0,
+        config_overrides: Mapping[str, object] | None = None,
+    ):
+        self._binary = require("notary-server")
+        self._own_workdir = workdir is None
+        self._workdir_arg = workdir
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.config_overrides = dict(config_overrides or {})
+        self.workdir: Path | None = None
+        self.port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file = None
+
+    # -- public attributes ------------------------------------------------------------------
+
+    @property
+    def host_port(self) -> str:
+        self._require_started()
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host_port}"
+
+    @property
+    def ca_path(self) -> Path:
+        self._require_started()
+        return self.workdir / "tls.crt"  # type: ignore[operator]
+
+    @property
+    def log_path(self) -> Path:
+        self._require_started()
+        return self.workdir / "notary-server.log"  # type: ignore[operator]
+
+    @property
+    def config_path(self) -> Path:
+        self._require_started()
+        return self.workdir / "server.json"  # type: ignore[operator]
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """An SSL context that trusts only this server's certificate."""
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        """An ``httpx.Client`` with ``base_url=self.url`` verifying against the server's CA.
+
+        (httpx 0.28 deprecates ``verify=<path>``, hence the SSL context.)
+        """
+        return httpx.Client(base_url=self.url, verify=self.ssl_context(), **kwargs)  # type: ignore[arg-type]
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        """One GET against the server (a new connection each time; fine for tests)."""
+        with self.client() as c:
+            return c.get(path, **kwargs)  # type: ignore[arg-type]
+
+    def metadata_path(self, gun: str, role_file: str) -> str:
+        """URL path of a TUF file, e.g. ``metadata_path(gun, "targets/releases.json")``."""
+        return f"/v2/{gun}/_trust/tuf/{role_file}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> NotaryServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._proc is not None:
+            raise PeerError("notary-server already started")
+        if self._own_workdir:
+            self.workdir = Path(tempfile.mkdtemp(prefix="trustkit-notary-server-"))
+        else:
+            self.workdir = Path(self._workdir_arg)  # type: ignore[arg-type]
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            make_tls(self.workdir)
+            # free_port() races with other processes; retry a bind failure a few times.
+            for attempt in range(3):
+                self.port = free_port()
+                self._write_config()
+                if self._launch_and_wait(last_attempt=attempt == 2):
+                    return
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after ``stop_timeout``)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _require_started(self) -> None:
+        if self.workdir is None or self.port is None:
+            raise PeerError("notary-server is not started (use it as a context manager)")
+
+    def _write_config(self) -> None:
+        config: dict[str, object] = {
+            "server": {
+                "http_addr": f"127.0.0.1:{self.port}",
+                # Relative paths are resolved against the config file's directory.
+                "tls_cert_file": "./tls.crt",
+                "tls_key_file": "./tls.key",
+            },
+            "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+            "storage": {"backend": "memory"},
+            "logging": {"level": "info"},
+        }
+        config.update(self.config_overrides)
+        self.config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+    def _launch_and_wait(self, *, last_attempt: bool) -> bool:
+        """Start the process and poll health. False means "port taken, try another one"."""
+        if self._log_file is not None:
+            self._log_file.close()
+        # A fresh log per attempt, so a retry is judged on its own output.
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._proc = subprocess.Popen(
+            [self._binary, "-config", str(self.config_path), "-logf", "logfmt"],
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        ctx = self.ssl_context()
+        health = f"{self.url}/_notary_server/health"
+        last_error: object = None
+        with httpx.Client(verify=ctx, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                status = self._proc.poll()
+                if status is not None:
+                    tail = self.log_tail()
+                    self._proc = None
+                    if "address already in use" in tail and not last_attempt:
+                        return False
+                    raise PeerError(
+                        f"notary-server exited at startup with status {status};"
+                        f" log {self.log_path}:\n{tail}"
+                    )
+                try:
+                    response = client.get(health)
+                    if response.status_code == 200:
+                        return True
+                    last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+                except httpx.TransportError as e:
+                    last_error = e
+                time.sleep(0.05)
+        raise PeerError(
+            f"notary-server did not answer 200 on {health} within {self.startup_timeout}s "
+            f"(last: {last_error!r}); log {self.log_path}:\n{self.log_tail()}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# notary CLI
+
+
+class NotaryCLI:
+    """The real ``notary`` client with its own trust dir, pointed at a :class:`NotaryServer`.
+
+    A client config ``{"trust_dir": ..., "remote_server": {"url": ..., "root_ca": ...}}`` is
+    written to ``config_path`` (default: ``<trust_dir>.notary-config.json`` *beside* the trust
+    dir, so the trust dir holds only what notary itself writes) and passed as ``-c``.
+
+    Passphrases come from the environment (wire spec 6.3): ``NOTARY_ROOT_PASSPHRASE`` is
+    ``root_passphrase``; ``NOTARY_TARGETS_PASSPHRASE``, ``NOTARY_SNAPSHOT_PASSPHRASE`` and
+    ``NOTARY_DELEGATION_PASSPHRASE`` (every non-base role, including docker signer names such
+    as ``alice``) are ``repo_passphrase``. Any other ``NOTARY_*`` variable of the caller is dropped.
+    """
+
+    def __init__(
+        self,
+        trust_dir: str | os.PathLike[str],
+        server: NotaryServer | None = None,
+        *,
+        url: str | None = None,
+        ca_path: str | os.PathLike[str] | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        root_passphrase: str = ROOT_PASSPHRASE,
+        repo_passphrase: str = REPO_PASSPHRASE,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 60.0,
+    ):
+        self.binary = require("notary")
+        self.trust_dir = Path(trust_dir).absolute()
+        self.url = url if url is not None else (server.url if server else None)
+        ca = ca_path if ca_path is not None else (server.ca_path if server else None)
+        self.ca_path = Path(ca).absolute() if ca is not None else None
+        self.config_path = (
+            Path(config_path).absolute()
+            if config_path is not None
+            else self.trust_dir.with_name(self.trust_dir.name + ".notary-config.json")
+        )
+        self.cwd = cwd
+        self.timeout = timeout
+        self.trust_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config: dict[str, object] = {"trust_dir": str(self.trust_dir)}
+        if self.url is not None:
+            remote: dict[str, str] = {"url": self.url}
+            if self.ca_path is not None:
+                remote["root_ca"] = str(self.ca_path)
+            config["remote_server"] = remote
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        self.env = _clean_env(
+            _NOTARY_ENV_PREFIXES,
+            {
+                "NOTARY_ROOT_PASSPHRASE": root_passphrase,
+                "NOTARY_TARGETS_PASSPHRASE": repo_passphrase,
+                "NOTARY_SNAPSHOT_PASSPHRASE": repo_passphrase,
+                "NOTARY_DELEGATION_PASSPHRASE": repo_passphrase,
+            },
+        )
+
+    def argv(self, *args: str) -> list[str]:
+        """The full command line that :meth:`run` executes."""
+        return [self.binary, "-c", str(self.config_path), *map(str, args)]
+
+    def run(
+        self,
+        *args: str | os.PathLike[str],
+        check: bool = True,
+        input: str | None = None,
+        timeout: float | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``notary -c <config> *args``.
+
+        stdin is closed unless ``input`` is given (``notary key rotate GUN root`` needs
+        ``input="yes\\n"``, see the module docstring). With ``check`` a non-zero exit raises
+        :class:`PeerCommandFailed` carrying stdout and stderr.
+        """
+        return _run(
+            self.argv(*map(str, args)),
+            env=self.env,
+            cwd=cwd if cwd is not None else self.cwd,
+            timeout=timeout if timeout is not None else self.timeout,
+            input=input,
+            check=check,
+            what="notary",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# docker CLI
+
+
+class DockerCLI:
+    """The real ``docker`` client (``docker trust ...``) with its own ``DOCKER_CONFIG``.
+
+    * ``DOCKER_CONFIG=config_dir``; trust data lives in ``config_dir/trust`` (:attr:`trust_dir`).
+    * The server's CA is copied to ``config_dir/tls/<host:port>/ca.crt``, which is where docker
+      looks for the trust server's CA.
+    * ``DOCKER_CONTENT_TRUST_SERVER=<server url>`` (docker insists on https).
+    * ``DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE`` / ``DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE``.
+      Docker uses the repository passphrase for every non-root key (targets, signer keys).
+    * ``DOCKER_HOST`` points at a socket that cannot exist: ``docker trust`` needs no daemon
+      (see the module docstring for the one exception, ``trust sign`` of a new tag), and this
+      guarantees no real daemon is touched and daemon calls fail at once.
+    * ``DOCKER_CLI_HINTS=false`` keeps "What's next" hints out of the output.
+    * Every other ``DOCKER_*`` variable of the caller (``DOCKER_CONTENT_TRUST``,
+      ``DOCKER_CONTEXT``, ...) is dropped.
+    """
+
+    def __init__(
+        self,
+        config_dir: str | os.PathLike[str],
+        server: NotaryServer | None = None,
+        *,
+        url: str | None = None,
+        ca_path: str | os.PathLike[str] | None = None,
+        root_passphrase: str = ROOT_PASSPHRASE,
+        repo_passphrase: str = REPO_PASSPHRASE,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 60.0,
+    ):
+        self.binary = require("docker")
+        self.config_dir = Path(config_dir).absolute()
+        self.url = url if url is not None else (server.url if server else None)
+        ca = ca_path if ca_path is not None else (server.ca_path if server else None)
+        self.cwd = cwd
+        self.timeout = timeout
+        self.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        extra = {
+            "DOCKER_CONFIG": str(self.config_dir),
+            "DOCKER_HOST": _NO_DOCKER_DAEMON,
+            "DOCKER_CLI_HINTS": "false",
+            "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": root_passphrase,
+            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": repo_passphrase,
+        }
+        if self.url is not None:
+            if not self.url.startswith("https://"):
+                raise PeerError(f"docker requires an https:// trust server, got {self.url!r}")
+            extra["DOCKER_CONTENT_TRUST_SERVER"] = self.url
+            if ca is not None:
+                host_port = self.url.removeprefix("https://").split("/", 1)[0]
+                tls_dir = self.config_dir / "tls" / host_port
+                tls_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(ca, tls_dir / "ca.crt")
+        self.env = _clean_env(_DOCKER_ENV_PREFIXES, extra)
+
+    @property
+    def trust_dir(self) -> Path:
+        """``$DOCKER_CONFIG/trust``: ``private/<keyid>.key`` and the ``tuf/<GUN>/`` cache."""
+        return self.config_dir / "trust"
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, *map(str, args)]
+
+    def run(
+        self,
+        *args: str | os.PathLike[str],
+        check: bool = True,
+        input: str | None = None,
+        timeout: float | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``docker *args`` (stdin closed unless ``input``); see :meth:`NotaryCLI.run`."""
+        return _run(
+            self.argv(*map(str, args)),
+            env=self.env,
+            cwd=cwd if cwd is not None else self.cwd,
+            timeout=timeout if timeout is not None else self.timeout,
+            input=input,
+            check=check,
+            what="docker",
+        )
