@@ -108,6 +108,7 @@ class TrustedSet:
         self.timestamp: Metadata[Timestamp] | None = None
         self.snapshot: Metadata[Snapshot] | None = None
         self.targets: dict[str, Metadata[Targets]] = {}
+        self.failed: dict[str, VerificationError] = {}  # delegations that did not verify, and why
         root = Metadata.from_bytes(root_data, role=ROOT, max_size=MAX_ROOT_SIZE)
         # A cached root is trusted as it is (its certificates may have aged); a new one must
         # meet every rule, and pinning decides whether to trust it at all.

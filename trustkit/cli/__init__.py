@@ -30,8 +30,12 @@ def _register() -> None:
     from trustkit.cli.keys import key
     from trustkit.cli.metadata import metadata
 
+    from trustkit.cli.trustcmds import COMMANDS
+
     cli.add_command(key)
     cli.add_command(metadata)
+    for command in COMMANDS:
+        cli.add_command(command)
 
 
 _register()

@@ -12,6 +12,8 @@ import click
 
 if TYPE_CHECKING:
     from trustkit.keys import KeyStore, PassphraseRequest
+    from trustkit.reference import ImageReference
+    from trustkit.signing import TrustSession
 
 
 @dataclass
@@ -31,6 +33,20 @@ class Context:
         from trustkit.keys import EnvPassphrases, KeyStore
 
         return KeyStore(self.trust_path, EnvPassphrases(fallback=tty_passphrase if can_prompt() else None))
+
+    def trust_session(self, reference: ImageReference, *, offline: bool = False) -> TrustSession:
+        """Server URL, TLS and credentials for the reference's registry, as docker resolves them."""
+        from trustkit.auth import TokenAuth, load_credentials
+        from trustkit.notary import NotaryClient, make_http_client, resolve_server_url
+        from trustkit.signing import TrustSession
+
+        url = resolve_server_url(reference.registry, self.server_url)
+        client = None
+        if not offline:
+            credentials = load_credentials(reference.registry)
+            http = make_http_client(url, tls_ca=self.tls_ca, auth=TokenAuth(credentials, registry=reference.registry))
+            client = NotaryClient(url, reference.gun, http)
+        return TrustSession(reference, client, self.key_store(), self.trust_path)
 
 
 def can_prompt() -> bool:

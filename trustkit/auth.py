@@ -1,0 +1,555 @@
+"""Layer `auth`: registry credentials and the docker registry token flow.
+
+* :func:`load_credentials` reads ``$DOCKER_CONFIG/config.json`` the way the docker CLI does:
+  ``credHelpers[<host>]``, else ``credsStore`` (both run ``docker-credential-<name> get``), else
+  the ``auths`` entry (``auth`` = base64 ``user:pass``, or ``identitytoken``).  ``NOTARY_AUTH``
+  (base64 ``user:pass``, as the notary CLI reads it) can override all of that.
+* :class:`TokenAuth` is an ``httpx.Auth``: on a ``401`` with a ``Bearer`` challenge it fetches a
+  token from the challenge's realm (HTTP Basic GET, anonymous GET, or the OAuth refresh-token
+  POST when an identity token exists), caches it per (realm, service, scope) and retries the
+  request once.  The token request is yielded from the auth flow, so it goes through the same
+  ``httpx.Client`` and therefore the same TLS settings as the request it authorises.
+
+Wire details: ../shared/reference/notary-v1-wire.md §7.7.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from trustkit.errors import NotAuthorizedError, ServerError, TrustkitError
+
+__all__ = [
+    "DOCKER_HUB_AUTH_KEY",
+    "SCOPE_EXTENSION",
+    "Challenge",
+    "Credentials",
+    "TokenAuth",
+    "decode_basic_auth",
+    "docker_config_dir",
+    "is_loopback_host",
+    "load_credentials",
+    "parse_www_authenticate",
+    "repository_scope",
+]
+
+#: The key docker stores Docker Hub credentials under (and passes to credential helpers).
+DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
+_DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+#: Request extension that names the scope to ask for when a challenge does not name one.
+SCOPE_EXTENSION = "trustkit.scope"
+
+_HELPER_TIMEOUT = 60.0  # seconds; a helper may unlock a keychain, but must not hang us forever
+_TOKEN_BODY_LIMIT = 1 << 20  # a token response is a few KiB; never buffer more than this
+_DEFAULT_EXPIRES_IN = 60  # seconds, as the registry token spec says when expires_in is absent
+_EXPIRY_MARGIN = 5  # seconds: a token is refreshed slightly before it expires
+_IDENTITY_TOKEN_USERNAME = "<token>"  # what credential helpers return for an identity token
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What we can present to a registry or trust server.  Secrets stay out of ``repr``."""
+
+    username: str
+    password: str = field(default="", repr=False)
+    identity_token: str | None = field(default=None, repr=False)
+
+    @property
+    def has_basic(self) -> bool:
+        return bool(self.username) and bool(self.password)
+
+
+def docker_config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$DOCKER_CONFIG``, else ``~/.docker``."""
+    env = os.environ if environ is None else environ
+    configured = env.get("DOCKER_CONFIG")
+    if configured:
+        return Path(configured)
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".docker"
+
+
+def decode_basic_auth(value: str, *, what: str) -> Credentials:
+    """Credentials from base64 ``user:pass`` (docker's ``auths.*.auth``, ``NOTARY_AUTH``).
+
+    Raises:
+        TrustkitError: not base64, or no ``:``.
+    """
+    try:
+        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise TrustkitError(f"{what} is not valid base64 of user:password") from None
+    username, sep, password = text.partition(":")
+    if not sep or not username:
+        raise TrustkitError(f"{what} must be base64 of user:password")
+    return Credentials(username, password)
+
+
+def _host_of(key: str) -> str:
+    """docker's ConvertToHostname: strip the scheme and any path from an ``auths`` key."""
+    text = key.strip()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    host = text.split("/", 1)[0].lower()
+    return "docker.io" if host in _DOCKER_HUB_HOSTS else host
+
+
+def _server_address(registry_host: str) -> str:
+    """What docker passes to a credential helper for this registry."""
+    return DOCKER_HUB_AUTH_KEY if _host_of(registry_host) == "docker.io" else registry_host
+
+
+def load_credentials(
+    registry_host: str,
+    config_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    notary_auth: bool = False,
+) -> Credentials | None:
+    """The credentials docker would use for ``registry_host`` (``host[:port]``), or None.
+
+    With ``notary_auth``, a ``NOTARY_AUTH`` variable (base64 ``user:pass``, the notary CLI's
+    convention) wins over ``config.json``.
+
+    Raises:
+        TrustkitError: an unreadable ``config.json``, or a credential helper that is missing or
+            fails (the message names the helper).
+    """
+    env = os.environ if environ is None else environ
+    if notary_auth and env.get("NOTARY_AUTH"):
+        return decode_basic_auth(env["NOTARY_AUTH"], what="NOTARY_AUTH")
+
+    directory = config_dir if config_dir is not None else docker_config_dir(env)
+    path = directory / "config.json"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise TrustkitError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        config = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TrustkitError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise TrustkitError(f"{path} must hold a JSON object")
+
+    host = _host_of(registry_host)
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        for key, helper in helpers.items():
+            if _host_of(key) == host and isinstance(helper, str) and helper:
+                return _run_helper(helper, registry_host, env, source=f"credHelpers in {path}")
+    store = config.get("credsStore")
+    if isinstance(store, str) and store:
+        return _run_helper(store, registry_host, env, source=f"credsStore in {path}")
+
+    auths = config.get("auths")
+    if not isinstance(auths, dict):
+        return None
+    entry = auths.get(registry_host) or auths.get(_server_address(registry_host))
+    if entry is None:
+        entry = next((v for k, v in auths.items() if _host_of(k) == host), None)
+    if not isinstance(entry, dict):
+        return None
+    return _credentials_from_entry(entry, what=f'auths["{registry_host}"] in {path}')
+
+
+def _credentials_from_entry(entry: Mapping[str, object], *, what: str) -> Credentials | None:
+    username = entry.get("username") if isinstance(entry.get("username"), str) else ""
+    password = entry.get("password") if isinstance(entry.get("password"), str) else ""
+    auth = entry.get("auth")
+    if isinstance(auth, str) and auth:
+        decoded = decode_basic_auth(auth, what=f"{what}.auth")
+        username, password = decoded.username, decoded.password
+    token = entry.get("identitytoken")
+    if isinstance(token, str) and token:
+        return Credentials(str(username or ""), "", token)
+    if username or password:
+        return Credentials(str(username), str(password))
+    return None
+
+
+def _run_helper(name: str, registry_host: str, env: Mapping[str, str], *, source: str) -> Credentials | None:
+    program = f"docker-credential-{name}"
+    found = shutil.which(program, path=env.get("PATH"))
+    if found is None:
+        raise TrustkitError(
+            f"credential helper {program} (from {source}) is not installed or not on PATH",
+            hint=f"install {program}, or remove it from the docker config",
+        )
+    try:
+        result = subprocess.run(
+            [found, "get"],
+            check=False,
+            input=_server_address(registry_host),
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=_HELPER_TIMEOUT,
+            env=dict(env),
+        )
+    except subprocess.TimeoutExpired:
+        raise TrustkitError(f"credential helper {program} did not answer within {_HELPER_TIMEOUT:.0f} s") from None
+    except OSError as exc:
+        raise TrustkitError(f"cannot run credential helper {program}: {exc.strerror}") from None
+    output = (result.stdout or "").strip()
+    if result.returncode != 0:
+        message = output or (result.stderr or "").strip()
+        if "credentials not found" in message.lower():
+            return None
+        first = message.splitlines()[0][:200] if message else f"exit status {result.returncode}"
+        raise TrustkitError(f"credential helper {program} failed for {registry_host}: {first}")
+    try:
+        answer = json.loads(output)
+    except ValueError:
+        raise TrustkitError(f"credential helper {program} printed something that is not JSON") from None
+    if not isinstance(answer, dict):
+        raise TrustkitError(f"credential helper {program} printed JSON that is not an object")
+    username = answer.get("Username") if isinstance(answer.get("Username"), str) else ""
+    secret = answer.get("Secret") if isinstance(answer.get("Secret"), str) else ""
+    if not secret and not username:
+        return None
+    if username == _IDENTITY_TOKEN_USERNAME:
+        return Credentials("", "", secret)
+    return Credentials(username, secret)
+
+
+# --------------------------------------------------------------------------------------------
+# WWW-Authenticate
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One challenge of a ``WWW-Authenticate`` header; ``params`` keys are lower case."""
+
+    scheme: str  # lower case: "bearer", "basic", ...
+    params: dict[str, str]
+
+
+_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _skip(text: str, pos: int, chars: str = " \t") -> int:
+    while pos < len(text) and text[pos] in chars:
+        pos += 1
+    return pos
+
+
+def _token(text: str, pos: int) -> tuple[str, int]:
+    start = pos
+    while pos < len(text) and text[pos] in _TCHARS:
+        pos += 1
+    return text[start:pos], pos
+
+
+def _quoted(text: str, pos: int) -> tuple[str, int]:
+    """A quoted-string starting at ``text[pos] == '"'``; an unterminated one runs to the end."""
+    out: list[str] = []
+    pos += 1
+    while pos < len(text):
+        char = text[pos]
+        if char == "\\" and pos + 1 < len(text):
+            out.append(text[pos + 1])
+            pos += 2
+        elif char == '"':
+            return "".join(out), pos + 1
+        else:
+            out.append(char)
+            pos += 1
+    return "".join(out), pos
+
+
+def parse_www_authenticate(headers: str | Iterable[str]) -> list[Challenge]:
+    """Every challenge in one or more ``WWW-Authenticate`` values (RFC 7235 grammar).
+
+    Quoted values may hold commas and escaped quotes; several challenges may share one header
+    (``Bearer realm="a,b",service="s", Basic realm="r"``).  Garbage is skipped, never raised.
+    """
+    values = [headers] if isinstance(headers, str) else list(headers)
+    challenges: list[Challenge] = []
+    for text in values:
+        pos = 0
+        current: Challenge | None = None
+        while pos < len(text):
+            pos = _skip(text, pos, " \t,")
+            word, after = _token(text, pos)
+            if not word:
+                pos += 1  # a character no rule allows here: skip it
+                continue
+            eq = _skip(text, after)
+            if current is not None and eq < len(text) and text[eq] == "=":
+                value_pos = _skip(text, eq + 1)
+                if value_pos < len(text) and text[value_pos] == '"':
+                    value, pos = _quoted(text, value_pos)
+                else:  # an unquoted value: lenient, up to the next comma or blank
+                    end = value_pos
+                    while end < len(text) and text[end] not in ", \t":
+                        end += 1
+                    value, pos = text[value_pos:end], end
+                current.params.setdefault(word.lower(), value)
+                continue
+            current = Challenge(word.lower(), {})
+            challenges.append(current)
+            pos = _token68(text, after, current)
+    return challenges
+
+
+_TOKEN68 = re.compile(r"[ \t]+([A-Za-z0-9\-._~+/]+=*)[ \t]*(?=,|$)")
+
+
+def _token68(text: str, pos: int, challenge: Challenge) -> int:
+    """A token68 credential right after the scheme (``Basic dXNlcg==``), if there is one."""
+    match = _TOKEN68.match(text, pos)
+    if match is None:
+        return pos
+    challenge.params["token68"] = match.group(1)
+    return match.end()
+
+
+# --------------------------------------------------------------------------------------------
+# Token auth
+
+
+def repository_scope(name: str, *, push: bool = False) -> str:
+    """``repository:<name>:pull`` or ``repository:<name>:push,pull`` (docker's order)."""
+    return f"repository:{name}:{'push,pull' if push else 'pull'}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1 (brackets allowed)."""
+    bare = host.strip("[]").lower().rstrip(".")
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+_TokenKey = tuple[str, str, str]  # (realm, service, scope)
+
+
+class TokenAuth(httpx.Auth):
+    """The docker registry auth flow for a synchronous ``httpx.Client``.
+
+    * A request first carries the newest still-valid token obtained for its origin (or Basic
+      credentials, once the origin asked for them), so repeated calls cost one token request.
+    * ``401`` + ``Bearer realm=...,service=...,scope=...``: a token for exactly that
+      (realm, service, scope) comes from the cache or from the realm, then the request is
+      retried once.  ``401`` + ``Basic``: the request is retried with Basic credentials.
+    * A retry that still gets ``401``/``403`` raises :class:`NotAuthorizedError` naming the
+      registry and ``trustkit login``.  A first answer of ``403`` (no challenge) is returned for
+      the caller to map.
+
+    ``registry`` names the registry in messages (default: the request's host).  ``clock`` is
+    ``time.monotonic`` unless a test injects another.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials | None = None,
+        *,
+        registry: str | None = None,
+        client_id: str = "trustkit",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.credentials = credentials
+        self.registry = registry
+        self.client_id = client_id
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens: dict[_TokenKey, _Token] = {}
+        self._origin_token: dict[str, _TokenKey] = {}
+        self._origin_basic: set[str] = set()
+        self.token_requests = 0  # how many tokens were fetched (observable in tests and --debug)
+
+    # ---- httpx.Auth
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:  # pragma: no cover
+        raise RuntimeError("TokenAuth supports only the synchronous httpx.Client")
+
+    def async_auth_flow(self, request: httpx.Request):  # type: ignore[override]  # pragma: no cover
+        raise RuntimeError("TokenAuth supports only the synchronous httpx.Client")
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        origin = _origin(request.url)
+        sent = self._apply_cached(request, origin)
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
+        bearer = next((c for c in challenges if c.scheme == "bearer" and c.params.get("realm")), None)
+        basic = next((c for c in challenges if c.scheme == "basic"), None)
+        registry = self.registry or origin
+
+        if bearer is not None:
+            scope = bearer.params.get("scope") or request.extensions.get(SCOPE_EXTENSION) or ""
+            key = (bearer.params["realm"], bearer.params.get("service", ""), str(scope))
+            token = self._cached(key)
+            if token is None or token == sent:
+                token_request = self._token_request(key, registry)
+                token_response = yield token_request
+                token = self._store_token(key, token_response, registry)
+            request.headers["Authorization"] = f"Bearer {token}"
+            retried = yield request
+            if retried.status_code in (401, 403):
+                raise self._refused(registry, retried.status_code)
+            with self._lock:
+                self._origin_token[origin] = key
+            return
+
+        if basic is not None and self.credentials is not None and self.credentials.has_basic:
+            if sent == "basic":  # the credentials we sent are the ones refused
+                raise self._refused(registry, 401)
+            request.headers["Authorization"] = self._basic_header()
+            retried = yield request
+            if retried.status_code in (401, 403):
+                raise self._refused(registry, retried.status_code)
+            with self._lock:
+                self._origin_basic.add(origin)
+
+    # ---- internals
+
+    def _apply_cached(self, request: httpx.Request, origin: str) -> str | None:
+        """Put the origin's current token (or Basic credentials) on ``request``; return what was sent."""
+        if "authorization" in request.headers:
+            return None
+        with self._lock:
+            key = self._origin_token.get(origin)
+            basic = origin in self._origin_basic
+        token = self._cached(key) if key is not None else None
+        if token is not None:
+            request.headers["Authorization"] = f"Bearer {token}"
+            return token
+        if basic and self.credentials is not None and self.credentials.has_basic:
+            request.headers["Authorization"] = self._basic_header()
+            return "basic"
+        return None
+
+    def _cached(self, key: _TokenKey) -> str | None:
+        with self._lock:
+            entry = self._tokens.get(key)
+            if entry is None:
+                return None
+            if entry.expires_at <= self._clock():
+                del self._tokens[key]
+                return None
+            return entry.value
+
+    def _basic_header(self) -> str:
+        assert self.credentials is not None
+        pair = f"{self.credentials.username}:{self.credentials.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def _token_request(self, key: _TokenKey, registry: str) -> httpx.Request:
+        realm, service, scope = key
+        try:
+            realm_url = httpx.URL(realm)
+        except httpx.InvalidURL:
+            raise ServerError(f"{registry} sent an invalid token realm {realm[:200]!r}") from None
+        creds = self.credentials
+        if realm_url.scheme not in ("https", "http") or (
+            realm_url.scheme == "http" and creds is not None and not is_loopback_host(realm_url.host)
+        ):
+            raise NotAuthorizedError(
+                f"{registry} asks for credentials at {realm}, which is not https; refusing to send them there"
+            )
+        scopes = scope.split()
+        self.token_requests += 1
+        if creds is not None and creds.identity_token:
+            form: dict[str, str | list[str]] = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.identity_token,
+                "service": service,
+                "client_id": self.client_id,
+            }
+            if scopes:
+                form["scope"] = " ".join(scopes)
+            return httpx.Request("POST", realm_url, data=form)
+        params: list[tuple[str, str]] = []
+        if service:
+            params.append(("service", service))
+        params.extend(("scope", s) for s in scopes)
+        headers = {}
+        if creds is not None and creds.has_basic:
+            params.append(("account", creds.username))
+            headers["Authorization"] = self._basic_header()
+        return httpx.Request("GET", realm_url.copy_merge_params(params), headers=headers)
+
+    def _store_token(self, key: _TokenKey, response: httpx.Response, registry: str) -> str:
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > _TOKEN_BODY_LIMIT:
+                raise ServerError(f"the token server of {registry} sent more than {_TOKEN_BODY_LIMIT} bytes")
+        if response.status_code in (401, 403):
+            raise self._refused(registry, response.status_code, token_server=True)
+        if response.status_code != 200:
+            raise ServerError(
+                f"the token server of {registry} ({key[0]}) answered HTTP {response.status_code}"
+            )
+        try:
+            data = json.loads(bytes(body))
+        except (ValueError, UnicodeDecodeError):
+            raise ServerError(f"the token server of {registry} sent a response that is not JSON") from None
+        token = None
+        if isinstance(data, dict):
+            token = data.get("token") or data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise ServerError(f"the token server of {registry} sent no token")
+        expires_in = data.get("expires_in")
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
+            expires_in = _DEFAULT_EXPIRES_IN
+        lifetime = max(float(expires_in) - _EXPIRY_MARGIN, 1.0)
+        with self._lock:
+            self._tokens[key] = _Token(token, self._clock() + lifetime)
+        return token
+
+    def _refused(self, registry: str, status: int, *, token_server: bool = False) -> NotAuthorizedError:
+        creds = self.credentials
+        if creds is None:
+            who = "anonymous access"
+        elif creds.identity_token:
+            who = "the stored identity token"
+        else:
+            who = f'the credentials of "{creds.username}"'
+        where = "the token server of " + registry if token_server else registry
+        return NotAuthorizedError(
+            f"{where} refused {who} (HTTP {status})",
+            hint=f"run `trustkit login {registry}` (or `docker login {registry}`)",
+        )
+
+
+def _origin(url: httpx.URL) -> str:
+    """``host[:port]`` as the user would name the registry."""
+    host = url.host
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{host}:{url.port}" if url.port else host

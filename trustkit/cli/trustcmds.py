@@ -1,0 +1,217 @@
+"""Layer `cli`: ``trustkit init | sign | inspect | verify | revoke``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from trustkit.cli.context import Context, can_prompt, pass_context
+from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table
+
+if TYPE_CHECKING:
+    from trustkit.signing import TagTarget, TrustSession
+
+VERIFY_HELP = """Verify that IMAGE:TAG is signed and print its trusted digest and size.
+
+\b
+Exit status says why a tag is not trusted:
+  0  trusted (and matches --digest when given)
+  1  any other error (bad arguments, local problems)
+  3  not signed: no trust data for the repository or the tag
+  4  digest mismatch: signed, but for another digest than --digest
+  5  expired trust data
+  6  signature or threshold failure (tampered, rolled back, or too few signers)
+  7  trust server unreachable
+  8  not authorised by the trust server
+"""
+
+
+def _warn_expiry(ctx: Context, session: TrustSession) -> None:
+    from trustkit.signing import expiry_warnings
+
+    trusted = session.load()
+    for line in expiry_warnings(trusted, session.now) if trusted else []:
+        click.echo(f"warning: {line}", err=True)
+
+
+@click.command("init")
+@click.argument("repo")
+@click.option("--local-snapshot", is_flag=True, help="Keep the snapshot key locally instead of on the server.")
+@click.option("--root-key", "root_keyid", metavar="KEYID", help="Root key to use (default: the first one in the store).")
+@FORMAT_OPTION
+@pass_context
+def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, output_format: str) -> None:
+    """Initialise trust for REPO and publish it: root and targets keys (the root key is reused
+    if the store has one), snapshot and timestamp keys held by the server."""
+    from trustkit.reference import parse_repository
+    from trustkit.signing import init_repository
+
+    reference = parse_repository(repo)
+    session = ctx.trust_session(reference)
+    published = init_repository(session, local_snapshot=local_snapshot, root_keyid=root_keyid)
+    if output_format == "json":
+        emit_json({"repository": reference.gun, "published": published})
+    else:
+        click.echo(f"Initialised trust for {reference.gun} ({', '.join(published)} published)")
+
+
+@click.command("sign")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--digest", help="Manifest digest (sha256:HEX) the tags point at.")
+@click.option("--size", type=click.IntRange(min=0), help="Manifest size in bytes.")
+@click.option("--from-file", type=click.File("r"), help="Bulk: one 'TAG sha256:HEX SIZE' per line; IMAGES is the repository.")
+@FORMAT_OPTION
+@pass_context
+def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | None,
+         from_file: click.utils.LazyFile | None, output_format: str) -> None:
+    """Sign IMAGE:TAG (several tags of one repository in one publish) and publish.
+
+    An uninitialised repository is initialised first, as `docker trust sign` does.  With
+    delegation keys only, the tag is signed into every role those keys can sign."""
+    from trustkit.signing import sign_tags
+
+    reference, targets = _parse_sign_args(images, digest, size, from_file)
+    session = ctx.trust_session(reference)
+    signed = sign_tags(session, targets)
+    if output_format == "json":
+        emit_json({"repository": reference.gun,
+                   "signed": [{"tag": t.tag, "digest": f"sha256:{t.digest}", "size": t.size, "roles": signed[t.tag]}
+                              for t in targets]})
+    else:
+        for target in targets:
+            click.echo(f"Signed {reference.familiar}:{target.tag} sha256:{target.digest} ({target.size} bytes) "
+                       f"into {', '.join(signed[target.tag])}")
+    _warn_expiry(ctx, session)
+
+
+def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | None,
+                     from_file: click.utils.LazyFile | None) -> tuple[object, list[TagTarget]]:
+    from trustkit.reference import parse, parse_repository, validate_digest, validate_tag
+    from trustkit.signing import TagTarget
+
+    if from_file is not None:
+        if len(images) != 1 or digest or size is not None:
+            raise click.UsageError("with --from-file give only the repository, and no --digest/--size")
+        reference = parse_repository(images[0])
+        targets = []
+        for number, line in enumerate(from_file, 1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            if len(fields) != 3 or not fields[2].isdigit():
+                raise click.UsageError(f"{from_file.name} line {number}: expected 'TAG sha256:HEX SIZE'")
+            targets.append(TagTarget(validate_tag(fields[0]), validate_digest(fields[1]).removeprefix("sha256:"),
+                                     int(fields[2])))
+        return reference, targets
+    if digest is None or size is None:
+        raise click.UsageError("give --digest sha256:HEX and --size N (the image manifest's), or --from-file")
+    refs = [parse(image) for image in images]
+    if len({r.gun for r in refs}) != 1:
+        raise click.UsageError("all images must be tags of one repository")
+    if any(r.tag is None for r in refs):
+        raise click.UsageError("every image needs a tag (IMAGE:TAG)")
+    hex_digest = validate_digest(digest).removeprefix("sha256:")
+    return refs[0], [TagTarget(r.tag, hex_digest, size) for r in refs]  # type: ignore[arg-type]
+
+
+@click.command("inspect")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--pretty", is_flag=True, help="Human-readable tables instead of JSON.")
+@pass_context
+def inspect(ctx: Context, images: tuple[str, ...], pretty: bool) -> None:
+    """Show signed tags, signers and administrative keys (the `docker trust inspect` shape)."""
+    from trustkit.errors import NotSignedError
+    from trustkit.reference import parse
+    from trustkit.signing import inspect as inspect_entry
+
+    entries, missing = [], []
+    for image in images:
+        reference = parse(image)
+        trusted = ctx.trust_session(reference).load()
+        entry = inspect_entry(trusted, image)
+        if entry is None:
+            missing.append(image)
+            continue
+        if reference.tag:
+            entry["SignedTags"] = [row for row in entry["SignedTags"] if row["SignedTag"] == reference.tag]
+        entries.append(entry)
+    if pretty:
+        for entry in entries:
+            _pretty(entry)
+    else:
+        click.echo(json.dumps(entries, indent=4))
+    if missing:
+        raise NotSignedError(f"no trust data for {', '.join(missing)}")
+
+
+def _pretty(entry: dict) -> None:  # type: ignore[type-arg]
+    click.echo(f"\nSignatures for {entry['Name']}\n")
+    emit_table(["SIGNED TAG", "DIGEST", "SIGNERS"],
+               [[r["SignedTag"], r["Digest"], ", ".join(r["Signers"])] for r in entry["SignedTags"]])
+    if entry["Signers"]:
+        click.echo(f"\nList of signers and their keys for {entry['Name']}\n")
+        emit_table(["SIGNER", "KEYS"], [[s["Name"], ", ".join(k["ID"][:12] for k in s["Keys"])]
+                                        for s in entry["Signers"]])
+    click.echo(f"\nAdministrative keys for {entry['Name']}\n")
+    for admin in entry["AdministrativeKeys"]:
+        click.echo(f"  {admin['Name']} Key:\t{', '.join(k['ID'] for k in admin['Keys'])}")
+
+
+@click.command("verify", help=VERIFY_HELP)
+@click.argument("image")
+@click.option("--digest", help="Also require this digest (sha256:HEX).")
+@click.option("--offline", is_flag=True, help="Verify from the local cache only.")
+@FORMAT_OPTION
+@pass_context
+def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_format: str) -> None:
+    from trustkit.errors import TrustkitError
+    from trustkit.reference import parse, validate_digest
+    from trustkit.signing import verify_tag
+
+    try:
+        reference = parse(image)
+        if reference.tag is None:
+            raise click.UsageError("give IMAGE:TAG")
+        if digest:
+            validate_digest(digest)
+        session = ctx.trust_session(reference, offline=offline)
+        result = verify_tag(session, reference.tag, digest=digest, offline=offline)
+    except TrustkitError as exc:
+        if ctx.debug:
+            raise
+        click.echo(f"trustkit: not trusted: {exc}", err=True)
+        sys.exit(exc.verify_status)
+    if output_format == "json":
+        emit_json({"repository": reference.gun, "tag": result.tag, "digest": f"sha256:{result.digest}",
+                   "size": result.size, "role": result.role, "signers": result.signers})
+    else:
+        click.echo(f"{reference.familiar}:{result.tag} sha256:{result.digest} {result.size}")
+
+
+@click.command("revoke")
+@click.argument("image")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before revoking every tag.")
+@FORMAT_OPTION
+@pass_context
+def revoke(ctx: Context, image: str, yes: bool, output_format: str) -> None:
+    """Remove a tag's signature (or, without a tag, every signed tag) and publish."""
+    from trustkit.reference import parse
+    from trustkit.signing import revoke as revoke_tags
+
+    reference = parse(image)
+    if reference.tag is None and not yes:
+        if not can_prompt():
+            raise click.UsageError("revoking every tag needs --yes (no terminal to ask on)")
+        click.confirm(f"Revoke all signatures for {reference.familiar}?", abort=True, err=True)
+    removed = revoke_tags(ctx.trust_session(reference), reference.tag)
+    if output_format == "json":
+        emit_json({"repository": reference.gun, "revoked": [{"tag": t, "roles": r} for t, r in removed.items()]})
+    else:
+        for tag, roles in removed.items():
+            click.echo(f"Revoked {reference.familiar}:{tag} from {', '.join(roles)}")
+
+
+COMMANDS = [init, sign, inspect, verify, revoke]

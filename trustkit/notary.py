@@ -1,0 +1,520 @@
+"""Layer `notary`: the HTTP client for a Notary v1 server (notary-server 0.7.0 and ours).
+
+* :func:`resolve_server_url` picks the trust server the way docker does (``--server``,
+  ``$DOCKER_CONTENT_TRUST_SERVER``, ``https://notary.docker.io`` for Docker Hub, else the
+  registry's own host), :func:`tls_settings` finds its CA and client certificate the way docker
+  does (``$DOCKER_CONFIG/tls/<host:port>/``), :func:`make_http_client` builds the ``httpx.Client``.
+* :class:`NotaryClient` speaks the API of wire spec §7: metadata GETs (current, by checksum, by
+  version) that return the exact body bytes under a size cap, the server-managed key endpoints,
+  the atomic multipart publish, delete and the changefeed.  Every HTTP answer is turned into a
+  trustkit error in one place, :meth:`NotaryClient._status_error`.
+
+It never reads or writes trust metadata semantics; that is the `trust`/`repository` layers' job.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from trustkit import __version__
+from trustkit.auth import (
+    SCOPE_EXTENSION,
+    docker_config_dir,
+    is_loopback_host,
+    repository_scope,
+)
+from trustkit.encoding import loads_strict
+from trustkit.errors import (
+    EncodingError,
+    InvalidReferenceError,
+    KeyFormatError,
+    MetadataError,
+    NetworkError,
+    NotAuthorizedError,
+    NotFoundError,
+    ServerError,
+    ServerRejectedError,
+    TrustkitError,
+)
+from trustkit.keys.public import PublicKey
+from trustkit.roles import SNAPSHOT, TIMESTAMP, role_name_problem
+
+__all__ = [
+    "DOCKER_HUB_NOTARY",
+    "NotaryClient",
+    "make_http_client",
+    "resolve_server_url",
+    "tls_settings",
+]
+
+DOCKER_HUB_NOTARY = "https://notary.docker.io"
+_DOCKER_HUB_REGISTRIES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+CONNECT_TIMEOUT = 5.0
+#: Bodies of error answers are read up to this size only (notary's are a few hundred bytes).
+_ERROR_BODY_LIMIT = 64 * 1024
+#: A server key or a changefeed page is small; cap what we buffer.
+_KEY_BODY_LIMIT = 64 * 1024
+_CHANGEFEED_LIMIT = 16 * 1024 * 1024
+#: Backoff before each retry of an idempotent request (connect error, 502/503/504).
+RETRY_BACKOFF = (0.2, 0.5, 1.0)
+_RETRY_STATUSES = frozenset({502, 503, 504})
+_CHECKSUM_LENGTHS = (64, 96, 128)
+_HEX = frozenset("0123456789abcdef")  # sha256 / sha384 / sha512 hex, the server's route accepts all
+
+
+# --------------------------------------------------------------------------------------------
+# Server URL, TLS, the httpx.Client
+
+
+def resolve_server_url(
+    registry_host: str, explicit: str | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The trust server for a registry: ``explicit``, else ``$DOCKER_CONTENT_TRUST_SERVER``, else
+    ``https://notary.docker.io`` for Docker Hub, else ``https://<registry host>``.
+
+    Docker accepts only ``https://``.  We also accept ``http://`` to a loopback host (for our
+    own server in tests); anything else is refused.
+
+    Raises:
+        TrustkitError: not an http(s) URL, plain http to a non-loopback host, no host.
+    """
+    env = os.environ if environ is None else environ
+    if explicit:
+        url, source = explicit, "--server"
+    elif env.get("DOCKER_CONTENT_TRUST_SERVER"):
+        url, source = env["DOCKER_CONTENT_TRUST_SERVER"], "DOCKER_CONTENT_TRUST_SERVER"
+    elif registry_host.lower() in _DOCKER_HUB_REGISTRIES:
+        return DOCKER_HUB_NOTARY
+    else:
+        url, source = f"https://{registry_host}", "the registry host"
+    url = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise TrustkitError(f"trust server URL {url!r} (from {source}) is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise TrustkitError(
+            f"trust server URL {url!r} (from {source}) must be https://host[:port]",
+        )
+    if parts.username is not None or parts.query or parts.fragment:
+        raise TrustkitError(
+            f"trust server URL {url!r} (from {source}) must not hold credentials, a query or a fragment"
+        )
+    if scheme == "http" and not is_loopback_host(parts.hostname):
+        raise TrustkitError(
+            f"trust server URL {url!r} (from {source}) uses plain http; only https is allowed "
+            "(plain http is accepted for loopback hosts only: localhost, 127.0.0.0/8, ::1)"
+        )
+    return url
+
+
+def _host_port(server_url: str) -> str:
+    """``host[:port]`` exactly as in the URL: docker's ``tls/<host:port>/`` directory name."""
+    netloc = urlsplit(server_url).netloc
+    return netloc.rsplit("@", 1)[-1]
+
+
+def tls_settings(
+    server_url: str, tls_ca: str | None = None, config_dir: Path | None = None
+) -> tuple[ssl.SSLContext, tuple[Path, Path] | None]:
+    """The SSL context for ``server_url`` and the client certificate pair it loaded, if any.
+
+    * CAs: ``tls_ca`` (that file only) if given; else every ``*.crt`` in
+      ``<config dir>/tls/<host:port>/`` *added to* the system CAs (docker's rule); else the
+      system CAs.
+    * Client certificate: a ``*.cert`` with the matching ``*.key`` in that directory
+      (docker's ``certificateDirectory`` convention), loaded into the context.
+
+    Raises:
+        TrustkitError: an unreadable or invalid CA file, or a ``.cert`` without its ``.key``
+            (or the reverse).
+    """
+    directory = (config_dir if config_dir is not None else docker_config_dir()) / "tls" / _host_port(server_url)
+    crts: list[Path] = []
+    pair: tuple[Path, Path] | None = None
+    if directory.is_dir():
+        crts = sorted(directory.glob("*.crt"))
+        certs = sorted(directory.glob("*.cert"))
+        keys = sorted(directory.glob("*.key"))
+        for cert in certs:
+            key = cert.with_suffix(".key")
+            if not key.exists():
+                raise TrustkitError(f"client certificate {cert} has no matching key {key.name}")
+            if pair is None:
+                pair = (cert, key)
+        for key in keys:
+            if not key.with_suffix(".cert").exists():
+                raise TrustkitError(f"client key {key} has no matching certificate {key.with_suffix('.cert').name}")
+    try:
+        if tls_ca is not None:
+            if not Path(tls_ca).is_file():
+                raise TrustkitError(f"TLS CA file {tls_ca} does not exist")
+            context = ssl.create_default_context(cafile=str(tls_ca))
+        else:
+            context = ssl.create_default_context()
+            for crt in crts:
+                context.load_verify_locations(cafile=str(crt))
+    except ssl.SSLError as exc:
+        raise TrustkitError(f"cannot load the trust server's CA certificates: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise TrustkitError(f"cannot read a CA certificate: {exc}") from None
+    if pair is not None:
+        try:
+            context.load_cert_chain(str(pair[0]), str(pair[1]))
+        except (ssl.SSLError, OSError) as exc:
+            raise TrustkitError(f"cannot load the client certificate {pair[0]} with {pair[1].name}: {exc}") from None
+    return context, pair
+
+
+def _proxy_for(server_url: str) -> str | None:
+    """The proxy the environment names for this URL (HTTPS_PROXY / HTTP_PROXY / NO_PROXY)."""
+    parts = urlsplit(server_url)
+    host = parts.hostname or ""
+    if is_loopback_host(host):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme.lower())
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return proxy
+
+
+def make_http_client(
+    server_url: str,
+    *,
+    tls_ca: str | None = None,
+    config_dir: Path | None = None,
+    auth: httpx.Auth | None = None,
+    timeout: float = 30.0,
+) -> httpx.Client:
+    """An ``httpx.Client`` for the trust server: its TLS settings, a 5 s connect timeout,
+    ``timeout`` seconds for everything else, and connection retries in the transport."""
+    context, _ = tls_settings(server_url, tls_ca, config_dir)
+    transport = httpx.HTTPTransport(verify=context, retries=2, proxy=_proxy_for(server_url), trust_env=False)
+    return httpx.Client(
+        transport=transport,
+        auth=auth,
+        timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+        headers={"User-Agent": f"trustkit/{__version__}"},
+        follow_redirects=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+
+
+def _quote_gun(gun: str) -> str:
+    if not isinstance(gun, str) or not gun or len(gun) > 255 + 64:
+        raise InvalidReferenceError(f"{gun!r} is not a repository name (GUN)")
+    segments = gun.split("/")
+    if any(s in ("", ".", "..") for s in segments) or "*" in gun or any(ord(c) < 0x21 for c in gun):
+        raise InvalidReferenceError(f'"{gun[:100]}" is not a usable repository name (GUN)')
+    return "/".join(quote(s, safe=":") for s in segments)
+
+
+def _quote_role(role: str) -> str:
+    problem = role_name_problem(role)
+    if problem:
+        raise MetadataError(problem)
+    return "/".join(quote(s, safe="") for s in role.split("/"))
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _human_code_message(code: str, message: str, detail: Any, gun: str) -> str:
+    """What a notary error code means for the user (wire spec §7.6)."""
+    if code == "VERSION":
+        return (
+            f"the trust server already has a newer version of {gun} "
+            "(someone published meanwhile); run the command again"
+        )
+    if code == "INVALID_UPDATE":
+        name = msg = ""
+        if isinstance(detail, dict):
+            name = str(detail.get("Name") or "")
+            error = detail.get("Error")
+            if isinstance(error, dict):
+                msg = str(error.get("Msg") or "")
+        text = f"the trust server rejected the update of {gun}"
+        if name or msg:
+            text += ": " + (f"{msg} ({name})" if name and msg else msg or name)
+        return text
+    if code == "MALFORMED_JSON":
+        return f"the trust server could not parse the metadata sent for {gun}"
+    if code in ("MALFORMED_UPLOAD", "NO_FILENAME"):
+        return f"the trust server refused the upload for {gun} as malformed: {message}"
+    if code == "INVALID_ROLE":
+        role = f' "{detail}"' if isinstance(detail, str) and detail else ""
+        return f"the trust server does not accept role{role} for {gun}"
+    if code == "INVALID_GUN":
+        extra = f" ({detail})" if isinstance(detail, str) and detail else ""
+        return f"the trust server does not serve repository {gun}{extra}"
+    if code == "INVALID_PARAMETERS":
+        extra = f": {detail}" if isinstance(detail, str) and detail else ""
+        return f"the trust server refused the request parameters for {gun}{extra}"
+    return f"the trust server refused the request for {gun}: {message or code}"
+
+
+def _envelope(body: bytes) -> tuple[str, str, Any] | None:
+    """(code, message, detail) of notary's ``{"errors":[{...}]}``, or None."""
+    try:
+        data = loads_strict(body, what="error body")
+    except EncodingError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    errors = data.get("errors")
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None
+    first = errors[0]
+    code = first.get("code")
+    message = first.get("message")
+    return (
+        code if isinstance(code, str) else "",
+        message if isinstance(message, str) else "",
+        first.get("detail"),
+    )
+
+
+class NotaryClient:
+    """The Notary v1 API for one GUN on one server.
+
+    ``client`` is any ``httpx.Client`` (a real one from :func:`make_http_client`, or one with an
+    ``httpx.MockTransport`` in tests).  GETs are retried ``retries`` times on connect errors and
+    502/503/504 with a short backoff; POST and DELETE never are.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        gun: str,
+        client: httpx.Client,
+        *,
+        retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.gun = gun
+        self.client = client
+        self.retries = retries
+        self._sleep = sleep
+        self._tuf = f"{self.base_url}/v2/{_quote_gun(gun)}/_trust/tuf/"
+
+    # ---- API
+
+    def ping(self) -> None:
+        """``GET /v2/``: 200 or 401 means a server is there.  Never retried, never authenticated
+        (the 401 challenge of the ping is expected and not an error).
+
+        Raises:
+            NetworkError: unreachable, TLS failure, or an answer that is not 200/401.
+        """
+        url = f"{self.base_url}/v2/"
+        try:
+            with self.client.stream("GET", url, auth=None) as response:
+                status = response.status_code
+        except httpx.TransportError as exc:
+            raise self._network_error(exc, url) from None
+        if status not in (200, 401):
+            raise ServerError(
+                f"{url} answered HTTP {status}; it does not look like a trust server",
+                hint="check --server / DOCKER_CONTENT_TRUST_SERVER",
+            )
+
+    def get(
+        self, role: str, *, checksum: str | None = None, version: int | None = None, max_size: int
+    ) -> bytes | None:
+        """The exact bytes of ``<role>.json`` (or ``<role>.<checksum>.json``, or
+        ``<version>.<role>.json``); None when the server has no such file.
+
+        Raises:
+            ServerError: the body is larger than ``max_size`` bytes (it is never buffered beyond
+                that), or a 5xx.
+            NetworkError, NotAuthorizedError, ServerRejectedError: see :meth:`_status_error`.
+        """
+        name = _quote_role(role)
+        if checksum is not None and version is not None:
+            raise ValueError("pass checksum or version, not both")
+        if checksum is not None:
+            if len(checksum) not in _CHECKSUM_LENGTHS or not set(checksum) <= _HEX:
+                raise MetadataError(f"checksum {checksum[:140]!r} is not lowercase hex of a sha256/384/512 digest")
+            file = f"{name}.{checksum}.json"
+        elif version is not None:
+            if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+                raise MetadataError(f"version {version!r} is not a non-negative integer")
+            file = f"{version}.{name}.json"
+        else:
+            file = f"{name}.json"
+        return self._call("GET", self._tuf + file, what=f"{role}.json of {self.gun}", max_size=max_size,
+                          missing_ok=True, push=False)
+
+    def get_key(self, role: str) -> PublicKey:
+        """The server-managed key of ``timestamp`` or ``snapshot`` (``GET .../<role>.key``).
+
+        Before the GUN has a root, the real server makes a new key on *every* call: fetch it once.
+        """
+        return self._key("GET", role)
+
+    def rotate_key(self, role: str) -> PublicKey:
+        """A new server-managed key for ``timestamp`` or ``snapshot`` (``POST .../<role>.key``)."""
+        return self._key("POST", role)
+
+    def publish(self, files: Mapping[str, bytes]) -> None:
+        """One atomic update: a multipart part per role, field ``files``, filename = the role
+        name with its slashes (``targets/releases``), the exact bytes as the part body."""
+        if not files:
+            raise ValueError("nothing to publish")
+        parts = []
+        for role, data in files.items():
+            _quote_role(role)  # validates
+            if not isinstance(data, bytes | bytearray):
+                raise TypeError(f"the {role} file must be bytes")
+            parts.append(("files", (role, bytes(data), "application/octet-stream")))
+        self._call("POST", self._tuf, what=f"publishing {self.gun}", max_size=_ERROR_BODY_LIMIT,
+                   files=parts, push=True)
+
+    def delete(self) -> None:
+        """Delete all trust data of the GUN on the server."""
+        self._call("DELETE", self._tuf, what=f"deleting the trust data of {self.gun}",
+                   max_size=_ERROR_BODY_LIMIT, push=True)
+
+    def changefeed(self, change_id: str = "0", records: int = 100) -> dict[str, Any]:
+        """One page of the GUN's changefeed: ``{"count": N, "records": [...] | null}``."""
+        url = f"{self.base_url}/v2/{_quote_gun(self.gun)}/_trust/changefeed"
+        body = self._call("GET", url, what=f"the changefeed of {self.gun}", max_size=_CHANGEFEED_LIMIT,
+                          params={"change_id": change_id, "records": str(records)}, push=False)
+        assert body is not None
+        try:
+            data = loads_strict(body, what="changefeed")
+        except EncodingError as exc:
+            raise ServerError(f"the trust server sent an invalid changefeed for {self.gun}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ServerError(f"the trust server sent an invalid changefeed for {self.gun}")
+        return data
+
+    # ---- internals
+
+    def _key(self, method: str, role: str) -> PublicKey:
+        if role not in (TIMESTAMP, SNAPSHOT):
+            raise TrustkitError(f'the trust server manages only the snapshot and timestamp keys, not "{role}"')
+        action = "rotating" if method == "POST" else "fetching"
+        body = self._call(method, f"{self._tuf}{role}.key", what=f"{action} the {role} key of {self.gun}",
+                          max_size=_KEY_BODY_LIMIT, push=True)
+        assert body is not None
+        try:
+            key = PublicKey.from_dict(loads_strict(body, what=f"{role} key"), path=f"{role}.key")
+            key.crypto_key  # noqa: B018 - refuse a key we could not verify with
+        except (EncodingError, MetadataError, KeyFormatError) as exc:
+            raise ServerError(f"the trust server sent an invalid {role} key for {self.gun}: {exc}") from None
+        return key
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        max_size: int,
+        push: bool,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> bytes | None:
+        """Send, retry if idempotent, read the body under ``max_size``, map errors."""
+        attempts = 1 + (self.retries if method == "GET" else 0)
+        extensions = {SCOPE_EXTENSION: repository_scope(self.gun, push=push)}
+        for attempt in range(attempts):
+            last = attempt + 1 == attempts
+            if attempt:
+                self._sleep(RETRY_BACKOFF[min(attempt - 1, len(RETRY_BACKOFF) - 1)])
+            try:
+                with self.client.stream(method, url, extensions=extensions, **kwargs) as response:
+                    status = response.status_code
+                    if status in _RETRY_STATUSES and not last:
+                        continue
+                    if 200 <= status < 300:
+                        return _read_capped(response, max_size, what)
+                    body = _read_capped(response, _ERROR_BODY_LIMIT, what, truncate=True)
+            except httpx.ConnectError as exc:
+                if not last and not _is_tls_failure(exc):
+                    continue
+                raise self._network_error(exc, url) from None
+            except httpx.TransportError as exc:
+                raise self._network_error(exc, url) from None
+            except httpx.HTTPError as exc:
+                raise ServerError(f"bad answer from the trust server while {what}: {exc}") from None
+            if status == 404 and missing_ok:
+                return None
+            raise self._status_error(status, body, what)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _status_error(self, status: int, body: bytes, what: str) -> TrustkitError:
+        """The one place an HTTP status becomes a trustkit error."""
+        envelope = _envelope(body)
+        code, message, detail = envelope if envelope else ("", "", None)
+        server = self.base_url
+        if status in (401, 403):
+            return NotAuthorizedError(
+                f"the trust server {server} refused access to {self.gun} (HTTP {status}) while {what}",
+                hint="run `trustkit login <registry>` (or `docker login`) with an account that may access it",
+            )
+        if status == 404:
+            return NotFoundError(f"the trust server {server} has no such resource ({what})")
+        if 400 <= status < 500:
+            if envelope:
+                text = _human_code_message(code, message, detail, self.gun)
+            else:
+                text = f"the trust server {server} refused the request (HTTP {status}) while {what}"
+            return ServerRejectedError(text, status=status, code=code, detail=detail)
+        if status >= 500:
+            extra = f": {message} ({code})" if envelope else ""
+            return ServerError(f"the trust server {server} failed (HTTP {status}) while {what}{extra}",
+                               hint="try again later")
+        return ServerError(f"the trust server {server} answered an unexpected HTTP {status} while {what}")
+
+    def _network_error(self, exc: BaseException, url: str) -> NetworkError:
+        if _is_tls_failure(exc):
+            return NetworkError(
+                f"cannot verify the TLS certificate of the trust server at {url}",
+                hint=f"pass --tls-ca FILE or put the server's CA in $DOCKER_CONFIG/tls/{_host_port(url)}/ca.crt",
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return NetworkError(f"the trust server at {url} did not answer in time ({type(exc).__name__})")
+        reason = str(exc) or type(exc).__name__
+        return NetworkError(f"cannot reach the trust server at {url}: {reason}")
+
+
+def _read_capped(response: httpx.Response, limit: int, what: str, *, truncate: bool = False) -> bytes:
+    """The (decoded) body, refusing (or, with ``truncate``, cutting) anything past ``limit``."""
+    declared = response.headers.get("content-length", "")
+    if not truncate and declared.isdigit() and int(declared) > limit:
+        raise ServerError(f"{what} is larger than {limit} bytes (the server announced {declared})")
+    buffer = bytearray()
+    for chunk in response.iter_bytes():
+        buffer += chunk
+        if len(buffer) > limit:
+            if truncate:
+                return bytes(buffer[:limit])
+            raise ServerError(f"{what} is larger than {limit} bytes")
+    return bytes(buffer)

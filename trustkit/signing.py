@@ -1,0 +1,254 @@
+"""Layer `notary` (clients): the content-trust operations as a library.
+
+``content_trust_enabled`` is the one switch push and tag consult.  ``TrustSession`` ties a
+GUN to its server, key store and cache; the functions below are what ``trustkit init``,
+``sign``, ``revoke``, ``verify`` and ``inspect`` do, without printing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from trustkit.errors import DigestMismatchError, NotSignedError, TrustkitError
+from trustkit.keys.passphrase import PassphraseSource
+from trustkit.keys.store import KeyStore
+from trustkit.metadata import FileMeta
+from trustkit.reference import ImageReference
+from trustkit.repository import Repository
+from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
+from trustkit.trust import TrustedSet, TrustPinning
+from trustkit.updater import Updater
+
+EXPIRY_WARNING = timedelta(days=30)
+REPO_ADMIN = "Repo Admin"
+_FALSE = {"0", "f", "false", "no", "off"}
+
+
+def content_trust_enabled(flag: bool | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether push/tag must sign: an explicit ``--sign``/``--disable-content-trust`` wins; else
+    ``DOCKER_CONTENT_TRUST`` as docker reads it (any non-empty value that is not false)."""
+    if flag is not None:
+        return flag
+    value = (os.environ if environ is None else environ).get("DOCKER_CONTENT_TRUST", "").strip()
+    return bool(value) and value.lower() not in _FALSE
+
+
+@dataclass(frozen=True)
+class TagTarget:
+    """A tag to sign: the manifest digest (hex, no ``sha256:``) and size."""
+
+    tag: str
+    digest: str
+    size: int
+
+    def file_meta(self) -> FileMeta:
+        return FileMeta.for_digest(self.digest, self.size)
+
+
+@dataclass
+class TrustSession:
+    """Everything needed to work on one GUN's trust data."""
+
+    reference: ImageReference
+    client: Any  # notary.NotaryClient (or anything with its methods)
+    store: KeyStore
+    trust_dir: Path
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    pinning: TrustPinning | None = None
+
+    @property
+    def gun(self) -> str:
+        return self.reference.gun
+
+    def updater(self) -> Updater:
+        return Updater(self.client, self.gun, self.trust_dir, now=self.now, pinning=self.pinning)
+
+    def load(self, *, delegations: str = "all", offline: bool = False) -> TrustedSet | None:
+        """The validated trust data, or None when the repository has none yet."""
+        updater = self.updater()
+        try:
+            return updater.load_offline(delegations=delegations) if offline else updater.refresh(delegations=delegations)
+        except NotSignedError:
+            if offline:
+                raise
+            return None
+
+    def repository(self, *, initialize: bool = True, local_snapshot: bool = False,
+                   root_keyid: str | None = None) -> Repository:
+        """The repository to edit; a new one (docker's defaults) when the server has none."""
+        trusted = self.load()
+        if trusted is not None:
+            return Repository.from_trusted(trusted, self.store, self.now)
+        if not initialize:
+            raise NotSignedError(f"no trust data for {self.gun}", hint=f"run `trustkit init {self.reference.familiar}`")
+        server_keys = {TIMESTAMP: self.client.get_key(TIMESTAMP)}
+        if not local_snapshot:
+            server_keys[SNAPSHOT] = self.client.get_key(SNAPSHOT)
+        return Repository.initialize(self.gun, self.store, self.now, server_keys=server_keys, root_keyid=root_keyid)
+
+    def publish(self, repo: Repository) -> list[str]:
+        files = repo.publish_files()
+        if files:
+            self.client.publish(files)
+        return sorted(files)
+
+
+# ---- operations
+
+
+def init_repository(session: TrustSession, *, local_snapshot: bool = False, root_keyid: str | None = None) -> list[str]:
+    """Initialise and publish trust for a repository that has none.
+
+    Raises:
+        TrustkitError: when it is already initialised, or anything underneath fails.
+    """
+    if session.load() is not None:
+        raise TrustkitError(f"{session.gun} is already initialised on the trust server",
+                            hint="use `trustkit key rotate` to change its keys")
+    repo = session.repository(local_snapshot=local_snapshot, root_keyid=root_keyid)
+    return session.publish(repo)
+
+
+def sign_tags(session: TrustSession, targets: list[TagTarget], *, initialize: bool = True) -> dict[str, list[str]]:
+    """Sign tags in one publish; returns ``{tag: roles signed into}``."""
+    if not targets:
+        raise TrustkitError("nothing to sign")
+    repo = session.repository(initialize=initialize)
+    signed = {t.tag: repo.add_target(t.tag, t.file_meta()) for t in targets}
+    session.publish(repo)
+    return signed
+
+
+def revoke(session: TrustSession, tag: str | None) -> dict[str, list[str]]:
+    """Remove one tag (or every signed tag) from the roles this user can sign; publish."""
+    trusted = session.load()
+    if trusted is None:
+        raise NotSignedError(f"no trust data for {session.gun}")
+    repo = Repository.from_trusted(trusted, session.store, session.now)
+    if tag is not None:
+        removed = {tag: repo.remove_target(tag)}
+    else:
+        tags = sorted({name for meta in trusted.targets.values() for name in meta.signed.targets})
+        if not tags:
+            raise NotSignedError(f"no signed tags in {session.gun}")
+        removed = {name: repo.remove_target(name) for name in tags}
+    session.publish(repo)
+    return removed
+
+
+@dataclass(frozen=True)
+class VerifiedTag:
+    tag: str
+    digest: str  # hex
+    size: int
+    role: str
+    signers: list[str]
+
+
+def released_target(trusted: TrustedSet, tag: str) -> tuple[str, FileMeta] | None:
+    """docker's lookup (§9): ``targets/releases`` first, then ``targets``; paths honoured."""
+    top = trusted.targets.get(TARGETS)
+    for role in (RELEASES, TARGETS):
+        meta = trusted.targets.get(role)
+        if meta is None or tag not in meta.signed.targets:
+            continue
+        if role == RELEASES:
+            delegation = top.signed.delegations.role(RELEASES) if top else None
+            if delegation is None or not delegation.allows(tag):
+                continue
+        return role, meta.signed.targets[tag]
+    return None
+
+
+def verify_tag(session: TrustSession, tag: str, *, digest: str | None = None, offline: bool = False) -> VerifiedTag:
+    """The trusted digest and size of ``tag``, or an error that says why it is not trusted.
+
+    Raises:
+        NotSignedError (no trust data / tag not signed), DigestMismatchError, ExpiredError,
+        ThresholdError/VerificationError, NetworkError, NotAuthorizedError.
+    """
+    trusted = session.load(delegations="releases", offline=offline)
+    if trusted is None:
+        raise NotSignedError(f"no trust data for {session.gun}")
+    found = released_target(trusted, tag)
+    if found is None:
+        if RELEASES in trusted.failed:
+            raise trusted.failed[RELEASES]
+        raise NotSignedError(f"no trust data for {session.reference.familiar}:{tag}",
+                             hint="the tag is not signed in targets/releases or targets")
+    role, meta = found
+    trusted_digest = meta.sha256_hex
+    if trusted_digest is None:
+        raise NotSignedError(f"{tag} has no sha256 digest in {role}")
+    if digest is not None and digest.removeprefix("sha256:") != trusted_digest:
+        raise DigestMismatchError(f"{session.reference.familiar}:{tag} is signed for sha256:{trusted_digest}, "
+                                  f"not {digest}")
+    return VerifiedTag(tag, trusted_digest, meta.length, role, signers_of(trusted, tag, meta))
+
+
+def signers_of(trusted: TrustedSet, tag: str, meta: FileMeta) -> list[str]:
+    names = sorted(role.removeprefix("targets/") for role, m in trusted.targets.items()
+                   if role not in (TARGETS, RELEASES) and m.signed.targets.get(tag) == meta)
+    return names or [REPO_ADMIN]
+
+
+def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
+    """The ``docker trust inspect`` entry for one repository (None when it has no trust data)."""
+    if trusted is None:
+        return None
+    rows: dict[tuple[str, str], list[str]] = {}
+    for role in (TARGETS, RELEASES):
+        meta = trusted.targets.get(role)
+        for tag, target in (meta.signed.targets.items() if meta else []):
+            if target.sha256_hex:
+                rows.setdefault((tag, target.sha256_hex), [])
+    for role, meta in trusted.targets.items():
+        if role in (TARGETS, RELEASES):
+            continue
+        for tag, target in meta.signed.targets.items():
+            key = (tag, target.sha256_hex or "")
+            if key in rows:
+                rows[key].append(role.removeprefix("targets/"))
+    signed_tags = [{"SignedTag": tag, "Digest": digest, "Signers": sorted(signers) or [REPO_ADMIN]}
+                   for (tag, digest), signers in sorted(rows.items(), key=lambda item: _natural(item[0][0]))]
+    top = trusted.targets.get(TARGETS)
+    delegations = top.signed.delegations if top else None
+    signers = []
+    for role in sorted((r.name for r in delegations.roles) if delegations else [], reverse=True):
+        if role == RELEASES:
+            continue
+        entry = delegations.role(role)  # type: ignore[union-attr]
+        ids = sorted({delegations.keys[k].canonical_id for k in entry.keyids if k in delegations.keys})  # type: ignore[union-attr]
+        signers.append({"Name": role.removeprefix("targets/"), "Keys": [{"ID": i} for i in ids]})
+    root = trusted.root.signed
+    admin = [{"Name": "Root", "Keys": [{"ID": k} for k in sorted(root.roles[ROOT].keyids)]},
+             {"Name": "Repository", "Keys": [{"ID": k} for k in sorted(root.roles[TARGETS].keyids)]}]
+    return {"Name": name, "SignedTags": signed_tags, "Signers": signers, "AdministrativeKeys": admin}
+
+
+def _natural(text: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPIRY_WARNING) -> list[str]:
+    """A line for every role that expires within ``window`` (timestamps are re-signed by the
+    server, so they are left out)."""
+    roles = [(ROOT, trusted.root)] + ([(SNAPSHOT, trusted.snapshot)] if trusted.snapshot else [])
+    roles += sorted(trusted.targets.items())
+    out = []
+    for role, meta in roles:
+        left = meta.signed.expires_at - now
+        if left < window:
+            out.append(f"{role} of {trusted.gun} expires in {max(left.days, 0)} days ({meta.signed.expires}); "
+                       f"re-sign it with `trustkit refresh`")
+    return out
+
+
+__all__ = ["TagTarget", "TrustSession", "VerifiedTag", "content_trust_enabled", "expiry_warnings",
+           "init_repository", "inspect", "released_target", "revoke", "sign_tags", "verify_tag"]
