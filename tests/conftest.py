@@ -75,3 +75,19 @@ def docker_cli(
         return _start(peers.DockerCLI, config_dir, server, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def trustkit_cli(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Callable[..., peers.TrustkitCLI]:
+    """Factory: ``trustkit_cli(config_dir=None, server=None, **kwargs) -> peers.TrustkitCLI``
+    (defaults: a new ``DOCKER_CONFIG`` and this test's ``notary_server``)."""
+
+    def make(config_dir=None, server=None, **kwargs) -> peers.TrustkitCLI:
+        if server is None:
+            server = request.getfixturevalue("notary_server")
+        if config_dir is None:
+            config_dir = tmp_path_factory.mktemp("trustkit-config")
+        return peers.TrustkitCLI(config_dir, server, **kwargs)
+
+    return make

@@ -651,3 +651,57 @@ class DockerCLI:
             check=check,
             what="docker",
         )
+
+
+# --------------------------------------------------------------------------------------------
+# trustkit itself, run as a user would: a subprocess with stdin closed
+
+
+class TrustkitCLI:
+    """``python -m trustkit`` with its own ``DOCKER_CONFIG``, the way docker users configure it.
+
+    * ``DOCKER_CONFIG=config_dir`` (trust data in ``config_dir/trust``).
+    * The server's CA goes where docker looks for it, ``config_dir/tls/<host:port>/ca.crt``
+      (pass ``install_ca=False`` to leave it out), and ``DOCKER_CONTENT_TRUST_SERVER`` names it.
+    * Passphrases come from the docker variables unless ``passphrases=False``.
+    """
+
+    def __init__(
+        self,
+        config_dir: str | os.PathLike[str],
+        server: NotaryServer | None = None,
+        *,
+        passphrases: bool = True,
+        install_ca: bool = True,
+        extra_env: Mapping[str, str] | None = None,
+        timeout: float = 120.0,
+    ):
+        import sys
+
+        self.config_dir = Path(config_dir).absolute()
+        self.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.timeout = timeout
+        extra = {"DOCKER_CONFIG": str(self.config_dir)}
+        if passphrases:
+            extra["DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE"] = ROOT_PASSPHRASE
+            extra["DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE"] = REPO_PASSPHRASE
+        if server is not None:
+            extra["DOCKER_CONTENT_TRUST_SERVER"] = server.url
+            if install_ca:
+                tls_dir = self.config_dir / "tls" / server.host_port
+                tls_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(server.ca_path, tls_dir / "ca.crt")
+        extra.update(extra_env or {})
+        self.env = _clean_env(_DOCKER_ENV_PREFIXES + ("NOTARY_", "TRUSTKIT_"), extra)
+        self.argv0 = [sys.executable, "-m", "trustkit"]
+
+    @property
+    def trust_dir(self) -> Path:
+        return self.config_dir / "trust"
+
+    def run(self, *args: str | os.PathLike[str], check: bool = True,
+            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``trustkit *args``; with ``check`` a non-zero exit raises with stdout/stderr."""
+        return _run([*self.argv0, *map(str, args)], env=self.env, cwd=None,
+                    timeout=timeout if timeout is not None else self.timeout, input=None, check=check,
+                    what="trustkit")

@@ -1,0 +1,563 @@
+"""trustkit.auth: docker config credentials, credential helpers and the registry token flow.
+
+The token flow runs against an in-process token server + protected API behind an
+``httpx.MockTransport``: the same ``httpx.Client`` carries the token requests, as in real use.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from trustkit.auth import (
+    DOCKER_HUB_AUTH_KEY,
+    SCOPE_EXTENSION,
+    Challenge,
+    Credentials,
+    TokenAuth,
+    decode_basic_auth,
+    docker_config_dir,
+    load_credentials,
+    parse_www_authenticate,
+    repository_scope,
+)
+from trustkit.errors import NotAuthorizedError, ServerError, TrustkitError
+
+REALM = "https://auth.example.com/token"
+SERVICE = "notary.example.com"
+API = "https://notary.example.com"
+GUN = "registry.example.com/team/app"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny token server and protected API
+
+
+class FakeRegistry:
+    """Token server at REALM, API at API.
+
+    Users: ``alice:secret``.  Identity token ``refresh-xyz`` belongs to alice.  Anonymous
+    tokens get ``pull`` only.  The API answers 401 + a Bearer challenge naming the scope the
+    route needs (GET: pull; anything else: push,pull), then 200 for a token that grants it.
+    """
+
+    def __init__(self, *, expires_in: int | None = 300, token_field: str = "token") -> None:
+        self.expires_in = expires_in
+        self.token_field = token_field
+        self.token_requests: list[httpx.Request] = []
+        self.api_auth: list[str | None] = []  # Authorization header of each API request, in order
+        self.grants: dict[str, set[str]] = {}  # token -> scopes granted
+        self.challenge_scope = True
+        self.reject_all_tokens = False
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example.com":
+            return self._token(request)
+        return self._api(request)
+
+    def _who(self, request: httpx.Request) -> str | None | bool:
+        header = request.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme != "Basic" or base64.b64decode(value).decode() != "alice:secret":
+            return False
+        return "alice"
+
+    def _token(self, request: httpx.Request) -> httpx.Response:
+        self.token_requests.append(request)
+        if request.method == "POST":
+            form = parse_qs(request.content.decode())
+            if form.get("refresh_token") != ["refresh-xyz"]:
+                return httpx.Response(401, json={"details": "bad refresh token"})
+            user = "alice"
+            scopes = form.get("scope", [""])[0].split()
+        else:
+            user = self._who(request)
+            if user is False:
+                return httpx.Response(401, json={"details": "incorrect username or password"})
+            scopes = request.url.params.get_list("scope")
+        granted = set()
+        for scope in scopes:
+            kind, name, actions = scope.split(":")
+            allowed = actions.split(",") if user else ["pull"]
+            granted.update(f"{kind}:{name}:{a}" for a in actions.split(",") if a in allowed)
+        token = f"tok-{len(self.token_requests)}"
+        self.grants[token] = granted
+        body: dict[str, object] = {self.token_field: token}
+        if self.expires_in is not None:
+            body["expires_in"] = self.expires_in
+        return httpx.Response(200, json=body)
+
+    def _api(self, request: httpx.Request) -> httpx.Response:
+        self.api_auth.append(request.headers.get("authorization"))
+        actions = ["pull"] if request.method == "GET" else ["push", "pull"]
+        scope = repository_scope(GUN, push=request.method != "GET")
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
+        granted = self.grants.get(token or "", set())
+        if token is None or self.reject_all_tokens or not all(f"repository:{GUN}:{a}" in granted for a in actions):
+            challenge = f'Bearer realm="{REALM}",service="{SERVICE}"'
+            if self.challenge_scope:
+                challenge += f',scope="{scope}"'
+            if token is not None:
+                challenge += ',error="insufficient_scope"'
+            return httpx.Response(
+                401,
+                headers={"WWW-Authenticate": challenge},
+                json={"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+            )
+        return httpx.Response(200, content=b"ok " + request.method.encode())
+
+
+def client_for(fake: FakeRegistry, auth: TokenAuth) -> httpx.Client:
+    return httpx.Client(transport=httpx.MockTransport(fake.handler), auth=auth)
+
+
+def basic_of(request: httpx.Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None or not header.startswith("Basic "):
+        return None
+    return base64.b64decode(header[6:]).decode()
+
+
+# --------------------------------------------------------------------------------------------
+# WWW-Authenticate parsing
+
+
+def test_parse_bearer_challenge_with_commas_inside_quotes() -> None:
+    header = (
+        'Bearer realm="https://auth.example.com/token?a=1,b=2",service="svc",'
+        f'scope="repository:{GUN}:push,pull",error="insufficient_scope"'
+    )
+    assert parse_www_authenticate(header) == [
+        Challenge(
+            "bearer",
+            {
+                "realm": "https://auth.example.com/token?a=1,b=2",
+                "service": "svc",
+                "scope": f"repository:{GUN}:push,pull",
+                "error": "insufficient_scope",
+            },
+        )
+    ]
+
+
+def test_parse_several_challenges_in_one_header_and_across_headers() -> None:
+    found = parse_www_authenticate(['Basic realm="r, with comma", Bearer realm="x",service=s', "Negotiate"])
+    assert [c.scheme for c in found] == ["basic", "bearer", "negotiate"]
+    assert found[0].params == {"realm": "r, with comma"}
+    assert found[1].params == {"realm": "x", "service": "s"}
+
+
+def test_parse_escapes_spaces_token68_and_unquoted_urls() -> None:
+    found = parse_www_authenticate('BEARER Realm = "say \\"hi\\"" , Scope=https://x/y')
+    assert found == [Challenge("bearer", {"realm": 'say "hi"', "scope": "https://x/y"})]
+    assert parse_www_authenticate("Basic dXNlcjpwdw==, Bearer realm=r") == [
+        Challenge("basic", {"token68": "dXNlcjpwdw=="}),
+        Challenge("bearer", {"realm": "r"}),
+    ]
+
+
+@pytest.mark.parametrize("garbage", ["", " , ,", '"', "=", 'Bearer realm="unterminated', "Bearer ,,,realm=", "\x00\x01"])
+def test_parse_garbage_never_raises(garbage: str) -> None:
+    for challenge in parse_www_authenticate(garbage):
+        assert isinstance(challenge.params, dict)
+
+
+def test_repository_scope() -> None:
+    assert repository_scope(GUN) == f"repository:{GUN}:pull"
+    assert repository_scope(GUN, push=True) == f"repository:{GUN}:push,pull"
+
+
+# --------------------------------------------------------------------------------------------
+# Token flow
+
+
+def test_token_flow_with_basic_credentials() -> None:
+    fake = FakeRegistry()
+    with client_for(fake, TokenAuth(Credentials("alice", "secret"))) as client:
+        response = client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    assert response.status_code == 200
+    assert response.content == b"ok GET"
+    [token_request] = fake.token_requests
+    assert token_request.method == "GET"
+    assert str(token_request.url).startswith(REALM + "?")
+    assert token_request.url.params.get_list("service") == [SERVICE]
+    assert token_request.url.params.get_list("scope") == [f"repository:{GUN}:pull"]
+    assert token_request.url.params.get_list("account") == ["alice"]
+    assert basic_of(token_request) == "alice:secret"
+    # First the challenge, then the retry with the token.
+    assert fake.api_auth == [None, "Bearer tok-1"]
+
+
+def test_anonymous_token() -> None:
+    fake = FakeRegistry()
+    with client_for(fake, TokenAuth(None)) as client:
+        assert client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json").status_code == 200
+    [token_request] = fake.token_requests
+    assert "authorization" not in token_request.headers
+    assert "account" not in token_request.url.params
+    assert token_request.url.params["scope"] == f"repository:{GUN}:pull"
+
+
+def test_identity_token_uses_the_oauth_refresh_post() -> None:
+    fake = FakeRegistry(token_field="access_token")
+    auth = TokenAuth(Credentials("", "", identity_token="refresh-xyz"))
+    with client_for(fake, auth) as client:
+        assert client.post(f"{API}/v2/{GUN}/_trust/tuf/", content=b"x").status_code == 200
+    [token_request] = fake.token_requests
+    assert token_request.method == "POST"
+    assert token_request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert "authorization" not in token_request.headers
+    assert parse_qs(token_request.content.decode()) == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": ["refresh-xyz"],
+        "service": [SERVICE],
+        "scope": [f"repository:{GUN}:push,pull"],
+        "client_id": ["trustkit"],
+    }
+
+
+def test_the_challenge_scope_is_honoured_for_writes() -> None:
+    fake = FakeRegistry()
+    with client_for(fake, TokenAuth(Credentials("alice", "secret"))) as client:
+        assert client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json").status_code == 200
+        # The pull token does not cover a POST: the server's push,pull challenge gets a new token.
+        assert client.post(f"{API}/v2/{GUN}/_trust/tuf/", content=b"x").status_code == 200
+    scopes = [r.url.params["scope"] for r in fake.token_requests]
+    assert scopes == [f"repository:{GUN}:pull", f"repository:{GUN}:push,pull"]
+
+
+def test_scope_from_the_request_when_the_challenge_names_none() -> None:
+    fake = FakeRegistry()
+    fake.challenge_scope = False
+    with client_for(fake, TokenAuth(Credentials("alice", "secret"))) as client:
+        response = client.get(
+            f"{API}/v2/{GUN}/_trust/tuf/root.json", extensions={SCOPE_EXTENSION: repository_scope(GUN)}
+        )
+    assert response.status_code == 200
+    assert fake.token_requests[0].url.params["scope"] == f"repository:{GUN}:pull"
+
+
+def test_token_is_cached_across_calls() -> None:
+    fake = FakeRegistry()
+    auth = TokenAuth(Credentials("alice", "secret"))
+    with client_for(fake, auth) as client:
+        for role in ("root", "targets", "snapshot", "timestamp"):
+            assert client.get(f"{API}/v2/{GUN}/_trust/tuf/{role}.json").status_code == 200
+    assert len(fake.token_requests) == 1
+    assert auth.token_requests == 1
+    # Only the first call met a challenge; the others carried the cached token up front.
+    assert fake.api_auth == [None] + ["Bearer tok-1"] * 4
+
+
+def test_token_expires_after_expires_in() -> None:
+    fake = FakeRegistry(expires_in=120)
+    now = [1000.0]
+    auth = TokenAuth(Credentials("alice", "secret"), clock=lambda: now[0])
+    with client_for(fake, auth) as client:
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+        now[0] += 100
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+        assert len(fake.token_requests) == 1
+        now[0] += 30  # 130 s after issue: expired
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    assert len(fake.token_requests) == 2
+
+
+def test_missing_expires_in_means_60_seconds() -> None:
+    fake = FakeRegistry(expires_in=None)
+    now = [0.0]
+    auth = TokenAuth(None, clock=lambda: now[0])
+    with client_for(fake, auth) as client:
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+        now[0] = 50
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+        assert len(fake.token_requests) == 1
+        now[0] = 61
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    assert len(fake.token_requests) == 2
+
+
+def test_a_rejected_cached_token_is_replaced() -> None:
+    fake = FakeRegistry()
+    with client_for(fake, TokenAuth(Credentials("alice", "secret"))) as client:
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+        fake.grants.clear()  # the server forgot every token (restart, revocation)
+        assert client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json").status_code == 200
+    assert len(fake.token_requests) == 2
+
+
+def test_401_after_the_token_is_not_authorized() -> None:
+    fake = FakeRegistry()
+    fake.reject_all_tokens = True
+    with client_for(fake, TokenAuth(Credentials("alice", "secret"), registry="registry.example.com")) as client:
+        with pytest.raises(NotAuthorizedError) as info:
+            client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    text = str(info.value)
+    assert "registry.example.com" in text
+    assert "trustkit login" in text and "docker login" in text
+    assert '"alice"' in text
+
+
+def test_anonymous_pull_only_token_cannot_push() -> None:
+    fake = FakeRegistry()
+    with client_for(fake, TokenAuth(None)) as client:
+        with pytest.raises(NotAuthorizedError, match="anonymous"):
+            client.post(f"{API}/v2/{GUN}/_trust/tuf/", content=b"x")
+
+
+def test_token_server_refusing_the_password() -> None:
+    fake = FakeRegistry()
+    with client_for(fake, TokenAuth(Credentials("alice", "wrong"))) as client:
+        with pytest.raises(NotAuthorizedError, match="token server.*refused") as info:
+            client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    assert "notary.example.com" in str(info.value)  # the registry defaults to the request host
+
+
+def test_token_server_refusing_the_identity_token() -> None:
+    fake = FakeRegistry()
+    with client_for(fake, TokenAuth(Credentials("", "", identity_token="stale"))) as client:
+        with pytest.raises(NotAuthorizedError, match="identity token"):
+            client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (httpx.Response(500), "HTTP 500"),
+        (httpx.Response(200, content=b"<html>"), "not JSON"),
+        (httpx.Response(200, json={"nothing": "here"}), "no token"),
+        (httpx.Response(200, content=b" " * (2 << 20)), "more than"),
+    ],
+)
+def test_token_server_nonsense_is_a_server_error(response: httpx.Response, message: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example.com":
+            return response
+        return httpx.Response(401, headers={"WWW-Authenticate": f'Bearer realm="{REALM}",service="s"'})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(None)) as client:
+        with pytest.raises(ServerError, match=message):
+            client.get(f"{API}/v2/")
+
+
+def test_credentials_are_never_sent_to_a_plain_http_realm() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.host != "evil.example.com", "credentials leaked"
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://evil.example.com/t"'})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "secret"))) as client:
+        with pytest.raises(NotAuthorizedError, match="not https"):
+            client.get(f"{API}/v2/")
+
+
+def test_basic_challenge_sends_basic_credentials_and_remembers() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(basic_of(request))
+        if basic_of(request) == "alice:secret":
+            return httpx.Response(200)
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="registry"'})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "secret"))) as client:
+        assert client.get(f"{API}/v2/").status_code == 200
+        assert client.get(f"{API}/v2/").status_code == 200
+    assert seen == [None, "alice:secret", "alice:secret"]
+
+
+def test_basic_challenge_with_wrong_password_is_not_authorized() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="registry"'})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "nope"))) as client:
+        with pytest.raises(NotAuthorizedError, match="trustkit login"):
+            client.get(f"{API}/v2/")
+
+
+def test_basic_challenge_without_credentials_returns_the_401() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="registry"'})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(None)) as client:
+        assert client.get(f"{API}/v2/").status_code == 401
+
+
+def test_token_requests_go_through_the_same_client() -> None:
+    """The token request is yielded from the auth flow, so the client's transport (and so its
+    TLS settings) carries it: the MockTransport sees it."""
+    fake = FakeRegistry()
+    seen_hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen_hosts.append(request.url.host)
+        return fake.handler(request)
+
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(None)) as client:
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    assert seen_hosts == ["notary.example.com", "auth.example.com", "notary.example.com"]
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials from the docker config
+
+
+def write_config(directory: Path, config: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def test_docker_config_dir(tmp_path: Path) -> None:
+    assert docker_config_dir({"DOCKER_CONFIG": str(tmp_path)}) == tmp_path
+    assert docker_config_dir({"HOME": "/home/u"}) == Path("/home/u/.docker")
+
+
+def test_credentials_repr_hides_secrets() -> None:
+    text = repr(Credentials("alice", "hunter2", identity_token="tok-secret"))
+    assert "alice" in text and "hunter2" not in text and "tok-secret" not in text
+
+
+def test_no_config_means_no_credentials(tmp_path: Path) -> None:
+    assert load_credentials("registry.example.com", tmp_path, environ={}) is None
+
+
+def test_auths_entry_is_decoded(tmp_path: Path) -> None:
+    write_config(tmp_path, {"auths": {"registry.example.com": {"auth": b64("alice:pa:ss")}}})
+    assert load_credentials("registry.example.com", tmp_path, environ={}) == Credentials("alice", "pa:ss")
+    assert load_credentials("other.example.com", tmp_path, environ={}) is None
+
+
+@pytest.mark.parametrize("key", ["https://registry.example.com:5000", "https://registry.example.com:5000/v2/", "registry.example.com:5000"])
+def test_auths_keys_with_scheme_and_path(tmp_path: Path, key: str) -> None:
+    write_config(tmp_path, {"auths": {key: {"auth": b64("bob:pw")}}})
+    assert load_credentials("registry.example.com:5000", tmp_path, environ={}) == Credentials("bob", "pw")
+
+
+def test_docker_hub_credentials_live_under_the_index_url(tmp_path: Path) -> None:
+    write_config(tmp_path, {"auths": {DOCKER_HUB_AUTH_KEY: {"auth": b64("hubuser:pw")}}})
+    assert load_credentials("docker.io", tmp_path, environ={}) == Credentials("hubuser", "pw")
+    assert load_credentials("index.docker.io", tmp_path, environ={}) == Credentials("hubuser", "pw")
+
+
+def test_identity_token_in_auths(tmp_path: Path) -> None:
+    write_config(tmp_path, {"auths": {"r.example.com": {"auth": b64("alice:"), "identitytoken": "refresh-xyz"}}})
+    assert load_credentials("r.example.com", tmp_path, environ={}) == Credentials("alice", "", "refresh-xyz")
+
+
+def test_bad_auth_value_is_a_clear_error(tmp_path: Path) -> None:
+    write_config(tmp_path, {"auths": {"r.example.com": {"auth": "!!not base64"}}})
+    with pytest.raises(TrustkitError, match=r'auths\["r.example.com"\].*base64'):
+        load_credentials("r.example.com", tmp_path, environ={})
+
+
+def test_malformed_config_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{nope")
+    with pytest.raises(TrustkitError, match="config.json is not valid JSON"):
+        load_credentials("r.example.com", tmp_path, environ={})
+
+
+def test_notary_auth_overrides_the_config(tmp_path: Path) -> None:
+    write_config(tmp_path, {"auths": {"r.example.com": {"auth": b64("alice:pw")}}})
+    env = {"NOTARY_AUTH": b64("notaryuser:npw")}
+    assert load_credentials("r.example.com", tmp_path, environ=env, notary_auth=True) == Credentials("notaryuser", "npw")
+    assert load_credentials("r.example.com", tmp_path, environ=env) == Credentials("alice", "pw")
+    with pytest.raises(TrustkitError, match="NOTARY_AUTH"):
+        load_credentials("r.example.com", tmp_path, environ={"NOTARY_AUTH": b64("no-colon")}, notary_auth=True)
+
+
+def test_decode_basic_auth() -> None:
+    assert decode_basic_auth(b64("u:p:q"), what="x") == Credentials("u", "p:q")
+    with pytest.raises(TrustkitError, match="what-it-was"):
+        decode_basic_auth("%%%", what="what-it-was")
+
+
+# ---- credential helpers
+
+
+def install_helper(bin_dir: Path, name: str, script: str) -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / f"docker-credential-{name}"
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.fixture
+def helper_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    return bin_dir, {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+FAKE_HELPER = """\
+read server
+echo "$1 $server" >> "$(dirname "$0")/calls.log"
+case "$server" in
+  registry.example.com) echo '{"ServerURL":"registry.example.com","Username":"alice","Secret":"s3cret"}' ;;
+  https://index.docker.io/v1/) echo '{"ServerURL":"'"$server"'","Username":"<token>","Secret":"refresh-xyz"}' ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+"""
+
+
+def test_cred_helpers_entry_runs_the_helper(tmp_path: Path, helper_env) -> None:
+    bin_dir, env = helper_env
+    install_helper(bin_dir, "fake", FAKE_HELPER)
+    config = write_config(tmp_path / "cfg", {
+        "credHelpers": {"registry.example.com": "fake"},
+        "auths": {"registry.example.com": {"auth": b64("ignored:ignored")}},
+    })
+    assert load_credentials("registry.example.com", config, environ=env) == Credentials("alice", "s3cret")
+    assert (bin_dir / "calls.log").read_text() == "get registry.example.com\n"
+
+
+def test_creds_store_identity_token_and_docker_hub_server_url(tmp_path: Path, helper_env) -> None:
+    bin_dir, env = helper_env
+    install_helper(bin_dir, "fake", FAKE_HELPER)
+    config = write_config(tmp_path / "cfg", {"credsStore": "fake"})
+    assert load_credentials("docker.io", config, environ=env) == Credentials("", "", "refresh-xyz")
+    assert (bin_dir / "calls.log").read_text() == f"get {DOCKER_HUB_AUTH_KEY}\n"
+
+
+def test_helper_not_found_answer_means_no_credentials(tmp_path: Path, helper_env) -> None:
+    bin_dir, env = helper_env
+    install_helper(bin_dir, "fake", FAKE_HELPER)
+    config = write_config(tmp_path / "cfg", {"credsStore": "fake"})
+    assert load_credentials("unknown.example.com", config, environ=env) is None
+
+
+def test_missing_helper_is_a_clear_error(tmp_path: Path, helper_env) -> None:
+    _, env = helper_env
+    config = write_config(tmp_path / "cfg", {"credHelpers": {"registry.example.com": "nosuch"}})
+    with pytest.raises(TrustkitError, match="docker-credential-nosuch.*credHelpers.*not installed"):
+        load_credentials("registry.example.com", config, environ=env)
+
+
+def test_failing_helper_is_a_clear_error(tmp_path: Path, helper_env) -> None:
+    bin_dir, env = helper_env
+    install_helper(bin_dir, "broken", 'echo "keychain locked: user interaction required" >&2; exit 3\n')
+    config = write_config(tmp_path / "cfg", {"credsStore": "broken"})
+    with pytest.raises(TrustkitError, match="docker-credential-broken failed.*keychain locked"):
+        load_credentials("registry.example.com", config, environ=env)
+
+
+def test_helper_printing_garbage_is_a_clear_error(tmp_path: Path, helper_env) -> None:
+    bin_dir, env = helper_env
+    install_helper(bin_dir, "garbage", "echo hello\n")
+    config = write_config(tmp_path / "cfg", {"credsStore": "garbage"})
+    with pytest.raises(TrustkitError, match="docker-credential-garbage printed something that is not JSON"):
+        load_credentials("registry.example.com", config, environ=env)
