@@ -127,3 +127,18 @@ def test_unreachable_server_has_its_own_exit_status(trustkit_cli, notary_server)
     tk = trustkit_cli(extra_env={"DOCKER_CONTENT_TRUST_SERVER": f"https://127.0.0.1:{port}"})
     result = tk.run("verify", f"127.0.0.1:{port}/team/app:v1", check=False)
     assert result.returncode == 7 and "Traceback" not in result.stderr
+
+
+def test_trust_pinning_and_no_tofu(notary_server, trustkit_cli, tmp_path):
+    gun = f"{notary_server.host_port}/team/pinned"
+    owner = trustkit_cli()
+    owner.run("sign", f"{gun}:v1", "--digest", DIGEST, "--size", "1")
+    root_id = json.loads(owner.run("inspect", gun).stdout)[0]["AdministrativeKeys"][0]["Keys"][0]["ID"]
+    refused = trustkit_cli().run("--no-tofu", "verify", f"{gun}:v1", check=False)
+    assert refused.returncode == 6 and "trust on first use is disabled" in refused.stderr
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"trust_pinning": {"certs": {gun: [root_id]}, "disable_tofu": True}}))
+    assert trustkit_cli().run("--config", config, "verify", f"{gun}:v1").returncode == 0
+    config.write_text(json.dumps({"trust_pinning": {"certs": {gun: ["ab" * 32]}}}))
+    mismatch = trustkit_cli().run("--config", config, "verify", f"{gun}:v1", check=False)
+    assert mismatch.returncode == 6 and "pinned" in mismatch.stderr

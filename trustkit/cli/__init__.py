@@ -19,11 +19,16 @@ from trustkit.cli.context import Context, pass_context
 @click.option("--server", "server_url", metavar="URL",
               help="Notary server (default: $DOCKER_CONTENT_TRUST_SERVER, else derived from the registry).")
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA bundle for the trust server.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="TRUSTKIT_CONFIG",
+              help="Client config with notary's trust_pinning section (default: ~/.config/trustkit/config.json).")
+@click.option("--no-tofu", is_flag=True, help="Refuse repositories whose root is not pinned (no trust on first use).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
-def cli(ctx: click.Context, trust_dir: str | None, server_url: str | None, tls_ca: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, trust_dir: str | None, server_url: str | None, tls_ca: str | None,
+        config_file: str | None, no_tofu: bool, debug: bool) -> None:
     """Sign container images the Docker Content Trust way."""
-    ctx.obj = Context(trust_dir=trust_dir, server_url=server_url, tls_ca=tls_ca, debug=debug)
+    ctx.obj = Context(trust_dir=trust_dir, server_url=server_url, tls_ca=tls_ca, debug=debug,
+                      config_file=config_file, no_tofu=no_tofu)
 
 
 def _register() -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from trustkit.keys import KeyStore, PassphraseRequest
     from trustkit.reference import ImageReference
     from trustkit.signing import TrustSession
+    from trustkit.trust import TrustPinning
 
 
 @dataclass
@@ -22,6 +23,8 @@ class Context:
     server_url: str | None
     tls_ca: str | None
     debug: bool
+    config_file: str | None = None
+    no_tofu: bool = False
 
     @property
     def trust_path(self) -> Path:
@@ -46,7 +49,13 @@ class Context:
             credentials = load_credentials(reference.registry)
             http = make_http_client(url, tls_ca=self.tls_ca, auth=TokenAuth(credentials, registry=reference.registry))
             client = NotaryClient(url, reference.gun, http)
-        return TrustSession(reference, client, self.key_store(), self.trust_path)
+        return TrustSession(reference, client, self.key_store(), self.trust_path, pinning=self.trust_pinning())
+
+    def trust_pinning(self) -> TrustPinning:
+        from trustkit.config import default_config_path, load_trust_pinning
+
+        path = Path(self.config_file) if self.config_file else default_config_path()
+        return load_trust_pinning(path, disable_tofu=self.no_tofu)
 
 
 def can_prompt() -> bool:
