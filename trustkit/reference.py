@@ -31,9 +31,11 @@ _LEGACY_DOCKER_HUB = "index.docker.io"
 _OFFICIAL_PREFIX = "library/"
 _LOCALHOST = "localhost"
 
-# distribution/reference's NameTotalLengthMax.  Docker checks it against the whole normalised
-# name, registry included ("docker.io/library/alpine", not "alpine"), so we do too: that is the
-# string the GUN, the trust directory and the server's database key are built from.
+# distribution/reference's NameTotalLengthMax, checked against the whole normalised name,
+# registry included ("docker.io/library/alpine", not "alpine").  That name is the GUN, and
+# notary-server stores GUNs in varchar(255) columns, so a longer one can never hold trust
+# data.  Older docker/distribution checked the full name the same way; docker 28.2 checks only
+# the path (measured), so it accepts "myreg.io/<250 chars>" and we do not.
 NAME_MAX = 255
 # From the issue ("repository names are 2-255 characters"); docker itself has no minimum.  It is
 # checked on the repository path without the registry, since the registry always makes the full
@@ -140,7 +142,11 @@ def _registry_problem(registry: str) -> str | None:
 
 
 def _is_domain(first: str) -> bool:
-    """Docker's rule: the first path segment names a registry only if it looks like a host."""
+    """Docker's rule: the first path segment names a registry only if it looks like a host.
+
+    Such a segment must then be a valid host.  Docker itself, given "x_y.io/app", falls back
+    to a name with no registry at all; we refuse it instead.
+    """
     return "." in first or ":" in first or first == _LOCALHOST or first.lower() != first
 
 
@@ -151,7 +157,10 @@ def _path_problem(path: str) -> str | None:
         return "repository name must be lowercase"
     for component in path.split("/"):
         if not component:
-            return f"repository path {_quote(path)} has an empty component (leading, trailing or doubled '/')"
+            return (
+                f"repository path {_quote(path)} has an empty component "
+                "(leading, trailing or doubled '/')"
+            )
         if not _PATH_COMPONENT.fullmatch(component):
             return f"repository path component {_quote(component)} {_PATH_RULE}"
     if len(path) < REPOSITORY_MIN:
@@ -186,7 +195,8 @@ def _normalisation_problem(registry: str, repository: str) -> str | None:
             "or docker reads it as part of a Docker Hub repository"
         )
     if registry == DOCKER_HUB and "/" not in repository:
-        return f"Docker Hub repository {_quote(repository)} must be written {_quote(_OFFICIAL_PREFIX + repository)}"
+        official = _OFFICIAL_PREFIX + repository
+        return f"Docker Hub repository {_quote(repository)} must be written {_quote(official)}"
     return None
 
 

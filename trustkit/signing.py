@@ -61,6 +61,13 @@ class TrustSession:
     trust_dir: Path
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     pinning: TrustPinning | None = None
+    last_trusted: TrustedSet | None = None  # what the last load validated
+
+    def warnings(self, *, skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
+        """Expiry warnings for the data last loaded, leaving out roles just re-signed."""
+        if self.last_trusted is None:
+            return []
+        return [w for role, w in expiry_warnings(self.last_trusted, self.now) if role not in skip]
 
     @property
     def gun(self) -> str:
@@ -73,11 +80,14 @@ class TrustSession:
         """The validated trust data, or None when the repository has none yet."""
         updater = self.updater()
         try:
-            return updater.load_offline(delegations=delegations) if offline else updater.refresh(delegations=delegations)
+            trusted = updater.load_offline(delegations=delegations) if offline else updater.refresh(
+                delegations=delegations)
         except NotSignedError:
             if offline:
                 raise
             return None
+        self.last_trusted = trusted
+        return trusted
 
     def repository(self, *, initialize: bool = True, local_snapshot: bool = False,
                    root_keyid: str | None = None) -> Repository:
@@ -115,14 +125,21 @@ def init_repository(session: TrustSession, *, local_snapshot: bool = False, root
     return session.publish(repo)
 
 
-def sign_tags(session: TrustSession, targets: list[TagTarget], *, initialize: bool = True) -> dict[str, list[str]]:
-    """Sign tags in one publish; returns ``{tag: roles signed into}``."""
+@dataclass
+class SignResult:
+    signed: dict[str, list[str]]  # tag -> roles signed into
+    published: list[str]  # roles uploaded
+    warnings: list[str]
+
+
+def sign_tags(session: TrustSession, targets: list[TagTarget], *, initialize: bool = True) -> SignResult:
+    """Sign tags in one publish."""
     if not targets:
         raise TrustkitError("nothing to sign")
     repo = session.repository(initialize=initialize)
     signed = {t.tag: repo.add_target(t.tag, t.file_meta()) for t in targets}
-    session.publish(repo)
-    return signed
+    published = session.publish(repo)
+    return SignResult(signed, published, session.warnings(skip=set(published)))
 
 
 def revoke(session: TrustSession, tag: str | None) -> dict[str, list[str]]:
@@ -149,6 +166,7 @@ class VerifiedTag:
     size: int
     role: str
     signers: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def released_target(trusted: TrustedSet, tag: str) -> tuple[str, FileMeta] | None:
@@ -189,7 +207,7 @@ def verify_tag(session: TrustSession, tag: str, *, digest: str | None = None, of
     if digest is not None and digest.removeprefix("sha256:") != trusted_digest:
         raise DigestMismatchError(f"{session.reference.familiar}:{tag} is signed for sha256:{trusted_digest}, "
                                   f"not {digest}")
-    return VerifiedTag(tag, trusted_digest, meta.length, role, signers_of(trusted, tag, meta))
+    return VerifiedTag(tag, trusted_digest, meta.length, role, signers_of(trusted, tag, meta), session.warnings())
 
 
 def signers_of(trusted: TrustedSet, tag: str, meta: FileMeta) -> list[str]:
@@ -236,19 +254,19 @@ def _natural(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPIRY_WARNING) -> list[str]:
-    """A line for every role that expires within ``window`` (timestamps are re-signed by the
-    server, so they are left out)."""
+def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPIRY_WARNING) -> list[tuple[str, str]]:
+    """``(role, message)`` for every role that expires within ``window`` (timestamps are
+    re-signed by the server, so they are left out)."""
     roles = [(ROOT, trusted.root)] + ([(SNAPSHOT, trusted.snapshot)] if trusted.snapshot else [])
     roles += sorted(trusted.targets.items())
     out = []
     for role, meta in roles:
         left = meta.signed.expires_at - now
         if left < window:
-            out.append(f"{role} of {trusted.gun} expires in {max(left.days, 0)} days ({meta.signed.expires}); "
-                       f"re-sign it with `trustkit refresh`")
+            out.append((role, f"{role} of {trusted.gun} expires in {max(left.days, 0)} days "
+                               f"({meta.signed.expires}); re-sign it with `trustkit refresh`"))
     return out
 
 
-__all__ = ["TagTarget", "TrustSession", "VerifiedTag", "content_trust_enabled", "expiry_warnings",
+__all__ = ["SignResult", "TagTarget", "TrustSession", "VerifiedTag", "content_trust_enabled", "expiry_warnings",
            "init_repository", "inspect", "released_target", "revoke", "sign_tags", "verify_tag"]

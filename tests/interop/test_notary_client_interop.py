@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import peers
 import pytest
 
@@ -22,7 +22,7 @@ GUN = "example.com/trustkit/interop"
 
 
 @pytest.fixture
-def client(notary_server: peers.NotaryServer, tmp_path: Path) -> NotaryClient:
+def client(notary_server: peers.NotaryServer, tmp_path: Path) -> Iterator[NotaryClient]:
     http = make_http_client(notary_server.url, tls_ca=str(notary_server.ca_path), config_dir=tmp_path)
     yield NotaryClient(notary_server.url, GUN, http)
     http.close()
@@ -77,8 +77,7 @@ def test_changefeed_and_delete(client: NotaryClient) -> None:
     client.delete()  # nothing to delete is still 200
 
 
-def test_reads_what_the_notary_cli_published(notary_server: peers.NotaryServer, notary_cli, client: NotaryClient,
-                                             tmp_path: Path) -> None:
+def test_reads_what_the_notary_cli_published(notary_cli, client: NotaryClient) -> None:
     cli = notary_cli()
     cli.run("init", GUN, "-p")
     cached = cli.trust_dir / "tuf" / GUN / "metadata"
@@ -98,9 +97,8 @@ def test_reads_what_the_notary_cli_published(notary_server: peers.NotaryServer, 
 
 
 def test_tls_failure_without_the_ca(notary_server: peers.NotaryServer, tmp_path: Path) -> None:
-    with make_http_client(notary_server.url, config_dir=tmp_path) as http:
-        with pytest.raises(NetworkError) as info:
-            NotaryClient(notary_server.url, GUN, http).ping()
+    with make_http_client(notary_server.url, config_dir=tmp_path) as http, pytest.raises(NetworkError) as info:
+        NotaryClient(notary_server.url, GUN, http).ping()
     assert f"$DOCKER_CONFIG/tls/{notary_server.host_port}/ca.crt" in str(info.value)
 
 
@@ -110,4 +108,3 @@ def test_ca_found_in_the_docker_config_tls_dir(notary_server: peers.NotaryServer
     shutil.copy(notary_server.ca_path, tls_dir / "ca.crt")
     with make_http_client(notary_server.url, config_dir=tmp_path) as http:
         NotaryClient(notary_server.url, GUN, http).ping()
-        assert isinstance(http, httpx.Client)

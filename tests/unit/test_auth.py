@@ -303,9 +303,8 @@ def test_a_rejected_cached_token_is_replaced() -> None:
 def test_401_after_the_token_is_not_authorized() -> None:
     fake = FakeRegistry()
     fake.reject_all_tokens = True
-    with client_for(fake, TokenAuth(Credentials("alice", "secret"), registry="registry.example.com")) as client:
-        with pytest.raises(NotAuthorizedError) as info:
-            client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    with client_for(fake, TokenAuth(Credentials("alice", "secret"), registry="registry.example.com")) as client, pytest.raises(NotAuthorizedError) as info:
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
     text = str(info.value)
     assert "registry.example.com" in text
     assert "trustkit login" in text and "docker login" in text
@@ -314,24 +313,21 @@ def test_401_after_the_token_is_not_authorized() -> None:
 
 def test_anonymous_pull_only_token_cannot_push() -> None:
     fake = FakeRegistry()
-    with client_for(fake, TokenAuth(None)) as client:
-        with pytest.raises(NotAuthorizedError, match="anonymous"):
-            client.post(f"{API}/v2/{GUN}/_trust/tuf/", content=b"x")
+    with client_for(fake, TokenAuth(None)) as client, pytest.raises(NotAuthorizedError, match="anonymous"):
+        client.post(f"{API}/v2/{GUN}/_trust/tuf/", content=b"x")
 
 
 def test_token_server_refusing_the_password() -> None:
     fake = FakeRegistry()
-    with client_for(fake, TokenAuth(Credentials("alice", "wrong"))) as client:
-        with pytest.raises(NotAuthorizedError, match="token server.*refused") as info:
-            client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    with client_for(fake, TokenAuth(Credentials("alice", "wrong"))) as client, pytest.raises(NotAuthorizedError, match="token server.*refused") as info:
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
     assert "notary.example.com" in str(info.value)  # the registry defaults to the request host
 
 
 def test_token_server_refusing_the_identity_token() -> None:
     fake = FakeRegistry()
-    with client_for(fake, TokenAuth(Credentials("", "", identity_token="stale"))) as client:
-        with pytest.raises(NotAuthorizedError, match="identity token"):
-            client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    with client_for(fake, TokenAuth(Credentials("", "", identity_token="stale"))) as client, pytest.raises(NotAuthorizedError, match="identity token"):
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
 
 
 @pytest.mark.parametrize(
@@ -349,9 +345,8 @@ def test_token_server_nonsense_is_a_server_error(response: httpx.Response, messa
             return response
         return httpx.Response(401, headers={"WWW-Authenticate": f'Bearer realm="{REALM}",service="s"'})
 
-    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(None)) as client:
-        with pytest.raises(ServerError, match=message):
-            client.get(f"{API}/v2/")
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(None)) as client, pytest.raises(ServerError, match=message):
+        client.get(f"{API}/v2/")
 
 
 def test_credentials_are_never_sent_to_a_plain_http_realm() -> None:
@@ -359,9 +354,8 @@ def test_credentials_are_never_sent_to_a_plain_http_realm() -> None:
         assert request.url.host != "evil.example.com", "credentials leaked"
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://evil.example.com/t"'})
 
-    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "secret"))) as client:
-        with pytest.raises(NotAuthorizedError, match="not https"):
-            client.get(f"{API}/v2/")
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "secret"))) as client, pytest.raises(NotAuthorizedError, match="not https"):
+        client.get(f"{API}/v2/")
 
 
 def test_basic_challenge_sends_basic_credentials_and_remembers() -> None:
@@ -383,9 +377,8 @@ def test_basic_challenge_with_wrong_password_is_not_authorized() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="registry"'})
 
-    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "nope"))) as client:
-        with pytest.raises(NotAuthorizedError, match="trustkit login"):
-            client.get(f"{API}/v2/")
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "nope"))) as client, pytest.raises(NotAuthorizedError, match="trustkit login"):
+        client.get(f"{API}/v2/")
 
 
 def test_basic_challenge_without_credentials_returns_the_401() -> None:

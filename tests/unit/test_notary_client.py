@@ -402,15 +402,15 @@ def test_requests_name_their_scope_for_the_auth_layer() -> None:
          f"the trust server already has a newer version of {GUN} (someone published meanwhile); run the command again"),
         ("INVALID_UPDATE", "Update sent by the client is invalid.",
          {"Name": "ErrBadRoot", "Error": {"Msg": "Root modifications must increment the version. Current 1, new 3"}},
-         f"the trust server rejected the update of {GUN}: Root modifications must increment the version. "
-         "Current 1, new 3 (ErrBadRoot)"),
+         (f"the trust server rejected the update of {GUN}: Root modifications must increment the version. "
+         "Current 1, new 3 (ErrBadRoot)")),
         ("MALFORMED_JSON", "JSON sent by the client could not be parsed by the server", None,
          f"the trust server could not parse the metadata sent for {GUN}"),
         ("INVALID_ROLE", "The role you are attempting to operate on is invalid.", "releases",
          f'the trust server does not accept role "releases" for {GUN}'),
         ("INVALID_GUN", "The server does not support actions on images of this name.",
-         "Require GUNs with prefix: [docker.io/]", f"the trust server does not serve repository {GUN} "
-         "(Require GUNs with prefix: [docker.io/])"),
+         "Require GUNs with prefix: [docker.io/]", (f"the trust server does not serve repository {GUN} "
+         "(Require GUNs with prefix: [docker.io/])")),
         ("MALFORMED_UPLOAD", "The body of your request is malformed.", None,
          f"the trust server refused the upload for {GUN} as malformed: The body of your request is malformed."),
         ("SOMETHING_NEW", "A new thing.", None, f"the trust server refused the request for {GUN}: A new thing."),

@@ -183,7 +183,8 @@ def test_one_character_repository_is_refused():
 
 
 def test_name_of_255_characters_is_accepted_and_256_refused():
-    # The limit counts the registry: "myreg.io/" is 9 characters.
+    # The limit counts the registry: "myreg.io/" is 9 characters.  docker 28 counts only the
+    # path and would accept this, but notary-server keeps GUNs in varchar(255) columns.
     assert len(parse("myreg.io/" + "a" * 246).name) == 255
     with pytest.raises(InvalidReferenceError, match="256 characters; names are at most 255"):
         parse("myreg.io/" + "a" * 247)
@@ -237,6 +238,7 @@ BAD = [
     ("a" * 238, "names are at most 255"),
     ("-myreg.io/app", "registry host component \"-myreg\" must be letters, digits and '-'"),
     ("myreg-.io/app", 'registry host component "myreg-"'),
+    # Docker reads this as a name with no registry at all; we refuse the bad host.
     ("my_reg.io/app", 'registry host component "my_reg"'),
     ("myreg..io/app", 'registry host component ""'),
     (":5000/app", "no host name before the port"),

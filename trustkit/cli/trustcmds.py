@@ -12,7 +12,7 @@ from trustkit.cli.context import Context, can_prompt, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table
 
 if TYPE_CHECKING:
-    from trustkit.signing import TagTarget, TrustSession
+    from trustkit.signing import TagTarget
 
 VERIFY_HELP = """Verify that IMAGE:TAG is signed and print its trusted digest and size.
 
@@ -29,11 +29,8 @@ Exit status says why a tag is not trusted:
 """
 
 
-def _warn_expiry(ctx: Context, session: TrustSession) -> None:
-    from trustkit.signing import expiry_warnings
-
-    trusted = session.load()
-    for line in expiry_warnings(trusted, session.now) if trusted else []:
+def _warn(lines: list[str]) -> None:
+    for line in lines:
         click.echo(f"warning: {line}", err=True)
 
 
@@ -74,17 +71,16 @@ def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | 
     from trustkit.signing import sign_tags
 
     reference, targets = _parse_sign_args(images, digest, size, from_file)
-    session = ctx.trust_session(reference)
-    signed = sign_tags(session, targets)
+    result = sign_tags(ctx.trust_session(reference), targets)
     if output_format == "json":
-        emit_json({"repository": reference.gun,
-                   "signed": [{"tag": t.tag, "digest": f"sha256:{t.digest}", "size": t.size, "roles": signed[t.tag]}
-                              for t in targets]})
+        emit_json({"repository": reference.gun, "published": result.published, "warnings": result.warnings,
+                   "signed": [{"tag": t.tag, "digest": f"sha256:{t.digest}", "size": t.size,
+                               "roles": result.signed[t.tag]} for t in targets]})
     else:
         for target in targets:
             click.echo(f"Signed {reference.familiar}:{target.tag} sha256:{target.digest} ({target.size} bytes) "
-                       f"into {', '.join(signed[target.tag])}")
-    _warn_expiry(ctx, session)
+                       f"into {', '.join(result.signed[target.tag])}")
+    _warn(result.warnings)
 
 
 def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | None,
@@ -189,6 +185,7 @@ def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_f
                    "size": result.size, "role": result.role, "signers": result.signers})
     else:
         click.echo(f"{reference.familiar}:{result.tag} sha256:{result.digest} {result.size}")
+    _warn(result.warnings)
 
 
 @click.command("revoke")
