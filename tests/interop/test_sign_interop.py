@@ -142,3 +142,20 @@ def test_trust_pinning_and_no_tofu(notary_server, trustkit_cli, tmp_path):
     config.write_text(json.dumps({"trust_pinning": {"certs": {gun: ["ab" * 32]}}}))
     mismatch = trustkit_cli().run("--config", config, "verify", f"{gun}:v1", check=False)
     assert mismatch.returncode == 6 and "pinned" in mismatch.stderr
+
+
+def test_local_snapshot_key(notary_server, notary_cli, trustkit_cli):
+    gun = f"{notary_server.host_port}/team/local-snapshot"
+    tk = trustkit_cli()
+    tk.run("init", gun, "--local-snapshot")
+    keys = json.loads(tk.run("key", "list", "--format", "json").stdout)
+    assert {(k["role"], k["gun"]) for k in keys} >= {("snapshot", gun), ("targets", gun), ("root", None)}
+    tk.run("sign", f"{gun}:v1", "--digest", DIGEST, "--size", "9")
+    assert notary_targets(notary_cli, gun) == {"v1": ("3f" * 32, 9, "targets")}
+    from trustkit.metadata import Metadata
+
+    root = Metadata.from_bytes(notary_server.get(f"/v2/{gun}/_trust/tuf/root.json").content, role="root")
+    snapshot = Metadata.from_bytes(notary_server.get(f"/v2/{gun}/_trust/tuf/snapshot.json").content, role="snapshot")
+    snapshot_key = next(k["keyid"] for k in keys if k["role"] == "snapshot")
+    assert root.signed.roles["snapshot"].keyids == [snapshot_key]
+    assert [s.keyid for s in snapshot.signatures] == [snapshot_key]
