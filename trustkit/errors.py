@@ -15,6 +15,7 @@ TrustkitError
 │   ├── ExpiredError                                                    (verify exit 5)
 │   ├── RollbackError
 │   ├── HashMismatchError
+│   ├── OversizedError     larger than its signed length or cap (endless data)
 │   ├── NotSignedError     the tag has no trust data                    (verify exit 3)
 │   └── DigestMismatchError  signed, but for another digest             (verify exit 4)
 ├── NetworkError           the server could not be reached             (verify exit 7)
@@ -104,6 +105,10 @@ class RollbackError(VerificationError):
 
 class HashMismatchError(VerificationError):
     """Bytes whose hash or length differ from what the parent metadata says."""
+
+
+class OversizedError(VerificationError):
+    """A file larger than its signed length or its cap: endless-data attack or corruption."""
 
 
 class NotSignedError(VerificationError):

@@ -41,6 +41,7 @@ from trustkit.errors import (
     NetworkError,
     NotAuthorizedError,
     NotFoundError,
+    OversizedError,
     ServerError,
     ServerRejectedError,
     TrustkitError,
@@ -509,12 +510,12 @@ def _read_capped(response: httpx.Response, limit: int, what: str, *, truncate: b
     """The (decoded) body, refusing (or, with ``truncate``, cutting) anything past ``limit``."""
     declared = response.headers.get("content-length", "")
     if not truncate and declared.isdigit() and int(declared) > limit:
-        raise ServerError(f"{what} is larger than {limit} bytes (the server announced {declared})")
+        raise OversizedError(f"{what} is larger than {limit} bytes (the server announced {declared})")
     buffer = bytearray()
     for chunk in response.iter_bytes():
         buffer += chunk
         if len(buffer) > limit:
             if truncate:
                 return bytes(buffer[:limit])
-            raise ServerError(f"{what} is larger than {limit} bytes")
+            raise OversizedError(f"{what} is larger than {limit} bytes")
     return bytes(buffer)

@@ -28,7 +28,7 @@ from trustkit.metadata import (
     Snapshot,
     Targets,
 )
-from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
+from trustkit.roles import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
 
 # notary's client and server defaults (§5.1)
 EXPIRY = {ROOT: timedelta(days=3650), TARGETS: timedelta(days=1095), SNAPSHOT: timedelta(days=1095),
@@ -217,7 +217,10 @@ class Repository:
         """Sign every changed role and return ``{role: file bytes}`` for the server."""
         files: dict[str, bytes] = {}
         root = self.root.signed
-        if ROOT in self.dirty or self.is_new or root.expires_at - self.now < ROOT_RESIGN_WINDOW:
+        # Near expiry, root is re-signed by whoever holds its key (as notary does); a delegate
+        # without it is not blocked, and sees the expiry warning instead.
+        near_expiry = root.expires_at - self.now < ROOT_RESIGN_WINDOW and bool(self.held_keys(ROOT))
+        if ROOT in self.dirty or self.is_new or near_expiry:
             root.version += 1
             root.set_expiry(self.now + EXPIRY[ROOT])
             files[ROOT] = self._sign(ROOT, self.root)

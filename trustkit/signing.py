@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from trustkit.errors import DigestMismatchError, NotSignedError, TrustkitError
-from trustkit.keys.passphrase import PassphraseSource
 from trustkit.keys.store import KeyStore
 from trustkit.metadata import FileMeta
 from trustkit.reference import ImageReference
@@ -164,8 +163,7 @@ class VerifiedTag:
     tag: str
     digest: str  # hex
     size: int
-    role: str
-    signers: list[str]
+    role: str  # targets/releases or targets
     warnings: list[str] = field(default_factory=list)
 
 
@@ -207,13 +205,7 @@ def verify_tag(session: TrustSession, tag: str, *, digest: str | None = None, of
     if digest is not None and digest.removeprefix("sha256:") != trusted_digest:
         raise DigestMismatchError(f"{session.reference.familiar}:{tag} is signed for sha256:{trusted_digest}, "
                                   f"not {digest}")
-    return VerifiedTag(tag, trusted_digest, meta.length, role, signers_of(trusted, tag, meta), session.warnings())
-
-
-def signers_of(trusted: TrustedSet, tag: str, meta: FileMeta) -> list[str]:
-    names = sorted(role.removeprefix("targets/") for role, m in trusted.targets.items()
-                   if role not in (TARGETS, RELEASES) and m.signed.targets.get(tag) == meta)
-    return names or [REPO_ADMIN]
+    return VerifiedTag(tag, trusted_digest, meta.length, role, session.warnings())
 
 
 def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:

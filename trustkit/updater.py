@@ -15,13 +15,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from trustkit.errors import NotSignedError, RollbackError, ThresholdError, TrustkitError, VerificationError
+from trustkit.errors import (
+    HashMismatchError,
+    NotSignedError,
+    RollbackError,
+    ThresholdError,
+    TrustkitError,
+    VerificationError,
+)
 from trustkit.keys.store import atomic_write
 from trustkit.metadata import Metadata
-from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
+from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, is_delegation
 from trustkit.trust import MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedSet, TrustPinning
 
-_VERSION_TAIL = re.compile(rb'"version":(\d+)\},"signatures":')
+# In notary's canonical layout "version" is the last field of "signed": read it without a parse.
+_VERSION_TAIL = re.compile(rb'"version":(\d+)\Z')
 
 
 class MetadataSource(Protocol):
@@ -64,13 +72,22 @@ class Updater:
         data = self.cached(role)
         if data is None:
             return None
-        match = _VERSION_TAIL.search(data[-64:])
+        end = data.rfind(b'},"signatures":[')
+        match = _VERSION_TAIL.search(data, max(0, end - 40), end) if end > 0 else None
         if match:
             return int(match.group(1))
         try:
             return Metadata.from_bytes(data, role=role).signed.version
         except TrustkitError:  # a corrupt cache entry only loses its rollback floor
             return None
+
+    def _cached_delegations(self) -> list[str]:
+        """Delegations with a cached file: their versions are rollback floors like the others'."""
+        folder = self.cache / TARGETS
+        if not folder.is_dir():
+            return []
+        names = (path.relative_to(self.cache).with_suffix("").as_posix() for path in folder.rglob("*.json"))
+        return sorted(name for name in names if is_delegation(name))
 
     def _save(self, files: dict[str, bytes]) -> None:
         for role, data in files.items():
@@ -90,7 +107,8 @@ class Updater:
             NetworkError, NotAuthorizedError: from the server.
         """
         assert self.source is not None, "refresh needs a metadata source"
-        previous = {r: v for r in (ROOT, TIMESTAMP, SNAPSHOT, TARGETS) if (v := self._cached_version(r)) is not None}
+        previous = {r: v for r in (ROOT, TIMESTAMP, SNAPSHOT, TARGETS, *self._cached_delegations())
+                    if (v := self._cached_version(r)) is not None}
         files: dict[str, bytes] = {}
         cached_root = self.cached(ROOT)
         latest_root = self.source.get(ROOT, max_size=MAX_ROOT_SIZE)
@@ -102,7 +120,18 @@ class Updater:
                                  pinning=self.pinning, first_contact=True)
         else:
             trusted = TrustedSet(cached_root, gun=self.gun, now=self.now, previous=previous)
+            before = trusted.root.signed
             self._walk_roots(trusted, latest_root)
+            # New keys for a role reset its rollback floor (TUF's fast-forward recovery): that
+            # is how an owner recovers from a compromised key that pushed versions up.
+            def rotated(role: str) -> bool:
+                return set(before.roles[role].keyids) != set(trusted.root.signed.roles[role].keyids)
+
+            if rotated(TIMESTAMP) or rotated(SNAPSHOT):
+                trusted.previous.pop(TIMESTAMP, None)
+                trusted.previous.pop(SNAPSHOT, None)
+            if rotated(TARGETS):
+                trusted.previous.pop(TARGETS, None)
         files[ROOT] = trusted.root_data
         trusted.check_root_fresh()
 
@@ -121,6 +150,10 @@ class Updater:
             role = pending.pop(0)
             meta = trusted.snapshot.signed.meta.get(role)  # type: ignore[union-attr]
             if meta is None:
+                if role in previous:  # trusted before: hiding it would fall back to older tags
+                    raise RollbackError(f"the snapshot of {self.gun} no longer lists {role}, trusted before at "
+                                        f"version {previous[role]}",
+                                        hint="the server (or someone in between) is serving old metadata")
                 continue  # listed by a parent but never published: nothing signed in it yet
             data = self._fetch_listed(role, meta)
             try:
@@ -192,9 +225,11 @@ class Updater:
                 continue
             try:
                 loaded = trusted.update_targets(data, role)
-            except ThresholdError as exc:
+            except (ThresholdError, HashMismatchError) as exc:
                 if role == TARGETS:
                     raise
+                # Online this delegation failed (and its old file stayed cached): it signs
+                # nothing offline either, and the rest of the repository still reads.
                 trusted.failed[role] = exc
                 continue
             children = [d.name for d in loaded.signed.delegations.roles]

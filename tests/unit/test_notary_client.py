@@ -23,6 +23,7 @@ from trustkit.errors import (
     NetworkError,
     NotAuthorizedError,
     NotFoundError,
+    OversizedError,
     ServerError,
     ServerRejectedError,
     TrustkitError,
@@ -253,7 +254,7 @@ def test_get_argument_checks(kwargs: dict, message: str) -> None:
 def test_size_cap_by_content_length() -> None:
     client = notary(answer(200, b"x" * 101))
     assert client.get("root", max_size=101) == b"x" * 101
-    with pytest.raises(ServerError, match=r"root\.json of .* is larger than 100 bytes"):
+    with pytest.raises(OversizedError, match=r"root\.json of .* is larger than 100 bytes"):
         client.get("root", max_size=100)
 
 
@@ -268,7 +269,7 @@ def test_size_cap_stops_an_endless_stream() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=endless())  # chunked: no Content-Length
 
-    with pytest.raises(ServerError, match="larger than 10000 bytes"):
+    with pytest.raises(OversizedError, match="larger than 10000 bytes"):
         notary(handler).get("targets", max_size=10_000)
     assert produced[0] <= 11  # it stopped reading right after the cap
 

@@ -182,7 +182,7 @@ def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_f
         sys.exit(exc.verify_status)
     if output_format == "json":
         emit_json({"repository": reference.gun, "tag": result.tag, "digest": f"sha256:{result.digest}",
-                   "size": result.size, "role": result.role, "signers": result.signers})
+                   "size": result.size, "role": result.role})
     else:
         click.echo(f"{reference.familiar}:{result.tag} sha256:{result.digest} {result.size}")
     _warn(result.warnings)
