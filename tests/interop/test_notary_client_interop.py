@@ -13,7 +13,7 @@ from pathlib import Path
 import peers
 import pytest
 
-from trustkit.errors import NetworkError, ServerRejectedError
+from trustkit.errors import NetworkError, OversizedError, ServerRejectedError
 from trustkit.notary import NotaryClient, make_http_client
 
 pytestmark = pytest.mark.interop
@@ -90,7 +90,7 @@ def test_reads_what_the_notary_cli_published(notary_cli, client: NotaryClient) -
     assert snapshot is not None
     digest = hashlib.sha256(snapshot).hexdigest()
     assert client.get("snapshot", checksum=digest, max_size=1 << 20) == snapshot
-    with pytest.raises(NetworkError, match="larger than 100 bytes"):
+    with pytest.raises(OversizedError, match="larger than 100 bytes"):
         client.get("root", max_size=100)
     # Now a root exists: the server returns the timestamp key that root names, every time.
     assert client.get_key("timestamp") == client.get_key("timestamp")
