@@ -19,3 +19,20 @@ from trustkit.signing import content_trust_enabled
 ])
 def test_content_trust_switch(env, flag, expected):
     assert content_trust_enabled(flag, env) is expected
+
+
+def test_expiry_warnings_name_roles_expiring_within_30_days(tmp_path):
+    from datetime import timedelta
+
+    from simulator import NOW, Simulator
+
+    from trustkit.signing import expiry_warnings
+
+    sim = Simulator()
+    sim.add_target("v1")
+    sim.publish(expires={"targets": NOW + timedelta(days=10)})
+    trusted = sim.updater(tmp_path).refresh()
+    warnings = dict(expiry_warnings(trusted, NOW))
+    assert set(warnings) == {"targets"}
+    assert "expires in 10 days" in warnings["targets"] and "trustkit refresh" in warnings["targets"]
+    assert expiry_warnings(trusted, NOW - timedelta(days=30)) == []
