@@ -256,7 +256,7 @@ def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPI
         left = meta.signed.expires_at - now
         if left < window:
             out.append((role, f"{role} of {trusted.gun} expires in {max(left.days, 0)} days "
-                               f"({meta.signed.expires}); re-sign it with `trustkit refresh`"))
+                               f"({meta.signed.expires}); its signers must re-sign it before then"))
     return out
 
 

@@ -162,7 +162,7 @@ class TrustedSet:
     def check_root_fresh(self) -> None:
         if self.root.signed.is_expired(self.now):
             raise ExpiredError(f"the root metadata of {self.gun} expired at {self.root.signed.expires}",
-                               hint="the repository owner must re-sign root (trustkit refresh / notary witness)")
+                               hint="the holder of the root key must re-sign root (notary witness root)")
 
     # ---- timestamp, snapshot, targets
 

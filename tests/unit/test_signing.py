@@ -34,5 +34,5 @@ def test_expiry_warnings_name_roles_expiring_within_30_days(tmp_path):
     trusted = sim.updater(tmp_path).refresh()
     warnings = dict(expiry_warnings(trusted, NOW))
     assert set(warnings) == {"targets"}
-    assert "expires in 10 days" in warnings["targets"] and "trustkit refresh" in warnings["targets"]
+    assert "expires in 10 days" in warnings["targets"] and "re-sign" in warnings["targets"]
     assert expiry_warnings(trusted, NOW - timedelta(days=30)) == []
