@@ -29,7 +29,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from trustkit._httpx import httpx
 
 from trustkit.errors import NotAuthorizedError, ServerError, TrustkitError
 

@@ -104,12 +104,46 @@ def loads_strict(data: bytes | str, *, max_size: int | None = None, what: str = 
     return value
 
 
+def loads_canonical(data: bytes) -> tuple[Any, bytes] | None:
+    """Fast path for a signed metadata file already in notary's exact byte layout: parse it
+    with the C decoder and return ``(document, canonical bytes of "signed")`` only when
+    re-serialising gives back ``data`` itself.  Byte equality rules out duplicate keys and any
+    other form the strict parser refuses, so the result is what :func:`loads_strict` would give.
+    Returns None when the caller must take the strict path (which also explains what is wrong).
+    """
+    if _BIG_NUMBER.search(data):
+        return None  # the strict path refuses these with a message that names the problem
+    try:
+        doc = json.loads(data, parse_constant=_no_constant, parse_float=_no_float)
+    except (ValueError, EncodingError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or list(doc) != ["signed", "signatures"]:
+        return None
+    signatures = doc["signatures"]
+    if not isinstance(signatures, list) or not all(
+            isinstance(sig, dict) and list(sig) == ["keyid", "method", "sig"]
+            and all(isinstance(v, str) for v in sig.values()) for sig in signatures):
+        return None
+    try:
+        signed = canonical_json(doc["signed"], parsed=True)
+    except EncodingError:
+        return None
+    return (doc, signed) if envelope_bytes(signed, signatures) == data else None
+
+
+# A number of 16 or more digits where a number can stand (false alarms only cost speed).
+_BIG_NUMBER = re.compile(rb"[:\[,]-?\d{16}")
 _WS = re.compile(r"[ \t\n\r]*")
 
 
 def _skip_ws(text: str, pos: int) -> int:
     match = _WS.match(text, pos)
     return match.end() if match else pos
+
+
+def check_depth(value: Any, what: str) -> None:
+    """Raises EncodingError when ``value`` nests more than MAX_DEPTH levels."""
+    _check_depth(value, what)
 
 
 def _check_depth(value: Any, what: str) -> None:
@@ -129,19 +163,39 @@ def _check_depth(value: Any, what: str) -> None:
 # Canonical JSON (docker/go/canonical/json, §2.1)
 
 
-def canonical_json(value: Any) -> bytes:
+def canonical_json(value: Any, *, parsed: bool = False) -> bytes:
     """Encode ``value`` exactly as notary's canonical marshaller: sorted keys, no whitespace,
     only ``"`` and ``\\`` escaped, integers only.
+
+    The C encoder of the json module produces the same bytes for everything trust metadata
+    holds; what it would write differently (a control character it escapes, a float) is
+    spotted in its output and re-encoded by the exact pure-Python encoder instead.  Values
+    from our own parser (``parsed=True``) cannot hold floats, so only escapes are looked for.
 
     Raises:
         EncodingError: a float, an unsupported type, or a string that is not valid Unicode.
     """
-    parts: list[str] = []
-    _encode(value, parts)
     try:
-        return "".join(parts).encode("utf-8")
+        text = _C_ENCODE(value)
+    except (TypeError, ValueError, RecursionError):
+        text = None
+    if text is None or ("\\" in text and _CONTROL_ESCAPE.search(text)) or (
+            not parsed and _MAYBE_FLOAT.search(text)):
+        parts: list[str] = []
+        _encode(value, parts)
+        text = "".join(parts)
+    try:
+        return text.encode("utf-8")
     except UnicodeEncodeError:
         raise EncodingError("JSON string holds a lone surrogate and cannot be encoded") from None
+
+
+_C_ENCODE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+# An escape other than \" or \\ is a control character, which Go writes raw; a digit run with
+# "." or "e" after a separator may be a float, which Go refuses.  Either sends the value to the
+# exact encoder (false alarms, such as ":29.61Z" inside an expiry string, only cost speed).
+_CONTROL_ESCAPE = re.compile(r'\\[^"\\]')
+_MAYBE_FLOAT = re.compile(r"[:\[,]-?\d+[.eE]")
 
 
 def _encode(value: Any, out: list[str]) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import httpx
+from trustkit._httpx import httpx
 
 from trustkit import __version__
 from trustkit.auth import (

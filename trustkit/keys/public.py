@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 from trustkit.encoding import b64decode, b64encode, canonical_json, raw_to_der_ecdsa
 from trustkit.errors import EncodingError, KeyFormatError, MetadataError
@@ -128,6 +130,8 @@ class PublicKey:
     def certificates(self) -> list[x509.Certificate]:
         if not self.is_certificate:
             return []
+        from cryptography import x509  # only certificate keys need it (start-up cost)
+
         try:
             certs = x509.load_pem_x509_certificates(b64decode(self.public, what="certificate key"))
         except (ValueError, EncodingError):
@@ -205,6 +209,8 @@ def load_public_pem(text: str | bytes, *, what: str = "public key file") -> Publ
         KeyFormatError: anything else.
     """
     from trustkit.keys.der import parse_pem
+
+    from cryptography import x509
 
     blocks = parse_pem(text, what=what)
     kinds = {b.type for b in blocks}

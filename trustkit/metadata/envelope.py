@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from trustkit.encoding import b64decode, b64encode, canonical_json, envelope_bytes, loads_strict
+from trustkit.encoding import b64decode, b64encode, canonical_json, envelope_bytes, loads_canonical, loads_strict
 from trustkit.errors import EncodingError, KeyFormatError, MetadataError, ThresholdError
 from trustkit.keys.public import PublicKey
 from trustkit.keys.signer import Signer
@@ -68,10 +68,23 @@ class Metadata(Generic[T]):
             MetadataError: malformed JSON or structure (the message names the JSON path).
         """
         what = f"{role}.json" if role else "metadata"
+        if len(data) > max_size:
+            raise MetadataError(f"{what} is {len(data)} bytes; the limit is {max_size}")
+        fast = loads_canonical(data)
+        if fast is not None:
+            try:
+                return cls._from_document(fast[0], data, role, what, fast[1])
+            except MetadataError:
+                pass  # the strict parser below names the real problem (nesting, numbers...)
         try:
             doc = loads_strict(data, max_size=max_size, what=what)
         except EncodingError as exc:
             raise MetadataError(exc.message) from None
+        return cls._from_document(doc, data, role, what, None)
+
+    @classmethod
+    def _from_document(cls, doc: Any, data: bytes, role: str | None, what: str,
+                       canonical: bytes | None) -> Metadata[Any]:
         if not isinstance(doc, dict) or set(doc) != {"signed", "signatures"}:
             raise MetadataError('must be an object with exactly "signed" and "signatures"', path=what)
         signed, sigs = doc["signed"], doc["signatures"]
@@ -88,15 +101,23 @@ class Metadata(Generic[T]):
                 raise MetadataError(f"unknown _type {signed.get('_type')!r}", path=f"{what}.signed")
         path = f"{what}.signed"
         payload = kind.from_dict(signed, path, role) if kind is Targets and role else kind.from_dict(signed, path)
-        return cls(payload, signatures, bytes(data), signed)  # type: ignore[arg-type]
+        meta = cls(payload, signatures, bytes(data), signed)  # type: ignore[arg-type]
+        meta._canonical = canonical
+        return meta
 
     # ---- writing
 
+    _canonical: bytes | None = field(default=None, repr=False, compare=False)  # of signed_dict, when known
+
     @property
     def signed_bytes(self) -> bytes:
-        """The message signatures cover: canonical JSON of the signed value."""
-        source = self.signed_dict if self.signed_dict is not None else self.signed.to_dict()
-        return canonical_json(source)
+        """The message signatures cover: canonical JSON of the signed value as received."""
+        if self._canonical is None:
+            if self.signed_dict is not None:
+                self._canonical = canonical_json(self.signed_dict, parsed=True)
+            else:
+                self._canonical = canonical_json(self.signed.to_dict())
+        return self._canonical
 
     def to_bytes(self) -> bytes:
         """Exact file bytes in notary's layout, from the current payload and signatures."""
@@ -110,7 +131,7 @@ class Metadata(Generic[T]):
         how several signers each add theirs to a threshold role.
         """
         self.signed_dict = self.signed.to_dict()
-        message = canonical_json(self.signed_dict)
+        message = self._canonical = canonical_json(self.signed_dict)
         fresh = [Signature(keyid, signer.method, b64encode(signer.sign(message))) for signer, keyid in signers]
         if replace:
             self.signatures = fresh
