@@ -481,6 +481,13 @@ class NotaryServer:
 # notary CLI
 
 
+def _server_url_and_ca(server: NotaryServer | None, url: str | None,
+                       ca_path: str | os.PathLike[str] | None) -> tuple[str | None, str | os.PathLike[str] | None]:
+    """Explicit ``url``/``ca_path`` win over the running ``server``'s."""
+    return (url if url is not None else (server.url if server else None),
+            ca_path if ca_path is not None else (server.ca_path if server else None))
+
+
 class NotaryCLI:
     """The real ``notary`` client with its own trust dir, pointed at a :class:`NotaryServer`.
 
@@ -509,8 +516,7 @@ class NotaryCLI:
     ):
         self.binary = require("notary")
         self.trust_dir = Path(trust_dir).absolute()
-        self.url = url if url is not None else (server.url if server else None)
-        ca = ca_path if ca_path is not None else (server.ca_path if server else None)
+        self.url, ca = _server_url_and_ca(server, url, ca_path)
         self.ca_path = Path(ca).absolute() if ca is not None else None
         self.config_path = (
             Path(config_path).absolute()
@@ -602,8 +608,7 @@ class DockerCLI:
     ):
         self.binary = require("docker")
         self.config_dir = Path(config_dir).absolute()
-        self.url = url if url is not None else (server.url if server else None)
-        ca = ca_path if ca_path is not None else (server.ca_path if server else None)
+        self.url, ca = _server_url_and_ca(server, url, ca_path)
         self.cwd = cwd
         self.timeout = timeout
         self.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

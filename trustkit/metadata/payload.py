@@ -362,49 +362,55 @@ class Targets(_Expiring):
 
 
 @dataclass
-class Snapshot(_Expiring):
-    _type: ClassVar[str] = "Snapshot"
+class _FileListing(_Expiring):
+    """Snapshot and timestamp: an expiring, versioned map of role name -> FileMeta."""
+
+    _type: ClassVar[str]
     meta: dict[str, FileMeta] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, value: Any, path: str = "snapshot") -> Snapshot:
+    def from_dict(cls, value: Any, path: str = "") -> Any:
+        path = path or cls._type.lower()
         data = _obj(value, path, {"_type", "expires", "meta", "version"})
-        _type(data, "Snapshot", path)
+        _type(data, cls._type, path)
         meta = _meta(data["meta"], f"{path}.meta")
-        for required in (ROOT, TARGETS):
-            if required not in meta or "sha256" not in meta[required].hashes:
-                raise MetadataError(f"must list {required} with a sha256 hash", path=f"{path}.meta")
-        for name in meta:
-            try:
-                validate_role_name(name)
-            except MetadataError as exc:
-                raise MetadataError(exc.message, path=f"{path}.meta") from None
+        cls._check_meta(meta, f"{path}.meta")
         return cls(expires=_expires(data["expires"], f"{path}.expires"),
                    version=_int(data["version"], f"{path}.version", 1), meta=meta)
 
+    @classmethod
+    def _check_meta(cls, meta: dict[str, FileMeta], path: str) -> None:
+        raise NotImplementedError
+
     def to_dict(self) -> dict[str, Any]:
-        return {"_type": "Snapshot", "expires": self.expires,
+        return {"_type": self._type, "expires": self.expires,
                 "meta": {k: v.to_dict() for k, v in self.meta.items()}, "version": self.version}
 
 
 @dataclass
-class Timestamp(_Expiring):
-    _type: ClassVar[str] = "Timestamp"
-    meta: dict[str, FileMeta] = field(default_factory=dict)
+class Snapshot(_FileListing):
+    _type: ClassVar[str] = "Snapshot"
 
     @classmethod
-    def from_dict(cls, value: Any, path: str = "timestamp") -> Timestamp:
-        data = _obj(value, path, {"_type", "expires", "meta", "version"})
-        _type(data, "Timestamp", path)
-        meta = _meta(data["meta"], f"{path}.meta")
-        if SNAPSHOT not in meta or "sha256" not in meta[SNAPSHOT].hashes:
-            raise MetadataError("must list snapshot with a sha256 hash", path=f"{path}.meta")
-        return cls(expires=_expires(data["expires"], f"{path}.expires"),
-                   version=_int(data["version"], f"{path}.version", 1), meta=meta)
+    def _check_meta(cls, meta: dict[str, FileMeta], path: str) -> None:
+        for required in (ROOT, TARGETS):
+            if required not in meta or "sha256" not in meta[required].hashes:
+                raise MetadataError(f"must list {required} with a sha256 hash", path=path)
+        for name in meta:
+            try:
+                validate_role_name(name)
+            except MetadataError as exc:
+                raise MetadataError(exc.message, path=path) from None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"_type": "Timestamp", "expires": self.expires,
-                "meta": {k: v.to_dict() for k, v in self.meta.items()}, "version": self.version}
+
+@dataclass
+class Timestamp(_FileListing):
+    _type: ClassVar[str] = "Timestamp"
+
+    @classmethod
+    def _check_meta(cls, meta: dict[str, FileMeta], path: str) -> None:
+        if SNAPSHOT not in meta or "sha256" not in meta[SNAPSHOT].hashes:
+            raise MetadataError("must list snapshot with a sha256 hash", path=path)
 
     @property
     def snapshot_meta(self) -> FileMeta:
