@@ -323,9 +323,29 @@ class Simulator:
 
     # ---- HTTP
 
+    def accept_upload(self, files: Mapping[str, bytes]) -> None:
+        """What an honest server does with a publish it accepts (no validation here: tests of
+        the client's own output use this): store the parts, then a new snapshot and timestamp."""
+        for role, data in files.items():
+            meta = Metadata.from_bytes(data, role=role)
+            if role == ROOT:
+                self.root = meta.signed
+            else:
+                self.targets[role] = meta.signed
+            self._store(role, meta.signed.version, data)
+        self.publish()
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         prefix = f"/v2/{self.gun}/_trust/tuf/"
         path = request.url.path
+        if request.method == "POST" and path == prefix:
+            self.accept_upload(_multipart_files(request))
+            return httpx.Response(200)
+        if request.method == "GET" and path.endswith((".key",)) and path.startswith(prefix):
+            role = path[len(prefix):-len(".key")]
+            key = self.keys[role][0].public
+            return httpx.Response(200, content=json.dumps(
+                {"keytype": key.keytype, "keyval": {"public": key.public, "private": None}}).encode())
         if request.method != "GET" or not path.startswith(prefix):
             return httpx.Response(404, content=_NOT_FOUND, headers={"Content-Type": "application/json"})
         name = path[len(prefix):]
@@ -353,6 +373,17 @@ class Simulator:
         self.files[f"{role}.json"] = data
         self.files[f"{role}.{hashlib.sha256(data).hexdigest()}.json"] = data
         self.files[f"{version}.{role}.json"] = data
+
+
+def _multipart_files(request: httpx.Request) -> dict[str, bytes]:
+    """The parts of a notary publish, keyed by their filename (the role)."""
+    import email.parser
+    import email.policy
+
+    body = request.read()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + body)
+    return {part.get_filename().removesuffix(".json"): part.get_payload(decode=True) for part in message.iter_parts()}
 
 
 __all__ = ["GUN", "NOW", "SERVER_URL", "Endless", "Key", "Simulator", "cache_state", "new_key", "new_root_key",

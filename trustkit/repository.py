@@ -17,7 +17,7 @@ from trustkit.errors import KeyNotFoundError, NotSignedError, TrustkitError
 from trustkit.keys.certs import root_key_for
 from trustkit.keys.public import PublicKey
 from trustkit.keys.signer import CryptoSigner, Signer, generate
-from trustkit.keys.store import KeyStore
+from trustkit.keys.store import KeyStore, validate_key_name
 from trustkit.metadata import (
     BASE_ROLES,
     DelegationRole,
@@ -28,7 +28,8 @@ from trustkit.metadata import (
     Snapshot,
     Targets,
 )
-from trustkit.roles import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
+from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
+from trustkit.trust import TrustedSet
 
 # notary's client and server defaults (§5.1)
 EXPIRY = {ROOT: timedelta(days=3650), TARGETS: timedelta(days=1095), SNAPSHOT: timedelta(days=1095),
@@ -51,15 +52,20 @@ class Repository:
     targets: dict[str, Metadata[Targets]] = field(default_factory=dict)
     snapshot: Metadata[Snapshot] | None = None
     dirty: set[str] = field(default_factory=set)
-    root_signers: list[Signer] = field(default_factory=list)  # old root keys during a rotation
+    root_signers: list[tuple[Signer, str]] = field(default_factory=list)  # old root keys while rotating
+    staged: dict[str, Metadata[Targets]] = field(default_factory=dict)  # partly signed, offered to co-sign
+    pending: dict[str, bytes] = field(default_factory=dict)  # roles still short of their threshold
+    resign_snapshot: bool = False
     _signers: dict[str, Signer] = field(default_factory=dict)
 
     # ---- construction
 
     @classmethod
-    def from_trusted(cls, trusted: object, store: KeyStore, now: datetime) -> Repository:
-        """Start from a validated ``trust.TrustedSet``."""
-        return cls(trusted.gun, store, now, trusted.root, dict(trusted.targets), trusted.snapshot)  # type: ignore[attr-defined]
+    def from_trusted(cls, trusted: TrustedSet, store: KeyStore, now: datetime) -> Repository:
+        """Start from a validated ``trust.TrustedSet``.  Delegations short of their threshold
+        are the baseline too (their version and content), so co-signers build on them."""
+        targets = {**trusted.short_of_threshold, **trusted.targets}
+        return cls(trusted.gun, store, now, trusted.root, targets, trusted.snapshot)
 
     @classmethod
     def initialize(cls, gun: str, store: KeyStore, now: datetime, *, server_keys: dict[str, PublicKey],
@@ -194,6 +200,137 @@ class Repository:
             self._editable(role).targets.pop(name, None)
         return roles
 
+    # ---- delegations (docker's signer model, §4.3)
+
+    def add_delegation(self, name: str, keys: list[PublicKey], *, threshold: int | None = None,
+                       paths: list[str] | None = None) -> list[str]:
+        """Add signer ``name``: its keys go to ``targets/<name>`` and to ``targets/releases``,
+        as ``docker trust signer add`` does.  ``threshold`` (m of the role's keys) also becomes
+        the minimum for ``targets/releases``, or one key of the team could release alone.
+        Returns warnings for the caller to show."""
+        role = f"{TARGETS}/{validate_signer_name(name)}"
+        if not keys:
+            raise TrustkitError("give at least one key for the signer")
+        top = self._editable(TARGETS)
+        for key in keys:
+            top.delegations.keys[key.keyid] = key
+        ids = [k.keyid for k in keys]
+        existing = top.delegations.role(role)
+        if existing is None:
+            existing = DelegationRole(role, [], 1, list(paths) if paths else [""])
+            top.delegations.roles.append(existing)
+        elif paths:
+            existing.paths = list(paths)
+        existing.keyids = _unique(existing.keyids + ids)
+        if threshold is not None:
+            existing.threshold = threshold
+        _check_threshold(existing)
+        warnings = []
+        releases = top.delegations.role(RELEASES)
+        if releases is None:
+            releases = DelegationRole(RELEASES, [], 1, [""])
+            top.delegations.roles.append(releases)
+        releases.keyids = _unique(releases.keyids + ids)
+        if existing.threshold > releases.threshold:
+            releases.threshold = existing.threshold
+            warnings.append(f"{RELEASES} now needs {releases.threshold} signatures: it applies to every "
+                            f"signer of {self.gun}, so a release needs {releases.threshold} of its "
+                            f"{len(releases.keyids)} keys")
+        return warnings
+
+    def remove_delegation(self, name: str, *, force: bool = False) -> list[str]:
+        """Remove signer ``name`` and its keys from ``targets/releases``.  Removing the last key
+        of ``targets/releases`` needs ``force`` (then nobody can release until a signer is added)."""
+        role = f"{TARGETS}/{validate_signer_name(name)}"
+        top = self._editable(TARGETS)
+        existing = top.delegations.role(role)
+        if existing is None:
+            raise NotSignedError(f"{self.gun} has no signer {name}")
+        top.delegations.roles.remove(existing)
+        still_used = {k for r in top.delegations.roles if r.name != RELEASES for k in r.keyids}
+        warnings = []
+        releases = top.delegations.role(RELEASES)
+        if releases is not None:
+            remaining = [k for k in releases.keyids if k not in existing.keyids or k in still_used]
+            if not remaining:
+                if not force:
+                    raise TrustkitError(f"{name} is the last signer of {RELEASES} in {self.gun}; without it "
+                                        f"nobody can release tags", hint="pass --force to remove it anyway")
+                top.delegations.roles.remove(releases)
+                warnings.append(f"{RELEASES} was removed: tags resolve from targets only until a signer is added")
+            else:
+                releases.keyids = remaining
+                releases.threshold = min(releases.threshold, len(set(remaining)))
+        in_use = {k for r in top.delegations.roles for k in r.keyids}
+        for keyid in list(top.delegations.keys):
+            if keyid not in in_use:
+                del top.delegations.keys[keyid]
+        return warnings
+
+    # ---- rotation and refresh
+
+    def rotate(self, role: str, *, server_key: PublicKey | None = None, algorithm: str = "ecdsa") -> PublicKey:
+        """Give ``role`` a new key.  ``server_key`` (from the server's key endpoint) makes the
+        role server-managed; otherwise a new key goes into the store.  Root rotations are signed
+        by the old and the new root keys, so clients holding the old root can walk to the new."""
+        root = self.root.signed
+        old_ids = list(root.roles[role].keyids)
+        if role == ROOT:
+            for listed, canonical in self.held_keys(ROOT):
+                self.root_signers.append((self._signer(canonical), listed))
+            if not self.root_signers:
+                raise NoSigningKeyError(f"rotating the root of {self.gun} needs the current root key",
+                                        hint=f"root expects key {', '.join(k[:12] for k in old_ids)}")
+            private = generate("ecdsa" if algorithm == "ed25519" else algorithm)
+            new_key = root_key_for(private, self.gun, now=self.now)
+            self.store.add(private, role=ROOT)
+        elif server_key is not None:
+            if role not in (SNAPSHOT, TIMESTAMP):
+                raise TrustkitError(f"only snapshot and timestamp keys can be held by the server, not {role}")
+            new_key = server_key
+        elif role == TIMESTAMP:
+            raise TrustkitError("the timestamp key is always held by the server")
+        else:
+            private = generate(algorithm)
+            self.store.add(private, role=role, gun=self.gun)
+            new_key = CryptoSigner(private).public_key
+        root.keys[new_key.keyid] = new_key
+        root.roles[role] = RoleKeys([new_key.keyid], 1)
+        # Old keys go, except root certificates: notary keeps them so old clients can check
+        # the rotation (§8), and keys still used by another role.
+        in_use = {k for entry in root.roles.values() for k in entry.keyids}
+        for keyid in old_ids:
+            if keyid not in in_use and role != ROOT:
+                root.keys.pop(keyid, None)
+        self.dirty.add(ROOT)
+        if role == TARGETS:
+            self._editable(TARGETS)  # re-signed with the new key
+        return new_key
+
+    def expiring(self, window: timedelta) -> list[str]:
+        """Roles this user can re-sign that expire within ``window`` (notary's witness)."""
+        roles = [ROOT, TARGETS] + [r for r in self.targets if r != TARGETS]
+        if self._holds_snapshot_key():
+            roles.append(SNAPSHOT)
+        out = []
+        for role in roles:
+            meta = self.root if role == ROOT else self.snapshot if role == SNAPSHOT else self.targets.get(role)
+            if meta is None or not self.held_keys(role):
+                continue
+            if meta.signed.expires_at - self.now < window:
+                out.append(role)
+        return out
+
+    def resign(self, roles: list[str]) -> None:
+        """Mark roles to be re-signed (new version, fresh expiry) at the next publish."""
+        for role in roles:
+            if role == ROOT:
+                self.dirty.add(ROOT)
+            elif role == SNAPSHOT:
+                self.resign_snapshot = True
+            else:
+                self._editable(role)
+
     # ---- signing
 
     def _signer(self, canonical_id: str) -> Signer:
@@ -204,35 +341,77 @@ class Repository:
     def _sign(self, role: str, meta: Metadata) -> bytes:  # type: ignore[type-arg]
         held = self.held_keys(role)
         _, keyids, threshold = self.role_entry(role)
-        if not held:
+        if not held and not (role == ROOT and self.root_signers):
             raise NoSigningKeyError(f"no key in the store can sign {role} of {self.gun}",
                                     hint=f"{role} expects key {', '.join(k[:12] for k in keyids)}")
         signers = [(self._signer(canonical), listed) for listed, canonical in held]
         if role == ROOT:
-            signers += [(s, k) for s in self.root_signers for k in [s.public_key.keyid]]
+            signers += [pair for pair in self.root_signers if pair[1] not in {listed for listed, _ in held}]
         # Keep other keys' valid signatures so threshold roles can collect them one by one.
         return meta.sign(signers, replace=threshold <= 1)
 
+    def _meets_threshold(self, role: str, meta: Metadata) -> bool:  # type: ignore[type-arg]
+        keys, keyids, threshold = self.role_entry(role)
+        return bool(meta.verify(keys, keyids, threshold, role))
+
+    def offer_staged(self, role: str, data: bytes) -> None:
+        """A partly signed version of ``role`` from another signer: if this publish would write
+        exactly its content, it is co-signed instead of being signed afresh."""
+        self.staged[role] = Metadata.from_bytes(data, role=role)
+
+    def _adopt_staged(self, role: str) -> Metadata[Targets] | None:
+        staged, current = self.staged.get(role), self.targets[role]
+        if staged is None or staged.signed.is_expired(self.now):
+            return None
+        same = (staged.signed.version == current.signed.version + 1
+                and staged.signed.targets == current.signed.targets
+                and staged.signed.delegations == current.signed.delegations)
+        return staged if same else None
+
     def publish_files(self) -> dict[str, bytes]:
-        """Sign every changed role and return ``{role: file bytes}`` for the server."""
+        """Sign every changed role and return ``{role: file bytes}`` for the server.
+
+        A role short of its threshold is not published (the server would refuse it): its partly
+        signed bytes go to ``pending`` for the next signer to complete."""
         files: dict[str, bytes] = {}
         root = self.root.signed
         # Near expiry, root is re-signed by whoever holds its key (as notary does); a delegate
         # without it is not blocked, and sees the expiry warning instead.
         near_expiry = root.expires_at - self.now < ROOT_RESIGN_WINDOW and bool(self.held_keys(ROOT))
         if ROOT in self.dirty or self.is_new or near_expiry:
+            previous_root = self.root.raw
             root.version += 1
             root.set_expiry(self.now + EXPIRY[ROOT])
             files[ROOT] = self._sign(ROOT, self.root)
+            if previous_root is not None:
+                self._check_root_update(previous_root, files[ROOT])
         for role in sorted(self.dirty - {ROOT}, key=lambda r: r.count("/")):
-            meta = self.targets[role]
-            meta.signed.version += 1
-            meta.signed.set_expiry(self.now + EXPIRY[TARGETS])
-            files[role] = self._sign(role, meta)
-        if self._holds_snapshot_key() and files:
+            adopted = self._adopt_staged(role)
+            if adopted is not None:
+                self.targets[role] = meta = adopted
+            else:
+                meta = self.targets[role]
+                meta.signed.version += 1
+                meta.signed.set_expiry(self.now + EXPIRY[TARGETS])
+            data = self._sign(role, meta)
+            if self._meets_threshold(role, meta):
+                files[role] = data
+            else:
+                self.pending[role] = data
+        if self._holds_snapshot_key() and (files or self.resign_snapshot):
             files[SNAPSHOT] = self._sign_snapshot(files)
         self.dirty.clear()
+        self.resign_snapshot = False
         return files
+
+    def _check_root_update(self, previous: bytes, new: bytes) -> None:
+        """Refuse to publish a root that clients holding the previous one would reject: a
+        rotation must never brick the repository."""
+        try:
+            TrustedSet(previous, gun=self.gun, now=self.now).update_root(new)
+        except TrustkitError as exc:
+            raise TrustkitError(f"the new root of {self.gun} would not be accepted by clients: {exc}",
+                                hint="nothing was published") from None
 
     def _holds_snapshot_key(self) -> bool:
         try:
@@ -243,7 +422,7 @@ class Repository:
     def _sign_snapshot(self, files: dict[str, bytes]) -> bytes:
         previous = self.snapshot.signed if self.snapshot else None
         meta = dict(previous.meta) if previous else {}
-        current = {ROOT: self.root.raw, **{r: m.raw for r, m in self.targets.items()}}
+        current = {ROOT: self.root.raw, **{r: m.raw for r, m in self.targets.items() if r not in self.pending}}
         for role, data in {**current, **files}.items():
             if data is not None:
                 meta[role] = FileMeta.for_bytes(data)
@@ -251,3 +430,27 @@ class Repository:
                             version=(previous.version if previous else 0) + 1, meta=meta)
         self.snapshot = Metadata(snapshot)
         return self._sign(SNAPSHOT, self.snapshot)
+
+
+def validate_signer_name(name: str) -> str:
+    """docker's signer-name rule; ``releases`` is reserved (§4.3).
+
+    Raises:
+        TrustkitError: naming the broken rule.
+    """
+    if name == "releases":
+        raise TrustkitError('"releases" is reserved for the released view of a repository; choose another name')
+    validate_key_name(name)
+    if name in BASE_ROLES or "/" in name:
+        raise TrustkitError(f'signer name "{name[:80]}" must match [a-z0-9][a-z0-9_-]*')
+    return name
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _check_threshold(role: DelegationRole) -> None:
+    count = len(set(role.keyids))
+    if not 1 <= role.threshold <= count:
+        raise TrustkitError(f"threshold {role.threshold} for {role.name} must be between 1 and its {count} keys")

@@ -15,9 +15,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from trustkit.errors import DigestMismatchError, NotSignedError, TrustkitError
-from trustkit.keys.store import KeyStore
-from trustkit.metadata import FileMeta
+from trustkit.errors import DigestMismatchError, NotSignedError, ThresholdError, TrustkitError
+
+from trustkit.keys.public import PublicKey
+from trustkit.keys.store import KeyStore, atomic_write
+from trustkit.metadata import FileMeta, Metadata
 from trustkit.reference import ImageReference
 from trustkit.repository import Repository
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
@@ -60,7 +62,9 @@ class TrustSession:
     trust_dir: Path
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     pinning: TrustPinning | None = None
+    staging_dir: Path | None = None  # where partly signed threshold roles wait for co-signers
     last_trusted: TrustedSet | None = None  # what the last load validated
+    pending: dict[str, Path] = field(default_factory=dict)  # set by publish: role -> staged file
 
     def warnings(self, *, skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
         """Expiry warnings for the data last loaded, leaving out roles just re-signed."""
@@ -75,12 +79,14 @@ class TrustSession:
     def updater(self) -> Updater:
         return Updater(self.client, self.gun, self.trust_dir, now=self.now, pinning=self.pinning)
 
-    def load(self, *, delegations: str = "all", offline: bool = False) -> TrustedSet | None:
-        """The validated trust data, or None when the repository has none yet."""
+    def load(self, *, delegations: str = "all", offline: bool = False,
+             allow_expired: bool = False) -> TrustedSet | None:
+        """The validated trust data, or None when the repository has none yet.
+        ``allow_expired`` is for editing (re-signing expired roles), never for trusting."""
         updater = self.updater()
         try:
             trusted = updater.load_offline(delegations=delegations) if offline else updater.refresh(
-                delegations=delegations)
+                delegations=delegations, allow_expired=allow_expired)
         except NotSignedError:
             if offline:
                 raise
@@ -90,8 +96,9 @@ class TrustSession:
 
     def repository(self, *, initialize: bool = True, local_snapshot: bool = False,
                    root_keyid: str | None = None) -> Repository:
-        """The repository to edit; a new one (docker's defaults) when the server has none."""
-        trusted = self.load()
+        """The repository to edit; a new one (docker's defaults) when the server has none.
+        Expired roles are loaded too: editing is how they get re-signed (notary #1662)."""
+        trusted = self.load(allow_expired=True)
         if trusted is not None:
             return Repository.from_trusted(trusted, self.store, self.now)
         if not initialize:
@@ -101,10 +108,26 @@ class TrustSession:
             server_keys[SNAPSHOT] = self.client.get_key(SNAPSHOT)
         return Repository.initialize(self.gun, self.store, self.now, server_keys=server_keys, root_keyid=root_keyid)
 
+    def staged_path(self, role: str) -> Path:
+        base = self.staging_dir if self.staging_dir is not None else self.trust_dir / "staged"
+        return base / self.gun / f"{role}.json"
+
     def publish(self, repo: Repository) -> list[str]:
+        """Sign what changed and upload it.  Roles short of their threshold are written to the
+        staging folder instead (``pending``); a staged version another signer left there is
+        co-signed when this publish would produce the same content."""
+        for role in repo.dirty:
+            path = self.staged_path(role)
+            if path.is_file():
+                repo.offer_staged(role, path.read_bytes())
         files = repo.publish_files()
         if files:
             self.client.publish(files)
+        for role in files:
+            self.staged_path(role).unlink(missing_ok=True)
+        for role, data in repo.pending.items():
+            atomic_write(self.staged_path(role), data, 0o644)
+            self.pending[role] = self.staged_path(role)
         return sorted(files)
 
 
@@ -129,6 +152,7 @@ class SignResult:
     signed: dict[str, list[str]]  # tag -> roles signed into
     published: list[str]  # roles uploaded
     warnings: list[str]
+    pending: dict[str, Path] = field(default_factory=dict)  # roles waiting for more signatures
 
 
 def sign_tags(session: TrustSession, targets: list[TagTarget], *, initialize: bool = True) -> SignResult:
@@ -138,7 +162,7 @@ def sign_tags(session: TrustSession, targets: list[TagTarget], *, initialize: bo
     repo = session.repository(initialize=initialize)
     signed = {t.tag: repo.add_target(t.tag, t.file_meta()) for t in targets}
     published = session.publish(repo)
-    return SignResult(signed, published, session.warnings(skip=set(published)))
+    return SignResult(signed, published, session.warnings(skip=set(published)), dict(session.pending))
 
 
 def revoke(session: TrustSession, tag: str | None) -> dict[str, list[str]]:
@@ -196,6 +220,7 @@ def verify_tag(session: TrustSession, tag: str, *, digest: str | None = None, of
     if found is None:
         if RELEASES in trusted.failed:
             raise trusted.failed[RELEASES]
+        _raise_if_pending(session, trusted, tag)
         raise NotSignedError(f"no trust data for {session.reference.familiar}:{tag}",
                              hint="the tag is not signed in targets/releases or targets")
     role, meta = found
@@ -206,6 +231,32 @@ def verify_tag(session: TrustSession, tag: str, *, digest: str | None = None, of
         raise DigestMismatchError(f"{session.reference.familiar}:{tag} is signed for sha256:{trusted_digest}, "
                                   f"not {digest}")
     return VerifiedTag(tag, trusted_digest, meta.length, role, session.warnings())
+
+
+def _raise_if_pending(session: TrustSession, trusted: TrustedSet, tag: str) -> None:
+    """A tag that waits in the staging folder for more signatures: say how many it has."""
+    top = trusted.targets.get(TARGETS)
+    for role in (RELEASES, TARGETS):
+        path = session.staged_path(role)
+        if top is None or not path.is_file():
+            continue
+        try:
+            staged = Metadata.from_bytes(path.read_bytes(), role=role)
+        except TrustkitError:
+            continue
+        if tag not in staged.signed.targets:
+            continue
+        if role == TARGETS:
+            keys, entry = trusted.root.signed.role_keys(TARGETS)
+            keyids, threshold = entry.keyids, entry.threshold
+        else:
+            delegation = top.signed.delegations.role(role)
+            if delegation is None:
+                continue
+            keys, keyids, threshold = top.signed.delegations.keys, delegation.keyids, delegation.threshold
+        result = staged.verify(keys, keyids, threshold, role)
+        raise ThresholdError(f"{session.reference.familiar}:{tag} has {len(result.signed)} of the {threshold} "
+                             f"signatures {role} needs", hint=f"the rest are pending in {path}")
 
 
 def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
@@ -242,6 +293,80 @@ def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
     return {"Name": name, "SignedTags": signed_tags, "Signers": signers, "AdministrativeKeys": admin}
 
 
+def add_signer(session: TrustSession, name: str, keys: list[PublicKey], *, threshold: int | None = None,
+               paths: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Delegate to signer ``name`` (initialising the repository when needed); returns the
+    roles published and warnings."""
+    repo = session.repository()
+    warnings = repo.add_delegation(name, keys, threshold=threshold, paths=paths)
+    return session.publish(repo), warnings
+
+
+def remove_signer(session: TrustSession, name: str, *, force: bool = False) -> tuple[list[str], list[str]]:
+    repo = session.repository(initialize=False)
+    warnings = repo.remove_delegation(name, force=force)
+    return session.publish(repo), warnings
+
+
+def rotate_key(session: TrustSession, role: str, *, server_managed: bool = False) -> PublicKey:
+    """A new key for ``role``: local, or held by the server (snapshot, and always timestamp)."""
+    if role not in (ROOT, TARGETS, SNAPSHOT, TIMESTAMP):
+        raise TrustkitError(f'rotate root, targets, snapshot or timestamp, not "{role}"',
+                            hint="delegation keys change with `trustkit signer add/remove`")
+    repo = session.repository(initialize=False)
+    server_key = session.client.rotate_key(role) if role == TIMESTAMP or (server_managed and role == SNAPSHOT) else None
+    if server_managed and role not in (SNAPSHOT, TIMESTAMP):
+        raise TrustkitError(f"only snapshot and timestamp keys can be held by the server, not {role}")
+    new_key = repo.rotate(role, server_key=server_key)
+    session.publish(repo)
+    return new_key
+
+
+def refresh(session: TrustSession, *, roles: list[str] | None = None,
+            window: timedelta = EXPIRY_WARNING) -> list[str]:
+    """Re-sign the roles this user can sign that expire within ``window`` (or ``roles``),
+    expired ones included: notary's ``witness`` plus publish."""
+    repo = session.repository(initialize=False)
+    chosen = roles if roles is not None else repo.expiring(window)
+    if not chosen:
+        return []
+    repo.resign(chosen)
+    session.publish(repo)
+    return chosen
+
+
+def roles_left_unsignable(store: KeyStore, keyid: str) -> list[str]:
+    """``GUN role`` for every cached repository role that ``keyid`` signs and that no other
+    key in the store can sign: what removing the key would cost (notary #1500).  Read from
+    the local cache, so it covers the repositories this trust dir has worked with."""
+    from trustkit.metadata import Root, Targets
+
+    tuf = store.trust_dir / "tuf"
+    held = {k.keyid for k in store.list()} - {keyid}
+    out = []
+    for path in sorted(tuf.rglob("metadata/root.json")) if tuf.is_dir() else []:
+        folder = path.parent
+        gun = folder.parent.relative_to(tuf).as_posix()
+        listings: list[tuple[str, dict[str, PublicKey], list[tuple[str, list[str]]]]] = []
+        for file in [path, *sorted(folder.rglob("targets*.json"))]:
+            role = file.relative_to(folder).with_suffix("").as_posix()
+            try:
+                meta = Metadata.from_bytes(file.read_bytes(), role=role)
+            except TrustkitError:
+                continue
+            if isinstance(meta.signed, Root):
+                listings.append((gun, meta.signed.keys, [(r, e.keyids) for r, e in meta.signed.roles.items()]))
+            elif isinstance(meta.signed, Targets):
+                listings.append((gun, meta.signed.delegations.keys,
+                                 [(d.name, d.keyids) for d in meta.signed.delegations.roles]))
+        for gun_name, keys, roles in listings:
+            for role, keyids in roles:
+                canonical = {keys[k].canonical_id for k in keyids if k in keys}
+                if keyid in canonical and not canonical & held:
+                    out.append(f"{gun_name} {role}")
+    return out
+
+
 def _natural(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
@@ -260,5 +385,5 @@ def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPI
     return out
 
 
-__all__ = ["SignResult", "TagTarget", "TrustSession", "VerifiedTag", "content_trust_enabled", "expiry_warnings",
+__all__ = ["SignResult", "roles_left_unsignable", "add_signer", "refresh", "remove_signer", "rotate_key", "TagTarget", "TrustSession", "VerifiedTag", "content_trust_enabled", "expiry_warnings",
            "init_repository", "inspect", "released_target", "revoke", "sign_tags", "verify_tag"]

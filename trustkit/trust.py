@@ -95,13 +95,16 @@ class TrustedSet:
     """What a client trusts for one GUN at one moment."""
 
     def __init__(self, root_data: bytes, *, gun: str, now: datetime, previous: Mapping[str, int] | None = None,
-                 pinning: TrustPinning | None = None, first_contact: bool = False) -> None:
+                 pinning: TrustPinning | None = None, first_contact: bool = False,
+                 allow_expired: bool = False) -> None:
         """Start from a root: the cached one, or (``first_contact``) one just downloaded, which
         is then checked against ``pinning``.
 
         ``previous`` maps role names to the versions trusted before (from the cache) for the
-        rollback checks.
+        rollback checks.  ``allow_expired`` is for editing only (re-signing expired data, as the
+        notary server itself loads it); reading for trust never sets it.
         """
+        self.allow_expired = allow_expired
         self.gun = gun
         self.now = now
         self.previous = dict(previous or {})
@@ -109,6 +112,9 @@ class TrustedSet:
         self.snapshot: Metadata[Snapshot] | None = None
         self.targets: dict[str, Metadata[Targets]] = {}
         self.failed: dict[str, VerificationError] = {}  # delegations that did not verify, and why
+        # Those delegations as the server holds them (signed, but short of their threshold):
+        # never read for trust, only as the version and content the next co-signer builds on.
+        self.short_of_threshold: dict[str, Metadata[Targets]] = {}
         root = Metadata.from_bytes(root_data, role=ROOT, max_size=MAX_ROOT_SIZE)
         # A cached root is trusted as it is (its certificates may have aged); a new one must
         # meet every rule, and pinning decides whether to trust it at all.
@@ -160,7 +166,7 @@ class TrustedSet:
         return new
 
     def check_root_fresh(self) -> None:
-        if self.root.signed.is_expired(self.now):
+        if self.root.signed.is_expired(self.now) and not self.allow_expired:
             raise ExpiredError(f"the root metadata of {self.gun} expired at {self.root.signed.expires}",
                                hint="the holder of the root key must re-sign root (notary witness root)")
 
@@ -234,7 +240,7 @@ class TrustedSet:
                                 hint="the server (or someone in between) is serving old metadata")
 
     def _check_fresh(self, meta: Metadata, role: str) -> None:  # type: ignore[type-arg]
-        if meta.signed.is_expired(self.now):
+        if meta.signed.is_expired(self.now) and not self.allow_expired:
             raise ExpiredError(f"the {role} metadata of {self.gun} expired at {meta.signed.expires}")
 
     def _check_hash(self, data: bytes, meta: object, role: str) -> None:

@@ -97,7 +97,7 @@ class Updater:
 
     # ---- update
 
-    def refresh(self, *, delegations: str = "all") -> TrustedSet:
+    def refresh(self, *, delegations: str = "all", allow_expired: bool = False) -> TrustedSet:
         """Update from the server.  ``delegations``: ``"all"`` walks every delegation;
         ``"releases"`` only ``targets/releases`` (all docker's verification needs).
 
@@ -117,9 +117,10 @@ class Updater:
                                  hint="the repository has not been initialised (trustkit init / trustkit sign)")
         if cached_root is None:
             trusted = TrustedSet(latest_root, gun=self.gun, now=self.now, previous=previous,
-                                 pinning=self.pinning, first_contact=True)
+                                 pinning=self.pinning, first_contact=True, allow_expired=allow_expired)
         else:
-            trusted = TrustedSet(cached_root, gun=self.gun, now=self.now, previous=previous)
+            trusted = TrustedSet(cached_root, gun=self.gun, now=self.now, previous=previous,
+                                 allow_expired=allow_expired)
             before = trusted.root.signed
             self._walk_roots(trusted, latest_root)
             # New keys for a role reset its rollback floor (TUF's fast-forward recovery): that
@@ -163,6 +164,7 @@ class Updater:
                     raise
                 # A delegation short of its threshold signs nothing; readers say why.
                 trusted.failed[role] = exc
+                trusted.short_of_threshold[role] = Metadata.from_bytes(data, role=role)
                 continue
             files[role] = data
             children = [d.name for d in loaded.signed.delegations.roles]

@@ -21,25 +21,29 @@ from trustkit.cli.context import Context, pass_context
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA bundle for the trust server.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="TRUSTKIT_CONFIG",
               help="Client config with notary's trust_pinning section (default: ~/.config/trustkit/config.json).")
+@click.option("--staging-dir", type=click.Path(file_okay=False), envvar="TRUSTKIT_STAGING_DIR",
+              help="Shared folder where partly signed threshold roles wait for co-signers "
+                   "(default: <trust dir>/staged).")
 @click.option("--no-tofu", is_flag=True, help="Refuse repositories whose root is not pinned (no trust on first use).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
 def cli(ctx: click.Context, trust_dir: str | None, server_url: str | None, tls_ca: str | None,
-        config_file: str | None, no_tofu: bool, debug: bool) -> None:
+        config_file: str | None, staging_dir: str | None, no_tofu: bool, debug: bool) -> None:
     """Sign container images the Docker Content Trust way."""
     ctx.obj = Context(trust_dir=trust_dir, server_url=server_url, tls_ca=tls_ca, debug=debug,
-                      config_file=config_file, no_tofu=no_tofu)
+                      config_file=config_file, no_tofu=no_tofu, staging_dir=staging_dir)
 
 
 def _register() -> None:
     from trustkit.cli.keys import key
     from trustkit.cli.metadata import metadata
 
-    from trustkit.cli.trustcmds import COMMANDS
+    from trustkit.cli import delegation, trustcmds
 
+    key.add_command(delegation.key_rotate)
     cli.add_command(key)
     cli.add_command(metadata)
-    for command in COMMANDS:
+    for command in trustcmds.COMMANDS + delegation.COMMANDS:
         cli.add_command(command)
 
 

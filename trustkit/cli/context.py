@@ -25,6 +25,7 @@ class Context:
     debug: bool
     config_file: str | None = None
     no_tofu: bool = False
+    staging_dir: str | None = None
 
     @property
     def trust_path(self) -> Path:
@@ -49,7 +50,8 @@ class Context:
             credentials = load_credentials(reference.registry)
             http = make_http_client(url, tls_ca=self.tls_ca, auth=TokenAuth(credentials, registry=reference.registry))
             client = NotaryClient(url, reference.gun, http)
-        return TrustSession(reference, client, self.key_store(), self.trust_path, pinning=self.trust_pinning())
+        return TrustSession(reference, client, self.key_store(), self.trust_path, pinning=self.trust_pinning(),
+                            staging_dir=Path(self.staging_dir) if self.staging_dir else None)
 
     def trust_pinning(self) -> TrustPinning:
         from trustkit.config import default_config_path, load_trust_pinning

@@ -116,11 +116,20 @@ def passwd(ctx: Context, keyid: str, new_passphrase_file: click.utils.LazyFile |
 @key.command("remove")
 @click.argument("keyid")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Remove it even if it is your only key for some role.")
 @pass_context
-def remove(ctx: Context, keyid: str, yes: bool) -> None:
-    """Delete a private key from the store."""
+def remove(ctx: Context, keyid: str, yes: bool, force: bool) -> None:
+    """Delete a private key from the store.  Refuses (without --force) when it is the only key
+    you hold for a role of a repository you have worked with, naming those roles."""
+    from trustkit.errors import TrustkitError
+    from trustkit.signing import roles_left_unsignable
+
     store = ctx.key_store()
     info = store.find(keyid)
+    orphaned = roles_left_unsignable(store, info.keyid)
+    if orphaned and not force:
+        raise TrustkitError(f"key {info.keyid[:12]} is your only key for: {'; '.join(orphaned)}; without it you "
+                            f"cannot sign there", hint="pass --force to remove it anyway, or export it first")
     if not yes:
         if not can_prompt():
             raise click.UsageError("refusing to delete a key without confirmation; pass --yes")

@@ -74,12 +74,16 @@ def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | 
     result = sign_tags(ctx.trust_session(reference), targets)
     if output_format == "json":
         emit_json({"repository": reference.gun, "published": result.published, "warnings": result.warnings,
+                   "pending": {role: str(path) for role, path in result.pending.items()},
                    "signed": [{"tag": t.tag, "digest": f"sha256:{t.digest}", "size": t.size,
                                "roles": result.signed[t.tag]} for t in targets]})
     else:
         for target in targets:
             click.echo(f"Signed {reference.familiar}:{target.tag} sha256:{target.digest} ({target.size} bytes) "
                        f"into {', '.join(result.signed[target.tag])}")
+        for role, path in result.pending.items():
+            click.echo(f"{role} needs more signatures before it can be published: staged at {path}; the next "
+                       f"signer completes it by running the same command with the same --staging-dir")
     _warn(result.warnings)
 
 

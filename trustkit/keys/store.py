@@ -273,16 +273,24 @@ def import_key(store: KeyStore, pem: bytes, *, name: str | None = None, source: 
         raise KeyFormatError(f"{source} holds {len(keys)} private keys; give one per file")
     block = keys[0]
     role = validate_key_name(name or block.headers.get("role") or "signer")
-    gun = block.headers.get("gun")
+    key, passphrase = decrypt_for_import(store, block, role, source)
+    return store.add(key, role=role, gun=block.headers.get("gun"), passphrase=passphrase)
+
+
+def decrypt_for_import(store: KeyStore, block: PemBlock, role: str, source: str) -> tuple[PrivateKey, str | None]:
+    """Load a PEM private key in memory, asking the store's passphrase source (as for ``role``)
+    when it is encrypted.  Returns the key and the passphrase that opened it (None if plain):
+    an encrypted key keeps its passphrase, a plain one gets a new one when stored.
+
+    Raises:
+        PassphraseError: three wrong passphrases.  KeyFormatError: not a usable key.
+    """
     if not is_encrypted(block):
-        key = load_private_key_block(block, None)
-        return store.add(key, role=role, gun=gun)
-    public_id = ""  # unknown until decrypted
+        return load_private_key_block(block, None), None
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        passphrase = store.passphrases(PassphraseRequest(role, gun, public_id, False, attempt))
+        passphrase = store.passphrases(PassphraseRequest(role, block.headers.get("gun"), "", False, attempt))
         try:
-            key = load_private_key_block(block, passphrase)
+            return load_private_key_block(block, passphrase), passphrase
         except PassphraseError:
             continue
-        return store.add(key, role=role, gun=gun, passphrase=passphrase)
     raise PassphraseError(f"wrong passphrase for {source}", hint="nothing was imported")

@@ -1,0 +1,159 @@
+"""Layer `cli`: ``trustkit signer ...``, ``bundle import``, ``key rotate`` and ``refresh``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from trustkit.cli.context import Context, pass_context
+from trustkit.cli.output import FORMAT_OPTION, emit_json
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)
+
+
+@click.group()
+def signer() -> None:
+    """Delegate signing to team keys (docker trust signer)."""
+
+
+@signer.command("add")
+@click.argument("name")
+@click.argument("repos", nargs=-1, required=True)
+@click.option("--key", "key_files", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
+              help="PEM public key or X.509 certificate (a client bundle's cert.pem); repeat for several.")
+@click.option("--threshold", type=int, help="Signatures needed from NAME's keys (m of n); also the minimum "
+                                            "for targets/releases.")
+@click.option("--paths", "paths", multiple=True, help="Restrict NAME to tags starting with these prefixes.")
+@FORMAT_OPTION
+@pass_context
+def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple[str, ...], threshold: int | None,
+               paths: tuple[str, ...], output_format: str) -> None:
+    """Add signer NAME with its keys to targets/NAME and targets/releases of each REPO (a new
+    repository is initialised first), as `docker trust signer add` does."""
+    from datetime import datetime, timezone
+
+    from trustkit.errors import KeyFormatError
+    from trustkit.keys.certs import certificate_problem
+    from trustkit.keys.public import load_public_pem
+    from trustkit.reference import parse_repository
+    from trustkit.repository import validate_signer_name
+    from trustkit.signing import add_signer
+
+    validate_signer_name(name)
+    keys = []
+    for file in key_files:
+        key = load_public_pem(Path(file).read_bytes(), what=file)
+        if key.is_certificate and (problem := certificate_problem(key.certificates[0], datetime.now(timezone.utc))):
+            raise KeyFormatError(f"{file}: {problem}")
+        keys.append(key)
+    if threshold is not None and not 1 <= threshold <= len({k.keyid for k in keys}):
+        raise click.BadParameter(f"must be between 1 and the number of keys ({len(keys)})", param_hint="--threshold")
+    results = []
+    for repo in repos:
+        reference = parse_repository(repo)
+        published, warnings = add_signer(ctx.trust_session(reference), name, keys, threshold=threshold,
+                                         paths=list(paths) or None)
+        _warn(warnings)
+        results.append({"repository": reference.gun, "signer": name, "keys": [k.canonical_id for k in keys],
+                        "published": published})
+        if output_format != "json":
+            click.echo(f"Added signer {name} to {reference.gun} with key(s) "
+                       f"{', '.join(k.canonical_id[:12] for k in keys)}")
+    if output_format == "json":
+        emit_json(results)
+
+
+@signer.command("remove")
+@click.argument("name")
+@click.argument("repos", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Remove the last signer of targets/releases too.")
+@pass_context
+def signer_remove(ctx: Context, name: str, repos: tuple[str, ...], force: bool) -> None:
+    """Remove signer NAME from each REPO."""
+    from trustkit.reference import parse_repository
+    from trustkit.signing import remove_signer
+
+    for repo in repos:
+        reference = parse_repository(repo)
+        _, warnings = remove_signer(ctx.trust_session(reference), name, force=force)
+        _warn(warnings)
+        click.echo(f"Removed signer {name} from {reference.gun}")
+
+
+@click.group()
+def bundle() -> None:
+    """Client bundles (UCP / MKE / MSR)."""
+
+
+@bundle.command("import")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--name", help="Signer name (default: the certificate's common name).")
+@FORMAT_OPTION
+@pass_context
+def bundle_import(ctx: Context, path: str, name: str | None, output_format: str) -> None:
+    """Import a client bundle's key.pem as a signer key, after checking it matches cert.pem and
+    that the certificate is valid now; then show what the repository admin must run."""
+    from datetime import datetime, timezone
+
+    from trustkit.keys.bundle import import_bundle
+
+    stored, signer_name, found = import_bundle(ctx.key_store(), path, name=name, now=datetime.now(timezone.utc))
+    cert_path = Path(path) / "cert.pem" if Path(path).is_dir() else Path(f"{signer_name}.crt")
+    if not Path(path).is_dir():
+        cert_path.write_bytes(found.cert_pem)
+    command = f"trustkit signer add {signer_name} REPOSITORY --key {cert_path}"
+    if output_format == "json":
+        emit_json({"signer": signer_name, "keyid": stored.keyid, "certificate": str(cert_path),
+                   "admin_command": command})
+    else:
+        click.echo(f"Imported key {stored.keyid} as signer {signer_name}")
+        click.echo("Ask a repository admin to run:")
+        click.echo(f"  {command}")
+
+
+@click.command("rotate")
+@click.argument("repo")
+@click.argument("role", type=click.Choice(["root", "targets", "snapshot", "timestamp"]))
+@click.option("--server-managed", is_flag=True, help="Let the server hold the new snapshot key.")
+@pass_context
+def key_rotate(ctx: Context, repo: str, role: str, server_managed: bool) -> None:
+    """Give ROLE of REPO a new key and publish.  A new root is signed by the old and the new
+    root keys, and is checked against the old root before anything is published."""
+    from trustkit.reference import parse_repository
+    from trustkit.signing import rotate_key
+
+    reference = parse_repository(repo)
+    new_key = rotate_key(ctx.trust_session(reference), role, server_managed=server_managed)
+    where = "held by the server" if server_managed or role == "timestamp" else "in the key store"
+    click.echo(f"Rotated the {role} key of {reference.gun}: new key {new_key.keyid} ({where})")
+
+
+@click.command("refresh")
+@click.argument("repo")
+@click.option("--role", "roles", multiple=True, help="Re-sign this role whatever its expiry (repeatable).")
+@click.option("--within", "days", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Re-sign the roles you can sign that expire within this many days (expired ones too).")
+@pass_context
+def refresh(ctx: Context, repo: str, roles: tuple[str, ...], days: int) -> None:
+    """Re-sign roles before (or after) they expire, like `notary witness` + publish.
+
+    This is also the recovery when targets metadata has already expired: editing loads
+    expired roles, re-signs them with fresh expiry and publishes."""
+    from trustkit.metadata import validate_role_name
+    from trustkit.reference import parse_repository
+    from trustkit.signing import refresh as refresh_roles
+
+    for role in roles:
+        validate_role_name(role)
+    reference = parse_repository(repo)
+    done = refresh_roles(ctx.trust_session(reference), roles=list(roles) or None, window=timedelta(days=days))
+    click.echo(f"Re-signed {', '.join(done)} of {reference.gun}" if done else
+               f"Nothing in {reference.gun} that you can sign expires within {days} days")
+
+
+COMMANDS = [signer, bundle, refresh]
