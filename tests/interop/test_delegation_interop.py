@@ -70,7 +70,8 @@ def test_bundle_member_signs_and_docker_shows_them(notary_server, docker_cli, tr
         for name in ("cert.pem", "key.pem", "ca.pem"):
             zf.write(bundle_dir / name, name)
     member = trustkit_cli()
-    imported = json.loads(member.run("bundle", "import", archive, "--format", "json").stdout)
+    imported = json.loads(member.run("bundle", "import", archive, "--dir", tmp_path, "--format", "json").stdout)
+    assert (tmp_path / "dev1.crt").read_bytes() == (bundle_dir / "cert.pem").read_bytes()
     assert imported["signer"] == "dev1" and "trustkit signer add dev1" in imported["admin_command"]
     admin.run("signer", "add", "dev1", gun, "--key", bundle_dir / "cert.pem")
     _, entry = signed_tags(docker_cli, gun)

@@ -93,9 +93,11 @@ def bundle() -> None:
 @bundle.command("import")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--name", help="Signer name (default: the certificate's common name).")
+@click.option("--dir", "cert_dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where to write NAME.crt for the admin when the bundle is a zip.")
 @FORMAT_OPTION
 @pass_context
-def bundle_import(ctx: Context, path: str, name: str | None, output_format: str) -> None:
+def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, output_format: str) -> None:
     """Import a client bundle's key.pem as a signer key, after checking it matches cert.pem and
     that the certificate is valid now; then show what the repository admin must run."""
     from datetime import datetime, timezone
@@ -103,7 +105,7 @@ def bundle_import(ctx: Context, path: str, name: str | None, output_format: str)
     from trustkit.keys.bundle import import_bundle
 
     stored, signer_name, found = import_bundle(ctx.key_store(), path, name=name, now=datetime.now(timezone.utc))
-    cert_path = Path(path) / "cert.pem" if Path(path).is_dir() else Path(f"{signer_name}.crt")
+    cert_path = Path(path) / "cert.pem" if Path(path).is_dir() else Path(cert_dir) / f"{signer_name}.crt"
     if not Path(path).is_dir():
         cert_path.write_bytes(found.cert_pem)
     command = f"trustkit signer add {signer_name} REPOSITORY --key {cert_path}"
