@@ -91,3 +91,10 @@ def trustkit_cli(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         return peers.TrustkitCLI(config_dir, server, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def trustkit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.TrustkitServer]:
+    """trustkit's own server (SQLite, TLS) as a real process."""
+    with peers.TrustkitServer(tmp_path_factory.mktemp("trustkit-server")) as server:
+        yield server

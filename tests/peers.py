@@ -710,3 +710,130 @@ class TrustkitCLI:
         return _run([*self.argv0, *map(str, args)], env=self.env, cwd=None,
                     timeout=timeout if timeout is not None else self.timeout, input=None, check=check,
                     what="trustkit")
+
+
+# --------------------------------------------------------------------------------------------
+# trustkit's own server, run as users run it
+
+
+POSTGRES_URL = os.environ.get("TRUSTKIT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class TrustkitServer:
+    """``python -m trustkit server`` on ``127.0.0.1:<port>`` with TLS, as a real process.
+
+    * ``database``: a URL; default a SQLite file in ``workdir``.  Several instances may share
+      one PostgreSQL database (pass the same URL and ``passphrase``).
+    * ``extra_args``: more flags (``--auth htpasswd --htpasswd F --admin alice``...).
+    * ``restart()`` stops and starts it on the same port and database; ``kill()`` sends SIGKILL.
+    Same attributes as :class:`NotaryServer` (``url``, ``host_port``, ``ca_path``, ``get``...),
+    so the notary CLI, docker CLI and trustkit fixtures work with either.
+    """
+
+    def __init__(self, workdir: str | os.PathLike[str] | None = None, *, database: str | None = None,
+                 passphrase: str = "test-server-passphrase", extra_args: Sequence[str] = (),
+                 port: int | None = None, tls: tuple[Path, Path] | None = None, startup_timeout: float = 30.0):
+        import sys
+
+        self._owns_workdir = workdir is None
+        self.workdir = Path(workdir if workdir is not None else tempfile.mkdtemp(prefix="trustkit-server-")).absolute()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.database = database or f"sqlite:///{self.workdir / 'trustkit-server.db'}"
+        self.passphrase = passphrase
+        self.extra_args = list(extra_args)
+        self.port = port or free_port()
+        self.cert_path, self.key_path = tls or make_tls(self.workdir)
+        self.startup_timeout = startup_timeout
+        self.log_path = self.workdir / f"trustkit-server-{self.port}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._python = sys.executable
+
+    @property
+    def host_port(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host_port}"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.cert_path
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=30.0, **kwargs)  # type: ignore[arg-type]
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        with self.client() as client:
+            return client.get(path, **kwargs)  # type: ignore[arg-type]
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    def argv(self) -> list[str]:
+        return [self._python, "-m", "trustkit", "server", "--listen", self.host_port, "--database", self.database,
+                "--tls-cert", str(self.cert_path), "--tls-key", str(self.key_path), *self.extra_args]
+
+    def start(self) -> None:
+        env = {**os.environ, "TRUSTKIT_SERVER_PASSPHRASE": self.passphrase, "XDG_DATA_HOME": str(self.workdir)}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self._proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                      env=env, cwd=self.workdir)
+        log.close()
+        deadline = time.monotonic() + self.startup_timeout
+        last: object = None
+        with httpx.Client(verify=self.ssl_context(), timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    raise PeerError(f"trustkit server exited with {self._proc.returncode}; log:\n{self.log_tail()}")
+                try:
+                    if client.get(f"{self.url}/_notary_server/health").status_code == 200:
+                        return
+                except httpx.TransportError as exc:
+                    last = exc
+                time.sleep(0.05)
+        self.stop()
+        raise PeerError(f"trustkit server did not start (last: {last!r}); log:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as a crash."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+            self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> TrustkitServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def reset_postgres(url: str = POSTGRES_URL) -> str:
+    """A clean database for a test: drop trustkit's tables in ``url`` and return the URL."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        for table in ("tuf_files", "changefeed", "server_keys", "repositories"):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()
+    return url

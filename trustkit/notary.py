@@ -14,6 +14,7 @@ It never reads or writes trust metadata semantics; that is the `trust`/`reposito
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import time
@@ -429,6 +430,33 @@ class NotaryClient:
         if not isinstance(data, dict):
             raise ServerError(f"the trust server sent an invalid changefeed for {self.gun}")
         return data
+
+    def settings(self) -> dict[str, Any]:
+        """Repository settings on a trustkit server (``{"immutable": bool}``); a notary-server
+        has none, which reads as the defaults."""
+        url = f"{self.base_url}/v2/{_quote_gun(self.gun)}/_trust/settings"
+        body = self._call("GET", url, what=f"the settings of {self.gun}", max_size=_ERROR_BODY_LIMIT,
+                          push=False, missing_ok=True)
+        if body is None:
+            return {"immutable": False}
+        try:
+            data = loads_strict(body, what="settings")
+        except EncodingError as exc:
+            raise ServerError(f"the trust server sent invalid settings for {self.gun}: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("immutable", False), bool):
+            raise ServerError(f"the trust server sent invalid settings for {self.gun}")
+        return data
+
+    def set_settings(self, settings: Mapping[str, Any]) -> None:
+        """Change repository settings (needs the admin scope on a trustkit server)."""
+        url = f"{self.base_url}/v2/{_quote_gun(self.gun)}/_trust/settings"
+        try:
+            self._call("PUT", url, what=f"changing the settings of {self.gun}", max_size=_ERROR_BODY_LIMIT,
+                       push=True, content=json.dumps(dict(settings)).encode(),
+                       headers={"Content-Type": "application/json"})
+        except NotFoundError:
+            raise TrustkitError(f"the trust server for {self.gun} has no repository settings",
+                                hint="repository settings need a trustkit server") from None
 
     # ---- internals
 

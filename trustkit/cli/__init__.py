@@ -38,12 +38,12 @@ def _register() -> None:
     from trustkit.cli.keys import key
     from trustkit.cli.metadata import metadata
 
-    from trustkit.cli import delegation, trustcmds
+    from trustkit.cli import delegation, server, trustcmds
 
     key.add_command(delegation.key_rotate)
     cli.add_command(key)
     cli.add_command(metadata)
-    for command in trustcmds.COMMANDS + delegation.COMMANDS:
+    for command in trustcmds.COMMANDS + delegation.COMMANDS + server.COMMANDS:
         cli.add_command(command)
 
 

@@ -1,0 +1,213 @@
+"""Layer `server`: configuration (flags, ``TRUSTKIT_SERVER_*`` variables or a JSON file), and
+building and running the app with uvicorn.
+
+The built-in default is one process on SQLite in the user's data folder, listening on
+loopback.  A server that listens beyond loopback must be told how to authenticate (``--auth
+htpasswd|token``) or explicitly ``--auth none``: it is never open by accident.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from trustkit.errors import TrustkitError
+
+LOG = logging.getLogger("trustkit.server")
+CONFIG_ENV = "TRUSTKIT_SERVER_CONFIG_JSON"  # how worker processes receive the configuration
+
+
+def data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "trustkit"
+
+
+@dataclass
+class ServerConfig:
+    listen: str = "127.0.0.1:4443"
+    database: str = ""  # default: sqlite in data_dir()
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    workers: int = 1
+    passphrase_file: str | None = None
+    auth: str = "default"  # default | none | htpasswd | token
+    htpasswd: str | None = None
+    admins: list[str] = field(default_factory=list)
+    token_realm: str | None = None
+    token_service: str = "trustkit"
+    token_issuer: str = "trustkit"
+    token_root_certs: str | None = None
+    gun_prefixes: list[str] = field(default_factory=list)
+    max_body: int = 64 << 20
+    current_max_age: int = 300
+    consistent_max_age: int = 2592000
+    log_level: str = "info"
+
+    @classmethod
+    def load(cls, file: str | None, overrides: dict[str, Any]) -> ServerConfig:
+        """File values, then ``TRUSTKIT_SERVER_<NAME>`` variables, then flags (``overrides``)."""
+        values: dict[str, Any] = {}
+        if file:
+            try:
+                loaded = json.loads(Path(file).read_text())
+            except (OSError, ValueError) as exc:
+                raise TrustkitError(f"cannot read server config {file}: {exc}") from None
+            if not isinstance(loaded, dict):
+                raise TrustkitError(f"server config {file} must be a JSON object")
+            values.update(loaded)
+        known = {f.name: f for f in fields(cls)}
+        for name, spec in known.items():
+            env = os.environ.get(f"TRUSTKIT_SERVER_{name.upper()}")
+            if env is not None:
+                values[name] = env.split(",") if spec.type.startswith("list") else (
+                    int(env) if spec.type == "int" else env)
+        values.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
+        unknown = set(values) - set(known)
+        if unknown:
+            raise TrustkitError(f"unknown server setting {sorted(unknown)[0]!r}")
+        config = cls(**{k: list(v) if isinstance(v, tuple) else v for k, v in values.items()})
+        config.check()
+        return config
+
+    def check(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise TrustkitError(f"--listen {self.listen!r} must be HOST:PORT")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise TrustkitError("give both --tls-cert and --tls-key, or neither")
+        if self.auth not in ("default", "none", "htpasswd", "token"):
+            raise TrustkitError(f"--auth must be none, htpasswd or token, not {self.auth!r}")
+        if self.auth == "default" and not _loopback(host):
+            raise TrustkitError(f"refusing to serve {self.listen} without authentication",
+                                hint="choose --auth htpasswd (with --htpasswd FILE) or --auth token, "
+                                     "or --auth none to run open on purpose")
+        if self.auth == "htpasswd" and not self.htpasswd:
+            raise TrustkitError("--auth htpasswd needs --htpasswd FILE")
+        if self.auth == "token" and not (self.token_realm and self.token_root_certs):
+            raise TrustkitError("--auth token needs --token-realm URL and --token-root-certs FILE")
+        if self.workers < 1:
+            raise TrustkitError("--workers must be at least 1")
+
+    @property
+    def database_url(self) -> str:
+        if self.database:
+            return self.database
+        folder = data_dir()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return f"sqlite:///{folder / 'trustkit-server.db'}"
+
+    def passphrase(self) -> str:
+        """``TRUSTKIT_SERVER_PASSPHRASE``, else ``--passphrase-file``; for the built-in SQLite
+        default, one generated into a 0600 file beside the database (and the log says so)."""
+        if os.environ.get("TRUSTKIT_SERVER_PASSPHRASE"):
+            return os.environ["TRUSTKIT_SERVER_PASSPHRASE"]
+        if self.passphrase_file:
+            try:
+                return Path(self.passphrase_file).read_text().strip()
+            except OSError as exc:
+                raise TrustkitError(f"cannot read --passphrase-file {self.passphrase_file}: {exc.strerror}") from None
+        if not self.database_url.startswith("sqlite:///"):
+            raise TrustkitError("servers sharing a database need one passphrase for their keys",
+                                hint="set TRUSTKIT_SERVER_PASSPHRASE or --passphrase-file")
+        path = Path(self.database_url[len("sqlite:///"):]).with_name("server-passphrase")
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+            LOG.warning(json.dumps({"event": "generated server passphrase", "file": str(path),
+                                    "note": "back it up with the database: the server's keys are encrypted with it"}))
+        return path.read_text().strip()
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_app(config: ServerConfig) -> Any:
+    """The configured ASGI app (storage, keys, auth, web page, access log)."""
+    from trustkit.server.app import AccessLog, ServerSettings, create_app
+    from trustkit.server.keys import ServerKeys
+    from trustkit.server.storage import Storage
+
+    storage = Storage(config.database_url)
+    keys = ServerKeys(storage, config.passphrase())
+    authorizer, extra_routes = _auth(config)
+    settings = ServerSettings(max_body=config.max_body, current_max_age=config.current_max_age,
+                              consistent_max_age=config.consistent_max_age, gun_prefixes=tuple(config.gun_prefixes),
+                              authorizer=authorizer)
+    try:
+        from trustkit.server.web import web_routes
+    except ImportError:  # the page is optional for the API to work
+        web_routes = lambda storage: []  # noqa: E731
+    app = create_app(storage, keys, settings, extra_routes=extra_routes + web_routes(storage))
+    return AccessLog(app)
+
+
+def _auth(config: ServerConfig) -> tuple[Any, list[Any]]:
+    from starlette.routing import Route
+
+    from trustkit.server import auth
+
+    if config.auth in ("default", "none"):
+        return auth.NoAuth(), []
+    if config.auth == "token":
+        return auth.TokenAuthorizer(realm=config.token_realm, service=config.token_service,  # type: ignore[arg-type]
+                                    issuer=config.token_issuer,
+                                    root_certs_pem=Path(config.token_root_certs).read_bytes()), []  # type: ignore[arg-type]
+    # htpasswd: the built-in token issuer, its key kept beside the database
+    folder = Path(config.database_url[len("sqlite:///"):]).parent if config.database_url.startswith(
+        "sqlite:///") else data_dir()
+    key_path, cert_path = folder / "token-signing-key.pem", folder / "token-signing-cert.pem"
+    if not key_path.exists():
+        key_pem, cert_pem = auth.generate_token_keypair(config.token_issuer)
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key_pem)
+        cert_path.write_bytes(cert_pem)
+    scheme = "https" if config.tls_cert else "http"
+    realm = config.token_realm or f"{scheme}://{config.listen}/auth/token"
+    issuer = auth.HtpasswdTokenIssuer(htpasswd_path=Path(config.htpasswd), issuer=config.token_issuer,  # type: ignore[arg-type]
+                                      service=config.token_service, signing_key_pem=key_path.read_bytes(),
+                                      cert_pem=cert_path.read_bytes(), admins=frozenset(config.admins))
+    authorizer = auth.TokenAuthorizer(realm=realm, service=config.token_service, issuer=config.token_issuer,
+                                      root_certs_pem=cert_path.read_bytes())
+    return authorizer, [Route("/auth/token", issuer.endpoint, methods=["GET"])]
+
+
+def app_from_env() -> Any:
+    """uvicorn factory for worker processes: the configuration comes in ``CONFIG_ENV``."""
+    _logging(json.loads(os.environ[CONFIG_ENV]).get("log_level", "info"))
+    return build_app(ServerConfig(**json.loads(os.environ[CONFIG_ENV])))
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
+
+
+def run(config: ServerConfig) -> None:
+    """Serve until interrupted (several worker processes with ``workers`` > 1)."""
+    import uvicorn
+
+    _logging(config.log_level)
+    config.passphrase()  # create the default passphrase once, before workers race for it
+    os.environ[CONFIG_ENV] = config.to_env()
+    host, _, port = config.listen.rpartition(":")
+    uvicorn.run("trustkit.server.config:app_from_env", factory=True, host=host.strip("[]"), port=int(port),
+                workers=config.workers, ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
+                log_level="warning", access_log=False, lifespan="off")

@@ -1,0 +1,246 @@
+"""Layer `server`: storage of trust data, server keys, repository settings and the changefeed.
+
+One SQLAlchemy Core schema serves SQLite (the built-in default, in WAL mode) and PostgreSQL
+(several server processes on one database).  Every publish is one transaction: all of its
+files, the new snapshot and timestamp, and the changefeed record, or nothing.  Two publishers
+racing for the same version are told apart by the unique index on (gun, role, version): the
+loser's transaction fails and becomes a ``VersionConflict``, never a 5xx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+METADATA = sa.MetaData()
+
+TUF_FILES = sa.Table(
+    "tuf_files", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("gun", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(255), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("gun", "role", "version", name="tuf_files_version"),
+    sa.Index("tuf_files_checksum", "gun", "role", "sha256"),
+)
+CHANGES = sa.Table(
+    "changefeed", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("gun", sa.String(255), nullable=False, index=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("category", sa.String(20), nullable=False),
+)
+SERVER_KEYS = sa.Table(
+    "server_keys", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("gun", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("keyid", sa.String(64), nullable=False),
+    sa.Column("public", sa.Text, nullable=False),  # the key object's JSON
+    sa.Column("private", sa.Text, nullable=False),  # encrypted PKCS#8 PEM
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("gun", "role", "keyid", name="server_keys_unique"),
+)
+REPOSITORIES = sa.Table(
+    "repositories", METADATA,
+    sa.Column("gun", sa.String(255), primary_key=True),
+    sa.Column("immutable", sa.Boolean, nullable=False, default=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class VersionConflict(Exception):  # noqa: N818 - a condition the app maps to notary's VERSION error
+    """A version at or below one already stored, or a concurrent publish that got there first."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    role: str
+    version: int
+    data: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Change:
+    id: int
+    created_at: datetime
+    gun: str
+    version: int
+    sha256: str
+    category: str
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class Storage:
+    """All state of the trust server, behind one SQLAlchemy engine."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            self.engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        METADATA.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- reading
+
+    def current(self, gun: str, role: str) -> StoredFile | None:
+        query = (sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
+                 .where(TUF_FILES.c.gun == gun, TUF_FILES.c.role == role)
+                 .order_by(TUF_FILES.c.version.desc()).limit(1))
+        return self._one(query)
+
+    def by_version(self, gun: str, role: str, version: int) -> StoredFile | None:
+        query = (sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
+                 .where(TUF_FILES.c.gun == gun, TUF_FILES.c.role == role, TUF_FILES.c.version == version))
+        return self._one(query)
+
+    def by_checksum(self, gun: str, role: str, sha256: str) -> StoredFile | None:
+        query = (sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
+                 .where(TUF_FILES.c.gun == gun, TUF_FILES.c.role == role, TUF_FILES.c.sha256 == sha256).limit(1))
+        return self._one(query)
+
+    def latest_all(self, gun: str) -> dict[str, StoredFile]:
+        """The newest version of every role of ``gun``."""
+        newest = (sa.select(TUF_FILES.c.role, sa.func.max(TUF_FILES.c.version).label("version"))
+                  .where(TUF_FILES.c.gun == gun).group_by(TUF_FILES.c.role).subquery())
+        query = (sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
+                 .join(newest, sa.and_(TUF_FILES.c.role == newest.c.role, TUF_FILES.c.version == newest.c.version))
+                 .where(TUF_FILES.c.gun == gun))
+        with self.engine.connect() as conn:
+            return {row.role: StoredFile(row.role, row.version, row.data, _utc(row.created_at))
+                    for row in conn.execute(query)}
+
+    def guns(self) -> list[tuple[str, datetime]]:
+        """Every repository with trust data, and when it last changed."""
+        query = (sa.select(TUF_FILES.c.gun, sa.func.max(TUF_FILES.c.created_at).label("changed"))
+                 .group_by(TUF_FILES.c.gun).order_by(TUF_FILES.c.gun))
+        with self.engine.connect() as conn:
+            return [(row.gun, _utc(row.changed)) for row in conn.execute(query)]
+
+    def _one(self, query: sa.Select) -> StoredFile | None:  # type: ignore[type-arg]
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return StoredFile(row.role, row.version, row.data, _utc(row.created_at)) if row else None
+
+    # ---- writing
+
+    def update_many(self, gun: str, files: Iterable[tuple[str, int, bytes]], *, now: datetime,
+                    change: tuple[int, bytes] | None = None) -> None:
+        """Store every ``(role, version, data)`` atomically, each version above all stored ones;
+        ``change`` is the new timestamp's (version, bytes) for the changefeed.
+
+        Raises:
+            VersionConflict: a version not above the stored one, or a concurrent publish.
+        """
+        try:
+            with self.engine.begin() as conn:
+                for role, version, data in files:
+                    stored = conn.execute(sa.select(sa.func.max(TUF_FILES.c.version))
+                                          .where(TUF_FILES.c.gun == gun, TUF_FILES.c.role == role)).scalar()
+                    if stored is not None and version <= stored:
+                        raise VersionConflict(f"{role} version {version} is not above the stored {stored}")
+                    conn.execute(TUF_FILES.insert().values(gun=gun, role=role, version=version,
+                                                           sha256=hashlib.sha256(data).hexdigest(), data=data,
+                                                           created_at=now))
+                if change is not None:
+                    conn.execute(CHANGES.insert().values(created_at=now, gun=gun, version=change[0],
+                                                         sha256=hashlib.sha256(change[1]).hexdigest(),
+                                                         category="update"))
+        except IntegrityError:
+            raise VersionConflict("a concurrent publish stored that version first") from None
+        except OperationalError as exc:
+            if "locked" in str(exc) or "could not serialize" in str(exc):
+                raise VersionConflict("a concurrent publish holds the repository; try again") from None
+            raise
+
+    def delete(self, gun: str, *, now: datetime) -> bool:
+        """Delete every version of every role of ``gun`` (exact name, never a prefix)."""
+        with self.engine.begin() as conn:
+            deleted = conn.execute(TUF_FILES.delete().where(TUF_FILES.c.gun == gun)).rowcount
+            if deleted:
+                conn.execute(CHANGES.insert().values(created_at=now, gun=gun, version=0, sha256="",
+                                                     category="deletion"))
+        return bool(deleted)
+
+    # ---- changefeed
+
+    def changes(self, gun: str | None, change_id: int, records: int) -> list[Change]:
+        """notary's changefeed: ``records`` after ``change_id`` (or before it when negative);
+        ``change_id`` -1 means the newest."""
+        query = sa.select(CHANGES)
+        if gun is not None:
+            query = query.where(CHANGES.c.gun == gun)
+        if records < 0:
+            if change_id >= 0:
+                query = query.where(CHANGES.c.id < change_id) if change_id else query.where(sa.false())
+            query = query.order_by(CHANGES.c.id.desc()).limit(-records)
+        else:
+            if change_id == -1:
+                query = query.order_by(CHANGES.c.id.desc()).limit(records)
+            else:
+                query = query.where(CHANGES.c.id > change_id).order_by(CHANGES.c.id).limit(records)
+        with self.engine.connect() as conn:
+            rows = [Change(r.id, _utc(r.created_at), r.gun, r.version, r.sha256, r.category)
+                    for r in conn.execute(query)]
+        return sorted(rows, key=lambda change: change.id)
+
+    # ---- server keys
+
+    def server_keys(self, gun: str, role: str) -> list[tuple[str, str, str]]:
+        """``(keyid, public JSON, encrypted private PEM)``, newest first."""
+        query = (sa.select(SERVER_KEYS.c.keyid, SERVER_KEYS.c.public, SERVER_KEYS.c.private)
+                 .where(SERVER_KEYS.c.gun == gun, SERVER_KEYS.c.role == role).order_by(SERVER_KEYS.c.id.desc()))
+        with self.engine.connect() as conn:
+            return [(r.keyid, r.public, r.private) for r in conn.execute(query)]
+
+    def add_server_key(self, gun: str, role: str, keyid: str, public: str, private: str, *, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(SERVER_KEYS.insert().values(gun=gun, role=role, keyid=keyid, public=public, private=private,
+                                                     created_at=now))
+
+    # ---- repository settings
+
+    def is_immutable(self, gun: str) -> bool:
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sa.select(REPOSITORIES.c.immutable).where(REPOSITORIES.c.gun == gun)).scalar())
+
+    def set_immutable(self, gun: str, immutable: bool, *, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            updated = conn.execute(REPOSITORIES.update().where(REPOSITORIES.c.gun == gun)
+                                   .values(immutable=immutable, updated_at=now)).rowcount
+            if not updated:
+                conn.execute(REPOSITORIES.insert().values(gun=gun, immutable=immutable, updated_at=now))
+
+    def immutable_guns(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r.gun for r in conn.execute(sa.select(REPOSITORIES.c.gun).where(REPOSITORIES.c.immutable))}
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a publish
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps commits atomic
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,225 @@
+"""Layer `server`: what a publish must satisfy before anything is stored (wire spec §8), and
+the snapshot and timestamp the server signs.  Stricter than notary-server: uploaded files must
+not be expired, every version must rise, parsing is strict, immutable repositories keep their
+signed tags, and snapshots hash the exact uploaded bytes (notary hashes a re-serialisation).
+
+Every refusal is an ``UpdateError`` carrying notary's error code and detail; nothing here
+writes to storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from trustkit.encoding import format_expires, loads_strict
+from trustkit.errors import EncodingError, TrustkitError
+from trustkit.metadata import FileMeta, Metadata, Root, Snapshot, Targets, Timestamp
+from trustkit.roles import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role, role_name_problem
+from trustkit.server.keys import ServerKeys
+from trustkit.server.storage import StoredFile
+from trustkit.trust import TrustedSet
+
+SNAPSHOT_EXPIRY = timedelta(days=1095)
+TIMESTAMP_EXPIRY = timedelta(days=14)
+
+
+@dataclass
+class UpdateError(Exception):
+    """A refused publish: notary's error code, HTTP status and detail."""
+
+    code: str
+    detail: Any = None
+    status: int = 400
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+def invalid(name: str, message: str, **extra: Any) -> UpdateError:
+    """notary's INVALID_UPDATE with its SerializableError detail (§7.6)."""
+    return UpdateError("INVALID_UPDATE", {"Name": name, "Error": {**extra, "Msg": message}})
+
+
+def _bad_name(role: str) -> str:
+    return {ROOT: "ErrBadRoot", SNAPSHOT: "ErrBadSnapshot"}.get(role, "ErrBadTargets")
+
+
+def parse_parts(parts: dict[str, bytes]) -> dict[str, Metadata[Any]]:
+    """Role names checked, JSON parsed strictly, structures checked; timestamps ignored (the
+    server always makes its own, as notary does)."""
+    parsed: dict[str, Metadata[Any]] = {}
+    for role, data in parts.items():
+        if role_name_problem(role):
+            raise UpdateError("INVALID_ROLE", role)
+        if role == TIMESTAMP:
+            continue
+        try:
+            loads_strict(data, what=f"{role}.json")
+        except EncodingError:
+            raise UpdateError("MALFORMED_JSON") from None
+        try:
+            parsed[role] = Metadata.from_bytes(data, role=role)
+        except TrustkitError as exc:
+            raise invalid(_bad_name(role), str(exc)) from None
+    return parsed
+
+
+class Update:
+    """One publish being validated against what is stored."""
+
+    def __init__(self, gun: str, stored: dict[str, StoredFile], keys: ServerKeys, now: datetime,
+                 *, immutable: bool = False) -> None:
+        self.gun = gun
+        self.stored = stored
+        self.keys = keys
+        self.now = now
+        self.immutable = immutable
+        self._parsed_stored: dict[str, Metadata[Any]] = {}
+
+    def stored_meta(self, role: str) -> Metadata[Any] | None:
+        if role not in self._parsed_stored and role in self.stored:
+            self._parsed_stored[role] = Metadata.from_bytes(self.stored[role].data, role=role)
+        return self._parsed_stored.get(role)
+
+    def files(self, parts: dict[str, bytes]) -> tuple[list[tuple[str, int, bytes]], tuple[int, bytes]]:
+        """What to store for this publish (the uploaded files, then snapshot and timestamp),
+        and the new timestamp for the changefeed.
+
+        Raises:
+            UpdateError: the first rule the publish breaks.
+        """
+        parsed = parse_parts(parts)
+        root, root_data = self._root(parsed)
+        loaded: dict[str, Metadata[Any]] = {}
+        for role in sorted((r for r in parsed if r not in (ROOT, SNAPSHOT)), key=lambda r: r.count("/")):
+            loaded[role] = self._targets(role, parsed[role], root, loaded)
+        out = [(ROOT, root.signed.version, root_data)] if ROOT in parsed else []
+        out += [(role, meta.signed.version, meta.raw) for role, meta in loaded.items()]
+        snapshot_data = self._snapshot(parsed.get(SNAPSHOT), root, root_data, loaded)
+        snapshot_version = Metadata.from_bytes(snapshot_data, role=SNAPSHOT).signed.version
+        out.append((SNAPSHOT, snapshot_version, snapshot_data))
+        timestamp_version, timestamp_data = self.timestamp(root.signed, snapshot_data)
+        out.append((TIMESTAMP, timestamp_version, timestamp_data))
+        return out, (timestamp_version, timestamp_data)
+
+    # ---- root
+
+    def _root(self, parsed: dict[str, Metadata[Any]]) -> tuple[Metadata[Root], bytes]:
+        stored = self.stored.get(ROOT)
+        new = parsed.get(ROOT)
+        if new is None:
+            if stored is None:
+                raise invalid("ErrValidation", "no pre-existing root and no root provided in update.")
+            return self.stored_meta(ROOT), stored.data  # type: ignore[return-value]
+        current = stored.version if stored else 1
+        version = new.signed.version
+        if stored is None and version not in (1, 2) or stored is not None and version != current + 1:
+            if stored is not None and version == current:
+                raise UpdateError("VERSION", {})
+            raise invalid("ErrBadRoot", f"Root modifications must increment the version. Current {current}, new "
+                                        f"{version}")
+        try:
+            if stored is None:
+                trusted = TrustedSet(new.raw, gun=self.gun, now=self.now, first_contact=True)  # type: ignore[arg-type]
+            else:
+                trusted = TrustedSet(stored.data, gun=self.gun, now=self.now)
+                trusted.update_root(new.raw)  # type: ignore[arg-type]
+            trusted.check_root_fresh()
+        except TrustkitError as exc:
+            raise invalid("ErrBadRoot", str(exc)) from None
+        return new, new.raw  # type: ignore[return-value]
+
+    # ---- targets and delegations
+
+    def _targets(self, role: str, meta: Metadata[Targets], root: Metadata[Root],
+                 loaded: dict[str, Metadata[Any]]) -> Metadata[Targets]:
+        if role == TARGETS:
+            keys, entry = root.signed.role_keys(TARGETS)
+            keyids, threshold = entry.keyids, entry.threshold
+        else:
+            parent = loaded.get(parent_role(role)) or self.stored_meta(parent_role(role))
+            delegation = parent.signed.delegations.role(role) if parent else None
+            if delegation is None:
+                raise invalid("ErrBadTargets", f"{parent_role(role)} does not delegate to {role}")
+            keys, keyids, threshold = parent.signed.delegations.keys, delegation.keyids, delegation.threshold  # type: ignore[union-attr]
+        result = meta.verify(keys, keyids, threshold, role)
+        if not result:
+            raise invalid("ErrBadTargets", f"valid signatures did not meet threshold for {role}")
+        if meta.signed.is_expired(self.now):
+            raise invalid("ErrBadTargets", f"{role} expired at {meta.signed.expires}")
+        stored = self.stored.get(role)
+        if stored is not None and meta.signed.version <= stored.version:
+            raise UpdateError("VERSION", {})
+        if self.immutable:
+            self._keep_signed_tags(role, meta)
+        return meta
+
+    def _keep_signed_tags(self, role: str, meta: Metadata[Targets]) -> None:
+        previous = self.stored_meta(role)
+        if previous is None:
+            return
+        for name, target in previous.signed.targets.items():
+            now = meta.signed.targets.get(name)
+            if now is None:
+                raise invalid("ErrImmutable", f"{self.gun} is immutable: {name} cannot be removed from {role}")
+            if now.hashes != target.hashes or now.length != target.length:
+                raise invalid("ErrImmutable", f"{self.gun} is immutable: {name} in {role} cannot point at another "
+                                              f"digest")
+
+    # ---- snapshot and timestamp
+
+    def _snapshot(self, uploaded: Metadata[Snapshot] | None, root: Metadata[Root], root_data: bytes,
+                  loaded: dict[str, Metadata[Any]]) -> bytes:
+        current = {ROOT: root_data, **{role: meta.raw for role, meta in loaded.items()}}
+        if TARGETS not in current and TARGETS in self.stored:
+            current[TARGETS] = self.stored[TARGETS].data
+        previous = self.stored_meta(SNAPSHOT)
+        if uploaded is not None:
+            keys, entry = root.signed.role_keys(SNAPSHOT)
+            if not uploaded.verify(keys, entry.keyids, entry.threshold, SNAPSHOT):
+                raise invalid("ErrBadSnapshot", "valid signatures did not meet threshold for snapshot")
+            if uploaded.signed.is_expired(self.now):
+                raise invalid("ErrBadSnapshot", f"snapshot expired at {uploaded.signed.expires}")
+            if previous is not None and uploaded.signed.version <= previous.signed.version:
+                raise UpdateError("VERSION", {})
+            for role, data in current.items():
+                listed = uploaded.signed.meta.get(role)
+                if listed is None or listed.matches(data) is not None:
+                    raise invalid("ErrBadSnapshot", f"snapshot does not list the current {role}")
+            return uploaded.raw  # type: ignore[return-value]
+        if TARGETS not in current:
+            raise invalid("ErrBadHierarchy", "no targets in update and none stored", Missing="targets")
+        signer = self.keys.signer(self.gun, SNAPSHOT, root.signed.roles[SNAPSHOT].keyids)
+        if signer is None:
+            raise invalid("ErrBadHierarchy", "no snapshot was included in update and server does not hold current "
+                                             "snapshot key for repository", Missing="snapshot")
+        meta = dict(previous.signed.meta) if previous else {}
+        meta.update({role: FileMeta.for_bytes(data) for role, data in current.items()})
+        snapshot = Snapshot(expires=format_expires(self.now + SNAPSHOT_EXPIRY),
+                            version=(previous.signed.version if previous else 0) + 1, meta=meta)
+        return Metadata(snapshot).sign([signer])
+
+    def timestamp(self, root: Root, snapshot_data: bytes) -> tuple[int, bytes]:
+        signer = self.keys.signer(self.gun, TIMESTAMP, root.roles[TIMESTAMP].keyids)
+        if signer is None:
+            raise invalid("ErrBadRoot", "no  timestamp keys exist on the server")  # notary's wording, two spaces
+        previous = self.stored_meta(TIMESTAMP)
+        version = (previous.signed.version if previous else 0) + 1
+        timestamp = Timestamp(expires=format_expires(self.now + TIMESTAMP_EXPIRY), version=version,
+                              meta={SNAPSHOT: FileMeta.for_bytes(snapshot_data)})
+        return version, Metadata(timestamp).sign([signer])
+
+    def resigned_snapshot(self) -> bytes | None:
+        """A fresh snapshot when the stored one expired and the server holds its key."""
+        previous = self.stored_meta(SNAPSHOT)
+        root = self.stored_meta(ROOT)
+        if previous is None or root is None or not previous.signed.is_expired(self.now):
+            return None
+        signer = self.keys.signer(self.gun, SNAPSHOT, root.signed.roles[SNAPSHOT].keyids)
+        if signer is None:
+            return None
+        snapshot = Snapshot(expires=format_expires(self.now + SNAPSHOT_EXPIRY), version=previous.signed.version + 1,
+                            meta=dict(previous.signed.meta))
+        return Metadata(snapshot).sign([signer])
