@@ -1,10 +1,10 @@
 """The main job end to end on a throw-away setup: ``./dev demo``.
 
-A trust server runs on loopback with TLS (until `trustkit server` lands this is Debian's
-notary-server, started by the same harness the tests use), and trustkit, configured the way
-docker users configure content trust, generates a signer key, initialises a repository,
-signs two tags, verifies them, shows them as `docker trust inspect` would, and revokes one.
-Nothing prompts: passphrases come from the environment, as in CI.
+trustkit's own trust server runs on loopback with TLS and its built-in SQLite storage, and
+trustkit, configured the way docker users configure content trust, generates a signer key,
+initialises a repository, delegates to the signer, signs tags (as the owner and as the
+signer), verifies them, shows them as `docker trust inspect` would, and revokes one.  Nothing
+prompts: passphrases come from the environment, as in CI.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DIGEST = "sha256:" + "5e" * 32
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="trustkit-demo-"))
     docker_config = work / "docker"
-    with peers.NotaryServer(work / "server") as server:
+    with peers.TrustkitServer(work / "server") as server:
         # Docker's conventions: the CA at $DOCKER_CONFIG/tls/<host:port>/ca.crt, the server in
         # DOCKER_CONTENT_TRUST_SERVER, passphrases in the DOCKER_CONTENT_TRUST_* variables.
         (docker_config / "tls" / server.host_port).mkdir(parents=True)
@@ -47,6 +47,8 @@ def main() -> None:
         trustkit("key", "generate", "alice", "--dir", str(work))
         trustkit("init", repo)
         trustkit("sign", f"{repo}:v1", f"{repo}:latest", "--digest", DIGEST, "--size", "1530")
+        trustkit("signer", "add", "alice", repo, "--key", str(work / "alice.pub"))
+        trustkit("sign", f"{repo}:v2", "--digest", DIGEST, "--size", "1530")
         trustkit("verify", f"{repo}:v1", "--digest", DIGEST)
         trustkit("inspect", repo, "--pretty")
         trustkit("revoke", f"{repo}:latest")
