@@ -14,7 +14,7 @@ LAYERS = [
     ("metadata", {"metadata"}),
     ("trust", {"trust"}),
     ("repository", {"repository"}),
-    ("clients", {"notary", "registry", "auth", "signing", "updater", "config", "_httpx"}),
+    ("clients", {"notary", "registry", "auth", "signing", "updater", "config", "_httpx", "sources", "push"}),
     ("server", {"server"}),
     ("cli", {"cli", "__main__"}),
 ]

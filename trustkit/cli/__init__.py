@@ -39,11 +39,12 @@ def _register() -> None:
     from trustkit.cli.metadata import metadata
 
     from trustkit.cli import delegation, server, trustcmds
+    from trustkit.cli import push as push_commands
 
     key.add_command(delegation.key_rotate)
     cli.add_command(key)
     cli.add_command(metadata)
-    for command in trustcmds.COMMANDS + delegation.COMMANDS + server.COMMANDS:
+    for command in trustcmds.COMMANDS + delegation.COMMANDS + server.COMMANDS + push_commands.COMMANDS:
         cli.add_command(command)
 
 

@@ -1,0 +1,300 @@
+"""Layer `cli`: ``trustkit push | tag | login``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from trustkit.cli.context import Context, can_prompt, pass_context
+from trustkit.cli.output import FORMAT_OPTION, emit_json
+
+if TYPE_CHECKING:
+    from trustkit.push import PushEvent, PushSummary
+    from trustkit.reference import ImageReference
+
+INSECURE_OPTION = click.option(
+    "--insecure-registry", "insecure_registries", multiple=True, metavar="HOST[:PORT]",
+    help="Allow plain HTTP (and unverified TLS) for this registry; repeatable. Loopback registries always are.")
+SIGN_OPTIONS = [
+    click.option("--sign", "sign_flag", is_flag=True,
+                 help="Sign the tag (as DOCKER_CONTENT_TRUST=1 does)."),
+    click.option("--disable-content-trust", is_flag=True,
+                 help="Do not sign, whatever DOCKER_CONTENT_TRUST says."),
+]
+QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+
+
+def _sign_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(SIGN_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _signing_enabled(sign_flag: bool, disable: bool) -> bool:
+    from trustkit.signing import content_trust_enabled
+
+    if sign_flag and disable:
+        raise click.UsageError("--sign and --disable-content-trust contradict each other")
+    return content_trust_enabled(True if sign_flag else False if disable else None)
+
+
+def _target(image: str) -> ImageReference:
+    from trustkit.reference import parse
+
+    reference = parse(image)
+    if reference.tag is None or reference.digest is not None:
+        raise click.UsageError(f"give the target as IMAGE:TAG (got {image!r})")
+    return reference
+
+
+def _cache() -> Any:
+    from trustkit.auth import docker_config_dir
+    from trustkit.push import BlobLocationCache
+
+    return BlobLocationCache(docker_config_dir() / "trustkit" / "push-cache.json")
+
+
+class _Display:
+    """Progress: rich bars per layer on a terminal, plain lines otherwise, nothing with --quiet.
+    Everything goes to stderr, so stdout carries only the result (or the JSON)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.rich: Any = None
+        self.tasks: dict[str, Any] = {}
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            self.rich = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), console=Console(stderr=True), transient=False)
+
+    def __enter__(self) -> _Display:
+        if self.rich is not None:
+            self.rich.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.rich is not None:
+            self.rich.stop()
+
+    def line(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.rich is not None:
+            self.rich.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=True)
+
+    def __call__(self, event: PushEvent) -> None:
+        if self.quiet:
+            return
+        short = event.digest.removeprefix("sha256:")[:12]
+        what = short if event.layer else f"{short} (config)"
+        if self.rich is not None:
+            self._rich(event, what)
+            return
+        if event.kind == "blob-exists":
+            self.line(f"{what}: Layer already exists")
+        elif event.kind == "blob-mounted":
+            self.line(f"{what}: Mounted from {event.detail}")
+        elif event.kind == "blob-pushed":
+            self.line(f"{what}: Pushed ({event.size} bytes)")
+        elif event.kind == "compressing":
+            self.line(f"{short}: Compressing layer ({event.detail} bytes)")
+        elif event.kind == "manifest-pushed":
+            self.line(f"{event.detail}: manifest {event.digest} pushed")
+
+    def _rich(self, event: PushEvent, what: str) -> None:
+        task = self.tasks.get(event.digest)
+        if task is None and event.kind not in ("manifest-pushed", "compressed"):
+            task = self.tasks[event.digest] = self.rich.add_task(f"{what}: Preparing", total=event.size or None)
+        if event.kind == "blob-start":
+            self.rich.update(task, description=f"{what}: Pushing", total=event.size, completed=0)
+        elif event.kind == "blob-bytes":
+            self.rich.update(task, completed=event.done)
+        elif event.kind == "blob-pushed":
+            self.rich.update(task, description=f"{what}: Pushed", completed=event.size)
+        elif event.kind == "blob-exists":
+            self.rich.update(task, description=f"{what}: Layer already exists", completed=event.size)
+        elif event.kind == "blob-mounted":
+            self.rich.update(task, description=f"{what}: Mounted from {event.detail}", completed=event.size)
+        elif event.kind == "compressing":
+            self.rich.update(task, description=f"{what}: Compressing")
+        elif event.kind == "manifest-pushed":
+            self.line(f"{event.detail}: manifest {event.digest} pushed")
+
+
+def _report(summary: PushSummary, target: ImageReference, output_format: str, quiet: bool) -> None:
+    if output_format == "json":
+        emit_json(summary.to_json())
+        return
+    click.echo(f"{target.tag}: digest: {summary.digest} size: {summary.size}")
+    if summary.signed and not quiet:
+        click.echo(f"Signed {target.familiar}:{target.tag} into {', '.join(summary.signed_roles)}")
+
+
+def _signing(ctx: Context, target: ImageReference, enabled: bool, display: _Display) -> Any:
+    if not enabled:
+        return None
+
+    def prepare() -> Any:
+        from trustkit.push import PreparedSigning
+
+        display.line(f"Content trust: preparing to sign {target.familiar}:{target.tag}")
+        return PreparedSigning(ctx.trust_session(target), target.tag)
+
+    return prepare
+
+
+def _run(job: Callable[[], PushSummary], target: ImageReference, output_format: str, quiet: bool) -> None:
+    from trustkit.push import PushedNotSignedError
+
+    try:
+        summary = job()
+    except PushedNotSignedError as exc:
+        if output_format == "json" and exc.summary is not None:
+            emit_json({**exc.summary.to_json(), "signed": False, "error": str(exc)})
+        raise
+    _report(summary, target, output_format, quiet)
+
+
+@click.command("push")
+@click.argument("source")
+@click.argument("image")
+@_sign_options
+@click.option("--max-concurrent-uploads", type=click.IntRange(1, 64), default=5, show_default=True,
+              help="Blob uploads in flight at once.")
+@click.option("--chunk-size", type=click.IntRange(min=0), default=None, hidden=True,
+              help="Upload blobs larger than this in PATCH chunks of this many bytes (0: never).")
+@INSECURE_OPTION
+@QUIET_OPTION
+@FORMAT_OPTION
+@pass_context
+def push(ctx: Context, source: str, image: str, sign_flag: bool, disable_content_trust: bool,
+         max_concurrent_uploads: int, chunk_size: int | None, insecure_registries: tuple[str, ...], quiet: bool,
+         output_format: str) -> None:
+    """Push SOURCE to the registry as IMAGE:TAG; sign it when content trust is on.
+
+    \b
+    SOURCE is one of:
+      oci:DIR[:REF]              an OCI image layout (REF: its ref.name annotation)
+      docker-archive:FILE[:NAME] a `docker save` tarball
+      docker://IMAGE[:TAG]       an image in a registry (copied; mounted within one registry)
+
+    With DOCKER_CONTENT_TRUST=1 or --sign, keys, passphrases and the trust server are checked
+    before anything is uploaded, and the tag is signed with the manifest's digest and size.
+    If signing fails after the push, the command fails and says the image is NOT signed.
+    """
+    from trustkit.push import push_image
+    from trustkit.registry import connect
+    from trustkit.sources import DockerArchiveSource, OCILayoutSource, RegistrySource, parse_source
+
+    target = _target(image)
+    spec = parse_source(source)
+    enabled = _signing_enabled(sign_flag, disable_content_trust)
+    display = _Display(quiet or output_format == "json")
+    cache = _cache()
+    with display:
+        def source_progress(kind: str, digest: str, detail: str) -> None:
+            from trustkit.push import PushEvent
+
+            display(PushEvent(kind, digest, detail=detail))
+
+        if spec.kind == "oci":
+            image_source: Any = OCILayoutSource(spec.path, spec.ref)  # type: ignore[arg-type]
+        elif spec.kind == "docker-archive":
+            image_source = DockerArchiveSource(spec.path, spec.ref, cache=cache,  # type: ignore[arg-type]
+                                               progress=source_progress)
+        else:
+            assert spec.reference is not None
+            if spec.reference.registry == target.registry:
+                origin_client = None
+            else:
+                origin_client = connect(spec.reference.registry, insecure_registries=insecure_registries,
+                                        pool=max_concurrent_uploads)
+            image_source = None
+        try:
+            client = connect(target.registry, insecure_registries=insecure_registries, pool=max_concurrent_uploads)
+            if chunk_size is not None:
+                client.chunk_threshold = client.chunk_size = chunk_size
+            if image_source is None:
+                image_source = RegistrySource(origin_client or client, spec.reference)  # type: ignore[arg-type]
+            display.line(f"The push refers to repository [{target.name}]")
+            _run(lambda: push_image(image_source, target, client, signing=_signing(ctx, target, enabled, display),
+                                    max_concurrent_uploads=max_concurrent_uploads, progress=display, cache=cache),
+                 target, output_format, quiet)
+        finally:
+            if image_source is not None:
+                image_source.close()
+
+
+@click.command("tag")
+@click.argument("source_image")
+@click.argument("image")
+@_sign_options
+@INSECURE_OPTION
+@QUIET_OPTION
+@FORMAT_OPTION
+@pass_context
+def tag(ctx: Context, source_image: str, image: str, sign_flag: bool, disable_content_trust: bool,
+        insecure_registries: tuple[str, ...], quiet: bool, output_format: str) -> None:
+    """Tag SOURCE_IMAGE (IMAGE:TAG or IMAGE@DIGEST) as IMAGE:TAG in the same registry, without
+    uploading (blobs of another repository are mounted); sign it when content trust is on."""
+    from trustkit.push import tag_image
+    from trustkit.reference import parse
+    from trustkit.registry import connect
+
+    source = parse(source_image)
+    if source.tag is None and source.digest is None:
+        raise click.UsageError(f"give the source as IMAGE:TAG or IMAGE@sha256:... (got {source_image!r})")
+    target = _target(image)
+    enabled = _signing_enabled(sign_flag, disable_content_trust)
+    display = _Display(quiet or output_format == "json")
+    with display, connect(target.registry, insecure_registries=insecure_registries) as client:
+        _run(lambda: tag_image(client, source, target, signing=_signing(ctx, target, enabled, display),
+                               progress=display, cache=_cache()), target, output_format, quiet)
+
+
+@click.command("login")
+@click.argument("registry")
+@click.option("-u", "--username", help="User name (asked on a terminal when missing).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@INSECURE_OPTION
+def login(registry: str, username: str | None, password_stdin: bool, insecure_registries: tuple[str, ...]) -> None:
+    """Check credentials against REGISTRY and store them in $DOCKER_CONFIG/config.json, as
+    `docker login` does (or in the credential helper it names).  The password comes from
+    --password-stdin or a terminal prompt, never from the command line."""
+    from trustkit.auth import Credentials
+    from trustkit.reference import parse
+    from trustkit.registry import connect, save_login
+
+    name = registry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+    if name.endswith("/v1") or name.endswith("/v2"):
+        name = name[:-3]
+    host = parse(f"{name}/probe").registry if "/" not in name else None
+    if host is None or (host == "docker.io" and name not in ("docker.io", "index.docker.io", "registry-1.docker.io")):
+        raise click.UsageError(f"{registry!r} is not a registry host[:port]")
+    if username is None:
+        if password_stdin or not can_prompt():
+            raise click.UsageError("give the user name with -u USER")
+        username = click.prompt("Username", err=True)
+    if password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+    elif can_prompt():
+        password = click.prompt("Password", hide_input=True, err=True)
+    else:
+        raise click.UsageError("no terminal to ask for the password on: pipe it in with --password-stdin")
+    if not password:
+        raise click.UsageError("the password is empty")
+    credentials = Credentials(username, password)
+    with connect(host, insecure_registries=insecure_registries, credentials=credentials) as client:
+        client.ping(authenticate=True)
+    where = save_login(host, username, password)
+    click.echo(f"Login Succeeded (credentials stored in {where})")
+
+
+COMMANDS = [push, tag, login]
