@@ -337,7 +337,12 @@ def parse_multipart(content_type: str, body: bytes, max_parts: int) -> dict[str,
         raise UpdateError("MALFORMED_UPLOAD")
     delimiter = b"--" + (match.group(1) or match.group(2)).encode("latin-1")
     if not body.startswith(delimiter):
-        raise UpdateError("MALFORMED_UPLOAD")
+        # A preamble before the first delimiter is allowed (RFC 2046).  Go's multipart.Writer
+        # writes "\r\n--<b>--\r\n" for a form with no parts, which the notary CLI sends.
+        preamble_end = body.find(b"\r\n" + delimiter)
+        if preamble_end < 0:
+            raise UpdateError("MALFORMED_UPLOAD")
+        body = body[preamble_end + 2:]
     sections = body.split(b"\r\n" + delimiter)
     first = sections[0][len(delimiter):]
     sections = [first, *sections[1:]]
@@ -359,8 +364,9 @@ def parse_multipart(content_type: str, body: bytes, max_parts: int) -> dict[str,
         if len(parts) >= max_parts:
             raise UpdateError("MALFORMED_UPLOAD", f"more than {max_parts} parts")
         parts[name.removesuffix(".json")] = data  # a role sent twice: the last one counts, as in notary
-    if not parts:
-        raise UpdateError("MALFORMED_UPLOAD")
+    # No parts at all (just the closing delimiter) is what `notary publish` sends when nothing is
+    # dirty, e.g. after `notary key rotate GUN snapshot -r`; notary-server answers 200 and signs a
+    # new snapshot and timestamp, so this does too.
     return parts
 
 
