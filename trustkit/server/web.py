@@ -1,0 +1,444 @@
+"""Layer `server`: the web page at ``/`` — the "Repositories ➤ Tags" check of the DTR days.
+
+``/`` lists the repositories (GUNs) with trust data, when each last changed and whether it is
+immutable; ``/repositories/<gun>`` shows a repository's signed tags (tag, digest, size, signers,
+as ``docker trust inspect`` groups them), its signers and its administrative keys.
+
+The page shows what the server *stores*: signatures are not verified here (clients do that), and
+a stored file that cannot be parsed is skipped with a visible note, never a 500.  It is plain
+server-rendered HTML with inline CSS and no JavaScript, built in one pass into a list of strings
+so that a repository with 10,000 tags renders in a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from trustkit.errors import TrustkitError
+from trustkit.metadata import DelegationRole, Metadata
+from trustkit.roles import RELEASES, ROOT, TARGETS
+from trustkit.server.storage import Storage, StoredFile
+
+REPO_ADMIN = "Repo Admin"  # docker trust inspect's name for tags signed only with the targets key
+HEADERS = {
+    "Cache-Control": "no-cache",
+    # No script, no frames, no outside requests: only the inline stylesheet.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# What the page shows, read from the stored files
+
+
+@dataclass(slots=True)
+class SignedTag:
+    tag: str
+    digest: str  # sha256, hex
+    size: int
+    signers: list[str]
+
+
+@dataclass
+class SignerInfo:
+    name: str  # the delegation role without "targets/"
+    keyids: list[str]  # canonical (private key) IDs, as docker trust inspect lists them
+    threshold: int
+    paths: list[str]
+    tags: int | None = None  # tags it signs; None when it has no stored file (nothing signed yet)
+    changed: datetime | None = None
+
+
+@dataclass
+class RepositoryView:
+    gun: str
+    changed: datetime | None
+    immutable: bool
+    tags: list[SignedTag] = field(default_factory=list)
+    signers: list[SignerInfo] = field(default_factory=list)
+    admin: list[tuple[str, list[str]]] = field(default_factory=list)  # ("Root"|"Repository", key IDs)
+    targets_version: int | None = None
+    targets_expires: datetime | None = None
+    notes: list[str] = field(default_factory=list)  # what could not be read, shown on the page
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> list[Any]:
+    """``v2`` before ``v10``: digit runs compare as numbers (the split alternates str, int, str)."""
+    parts: list[Any] = _DIGITS.split(text)
+    parts[1::2] = map(int, parts[1::2])  # the captured runs (str.isdigit would also take "²")
+    return parts
+
+
+def _problem(exc: Exception) -> str:
+    text = exc.message if isinstance(exc, TrustkitError) else f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _parse(files: dict[str, StoredFile], role: str, notes: list[str]) -> Metadata[Any] | None:
+    stored = files.get(role)
+    if stored is None:
+        return None
+    try:
+        return Metadata.from_bytes(stored.data, role=role)
+    except Exception as exc:  # noqa: BLE001 - stored data is shown, never trusted: note it, go on
+        notes.append(f"{role}.json (version {stored.version}) could not be read and is left out: {_problem(exc)}")
+        return None
+
+
+def repository_view(gun: str, files: dict[str, StoredFile], immutable: bool) -> RepositoryView:
+    """Group the stored files' targets as ``docker trust inspect`` does: one row per (tag,
+    digest) in ``targets`` or ``targets/releases``, signed by every other delegation that lists
+    the same tag and digest, or by "Repo Admin" when none does."""
+    changed = max((f.created_at for f in files.values()), default=None)
+    view = RepositoryView(gun, changed, immutable)
+    notes = view.notes
+
+    root = _parse(files, ROOT, notes)
+    if root is not None:
+        for label, role in (("Root", ROOT), ("Repository", TARGETS)):
+            listed = root.signed.roles.get(role)
+            view.admin.append((label, sorted(listed.keyids) if listed else []))
+    elif ROOT not in files:
+        notes.append("root.json is not stored: the repository has no administrative keys here.")
+
+    top = _parse(files, TARGETS, notes)
+    if top is None:
+        if TARGETS not in files:
+            notes.append("targets.json is not stored: nothing has been signed yet.")
+        return view
+    view.targets_version = top.signed.version
+    try:
+        view.targets_expires = top.signed.expires_at
+    except Exception:  # noqa: BLE001 - checked by the parser; a display detail either way
+        view.targets_expires = None
+
+    # Every delegation reachable from targets, with the targets its paths (and its parents') allow.
+    signed: dict[str, list[tuple[str, Any]]] = {TARGETS: list(top.signed.targets.items())}
+    pending: list[tuple[Metadata[Any], tuple[DelegationRole, ...]]] = [(top, ())]
+    while pending:
+        parent, chain = pending.pop()
+        keys = parent.signed.delegations.keys
+        for role in parent.signed.delegations.roles:
+            if role.name != RELEASES:
+                ids = []
+                for keyid in role.keyids:
+                    try:
+                        ids.append(keys[keyid].canonical_id)
+                    except Exception:  # noqa: BLE001 - a key that does not load: show its listed ID
+                        ids.append(keyid)
+                stored = files.get(role.name)
+                view.signers.append(SignerInfo(role.name.removeprefix("targets/"), sorted(set(ids)), role.threshold,
+                                               list(role.paths), None, stored.created_at if stored else None))
+            child = _parse(files, role.name, notes)
+            if child is None:
+                continue
+            path = (*chain, role)
+            limits = [d for d in path if "" not in d.paths]  # "" allows every name: nothing to check
+            allowed = ([(tag, meta) for tag, meta in child.signed.targets.items()
+                        if all(d.allows(tag) for d in limits)] if limits else list(child.signed.targets.items()))
+            if len(allowed) < len(child.signed.targets):
+                notes.append(f"{role.name} lists {len(child.signed.targets) - len(allowed)} target(s) outside "
+                             f"its delegated paths; clients ignore them and so does this page.")
+            signed[role.name] = allowed
+            pending.append((child, path))
+
+    hex_of = _HexDigests()
+    rows: dict[tuple[str, str], SignedTag] = {}
+    for role in (TARGETS, RELEASES):
+        for tag, meta in signed.get(role, ()):
+            digest = hex_of(meta)
+            if digest and (tag, digest) not in rows:
+                rows[(tag, digest)] = SignedTag(tag, digest, meta.length, [])
+    counts: dict[str, int] = {}
+    for role, entries in signed.items():
+        if role in (TARGETS, RELEASES):
+            continue
+        name = role.removeprefix("targets/")
+        counts[name] = len(entries)
+        for tag, meta in entries:
+            row = rows.get((tag, hex_of(meta)))
+            if row is not None:
+                row.signers.append(name)
+    for row in rows.values():
+        if not row.signers:
+            row.signers = [REPO_ADMIN]
+        elif len(row.signers) > 1:
+            row.signers.sort()
+    view.tags = sorted(rows.values(), key=lambda row: natural_key(row.tag))
+    for signer in view.signers:
+        signer.tags = counts.get(signer.name)
+    view.signers.sort(key=lambda s: natural_key(s.name))
+    return view
+
+
+class _HexDigests(dict[str, str]):
+    """``FileMeta`` -> its sha256 as hex ("" when it has none), each base64 string decoded once
+    (a tag signed by releases and by a signer carries the same string twice)."""
+
+    def __call__(self, meta: Any) -> str:
+        b64 = meta.hashes.get("sha256")
+        if not isinstance(b64, str):
+            return ""
+        found = self.get(b64)
+        if found is None:
+            try:
+                raw = binascii.a2b_base64(b64, strict_mode=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            found = self[b64] = raw.hex() if len(raw) == 32 else ""
+        return found
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+
+STYLE = """
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","DejaVu Sans",sans-serif;
+color:#1f2933;background:#f4f6f8}
+a{color:#0b62c4;text-decoration:none}a:hover{text-decoration:underline}
+header{background:#102a43;color:#fff;padding:14px 0}
+header .wrap{display:flex;align-items:baseline;gap:14px}
+header a{color:#fff;font-weight:600;font-size:18px}
+header span{color:#9fb3c8;font-size:13px}
+.wrap{max-width:1200px;margin:0 auto;padding:0 24px}
+main{padding:22px 0 40px}
+h1{font-size:24px;margin:4px 0 6px;word-break:break-all;display:flex;align-items:center;gap:12px;flex-wrap:wrap}
+h2{font-size:17px;margin:30px 0 10px}
+h2 small{font-weight:400;color:#627d98;font-size:14px}
+.crumbs{font-size:13px;color:#627d98}
+.meta{display:flex;flex-wrap:wrap;gap:8px 28px;margin:10px 0 4px;color:#486581;font-size:14px}
+.meta b{color:#1f2933;font-weight:600}
+.card{background:#fff;border:1px solid #d9e2ec;border-radius:8px;overflow:hidden}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:8px 14px;vertical-align:baseline}
+th{background:#f0f4f8;color:#486581;font-size:12px;text-transform:uppercase;letter-spacing:.04em;
+position:sticky;top:0;border-bottom:1px solid #d9e2ec}
+tbody tr{border-top:1px solid #eef2f6}tbody tr:first-child{border-top:0}
+tbody tr:hover{background:#f7fafc}
+td.tag{font-weight:600;word-break:break-all}
+.mono{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px;word-break:break-all}
+td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+th.num{text-align:right}
+.badge{display:inline-block;padding:1px 9px;border-radius:999px;font-size:12px;font-weight:600;
+line-height:20px;white-space:nowrap;vertical-align:middle}
+.immutable{background:#fff3c4;color:#8d2b0b;border:1px solid #f0b429}
+.mutable{background:#f0f4f8;color:#627d98;border:1px solid #d9e2ec}
+.signer{display:inline-block;background:#e3f8ff;color:#035388;border-radius:4px;padding:0 7px;margin:1px 4px 1px 0;
+font-size:13px}
+.admin{background:#f0f4f8;color:#486581}
+.when{white-space:nowrap}.when small{display:block;color:#829ab1;font-size:12px}
+.notes{background:#fffbea;border:1px solid #f7d070;border-radius:8px;padding:10px 16px;margin:16px 0;color:#8d2b0b}
+.notes ul{margin:4px 0;padding-left:20px}
+.empty{padding:22px;color:#627d98}
+form.filter{display:flex;gap:8px;margin:0 0 10px}
+form.filter input{flex:0 1 320px;padding:6px 10px;border:1px solid #bcccdc;border-radius:6px;font:inherit}
+form.filter button{padding:6px 14px;border:1px solid #0b62c4;background:#0b62c4;color:#fff;border-radius:6px;font:inherit}
+footer{color:#829ab1;font-size:13px;padding:8px 0 30px}
+"""
+
+
+def _when(moment: datetime | None, now: datetime, *, inline: bool = False) -> str:
+    if moment is None:
+        return '<span class="when">—</span>'
+    moment = moment.astimezone(timezone.utc)
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            ago = f"{count} {unit}{'s' if count != 1 else ''} ago"
+            break
+    else:
+        ago = "just now"
+    stamp = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if inline:
+        return f'<b><time datetime="{moment.isoformat()}">{stamp}</time></b> ({ago})'
+    return f'<span class="when"><time datetime="{moment.isoformat()}">{stamp}</time><small>{ago}</small></span>'
+
+
+def _badge(immutable: bool) -> str:
+    return ('<span class="badge immutable" title="signed tags cannot change digest or be removed">immutable</span>'
+            if immutable else '<span class="badge mutable">mutable</span>')
+
+
+def _page(title: str, body: Iterable[str], base: str) -> str:
+    head = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+            f'<header><div class="wrap"><a href="{escape(base)}/">trustkit server</a>'
+            "<span>Docker Content Trust · Notary-compatible</span></div></header>"
+            '<main><div class="wrap">')
+    foot = ('</div></main><footer><div class="wrap">This page shows the trust data as this server stores it; '
+            "signatures are not verified here. Check an image with <code>trustkit verify</code> or "
+            "<code>docker trust inspect</code>.</div></footer></body></html>")
+    return "".join([head, *body, foot])
+
+
+def repository_href(base: str, gun: str) -> str:
+    return f"{base}/repositories/{quote(gun, safe='/:@')}"
+
+
+def render_index(repositories: list[tuple[str, datetime | None]], immutable: set[str], now: datetime,
+                 base: str = "") -> str:
+    out: list[str] = ['<h1>Repositories</h1>']
+    count = len(repositories)
+    out.append(f'<div class="meta"><span><b>{count:,}</b> repositor{"y" if count == 1 else "ies"} '
+               "with trust data</span></div>")
+    out.append('<div class="card">')
+    if not repositories:
+        out.append('<div class="empty">No repository has trust data yet. Sign a tag with '
+                   "<code>trustkit sign IMAGE:TAG</code> (or <code>docker trust sign</code>) against this "
+                   "server and it appears here.</div>")
+    else:
+        out.append('<table><thead><tr><th>Repository</th><th>Last changed</th><th>Status</th></tr></thead><tbody>')
+        append = out.append
+        for gun, changed in repositories:
+            append(f'<tr><td class="tag"><a href="{escape(repository_href(base, gun))}">{escape(gun)}</a></td>'
+                   f"<td>{_when(changed, now)}</td><td>{_badge(gun in immutable)}</td></tr>")
+        out.append("</tbody></table>")
+    out.append("</div>")
+    return _page("Repositories · trustkit server", out, base)
+
+
+def render_repository(view: RepositoryView, now: datetime, base: str = "", query: str = "") -> str:
+    gun = escape(view.gun)
+    out: list[str] = [f'<div class="crumbs"><a href="{escape(base)}/">Repositories</a> › Tags</div>',
+                      f"<h1>{gun} {_badge(view.immutable)}</h1>", '<div class="meta">']
+    out.append(f"<span><b>{len(view.tags):,}</b> signed tag{'s' if len(view.tags) != 1 else ''}</span>")
+    out.append(f"<span>Last changed {_when(view.changed, now, inline=True)}</span>")
+    if view.targets_version is not None:
+        expires = (f", expires {view.targets_expires.strftime('%Y-%m-%d')}"
+                   + (" (expired)" if view.targets_expires <= now else "")) if view.targets_expires else ""
+        out.append(f"<span>targets version <b>{view.targets_version}</b>{escape(expires)}</span>")
+    out.append("</div>")
+    if view.immutable:
+        out.append('<div class="meta">Immutable: the server refuses any update that changes the digest of a '
+                   "signed tag or removes it, and refuses to delete this trust data. New tags can be signed.</div>")
+    if view.notes:
+        out.append('<div class="notes"><b>Some stored data could not be shown</b><ul>')
+        out.extend(f"<li>{escape(note)}</li>" for note in view.notes)
+        out.append("</ul></div>")
+
+    tags = view.tags
+    if query:
+        needle = query.casefold()
+        tags = [row for row in tags if needle in row.tag.casefold()]
+    shown = (f"<small>{len(tags):,} of {len(view.tags):,} matching “{escape(query)}”</small>" if query else "")
+    out.append(f"<h2>Signed tags {shown}</h2>")
+    if len(view.tags) > 20 or query:
+        out.append(f'<form class="filter" method="get"><input type="search" name="q" value="{escape(query)}" '
+                   'placeholder="Filter tags" aria-label="Filter tags"><button type="submit">Filter</button></form>')
+    out.append('<div class="card">')
+    if not tags:
+        out.append('<div class="empty">No signed tags'
+                   f"{' match the filter' if query else ''}.</div>")
+    else:
+        out.append('<table id="tags"><thead><tr><th>Tag</th><th>Digest (sha256)</th><th class="num">Size</th>'
+                   "<th>Signers</th></tr></thead><tbody>")
+        append = out.append
+        admin = f'<span class="signer admin">{REPO_ADMIN}</span>'
+        for row in tags:
+            signers = admin if row.signers == [REPO_ADMIN] else "".join(
+                f'<span class="signer">{escape(name)}</span>' for name in row.signers)
+            # The digest is hex from our own decoding: nothing to escape.
+            append(f'<tr><td class="tag">{escape(row.tag)}</td><td class="mono">{row.digest}</td>'
+                   f'<td class="num">{row.size:,}</td><td>{signers}</td></tr>')
+        out.append("</tbody></table>")
+    out.append("</div>")
+
+    out.append("<h2>Signers <small>delegations that sign tags</small></h2><div class=\"card\">")
+    if not view.signers:
+        out.append('<div class="empty">No signers: tags are signed with the repository key '
+                   f"({REPO_ADMIN}).</div>")
+    else:
+        out.append('<table id="signers"><thead><tr><th>Signer</th><th>Key IDs</th><th class="num">Threshold</th>'
+                   '<th>Paths</th><th class="num">Tags</th><th>Last signed</th></tr></thead><tbody>')
+        for signer in view.signers:
+            keys = "<br>".join(escape(k) for k in signer.keyids) or "—"
+            paths = ", ".join("(all)" if p == "" else escape(p) for p in signer.paths) or "(none)"
+            count = "—" if signer.tags is None else f"{signer.tags:,}"
+            out.append(f'<tr><td class="tag">{escape(signer.name)}</td><td class="mono">{keys}</td>'
+                       f'<td class="num">{signer.threshold}</td><td class="mono">{paths}</td>'
+                       f'<td class="num">{count}</td><td>{_when(signer.changed, now)}</td></tr>')
+        out.append("</tbody></table>")
+    out.append("</div>")
+
+    out.append('<h2>Administrative keys</h2><div class="card">')
+    if not view.admin:
+        out.append('<div class="empty">No root.json could be read.</div>')
+    else:
+        out.append('<table id="admin"><thead><tr><th>Role</th><th>Key IDs</th></tr></thead><tbody>')
+        for label, keyids in view.admin:
+            keys = "<br>".join(escape(k) for k in keyids) or "—"
+            out.append(f'<tr><td class="tag">{label}</td><td class="mono">{keys}</td></tr>')
+        out.append("</tbody></table>")
+    out.append("</div>")
+    return _page(f"{view.gun} · trustkit server", out, base)
+
+
+def render_not_found(gun: str, base: str = "") -> str:
+    return _page("Not found · trustkit server", [
+        f'<div class="crumbs"><a href="{escape(base)}/">Repositories</a></div>',
+        f"<h1>{escape(gun)}</h1>",
+        '<div class="card"><div class="empty">This server has no trust data for this repository.</div></div>'], base)
+
+
+# --------------------------------------------------------------------------------------------
+# Routes
+
+
+def web_routes(storage: Storage, *, clock: Callable[[], datetime] | None = None) -> list[Route]:
+    """``GET /`` and ``GET /repositories/{gun}`` (HEAD too), rendered from ``storage``."""
+    now = clock or (lambda: datetime.now(timezone.utc))
+
+    def index_html(base: str) -> str:
+        repositories: list[tuple[str, datetime | None]] = list(storage.guns())
+        immutable = storage.immutable_guns()
+        listed = {gun for gun, _ in repositories}
+        # Immutable before anything was published: listed too, with no change yet.
+        repositories += [(gun, None) for gun in immutable - listed]
+        repositories.sort(key=lambda item: item[0])
+        return render_index(repositories, immutable, now(), base)
+
+    def repository_html(gun: str, base: str, query: str) -> tuple[int, str]:
+        files = storage.latest_all(gun)
+        immutable = storage.is_immutable(gun)
+        if not files and not immutable:
+            return 404, render_not_found(gun, base)
+        return 200, render_repository(repository_view(gun, files, immutable), now(), base, query)
+
+    async def index(request: Request) -> HTMLResponse:
+        body = await run_in_threadpool(index_html, request.scope.get("root_path", "").rstrip("/"))
+        return HTMLResponse(body, headers=HEADERS)
+
+    async def repository(request: Request) -> HTMLResponse:
+        gun = request.path_params["gun"]
+        query = request.query_params.get("q", "")[:200]
+        status, body = await run_in_threadpool(repository_html, gun, request.scope.get("root_path", "").rstrip("/"),
+                                               query)
+        return HTMLResponse(body, status_code=status, headers=HEADERS)
+
+    return [Route("/", index, methods=["GET"]),
+            Route("/repositories/{gun:path}", repository, methods=["GET"])]
+
+
+__all__ = ["REPO_ADMIN", "RepositoryView", "SignedTag", "SignerInfo", "natural_key", "render_index",
+           "render_repository", "repository_view", "web_routes"]
