@@ -98,3 +98,11 @@ def trustkit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.
     """trustkit's own server (SQLite, TLS) as a real process."""
     with peers.TrustkitServer(tmp_path_factory.mktemp("trustkit-server")) as server:
         yield server
+
+
+@pytest.fixture
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.Registry]:
+    """A fresh docker-registry (filesystem storage, plain HTTP on loopback) per test."""
+    server = _start(peers.Registry, tmp_path_factory.mktemp("registry"))
+    with server:
+        yield server

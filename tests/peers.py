@@ -837,3 +837,323 @@ def reset_postgres(url: str = POSTGRES_URL) -> str:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
     return url
+
+
+# --------------------------------------------------------------------------------------------
+# docker-registry (the CNCF distribution registry) and a counting proxy in front of it
+
+
+class Registry:
+    """Debian's ``docker-registry serve`` on ``127.0.0.1:<free port>``, filesystem storage.
+
+    Usage::
+
+        with Registry() as registry:
+            registry.host_port          # "127.0.0.1:40125" (the image reference's registry part)
+            registry.manifest_status("team/app", "v1")   # 200 / 404
+
+    Plain HTTP by default (docker and trustkit allow it for loopback registries); ``tls=True``
+    serves HTTPS with a :func:`make_tls` certificate (``ca_path``). ``htpasswd`` (a path) turns
+    on Basic authentication with that file. The config is written as JSON, which YAML reads.
+    No blob-descriptor cache is configured, so ``reset_storage`` (delete everything under
+    ``storage_dir`` while no request is in flight) leaves an empty registry.
+
+    Peer quirks: a mount of a blob the source repository lacks answers ``202`` and opens an
+    ordinary upload session; an empty upload session reports ``Range: 0-0``.
+    """
+
+    def __init__(self, workdir: str | os.PathLike[str] | None = None, *, tls: bool = False,
+                 htpasswd: str | os.PathLike[str] | None = None, startup_timeout: float = 20.0,
+                 stop_timeout: float = 5.0):
+        self._binary = require("docker-registry")
+        self._own_workdir = workdir is None
+        self._workdir_arg = workdir
+        self.tls = tls
+        self.htpasswd = Path(htpasswd).absolute() if htpasswd is not None else None
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.workdir: Path | None = None
+        self.port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file = None
+
+    @property
+    def host_port(self) -> str:
+        if self.port is None:
+            raise PeerError("docker-registry is not started (use it as a context manager)")
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host_port}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.workdir / "storage"  # type: ignore[operator]
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "registry.log"  # type: ignore[operator]
+
+    @property
+    def ca_path(self) -> Path:
+        return self.workdir / "tls.crt"  # type: ignore[operator]
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        verify: object = ssl.create_default_context(cafile=str(self.ca_path)) if self.tls else True
+        return httpx.Client(base_url=self.url, verify=verify, timeout=10.0, **kwargs)  # type: ignore[arg-type]
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        with self.client() as c:
+            return c.get(path, **kwargs)  # type: ignore[arg-type]
+
+    def manifest_status(self, repository: str, reference: str, *, auth: tuple[str, str] | None = None) -> int:
+        accept = ", ".join(["application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
+                            "application/vnd.docker.distribution.manifest.v2+json",
+                            "application/vnd.docker.distribution.manifest.list.v2+json"])
+        return self.get(f"/v2/{repository}/manifests/{reference}", headers={"Accept": accept},
+                        auth=auth).status_code
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    def reset_storage(self) -> None:
+        """Empty the registry (see the class docstring)."""
+        shutil.rmtree(self.storage_dir, ignore_errors=True)
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> Registry:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._proc is not None:
+            raise PeerError("docker-registry already started")
+        if self._own_workdir:
+            self.workdir = Path(tempfile.mkdtemp(prefix="trustkit-registry-"))
+        else:
+            self.workdir = Path(self._workdir_arg).absolute()  # type: ignore[arg-type]
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.tls:
+                make_tls(self.workdir)
+            self.storage_dir.mkdir(parents=True, exist_ok=True)
+            for attempt in range(3):
+                self.port = free_port()
+                if self._launch_and_wait(last_attempt=attempt == 2):
+                    return
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _config(self) -> dict[str, object]:
+        http: dict[str, object] = {"addr": self.host_port}
+        if self.tls:
+            http["tls"] = {"certificate": str(self.workdir / "tls.crt"), "key": str(self.workdir / "tls.key")}  # type: ignore[operator]
+        config: dict[str, object] = {
+            "version": 0.1,
+            "log": {"level": "info", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(self.storage_dir)}, "delete": {"enabled": True}},
+            "http": http,
+        }
+        if self.htpasswd is not None:
+            config["auth"] = {"htpasswd": {"realm": "trustkit-tests", "path": str(self.htpasswd)}}
+        return config
+
+    def _launch_and_wait(self, *, last_attempt: bool) -> bool:
+        config_path = self.workdir / "config.yml"  # type: ignore[operator]
+        config_path.write_text(json.dumps(self._config(), indent=2) + "\n", encoding="utf-8")
+        if self._log_file is not None:
+            self._log_file.close()
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._proc = subprocess.Popen([self._binary, "serve", str(config_path)], cwd=self.workdir,
+                                      stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.startup_timeout
+        last_error: object = None
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                status = self._proc.poll()
+                if status is not None:
+                    tail = self.log_tail()
+                    self._proc = None
+                    if "address already in use" in tail and not last_attempt:
+                        return False
+                    raise PeerError(f"docker-registry exited at startup with status {status}; log "
+                                    f"{self.log_path}:\n{tail}")
+                try:
+                    if client.get("/v2/").status_code in (200, 401):
+                        return True
+                except httpx.TransportError as e:
+                    last_error = e
+                time.sleep(0.05)
+        raise PeerError(f"docker-registry did not answer on {self.url}/v2/ within {self.startup_timeout}s "
+                        f"(last: {last_error!r}); log {self.log_path}:\n{self.log_tail()}")
+
+
+def write_htpasswd(path: str | os.PathLike[str], users: Mapping[str, str]) -> Path:
+    """An htpasswd file with bcrypt hashes (what docker-registry's htpasswd auth accepts)."""
+    import bcrypt
+
+    target = Path(path)
+    target.write_text("".join(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+                              for user, password in users.items()), encoding="utf-8")
+    return target
+
+
+class CountingProxy:
+    """A small HTTP/1.1 TCP proxy on loopback that forwards to ``upstream`` (``host:port``) and
+    records, for blob-upload requests (``POST``/``PATCH``/``PUT`` under ``/blobs/uploads``),
+    how many are in flight at once: from the first byte of the request to the last byte of the
+    response. ``max_in_flight`` is the peak; ``requests`` lists ``(method, path)`` of every
+    request seen. ``delay`` seconds are added before forwarding each upload response, so that
+    concurrent uploads overlap measurably even on a fast machine.
+
+    It parses request and response framing (Content-Length, chunked, bodiless answers) so it
+    can follow keep-alive connections; it does not need to understand anything else.
+    """
+
+    def __init__(self, upstream: str, *, delay: float = 0.0):
+        import threading
+
+        self.upstream_host, port = upstream.rsplit(":", 1)
+        self.upstream_port = int(port)
+        self.delay = delay
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
+        self.port: int | None = None
+
+    @property
+    def host_port(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> CountingProxy:
+        import threading
+
+        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(64)
+        self.port = self._server.getsockname()[1]
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped = True
+        if self._server is not None:
+            self._server.close()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._stopped:
+            try:
+                client, _ = self._server.accept()  # type: ignore[union-attr]
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(client,), daemon=True)
+            thread.start()
+
+    @staticmethod
+    def _read_head(stream: object) -> bytes | None:
+        lines = []
+        while True:
+            line = stream.readline(65537)  # type: ignore[attr-defined]
+            if not line:
+                return None
+            lines.append(line)
+            if line in (b"\r\n", b"\n"):
+                return b"".join(lines)
+
+    @staticmethod
+    def _copy_body(stream: object, out: socket.socket, head: bytes, *, bodiless: bool) -> None:
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            if b":" in line:
+                key, value = line.split(b":", 1)
+                headers[key.strip().lower()] = value.strip()
+        if bodiless:
+            return
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            while True:
+                size_line = stream.readline()  # type: ignore[attr-defined]
+                out.sendall(size_line)
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                data = stream.read(size + 2)  # type: ignore[attr-defined]
+                out.sendall(data)
+                if size == 0:
+                    # trailers end with an empty line; the read above took the CRLF
+                    return
+            return
+        length = int(headers.get(b"content-length", b"0") or 0)
+        while length > 0:
+            data = stream.read(min(length, 1 << 16))  # type: ignore[attr-defined]
+            if not data:
+                raise ConnectionError("short body")
+            out.sendall(data)
+            length -= len(data)
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream = socket.create_connection((self.upstream_host, self.upstream_port))
+        from_client = client.makefile("rb")
+        from_upstream = upstream.makefile("rb")
+        try:
+            while True:
+                head = self._read_head(from_client)
+                if head is None:
+                    return
+                method, path = head.split(b" ", 2)[:2]
+                is_upload = method in (b"POST", b"PATCH", b"PUT") and b"/blobs/uploads" in path
+                with self._lock:
+                    self.requests.append((method.decode(), path.decode()))
+                    if is_upload:
+                        self.in_flight += 1
+                        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    upstream.sendall(head)
+                    self._copy_body(from_client, upstream, head, bodiless=False)
+                    response = self._read_head(from_upstream)
+                    if response is None:
+                        return
+                    if is_upload and self.delay:
+                        time.sleep(self.delay)
+                    client.sendall(response)
+                    status = int(response.split(b" ", 2)[1])
+                    self._copy_body(from_upstream, client, response,
+                                    bodiless=method == b"HEAD" or status in (204, 304) or status < 200)
+                finally:
+                    if is_upload:
+                        with self._lock:
+                            self.in_flight -= 1
+        except (OSError, ValueError, ConnectionError):
+            return
+        finally:
+            for s in (from_client, from_upstream, client, upstream):
+                try:
+                    s.close()
+                except OSError:
+                    pass

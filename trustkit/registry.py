@@ -688,7 +688,7 @@ class RegistryClient:
         said = f": {message}" if message else ""
         registry = self.registry
         if status in (401, 403) or code in ("UNAUTHORIZED", "DENIED"):
-            return NotAuthorizedError(f"the registry {registry} refused {what} (HTTP {status}{said})",
+            return NotAuthorizedError(f"the registry {registry} refused access (HTTP {status}{said}) while {what}",
                                       hint=f"run `trustkit login {registry}` with an account that may do this")
         if status == 429 or code == "TOOMANYREQUESTS":
             return ServerError(f"the registry {registry} refused {what}: too many requests", hint="try again later")

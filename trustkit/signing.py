@@ -368,7 +368,10 @@ def roles_left_unsignable(store: KeyStore, keyid: str) -> list[str]:
 
 
 def _natural(text: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+    """Natural order ("v2" before "v10"): the digit runs (ASCII only) compare as numbers."""
+    parts: list[Any] = re.split(r"([0-9]+)", text)
+    parts[1::2] = map(int, parts[1::2])
+    return parts
 
 
 def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPIRY_WARNING) -> list[tuple[str, str]]:

@@ -92,8 +92,10 @@ class _Display:
     def __call__(self, event: PushEvent) -> None:
         if self.quiet:
             return
+        if not event.layer and event.kind.startswith("blob-"):
+            return  # like docker: the config blob is pushed silently
         short = event.digest.removeprefix("sha256:")[:12]
-        what = short if event.layer else f"{short} (config)"
+        what = short
         if self.rich is not None:
             self._rich(event, what)
             return
