@@ -509,6 +509,9 @@ class TokenAuth(httpx.Auth):
             body += chunk
             if len(body) > _TOKEN_BODY_LIMIT:
                 raise ServerError(f"the token server of {registry} sent more than {_TOKEN_BODY_LIMIT} bytes")
+        # httpx reads every response of an auth flow once more after the flow has seen it; the
+        # stream is spent by the capped read above, so hand httpx the bytes already read.
+        response._content = bytes(body)
         if response.status_code in (401, 403):
             raise self._refused(registry, response.status_code, token_server=True)
         if response.status_code != 200:

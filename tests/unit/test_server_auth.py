@@ -959,13 +959,6 @@ def test_trustkit_token_auth_drives_the_flow(client) -> None:
     assert http.delete(f"/v2/{GUN}/_trust/tuf/", auth=root).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=httpx.StreamConsumed,
-    reason="trustkit.auth.TokenAuth._store_token streams the token response with iter_bytes(); httpx "
-    "then calls response.read() on it and raises StreamConsumed with any streaming transport "
-    "(TestClient here, HTTPTransport against a real token server). Remove this mark once fixed.",
-)
 def test_trustkit_token_auth_over_a_streaming_transport(client) -> None:
     auth = TokenAuth(Credentials("alice", "wonderland"), registry="testserver")
     assert client.get(f"/v2/{GUN}/_trust/tuf/root.json", auth=auth).status_code == 200

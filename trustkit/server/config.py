@@ -90,6 +90,9 @@ class ServerConfig:
                                      "or --auth none to run open on purpose")
         if self.auth == "htpasswd" and not self.htpasswd:
             raise TrustkitError("--auth htpasswd needs --htpasswd FILE")
+        if self.auth == "htpasswd" and not self.token_realm and host.strip("[]") in ("0.0.0.0", "::"):
+            raise TrustkitError("clients cannot reach a token service at a wildcard address",
+                                hint="give --token-realm https://<name clients use>:<port>/auth/token")
         if self.auth == "token" and not (self.token_realm and self.token_root_certs):
             raise TrustkitError("--auth token needs --token-realm URL and --token-root-certs FILE")
         if self.workers < 1:
