@@ -239,7 +239,8 @@ class NotaryAPI:
 
     def delete(self, gun: str) -> Response:
         if self.storage.is_immutable(gun):
-            return error("INVALID_UPDATE", {"Name": "ErrImmutable",
+            # ErrValidation, a name notary's client knows, so `notary delete --remote` shows the message
+            return error("INVALID_UPDATE", {"Name": "ErrValidation",
                                             "Error": {"Msg": f"{gun} is immutable: its trust data cannot be deleted"}})
         self.storage.delete(gun, now=self.settings.clock())
         return Response(b"", status_code=200)

@@ -157,16 +157,19 @@ class Update:
         return meta
 
     def _keep_signed_tags(self, role: str, meta: Metadata[Targets]) -> None:
+        # "ErrBadTargets", a name notary's client knows: it then prints our message ("The targets
+        # metadata is invalid: <gun> is immutable: ..."); an unknown name makes the notary CLI and
+        # docker print only "trust server rejected operation."
         previous = self.stored_meta(role)
         if previous is None:
             return
         for name, target in previous.signed.targets.items():
             now = meta.signed.targets.get(name)
             if now is None:
-                raise invalid("ErrImmutable", f"{self.gun} is immutable: {name} cannot be removed from {role}")
+                raise invalid("ErrBadTargets", f"{self.gun} is immutable: {name} cannot be removed from {role}")
             if now.hashes != target.hashes or now.length != target.length:
-                raise invalid("ErrImmutable", f"{self.gun} is immutable: {name} in {role} cannot point at another "
-                                              f"digest")
+                raise invalid("ErrBadTargets", f"{self.gun} is immutable: {name} in {role} cannot point at another "
+                                               f"digest")
 
     # ---- snapshot and timestamp
 
