@@ -1123,6 +1123,8 @@ class CountingProxy:
         from_upstream = upstream.makefile("rb")
         try:
             while True:
+                if not from_client.peek(1)[:1].isalpha():
+                    return  # not HTTP (a TLS handshake probing for https): hang up at once
                 head = self._read_head(from_client)
                 if head is None:
                     return
