@@ -344,3 +344,20 @@ def test_login_writes_docker_config_and_push_authenticates(tmp_path):
 
         no_stdin = tk.run("login", registry.host_port, "-u", "alice", check=False)
         assert no_stdin.returncode == 2 and "--password-stdin" in no_stdin.stderr
+
+
+def test_an_immutable_repository_refuses_a_push_that_moves_a_signed_tag(registry, trustkit_server, tmp_path):
+    """trustkit's own server marks the repository immutable (GET /v2/<gun>/_trust/settings):
+    moving a signed tag is refused before anything is uploaded; the same digest still goes."""
+    first = images.build_oci_layout(tmp_path / "a", ref="v1", layers=1)
+    second = images.build_oci_layout(tmp_path / "b", ref="v1", layers=1)
+    gun = f"{registry.host_port}/team/frozen"
+    tk = tk_for(tmp_path, trustkit_server, extra_env={"DOCKER_CONTENT_TRUST": "1"})
+    assert push_json(tk, f"oci:{first.layout}:v1", f"{gun}:v1")["signed"] is True
+    assert "immutable now" in tk.run("repo", "immutable", gun).stdout
+    line = one_error_line(tk.run("push", f"oci:{second.layout}:v1", f"{gun}:v1", check=False))
+    assert "immutable" in line and first.digest in line
+    assert inspect_digest(registry, "team/frozen:v1") == first.digest
+    assert registry.get(f"/v2/team/frozen/blobs/{second.layer_digests[0]}").status_code == 404
+    assert push_json(tk, f"oci:{first.layout}:v1", f"{gun}:v1")["signed"] is True  # same digest: fine
+    assert push_json(tk, f"oci:{second.layout}:v1", f"{gun}:v2")["signed"] is True  # a new tag: fine
