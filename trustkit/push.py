@@ -28,25 +28,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustkit._httpx import httpx
 
 from trustkit.auth import SCOPE_EXTENSION, repository_scope
-from trustkit.errors import (
-    NetworkError,
-    ServerError,
-    ServerRejectedError,
-    TrustkitError,
-)
-from trustkit.keys.store import atomic_write
-from trustkit.metadata import FileMeta
+from trustkit.errors import NetworkError, ServerError, ServerRejectedError, TrustkitError
 from trustkit.reference import ImageReference
-from trustkit.registry import Manifest, RegistryClient
-from trustkit.repository import ROOT_RESIGN_WINDOW, Repository
-from trustkit.roles import ROOT, SNAPSHOT
-from trustkit.signing import TagTarget, TrustSession, released_target, sign_tags
+from trustkit.registry import Manifest, RegistryClient, atomic_write
 from trustkit.sources import Descriptor, ImageSource, SourceError, image_blobs, index_children
+
+if TYPE_CHECKING:  # the signing layers load only when content trust is on (they cost ~60 ms)
+    from trustkit.repository import Repository
+    from trustkit.signing import TrustSession
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT_UPLOADS",
@@ -269,6 +263,9 @@ class PreparedSigning:
     """
 
     def __init__(self, session: TrustSession, tag: str) -> None:
+        from trustkit.repository import ROOT_RESIGN_WINDOW
+        from trustkit.roles import ROOT, SNAPSHOT
+
         self.session = session
         self.tag = tag
         self.repo: Repository = session.repository()
@@ -298,6 +295,9 @@ class PreparedSigning:
     def sign(self, digest: str, size: int) -> list[str]:
         """Sign the tag for ``digest`` (``sha256:HEX``) and ``size``, publish; returns the roles.
         Someone else having published meanwhile makes it reload and sign again once."""
+        from trustkit.metadata import FileMeta
+        from trustkit.signing import TagTarget, sign_tags
+
         target = TagTarget(self.tag, digest.removeprefix("sha256:"), size)
         roles = self.repo.add_target(self.tag, FileMeta.for_digest(target.digest, size), self.roles)
         try:
@@ -339,6 +339,8 @@ def repository_immutable(http: httpx.Client, base_url: str, gun: str) -> bool:
 def check_immutable_tag(session: TrustSession, tag: str, digest: str, immutable: Callable[[], bool]) -> None:
     """Raise ImmutableTagError when ``tag`` is already signed for another digest and the
     repository is immutable (``immutable`` is only asked in that case)."""
+    from trustkit.signing import released_target
+
     trusted = session.last_trusted
     if trusted is None:
         return

@@ -27,6 +27,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -58,8 +59,6 @@ from trustkit.errors import (
     ServerRejectedError,
     TrustkitError,
 )
-from trustkit.keys.store import atomic_write
-from trustkit.notary import tls_settings
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -281,10 +280,12 @@ def registry_tls_context(host: str, *, insecure: bool, config_dir: Path | None =
     ``/etc/docker/certs.d/<host>/`` on top of the system CAs; no verification for an
     insecure registry (``--insecure-registry`` or loopback)."""
     if insecure:
-        context = ssl.create_default_context()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA loading: nothing is verified
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
+    from trustkit.notary import tls_settings  # only here: it imports the key layer
+
     context, _ = tls_settings(f"https://{host}", None, config_dir)
     certs_d = _CERTS_D / host
     if certs_d.is_dir():
@@ -324,9 +325,8 @@ def _is_tls_failure(exc: BaseException) -> bool:
     return False
 
 
-def _http_client(base_url: str, context: ssl.SSLContext | None, auth: httpx.Auth | None,
-                 pool: int) -> httpx.Client:
-    transport = httpx.HTTPTransport(verify=context if context is not None else True, proxy=_proxy_for(base_url),
+def _http_client(base_url: str, context: ssl.SSLContext, auth: httpx.Auth | None, pool: int) -> httpx.Client:
+    transport = httpx.HTTPTransport(verify=context, proxy=_proxy_for(base_url),
                                     trust_env=False, limits=httpx.Limits(max_connections=pool + 4,
                                                                          max_keepalive_connections=pool + 4))
     return httpx.Client(transport=transport, auth=auth,
@@ -363,19 +363,20 @@ def connect(
     attempts: list[str] = []
     schemes = ["https", "http"] if allow_plain else ["https"]
     last: BaseException | None = None
+    # One client serves both schemes: its TLS context only matters for https.
+    http = _http_client(f"https://{api_host}", registry_tls_context(api_host, insecure=allow_plain,
+                                                                    config_dir=config_dir), auth, pool)
     for scheme in schemes:
         base = f"{scheme}://{api_host}"
-        context = registry_tls_context(api_host, insecure=allow_plain, config_dir=config_dir) if scheme == "https" else None
-        http = _http_client(base, context, auth, pool)
         try:
             response = http.get(f"{base}/v2/", auth=None)
             response.close()
         except httpx.TransportError as exc:
-            http.close()
             last = exc
             attempts.append(f"{base}: {_reason(exc)}")
             continue
         return RegistryClient(registry, http, base, auth=auth)
+    http.close()
     hint = None
     if not allow_plain:
         hint = (f"if {registry} serves plain HTTP, name it with --insecure-registry {registry}"
@@ -791,8 +792,22 @@ def save_login(registry: str, username: str, password: str, config_dir: Path | N
         auths[key] = entry
         where = str(path)
     config["auths"] = auths
-    atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode(), 0o600)
+    atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode())
     return where
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Readers see the old file or the new one, never half (the folder is made 0700)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _store_with_helper(helper: str, server: str, username: str, password: str, env: Mapping[str, str]) -> None:

@@ -586,7 +586,7 @@ class _Session:
 
 
 def test_an_immutable_repository_refuses_a_signed_tag_for_another_digest(monkeypatch):
-    monkeypatch.setattr("trustkit.push.released_target",
+    monkeypatch.setattr("trustkit.signing.released_target",
                         lambda trusted, tag: ("targets", _Target("aa" * 32)) if tag == "v1" else None)
     asked: list[bool] = []
 

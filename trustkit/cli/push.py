@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,11 +35,15 @@ def _sign_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _signing_enabled(sign_flag: bool, disable: bool) -> bool:
-    from trustkit.signing import content_trust_enabled
-
     if sign_flag and disable:
         raise click.UsageError("--sign and --disable-content-trust contradict each other")
-    return content_trust_enabled(True if sign_flag else False if disable else None)
+    if sign_flag or disable:
+        return sign_flag
+    if not os.environ.get("DOCKER_CONTENT_TRUST", "").strip():
+        return False  # what content_trust_enabled says, without importing the signing layers
+    from trustkit.signing import content_trust_enabled
+
+    return content_trust_enabled(None)
 
 
 def _target(image: str) -> ImageReference:
