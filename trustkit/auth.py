@@ -420,6 +420,15 @@ class TokenAuth(httpx.Auth):
             request.headers["Authorization"] = f"Bearer {token}"
             retried = yield request
             if retried.status_code in (401, 403):
+                again = parse_www_authenticate(retried.headers.get_list("www-authenticate"))
+                if any(c.params.get("error") == "insufficient_scope" for c in again):
+                    # The credentials were good; the token just does not grant this.
+                    who = f'"{self.credentials.username}"' if self.credentials and self.credentials.username else (
+                        "anonymous access")
+                    raise NotAuthorizedError(f"{registry} does not allow {who} to do this ({scope or 'this request'})",
+                                             hint=f"ask an administrator of the server for that access, or run "
+                                                  f"`trustkit login {registry}` (or `docker login {registry}`) "
+                                                  f"as a user who has it")
                 raise self._refused(registry, retried.status_code)
             with self._lock:
                 self._origin_token[origin] = key
