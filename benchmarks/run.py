@@ -22,11 +22,13 @@ from pathlib import Path
 
 import bench_keys
 import bench_lookup_10k
+import bench_push
 import bench_sign_2000
 import bench_sign_one
 from harness import Result, machine_info
 
-BENCHMARKS = {module.NAME: module for module in (bench_keys, bench_sign_one, bench_sign_2000, bench_lookup_10k)}
+BENCHMARKS = {module.NAME: module for module in (bench_keys, bench_sign_one, bench_sign_2000, bench_lookup_10k,
+                                                   bench_push)}
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 

@@ -90,7 +90,7 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 120.0  # a registry may take a while to commit a large blob
 MANIFEST_LIMIT = 4 * 1024 * 1024  # distribution refuses larger manifests too
 _ERROR_BODY_LIMIT = 64 * 1024
-READ_SIZE = 1024 * 1024  # bytes read from a source per step: memory stays flat
+READ_SIZE = 256 * 1024  # bytes read from a source per step: memory stays flat
 #: Blobs larger than this go up in PATCH chunks of CHUNK_SIZE; smaller ones in one PUT.
 CHUNK_THRESHOLD = 64 * 1024 * 1024
 CHUNK_SIZE = 32 * 1024 * 1024

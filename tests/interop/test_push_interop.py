@@ -361,3 +361,18 @@ def test_an_immutable_repository_refuses_a_push_that_moves_a_signed_tag(registry
     assert registry.get(f"/v2/team/frozen/blobs/{second.layer_digests[0]}").status_code == 404
     assert push_json(tk, f"oci:{first.layout}:v1", f"{gun}:v1")["signed"] is True  # same digest: fine
     assert push_json(tk, f"oci:{second.layout}:v1", f"{gun}:v2")["signed"] is True  # a new tag: fine
+
+
+def test_memory_stays_flat_whatever_the_layer_size(registry, tmp_path):
+    """An 80 MB layer goes up (in chunks) while the trustkit process stays far below 80 MB."""
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", sizes=[80 * 1024 * 1024], level=0)
+    tk = tk_for(tmp_path)
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    result = subprocess.run([tk.argv0[0], "-c", probe, *tk.argv0, "push", f"oci:{image.layout}:v1",
+                             f"{registry.host_port}/team/big:v1", "--quiet"], env=tk.env, capture_output=True,
+                            text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    peak_mb = int(result.stdout.split()[-1]) / 1024
+    assert peak_mb < 60, f"peak RSS {peak_mb:.0f} MB for an 80 MB layer"
+    assert inspect_digest(registry, "team/big:v1") == image.digest
