@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from trustkit.encoding import format_expires, loads_strict
+from trustkit.encoding import canonical_json, format_expires, loads_strict
 from trustkit.errors import EncodingError, TrustkitError
 from trustkit.metadata import FileMeta, Metadata, Root, Snapshot, Targets, Timestamp
 from trustkit.roles import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role, role_name_problem
@@ -47,18 +47,20 @@ def _bad_name(role: str) -> str:
 
 
 def parse_parts(parts: dict[str, bytes]) -> dict[str, Metadata[Any]]:
-    """Role names checked, JSON parsed strictly, structures checked; timestamps ignored (the
-    server always makes its own, as notary does)."""
+    """Role names checked, JSON parsed strictly, structures checked; a timestamp part must be
+    JSON and is otherwise ignored (the server always makes its own, as notary does)."""
     parsed: dict[str, Metadata[Any]] = {}
     for role, data in parts.items():
         if role_name_problem(role):
             raise UpdateError("INVALID_ROLE", role)
-        if role == TIMESTAMP:
-            continue
         try:
-            loads_strict(data, what=f"{role}.json")
+            document = loads_strict(data, what=f"{role}.json")
+            if b"\\u" in data:  # a lone surrogate escape parses, but no signature can cover it
+                canonical_json(document, parsed=True)
         except EncodingError:
             raise UpdateError("MALFORMED_JSON") from None
+        if role == TIMESTAMP:
+            continue
         try:
             parsed[role] = Metadata.from_bytes(data, role=role)
         except TrustkitError as exc:
