@@ -122,6 +122,9 @@ class Update:
                 raise UpdateError("VERSION", {})
             raise invalid("ErrBadRoot", f"Root modifications must increment the version. Current {current}, new "
                                         f"{version}")
+        if new.signed.roles[TIMESTAMP].threshold != 1:
+            # the server signs each timestamp with its one key (notary: TestValidateRootInvalidTimestampThreshold)
+            raise invalid("ErrBadRoot", "timestamp role has invalid threshold")
         try:
             if stored is None:
                 trusted = TrustedSet(new.raw, gun=self.gun, now=self.now, first_contact=True)  # type: ignore[arg-type]
@@ -200,6 +203,9 @@ class Update:
         if signer is None:
             raise invalid("ErrBadHierarchy", "no snapshot was included in update and server does not hold current "
                                              "snapshot key for repository", Missing="snapshot")
+        if root.signed.roles[SNAPSHOT].threshold > 1:  # one server signature would not be enough for clients
+            raise invalid("ErrBadRoot", f"snapshot threshold is {root.signed.roles[SNAPSHOT].threshold}, and the "
+                                        f"server signs snapshots with one key: upload a signed snapshot")
         meta = dict(previous.signed.meta) if previous else {}
         meta.update({role: FileMeta.for_bytes(data) for role, data in current.items()})
         snapshot = Snapshot(expires=format_expires(self.now + SNAPSHOT_EXPIRY),
@@ -223,7 +229,7 @@ class Update:
         if previous is None or root is None or not previous.signed.is_expired(self.now):
             return None
         signer = self.keys.signer(self.gun, SNAPSHOT, root.signed.roles[SNAPSHOT].keyids)
-        if signer is None:
+        if signer is None or root.signed.roles[SNAPSHOT].threshold > 1:
             return None
         snapshot = Snapshot(expires=format_expires(self.now + SNAPSHOT_EXPIRY), version=previous.signed.version + 1,
                             meta=dict(previous.signed.meta))
