@@ -93,7 +93,9 @@ class NotaryAPI:
     # ---- dispatch
 
     def dispatch(self, request: Request) -> Response:
-        rest = request.url.path[len("/v2/"):]
+        # The decoded path as the server received it: ``request.url`` re-parses it with urlsplit,
+        # which silently drops tabs and CRs, so "a%09b" would act on the repository "ab".
+        rest = request.scope["path"][len("/v2/"):]
         if rest == "" and request.method == "GET":
             return self._authorized(request, [Access("registry", "catalog", ("*",))], lambda: _json({}))
         if rest == "_trust/changefeed" and request.method == "GET":
