@@ -119,8 +119,8 @@ class NotaryAPI:
         if name == "update":
             return (lambda: self.update(gun, self._body)) if method == "POST" else (lambda: self.delete(gun)), (
                 push if method == "POST" else star)
-        if name == "checksum":
-            return lambda: self.by_checksum(gun, match.group("role"), match.group("checksum").lower()), pull
+        if name == "checksum":  # stored as lower-case hex, matched exactly (notary-server: upper case is a 404)
+            return lambda: self.by_checksum(gun, match.group("role"), match.group("checksum")), pull
         if name == "version":
             return lambda: self.by_version(gun, match.group("role"), match.group("version")), pull
         if name == "current":
@@ -366,7 +366,13 @@ def parse_multipart(content_type: str, body: bytes, max_parts: int) -> dict[str,
         name = found.group(1).replace('\\"', '"') if found.group(1) is not None else found.group(2)
         if len(parts) >= max_parts:
             raise UpdateError("MALFORMED_UPLOAD", f"more than {max_parts} parts")
-        parts[name.removesuffix(".json")] = data  # a role sent twice: the last one counts, as in notary
+        role = name.removesuffix(".json")
+        if not role:
+            raise UpdateError("NO_FILENAME")  # notary: an empty role name is no filename
+        if role in parts:
+            # notary lets the last one count; which one the client meant is anyone's guess
+            raise UpdateError("MALFORMED_UPLOAD", f"the {role} part is sent more than once")
+        parts[role] = data
     # No parts at all (just the closing delimiter) is what `notary publish` sends when nothing is
     # dirty, e.g. after `notary key rotate GUN snapshot -r`; notary-server answers 200 and signs a
     # new snapshot and timestamp, so this does too.
