@@ -417,7 +417,12 @@ def create_app(storage: Storage, keys: ServerKeys, settings: ServerSettings | No
         Route("/v2/{rest:path}", v2, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
         Route("/{rest:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
     ]
-    app = Starlette(routes=routes, middleware=[])
+    # Paths no route pattern can match (a newline in them: Starlette's ``path`` stops at one)
+    # still get notary's envelope, not Starlette's plain-text 404.
+    async def unmatched(request: Request, exc: Exception) -> Response:
+        return error("METADATA_NOT_FOUND")
+
+    app = Starlette(routes=routes, middleware=[], exception_handlers={404: unmatched})
     app.state.api = api
     return app
 
