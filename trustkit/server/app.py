@@ -190,10 +190,15 @@ class NotaryAPI:
         if stored is None or not self._stale(gun, stored):
             return stored
         with self._lock_for(gun):
-            stored = self.storage.current(gun, TIMESTAMP)
+            # Judge and re-sign the same stored version (one read): the new one is that version
+            # + 1, so another process that re-signed or published meanwhile wins the unique
+            # index and this one serves theirs.  Judging a separate, earlier read let a process
+            # re-sign the version another had just stored: two new versions, different bytes.
+            latest = self.storage.latest_all(gun)
+            stored = latest.get(TIMESTAMP)
             if stored is None or not self._stale(gun, stored):
                 return stored
-            update = Update(gun, self.storage.latest_all(gun), self.keys, self.settings.clock())
+            update = Update(gun, latest, self.keys, self.settings.clock())
             files = []
             snapshot = update.resigned_snapshot()
             snapshot_data = snapshot or update.stored[SNAPSHOT].data
