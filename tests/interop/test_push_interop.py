@@ -376,3 +376,20 @@ def test_memory_stays_flat_whatever_the_layer_size(registry, tmp_path):
     peak_mb = int(result.stdout.split()[-1]) / 1024
     assert peak_mb < 60, f"peak RSS {peak_mb:.0f} MB for an 80 MB layer"
     assert inspect_digest(registry, "team/big:v1") == image.digest
+
+
+def test_progress_bars_on_a_terminal(registry, tmp_path):
+    """On a TTY each layer gets a rich progress bar; elsewhere plain lines (checked above)."""
+    import pexpect
+
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=2)
+    tk = tk_for(tmp_path)
+    child = pexpect.spawn(tk.argv0[0], [*tk.argv0[1:], "push", f"oci:{image.layout}:v1",
+                                        f"{registry.host_port}/team/tty:v1"], env=tk.env, encoding="utf-8",
+                          timeout=60, dimensions=(40, 160))
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    for digest in image.layer_digests:
+        assert f"{digest.removeprefix('sha256:')[:12]}: Pushed" in child.before
+    assert "━" in child.before and f"v1: digest: {image.digest}" in child.before
