@@ -393,3 +393,14 @@ def test_progress_bars_on_a_terminal(registry, tmp_path):
     for digest in image.layer_digests:
         assert f"{digest.removeprefix('sha256:')[:12]}: Pushed" in child.before
     assert "━" in child.before and f"v1: digest: {image.digest}" in child.before
+
+
+def test_sign_reads_the_digest_and_size_from_the_registry(registry, notary_server, notary_cli, tmp_path):
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=2)
+    gun = f"{registry.host_port}/team/sign-later"
+    tk = tk_for(tmp_path, notary_server)
+    push_json(tk, f"oci:{image.layout}:v1", f"{gun}:v1")  # pushed, not signed
+    tk.run("sign", f"{gun}:v1")  # no --digest/--size: the registry's manifest says
+    assert notary_targets(notary_cli(), gun) == {"v1": (image.digest.removeprefix("sha256:"), image.size)}
+    missing = tk.run("sign", f"{gun}:nope", check=False)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr

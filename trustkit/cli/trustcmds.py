@@ -60,17 +60,23 @@ def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, 
 @click.option("--digest", help="Manifest digest (sha256:HEX) the tags point at.")
 @click.option("--size", type=click.IntRange(min=0), help="Manifest size in bytes.")
 @click.option("--from-file", type=click.File("r"), help="Bulk: one 'TAG sha256:HEX SIZE' per line; IMAGES is the repository.")
+@click.option("--insecure-registry", "insecure_registries", multiple=True,
+              help="Registry that may be reached over plain HTTP (when reading manifests).")
 @FORMAT_OPTION
 @pass_context
 def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | None,
-         from_file: click.utils.LazyFile | None, output_format: str) -> None:
+         from_file: click.utils.LazyFile | None, insecure_registries: tuple[str, ...], output_format: str) -> None:
     """Sign IMAGE:TAG (several tags of one repository in one publish) and publish.
 
+    Without --digest/--size, each tag's manifest digest and size are read from the registry.
     An uninitialised repository is initialised first, as `docker trust sign` does.  With
     delegation keys only, the tag is signed into every role those keys can sign."""
     from trustkit.signing import sign_tags
 
-    reference, targets = _parse_sign_args(images, digest, size, from_file)
+    if digest is None and size is None and from_file is None:
+        reference, targets = _targets_from_registry(images, insecure_registries)
+    else:
+        reference, targets = _parse_sign_args(images, digest, size, from_file)
     result = sign_tags(ctx.trust_session(reference), targets)
     if output_format == "json":
         emit_json({"repository": reference.gun, "published": result.published, "warnings": result.warnings,
@@ -85,6 +91,23 @@ def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | 
             click.echo(f"{role} needs more signatures before it can be published: staged at {path}; the next "
                        f"signer completes it by running the same command with the same --staging-dir")
     _warn(result.warnings)
+
+
+def _targets_from_registry(images: tuple[str, ...], insecure: tuple[str, ...]) -> tuple[object, list[TagTarget]]:
+    """Each IMAGE:TAG's manifest digest and size, as the registry serves them now."""
+    from trustkit.reference import parse
+    from trustkit.registry import connect
+    from trustkit.signing import TagTarget
+
+    refs = [parse(image) for image in images]
+    if len({r.gun for r in refs}) != 1 or any(r.tag is None for r in refs):
+        raise click.UsageError("give IMAGE:TAG arguments of one repository")
+    targets = []
+    with connect(refs[0].registry, insecure_registries=insecure) as registry:
+        for ref in refs:
+            manifest = registry.get_manifest(ref.repository, ref.tag)  # type: ignore[arg-type]
+            targets.append(TagTarget(ref.tag, manifest.digest.removeprefix("sha256:"), manifest.size))  # type: ignore[arg-type]
+    return refs[0], targets
 
 
 def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | None,
@@ -107,7 +130,7 @@ def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | No
                                      int(fields[2])))
         return reference, targets
     if digest is None or size is None:
-        raise click.UsageError("give --digest sha256:HEX and --size N (the image manifest's), or --from-file")
+        raise click.UsageError("give both --digest sha256:HEX and --size N, or neither (to read them from the registry)")
     refs = [parse(image) for image in images]
     if len({r.gun for r in refs}) != 1:
         raise click.UsageError("all images must be tags of one repository")
