@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -59,6 +60,18 @@ REPOSITORIES = sa.Table(
 )
 
 
+# The hot reads, built once with bind parameters (each GET only binds and runs them).
+_COLUMNS = (TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
+_CURRENT = (sa.select(*_COLUMNS).where(TUF_FILES.c.gun == sa.bindparam("gun"), TUF_FILES.c.role == sa.bindparam("role"))
+            .order_by(TUF_FILES.c.version.desc()).limit(1))
+_BY_VERSION = sa.select(*_COLUMNS).where(TUF_FILES.c.gun == sa.bindparam("gun"),
+                                         TUF_FILES.c.role == sa.bindparam("role"),
+                                         TUF_FILES.c.version == sa.bindparam("version"))
+_BY_CHECKSUM = sa.select(*_COLUMNS).where(TUF_FILES.c.gun == sa.bindparam("gun"),
+                                          TUF_FILES.c.role == sa.bindparam("role"),
+                                          TUF_FILES.c.sha256 == sa.bindparam("sha256")).limit(1)
+
+
 class VersionConflict(Exception):  # noqa: N818 - a condition the app maps to notary's VERSION error
     """A version at or below one already stored, or a concurrent publish that got there first."""
 
@@ -91,13 +104,16 @@ class Storage:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        # The pool matches the web server's thread pool (40 threads), so busy readers reuse
+        # connections instead of opening and closing them.
         if url.startswith("sqlite"):
-            self.engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            self.engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                           poolclass=sa.pool.QueuePool, pool_size=40, max_overflow=10)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg://" + url[len("postgresql://"):]
-            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
         METADATA.create_all(self.engine)
 
     def close(self) -> None:
@@ -106,20 +122,13 @@ class Storage:
     # ---- reading
 
     def current(self, gun: str, role: str) -> StoredFile | None:
-        query = (sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
-                 .where(TUF_FILES.c.gun == gun, TUF_FILES.c.role == role)
-                 .order_by(TUF_FILES.c.version.desc()).limit(1))
-        return self._one(query)
+        return self._one(_CURRENT, {"gun": gun, "role": role})
 
     def by_version(self, gun: str, role: str, version: int) -> StoredFile | None:
-        query = (sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
-                 .where(TUF_FILES.c.gun == gun, TUF_FILES.c.role == role, TUF_FILES.c.version == version))
-        return self._one(query)
+        return self._one(_BY_VERSION, {"gun": gun, "role": role, "version": version})
 
     def by_checksum(self, gun: str, role: str, sha256: str) -> StoredFile | None:
-        query = (sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
-                 .where(TUF_FILES.c.gun == gun, TUF_FILES.c.role == role, TUF_FILES.c.sha256 == sha256).limit(1))
-        return self._one(query)
+        return self._one(_BY_CHECKSUM, {"gun": gun, "role": role, "sha256": sha256})
 
     def latest_all(self, gun: str) -> dict[str, StoredFile]:
         """The newest version of every role of ``gun``."""
@@ -139,9 +148,9 @@ class Storage:
         with self.engine.connect() as conn:
             return [(row.gun, _utc(row.changed)) for row in conn.execute(query)]
 
-    def _one(self, query: sa.Select) -> StoredFile | None:  # type: ignore[type-arg]
+    def _one(self, query: sa.Select, params: dict[str, Any]) -> StoredFile | None:  # type: ignore[type-arg]
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(query, params).first()
         return StoredFile(row.role, row.version, row.data, _utc(row.created_at)) if row else None
 
     # ---- writing
