@@ -35,8 +35,9 @@ from trustkit._httpx import httpx
 from trustkit.auth import SCOPE_EXTENSION, repository_scope
 from trustkit.errors import NetworkError, ServerError, ServerRejectedError, TrustkitError
 from trustkit.reference import ImageReference
-from trustkit.registry import Manifest, RegistryClient, atomic_write
-from trustkit.sources import Descriptor, ImageSource, SourceError, image_blobs, index_children
+from trustkit.keys.store import atomic_write
+from trustkit.registry import Manifest, RegistryClient
+from trustkit.sources import Descriptor, ImageSource, RegistrySource, SourceError, image_blobs, index_children
 
 if TYPE_CHECKING:  # the signing layers load only when content trust is on (they cost ~60 ms)
     from trustkit.repository import Repository
@@ -495,24 +496,13 @@ def push_image(source: ImageSource, target: ImageReference, client: RegistryClie
     return summary
 
 
-class _MountOnlySource:
-    """The source repository of ``trustkit tag``: blobs can only be mounted from it."""
+class _MountOnlySource(RegistrySource):
+    """The source repository of ``trustkit tag``: blobs can only be mounted from it (the
+    registry client is the target's, so it is not closed here)."""
 
     def __init__(self, client: RegistryClient, reference: ImageReference) -> None:
-        self.client = client
-        self.reference = reference
+        super().__init__(client, reference)
         self.description = str(reference)
-        self.mount_from = (reference.registry, reference.repository)
-
-    def root(self) -> Manifest:
-        ref = self.reference
-        return self.client.get_manifest(ref.repository, ref.digest or ref.tag or "latest")
-
-    def manifest(self, descriptor: Descriptor) -> Manifest:
-        return self.client.get_manifest(self.reference.repository, descriptor.digest)
-
-    def check(self, descriptor: Descriptor) -> None:
-        pass
 
     def opener(self, descriptor: Descriptor) -> Any:
         raise TrustkitError(f"blob {descriptor.digest} could not be mounted from {self.reference.name}",

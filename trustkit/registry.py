@@ -27,7 +27,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from trustkit.auth import (
     repository_scope,
 )
 from trustkit.encoding import loads_strict
+from trustkit.keys.store import atomic_write
 from trustkit.errors import (
     EncodingError,
     HashMismatchError,
@@ -794,20 +794,6 @@ def save_login(registry: str, username: str, password: str, config_dir: Path | N
     config["auths"] = auths
     atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode())
     return where
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Readers see the old file or the new one, never half (the folder is made 0700)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _store_with_helper(helper: str, server: str, username: str, password: str, env: Mapping[str, str]) -> None:
