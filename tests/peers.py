@@ -145,6 +145,18 @@ def require(binary: str) -> str:
     return found
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a peer process, then SIGKILL it if it has not exited within ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago.
 
@@ -400,13 +412,7 @@ class NotaryServer:
     def stop(self) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after ``stop_timeout``)."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, self.stop_timeout)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -799,14 +805,8 @@ class TrustkitServer:
         raise PeerError(f"trustkit server did not start (last: {last!r}); log:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
-        self._proc = None
+        proc, self._proc = self._proc, None
+        terminate(proc, 10)
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as a crash."""
@@ -951,13 +951,7 @@ class Registry:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, self.stop_timeout)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
