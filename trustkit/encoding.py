@@ -100,7 +100,7 @@ def loads_strict(data: bytes | str, *, max_size: int | None = None, what: str = 
         raise EncodingError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if _skip_ws(text, end) != len(text):
         raise EncodingError(f"{what} has extra data after the JSON value")
-    _check_depth(value, what)
+    check_depth(value, what)
     return value
 
 
@@ -142,12 +142,8 @@ def _skip_ws(text: str, pos: int) -> int:
 
 
 def check_depth(value: Any, what: str) -> None:
-    """Raises EncodingError when ``value`` nests more than MAX_DEPTH levels."""
-    _check_depth(value, what)
-
-
-def _check_depth(value: Any, what: str) -> None:
-    # Iterative, so it cannot itself hit the recursion limit.
+    """Raises EncodingError when ``value`` nests more than MAX_DEPTH levels (iteratively, so
+    the check cannot itself hit the recursion limit)."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -336,24 +332,6 @@ def parse_expires(text: str) -> datetime:
         sign = 1 if zone[0] == "+" else -1
         moment -= timedelta(minutes=sign * (int(zone[1:3]) * 60 + int(zone[4:6])))
     return moment
-
-
-def normalise_expires_text(text: str) -> str:
-    """How Go re-serialises a parsed RFC 3339 string: a zero offset becomes ``Z``, trailing
-    fractional zeros go, any other offset is kept.  Works on the text, so nanoseconds survive.
-
-    Raises:
-        EncodingError: not RFC 3339.
-    """
-    match = _RFC3339.match(text) if isinstance(text, str) else None
-    if not match:
-        raise EncodingError(f'expires "{str(text)[:40]}" is not an RFC 3339 time')
-    seconds_end = match.start(7) - 1 if match.group(7) else match.start(8)
-    frac = (match.group(7) or "").rstrip("0")
-    zone = match.group(8)
-    if zone in ("Z", "z") or zone[1:] == "00:00":
-        zone = "Z"
-    return text[:seconds_end].replace("t", "T") + ("." + frac if frac else "") + zone
 
 
 # --------------------------------------------------------------------------------------------

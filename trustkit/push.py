@@ -483,7 +483,15 @@ def push_image(source: ImageSource, target: ImageReference, client: RegistryClie
                cache: BlobLocationCache | None = None) -> PushSummary:
     """Plan, prepare signing (``signing`` builds the PreparedSigning), check immutability,
     upload, sign.  See the module docstring for the guarantees."""
-    plan = plan_image(source)
+    return _upload_and_sign(plan_image(source), source, client, target, signing=signing,
+                            max_concurrent_uploads=max_concurrent_uploads, progress=progress, cache=cache)
+
+
+def _upload_and_sign(plan: Plan, source: ImageSource, client: RegistryClient, target: ImageReference, *,
+                     signing: Callable[[], PreparedSigning] | None, max_concurrent_uploads: int,
+                     progress: Progress | None, cache: BlobLocationCache | None) -> PushSummary:
+    """What push and tag share: signing prepared (and immutability checked) before the first
+    upload, the upload, the blob-location cache saved, then the signature."""
     prepared = signing() if signing is not None else None
     if prepared is not None:
         prepared.check_immutable(plan.root.digest)
@@ -528,11 +536,5 @@ def tag_image(client: RegistryClient, source: ImageReference, target: ImageRefer
         plan = Plan(root, [root], [])
     else:
         plan = plan_image(origin)
-    prepared = signing() if signing is not None else None
-    if prepared is not None:
-        prepared.check_immutable(plan.root.digest)
-    summary = upload(plan, origin, client, target, max_concurrent_uploads=DEFAULT_MAX_CONCURRENT_UPLOADS,
-                     progress=progress, cache=cache)
-    if prepared is not None:
-        _sign_after_push(prepared, summary, target)
-    return summary
+    return _upload_and_sign(plan, origin, client, target, signing=signing,
+                            max_concurrent_uploads=DEFAULT_MAX_CONCURRENT_UPLOADS, progress=progress, cache=cache)

@@ -537,15 +537,6 @@ class RegistryClient:
             raise HashMismatchError(f"{self.registry} sent {what} whose bytes hash to {manifest.digest}")
         return manifest
 
-    def manifest_digest(self, repository: str, reference: str) -> str | None:
-        """``HEAD`` a manifest: its digest (the registry's ``Docker-Content-Digest``), or None."""
-        response = self._call("HEAD", f"/v2/{repository}/manifests/{reference}", what=f"checking "
-                              f"{repository}:{reference}", scope=repository_scope(repository),
-                              headers={"Accept": ACCEPT_MANIFESTS}, missing_ok=True)
-        if response is None:
-            return None
-        return response.headers.get("docker-content-digest") or None
-
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
         """``PUT`` the exact bytes under a tag or digest; returns the digest, checked against
         what the registry says it stored."""

@@ -24,7 +24,7 @@ from trustkit.errors import (
     VerificationError,
 )
 from trustkit.keys.store import atomic_write
-from trustkit.metadata import Metadata
+from trustkit.metadata import Metadata, Targets
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, is_delegation
 from trustkit.trust import MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedSet, TrustPinning
 
@@ -167,12 +167,7 @@ class Updater:
                 trusted.short_of_threshold[role] = Metadata.from_bytes(data, role=role)
                 continue
             files[role] = data
-            children = [d.name for d in loaded.signed.delegations.roles]
-            if delegations == "releases":
-                children = [c for c in children if c == RELEASES]
-            # Pre-order: a role's children come before its later siblings; releases first.
-            children.sort(key=lambda name: name != RELEASES)
-            pending = children + pending
+            pending = _children(loaded, delegations) + pending
         self._save(files)
         return trusted
 
@@ -234,9 +229,15 @@ class Updater:
                 # nothing offline either, and the rest of the repository still reads.
                 trusted.failed[role] = exc
                 continue
-            children = [d.name for d in loaded.signed.delegations.roles]
-            if delegations == "releases":
-                children = [c for c in children if c == RELEASES]
-            children.sort(key=lambda name: name != RELEASES)
-            pending = children + pending
+            pending = _children(loaded, delegations) + pending
         return trusted
+
+
+def _children(parent: Metadata[Targets], delegations: str) -> list[str]:
+    """The delegations to walk under ``parent``, in docker's order: pre-order (a role's children
+    before its later siblings), ``targets/releases`` first; only that one for ``"releases"``."""
+    children = [d.name for d in parent.signed.delegations.roles]
+    if delegations == "releases":
+        children = [c for c in children if c == RELEASES]
+    children.sort(key=lambda name: name != RELEASES)
+    return children

@@ -8,12 +8,8 @@ from pathlib import Path
 import click
 
 from trustkit.cli.context import Context, pass_context
-from trustkit.cli.output import FORMAT_OPTION, emit_json
+from trustkit.cli.output import FORMAT_OPTION, emit_json, warn
 
-
-def _warn(lines: list[str]) -> None:
-    for line in lines:
-        click.echo(f"warning: {line}", err=True)
 
 
 @click.group()
@@ -58,7 +54,7 @@ def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple
         reference = parse_repository(repo)
         published, warnings = add_signer(ctx.trust_session(reference), name, keys, threshold=threshold,
                                          paths=list(paths) or None)
-        _warn(warnings)
+        warn(warnings)
         results.append({"repository": reference.gun, "signer": name, "keys": [k.canonical_id for k in keys],
                         "published": published})
         if output_format != "json":
@@ -81,7 +77,7 @@ def signer_remove(ctx: Context, name: str, repos: tuple[str, ...], force: bool) 
     for repo in repos:
         reference = parse_repository(repo)
         _, warnings = remove_signer(ctx.trust_session(reference), name, force=force)
-        _warn(warnings)
+        warn(warnings)
         click.echo(f"Removed signer {name} from {reference.gun}")
 
 

@@ -23,3 +23,8 @@ def emit_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     click.echo(line.format(*("-" * w for w in widths)).rstrip())
     for row in rows:
         click.echo(line.format(*row).rstrip())
+
+
+def warn(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)

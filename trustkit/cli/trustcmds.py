@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from trustkit.cli.context import Context, can_prompt, pass_context
-from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table
+from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table, warn
 
 if TYPE_CHECKING:
     from trustkit.signing import TagTarget
@@ -28,10 +28,6 @@ Exit status says why a tag is not trusted:
   8  not authorised by the trust server
 """
 
-
-def _warn(lines: list[str]) -> None:
-    for line in lines:
-        click.echo(f"warning: {line}", err=True)
 
 
 @click.command("init")
@@ -90,7 +86,7 @@ def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | 
         for role, path in result.pending.items():
             click.echo(f"{role} needs more signatures before it can be published: staged at {path}; the next "
                        f"signer completes it by running the same command with the same --staging-dir")
-    _warn(result.warnings)
+    warn(result.warnings)
 
 
 def _targets_from_registry(images: tuple[str, ...], insecure: tuple[str, ...]) -> tuple[object, list[TagTarget]]:
@@ -212,7 +208,7 @@ def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_f
                    "size": result.size, "role": result.role})
     else:
         click.echo(f"{reference.familiar}:{result.tag} sha256:{result.digest} {result.size}")
-    _warn(result.warnings)
+    warn(result.warnings)
 
 
 @click.command("revoke")

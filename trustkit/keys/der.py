@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from trustkit.errors import KeyFormatError
 
-SEQUENCE, INTEGER, OCTET_STRING, OID, NULL = 0x30, 0x02, 0x04, 0x06, 0x05
+SEQUENCE, INTEGER, OCTET_STRING, OID = 0x30, 0x02, 0x04, 0x06
 
 
 def _length(n: int) -> bytes:

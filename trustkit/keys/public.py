@@ -25,7 +25,6 @@ from trustkit.errors import EncodingError, KeyFormatError, MetadataError
 CryptoPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 ECDSA, ECDSA_X509, RSA, RSA_X509, ED25519 = "ecdsa", "ecdsa-x509", "rsa", "rsa-x509", "ed25519"
-KEYTYPES = (ECDSA, ECDSA_X509, RSA, RSA_X509, ED25519)
 X509_TYPES = (ECDSA_X509, RSA_X509)
 
 # Signature methods notary writes (first) and the extra ones it only verifies (§1.7).

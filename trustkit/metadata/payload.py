@@ -423,7 +423,6 @@ def _meta(value: Any, path: str) -> dict[str, FileMeta]:
     return {name: FileMeta.from_dict(meta, f"{path}.{name}") for name, meta in value.items()}
 
 
-Payload = Root | Targets | Snapshot | Timestamp
 PAYLOAD_TYPES: dict[str, type[Root] | type[Targets] | type[Snapshot] | type[Timestamp]] = {
     "Root": Root, "Targets": Targets, "Snapshot": Snapshot, "Timestamp": Timestamp,
 }

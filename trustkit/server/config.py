@@ -8,7 +8,6 @@ htpasswd|token``) or explicitly ``--auth none``: it is never open by accident.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from trustkit.auth import is_loopback_host
 from trustkit.errors import TrustkitError
 
 LOG = logging.getLogger("trustkit.server")
@@ -84,7 +84,7 @@ class ServerConfig:
             raise TrustkitError("give both --tls-cert and --tls-key, or neither")
         if self.auth not in ("default", "none", "htpasswd", "token"):
             raise TrustkitError(f"--auth must be none, htpasswd or token, not {self.auth!r}")
-        if self.auth == "default" and not _loopback(host):
+        if self.auth == "default" and not is_loopback_host(host):
             raise TrustkitError(f"refusing to serve {self.listen} without authentication",
                                 hint="choose --auth htpasswd (with --htpasswd FILE) or --auth token, "
                                      "or --auth none to run open on purpose")
@@ -132,16 +132,6 @@ class ServerConfig:
         return json.dumps(asdict(self))
 
 
-def _loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def build_app(config: ServerConfig) -> Any:
     """The configured ASGI app (storage, keys, auth, web page, access log)."""
     from trustkit.server.app import AccessLog, ServerSettings, create_app
@@ -154,10 +144,7 @@ def build_app(config: ServerConfig) -> Any:
     settings = ServerSettings(max_body=config.max_body, current_max_age=config.current_max_age,
                               consistent_max_age=config.consistent_max_age, gun_prefixes=tuple(config.gun_prefixes),
                               authorizer=authorizer)
-    try:
-        from trustkit.server.web import web_routes
-    except ImportError:  # the page is optional for the API to work
-        web_routes = lambda storage: []  # noqa: E731
+    from trustkit.server.web import web_routes
     app = create_app(storage, keys, settings, extra_routes=extra_routes + web_routes(storage))
     return AccessLog(app)
 
