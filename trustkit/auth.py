@@ -9,6 +9,9 @@
   POST when an identity token exists), caches it per (realm, service, scope) and retries the
   request once.  The token request is yielded from the auth flow, so it goes through the same
   ``httpx.Client`` and therefore the same TLS settings as the request it authorises.
+  Credentials go only to the registry they belong to and to the realm *its own* challenge names:
+  a challenge from any other host (storage a blob read was redirected to, an upload location on
+  another host) is refused with a clear error and gets nothing.
 
 Wire details: ../shared/reference/notary-v1-wire.md §7.7.
 """
@@ -368,8 +371,13 @@ class TokenAuth(httpx.Auth):
       registry and ``trustkit login``.  A first answer of ``403`` (no challenge) is returned for
       the caller to map.
 
-    ``registry`` names the registry in messages (default: the request's host).  ``clock`` is
-    ``time.monotonic`` unless a test injects another.
+    ``registry`` names the registry in messages (default: the request's host).  ``hosts``
+    (``host[:port]``) are the only origins whose challenges are answered; without it, any origin a
+    request addresses directly.  A ``401`` from another origin, or from a host a redirect led to,
+    raises :class:`NotAuthorizedError` and sends nothing there: httpx already strips our
+    ``Authorization`` header on a cross-origin redirect, and a token or password fetched for the
+    challenger would go to a realm the registry never named.  ``clock`` is ``time.monotonic``
+    unless a test injects another.
     """
 
     def __init__(
@@ -377,11 +385,15 @@ class TokenAuth(httpx.Auth):
         credentials: Credentials | None = None,
         *,
         registry: str | None = None,
+        hosts: Iterable[str] | None = None,
         client_id: str = "trustkit",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.credentials = credentials
         self.registry = registry
+        # Both schemes: a loopback or insecure registry may be reached over http as well.
+        self.hosts = None if hosts is None else frozenset(
+            _origin(httpx.URL(f"{scheme}://{host}")) for host in hosts for scheme in ("https", "http"))
         self.client_id = client_id
         self._clock = clock
         self._lock = threading.Lock()
@@ -400,14 +412,17 @@ class TokenAuth(httpx.Auth):
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         origin = _origin(request.url)
-        sent = self._apply_cached(request, origin)
+        owned = self.hosts is None or origin in self.hosts
+        sent = self._apply_cached(request, origin) if owned else None
         response = yield request
         if response.status_code != 401:
             return
+        registry = self.registry or origin
+        if not owned or _origin(response.request.url) != origin:
+            raise self._foreign_challenge(response, registry)
         challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
         bearer = next((c for c in challenges if c.scheme == "bearer" and c.params.get("realm")), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
-        registry = self.registry or origin
 
         if bearer is not None:
             scope = bearer.params.get("scope") or request.extensions.get(SCOPE_EXTENSION) or ""
@@ -419,6 +434,7 @@ class TokenAuth(httpx.Auth):
                 token = self._store_token(key, token_response, registry)
             request.headers["Authorization"] = f"Bearer {token}"
             retried = yield request
+            self._check_answered_by(origin, retried, registry)
             if retried.status_code in (401, 403):
                 again = parse_www_authenticate(retried.headers.get_list("www-authenticate"))
                 if any(c.params.get("error") == "insufficient_scope" for c in again):
@@ -439,12 +455,26 @@ class TokenAuth(httpx.Auth):
                 raise self._refused(registry, 401)
             request.headers["Authorization"] = self._basic_header()
             retried = yield request
+            self._check_answered_by(origin, retried, registry)
             if retried.status_code in (401, 403):
                 raise self._refused(registry, retried.status_code)
             with self._lock:
                 self._origin_basic.add(origin)
 
     # ---- internals
+
+    def _check_answered_by(self, origin: str, response: httpx.Response, registry: str) -> None:
+        """A retry that a redirect took elsewhere: that host's 401 is not the registry's refusal."""
+        if response.status_code == 401 and _origin(response.request.url) != origin:
+            raise self._foreign_challenge(response, registry)
+
+    def _foreign_challenge(self, response: httpx.Response, registry: str) -> NotAuthorizedError:
+        host = _origin(response.request.url)
+        how = f"where {registry} redirected the request" if response.history else f"which is not {registry}"
+        return NotAuthorizedError(
+            f"{host} ({how}) asks for credentials; trustkit sends the credentials for {registry} only to "
+            f"{registry} and to the token server it names, so nothing was sent to {host}",
+            hint=f"ask the administrator of {registry} to let its storage serve without a login")
 
     def _apply_cached(self, request: httpx.Request, origin: str) -> str | None:
         """Put the origin's current token (or Basic credentials) on ``request``; return what was sent."""

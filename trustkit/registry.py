@@ -72,6 +72,7 @@ __all__ = [
     "RegistryClient",
     "connect",
     "registry_api_host",
+    "registry_auth",
     "save_login",
     "sha256_digest",
 ]
@@ -108,6 +109,12 @@ def sha256_digest(data: bytes) -> str:
 def registry_api_host(registry: str) -> str:
     """Where the API of ``registry`` lives: Docker Hub's is ``registry-1.docker.io``."""
     return "registry-1.docker.io" if registry.lower() in _DOCKER_HUB else registry
+
+
+def registry_auth(registry: str, credentials: Credentials | None) -> TokenAuth:
+    """The token flow for ``registry``, bound to its API host: storage it redirects to, or an
+    upload location on another host, never gets its credentials (see :class:`TokenAuth`)."""
+    return TokenAuth(credentials, registry=registry, hosts=[registry_api_host(registry)])
 
 
 def _host_only(host_port: str) -> str:
@@ -359,7 +366,7 @@ def connect(
         creds = load_credentials(registry, config_dir, environ)
     else:
         creds = credentials or None
-    auth = TokenAuth(creds, registry=registry)
+    auth = registry_auth(registry, creds)
     attempts: list[str] = []
     schemes = ["https", "http"] if allow_plain else ["https"]
     last: BaseException | None = None
@@ -453,9 +460,11 @@ class RegistryClient:
                    auth=authenticate)
 
     def blob_size(self, repository: str, digest: str) -> int | None:
-        """``HEAD`` the blob: its size when ``repository`` has it, else None."""
+        """``HEAD`` the blob: its size when ``repository`` has it, else None.  A redirect to
+        storage is followed, as docker does (without our credentials: see :class:`TokenAuth`)."""
         response = self._call("HEAD", f"/v2/{repository}/blobs/{digest}", what=f"checking blob {_short(digest)} "
-                              f"in {repository}", scope=repository_scope(repository), missing_ok=True)
+                              f"in {repository}", scope=repository_scope(repository), missing_ok=True,
+                              follow_redirects=True)
         if response is None:
             return None
         length = response.headers.get("content-length", "")
@@ -483,7 +492,7 @@ class RegistryClient:
         """Best effort: ``DELETE`` an upload session (never raises)."""
         try:
             self.http.delete(location).close()
-        except httpx.HTTPError:
+        except (httpx.HTTPError, TrustkitError):  # e.g. a location on another host that asks for a login
             pass
 
     def upload_blob(self, repository: str, digest: str, size: int, opener: Opener, *,
