@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from trustkit.encoding import format_expires
 from trustkit.errors import KeyNotFoundError, NotSignedError, TrustkitError
 from trustkit.keys.certs import root_key_for
-from trustkit.keys.public import PublicKey
+from trustkit.keys.public import PublicKey, distinct_keys
 from trustkit.keys.signer import CryptoSigner, Signer, generate
 from trustkit.keys.store import KeyStore, validate_key_name
 from trustkit.metadata import (
@@ -212,10 +212,12 @@ class Repository:
         if not keys:
             raise TrustkitError("give at least one key for the signer")
         top = self._editable(TARGETS)
+        existing = top.delegations.role(role)
+        _refuse_same_key_twice(role, keys, [top.delegations.keys[k] for k in (existing.keyids if existing else [])
+                                            if k in top.delegations.keys])
         for key in keys:
             top.delegations.keys[key.keyid] = key
         ids = [k.keyid for k in keys]
-        existing = top.delegations.role(role)
         if existing is None:
             existing = DelegationRole(role, [], 1, list(paths) if paths else [""])
             top.delegations.roles.append(existing)
@@ -224,7 +226,7 @@ class Repository:
         existing.keyids = _unique(existing.keyids + ids)
         if threshold is not None:
             existing.threshold = threshold
-        _check_threshold(existing)
+        _check_threshold(existing, top.delegations.keys)
         warnings = []
         releases = top.delegations.role(RELEASES)
         if releases is None:
@@ -450,7 +452,21 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _check_threshold(role: DelegationRole) -> None:
-    count = len(set(role.keyids))
+def _refuse_same_key_twice(role: str, new: list[PublicKey], current: list[PublicKey]) -> None:
+    """One key given twice (under any spelling) would let one private key meet a threshold of 2."""
+    seen = {key.identity: key for key in current}
+    for key in new:
+        other = seen.get(key.identity)
+        if other is not None and not (other in current and other.keyid == key.keyid):
+            same = "twice" if other.keyid == key.keyid else f"as {other.keyid[:12]} and {key.keyid[:12]}"
+            raise TrustkitError(f"the same key is given {same} for {role}: each key of a signer must be a "
+                                f"different key pair", hint="a key counts once towards a threshold however it "
+                                                            "is encoded (compressed point, PEM or certificate)")
+        seen[key.identity] = key
+
+
+def _check_threshold(role: DelegationRole, keys: dict[str, PublicKey]) -> None:
+    count = distinct_keys(keys, role.keyids)
     if not 1 <= role.threshold <= count:
-        raise TrustkitError(f"threshold {role.threshold} for {role.name} must be between 1 and its {count} keys")
+        raise TrustkitError(f"threshold {role.threshold} for {role.name} must be between 1 and its {count} "
+                            f"different keys")

@@ -8,6 +8,7 @@ a *canonical* ID, the ID of their bare public key, which names the private key f
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,22 @@ class PublicKey:
         """The private key's ID: names ``private/<id>.key`` (§3.4)."""
         return self.bare.keyid
 
+    @cached_property
+    def identity(self) -> bytes:
+        """What makes two keys the same key, whatever their spelling: the DER
+        SubjectPublicKeyInfo of the decoded key (uncompressed point for ECDSA), or the raw 32
+        bytes for Ed25519.  Key IDs hash the encoded text, so one ECDSA key written with a
+        compressed point, with unused base64 bits set, or inside a certificate has several IDs:
+        thresholds count identities, never IDs.
+
+        Raises:
+            KeyFormatError: the key does not decode.
+        """
+        key = self.crypto_key
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
     @property
     def algorithm(self) -> str:
         """``ecdsa``, ``rsa``, ``ed25519`` or the unknown keytype itself."""
@@ -198,6 +215,21 @@ class PublicKey:
         except (InvalidSignature, ValueError):
             return False
         return True
+
+
+def distinct_keys(keys: Mapping[str, PublicKey], keyids: Iterable[str]) -> int:
+    """How many different keys ``keyids`` name (see :attr:`PublicKey.identity`); IDs that are
+    not in ``keys`` or do not decode count for nothing."""
+    identities = set()
+    for keyid in keyids:
+        key = keys.get(keyid)
+        if key is None:
+            continue
+        try:
+            identities.add(key.identity)
+        except KeyFormatError:
+            continue
+    return len(identities)
 
 
 def load_public_pem(text: str | bytes, *, what: str = "public key file") -> PublicKey:

@@ -77,7 +77,7 @@ class Metadata(Generic[T]):
             except MetadataError:
                 pass  # the strict parser below names the real problem (nesting, numbers...)
         try:
-            doc = loads_strict(data, max_size=max_size, what=what)
+            doc = loads_strict(data, max_size=max_size, what=what, fold_case=False)
         except EncodingError as exc:
             raise MetadataError(exc.message) from None
         return cls._from_document(doc, data, role, what, None)
@@ -177,18 +177,19 @@ def verify_signatures(message: bytes, signatures: Iterable[Signature], keys: Map
                       keyids: Iterable[str], threshold: int, role: str) -> VerifyResult:
     """Count valid signatures by distinct keys among ``keyids``.
 
-    One key listed twice, or listed both bare and inside a certificate, counts once: keys are
-    told apart by their canonical ID (the bare public key), not by the ID they are listed under.
+    One key counts once however it is spelled: listed twice, bare and inside a certificate, with
+    a compressed point or with unused base64 bits set.  Keys are told apart by their decoded
+    public key (:attr:`PublicKey.identity`), never by the ID they are listed under.
     """
     allowed = {k for k in keyids if k in keys}
-    counted: set[str] = set()  # canonical IDs already counted
+    counted: set[bytes] = set()  # identities already counted
     signed: set[str] = set()
     for sig in signatures:
         key = keys.get(sig.keyid)
         if key is None or sig.keyid not in allowed:
             continue
         try:
-            identity = key.canonical_id
+            identity = key.identity
             raw = b64decode(sig.sig, what="signature")
         except (KeyFormatError, EncodingError):  # an unusable key or signature is simply not valid
             continue
