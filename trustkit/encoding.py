@@ -32,12 +32,17 @@ MAX_DEPTH = 64
 # Strict JSON parsing
 
 
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
         dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         raise EncodingError(f'duplicate key "{dup}"')
+    return obj
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = _unique_object(pairs)
     # Go matches struct fields case-insensitively, so {"version":1,"Version":5} would be read
     # differently by notary and by us (the CVE-2014-8179 pattern): refuse it outright.
     if len(obj) > 1:
@@ -64,17 +69,24 @@ def _no_constant(name: str) -> Any:
     raise EncodingError(f"value {name} is not allowed")
 
 
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_strict_object,
-    parse_int=_strict_int,
-    parse_float=_no_float,
-    parse_constant=_no_constant,
-    strict=True,  # control characters inside strings are refused, as notary cannot sign them
-)
+_OPTIONS: dict[str, Any] = {
+    "parse_int": _strict_int,
+    "parse_float": _no_float,
+    "parse_constant": _no_constant,
+    "strict": True,  # control characters inside strings are refused, as notary cannot sign them
+}
+_DECODER = json.JSONDecoder(object_pairs_hook=_strict_object, **_OPTIONS)
+_CASED_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object, **_OPTIONS)
 
 
-def loads_strict(data: bytes | str, *, max_size: int | None = None, what: str = "JSON") -> Any:
+def loads_strict(data: bytes | str, *, max_size: int | None = None, what: str = "JSON",
+                 fold_case: bool = True) -> Any:
     """Parse untrusted JSON strictly.
+
+    ``fold_case`` refuses objects with keys that differ only in case.  Trust metadata turns it
+    off: its schema checks each struct's exact field set (so "Version" beside "version" is an
+    unknown field there), and its maps are case-sensitive, as notary's Go maps are: tags ``V1``
+    and ``v1`` are two tags.
 
     Raises:
         EncodingError: not UTF-8, not JSON, or any of the refused forms above.
@@ -91,7 +103,7 @@ def loads_strict(data: bytes | str, *, max_size: int | None = None, what: str = 
     if text.startswith("\ufeff"):
         raise EncodingError(f"{what} starts with a byte-order mark")
     try:
-        value, end = _DECODER.raw_decode(text, _skip_ws(text, 0))
+        value, end = (_DECODER if fold_case else _CASED_DECODER).raw_decode(text, _skip_ws(text, 0))
     except EncodingError as exc:
         raise EncodingError(f"{what}: {exc.message}") from None
     except RecursionError:
@@ -126,9 +138,10 @@ def loads_canonical(data: bytes) -> tuple[Any, bytes] | None:
         return None
     try:
         signed = canonical_json(doc["signed"], parsed=True)
-    except EncodingError:
+        same = envelope_bytes(signed, signatures) == data
+    except EncodingError:  # e.g. a surrogate the decoder let through (it decodes with surrogatepass)
         return None
-    return (doc, signed) if envelope_bytes(signed, signatures) == data else None
+    return (doc, signed) if same else None
 
 
 # A number of 16 or more digits where a number can stand (false alarms only cost speed).
