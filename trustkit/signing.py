@@ -8,7 +8,6 @@ GUN to its server, key store and cache; the functions below are what ``trustkit 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -22,6 +21,7 @@ from trustkit.keys.store import KeyStore, atomic_write
 from trustkit.metadata import FileMeta, Metadata
 from trustkit.reference import ImageReference
 from trustkit.repository import Repository
+from trustkit.resolution import DelegationTree, released_tags
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
 from trustkit.trust import TrustedSet, TrustPinning
 from trustkit.updater import Updater
@@ -192,18 +192,9 @@ class VerifiedTag:
 
 
 def released_target(trusted: TrustedSet, tag: str) -> tuple[str, FileMeta] | None:
-    """docker's lookup (§9): ``targets/releases`` first, then ``targets``; paths honoured."""
-    top = trusted.targets.get(TARGETS)
-    for role in (RELEASES, TARGETS):
-        meta = trusted.targets.get(role)
-        if meta is None or tag not in meta.signed.targets:
-            continue
-        if role == RELEASES:
-            delegation = top.signed.delegations.role(RELEASES) if top else None
-            if delegation is None or not delegation.allows(tag):
-                continue
-        return role, meta.signed.targets[tag]
-    return None
+    """What ``docker pull`` resolves ``tag`` to (§9), paths honoured: see trustkit.resolution."""
+    found = DelegationTree.of(trusted.targets).docker_lookup(tag)
+    return (found.role, found.meta) if found is not None else None
 
 
 def verify_tag(session: TrustSession, tag: str, *, digest: str | None = None, offline: bool = False) -> VerifiedTag:
@@ -263,21 +254,9 @@ def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
     """The ``docker trust inspect`` entry for one repository (None when it has no trust data)."""
     if trusted is None:
         return None
-    rows: dict[tuple[str, str], list[str]] = {}
-    for role in (TARGETS, RELEASES):
-        meta = trusted.targets.get(role)
-        for tag, target in (meta.signed.targets.items() if meta else []):
-            if target.sha256_hex:
-                rows.setdefault((tag, target.sha256_hex), [])
-    for role, meta in trusted.targets.items():
-        if role in (TARGETS, RELEASES):
-            continue
-        for tag, target in meta.signed.targets.items():
-            key = (tag, target.sha256_hex or "")
-            if key in rows:
-                rows[key].append(role.removeprefix("targets/"))
-    signed_tags = [{"SignedTag": tag, "Digest": digest, "Signers": sorted(signers) or [REPO_ADMIN]}
-                   for (tag, digest), signers in sorted(rows.items(), key=lambda item: _natural(item[0][0]))]
+    signed_tags = [{"SignedTag": row.tag, "Digest": row.digest,
+                    "Signers": sorted(s.removeprefix("targets/") for s in row.signers) or [REPO_ADMIN]}
+                   for row in released_tags(DelegationTree.of(trusted.targets))]
     top = trusted.targets.get(TARGETS)
     delegations = top.signed.delegations if top else None
     signers = []
@@ -365,13 +344,6 @@ def roles_left_unsignable(store: KeyStore, keyid: str) -> list[str]:
                 if keyid in canonical and not canonical & held:
                     out.append(f"{gun_name} {role}")
     return out
-
-
-def _natural(text: str) -> list[Any]:
-    """Natural order ("v2" before "v10"): the digit runs (ASCII only) compare as numbers."""
-    parts: list[Any] = re.split(r"([0-9]+)", text)
-    parts[1::2] = map(int, parts[1::2])
-    return parts
 
 
 def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPIRY_WARNING) -> list[tuple[str, str]]:

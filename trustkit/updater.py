@@ -234,10 +234,11 @@ class Updater:
 
 
 def _children(parent: Metadata[Targets], delegations: str) -> list[str]:
-    """The delegations to walk under ``parent``, in docker's order: pre-order (a role's children
-    before its later siblings), ``targets/releases`` first; only that one for ``"releases"``."""
+    """The delegations to walk under ``parent``, ``targets/releases`` first; for ``"releases"``
+    only its subtree (docker's lookup stops at a releases child that lists the tag, so verify
+    must see them: trustkit.resolution)."""
     children = [d.name for d in parent.signed.delegations.roles]
     if delegations == "releases":
-        children = [c for c in children if c == RELEASES]
+        children = [c for c in children if c == RELEASES or c.startswith(RELEASES + "/")]
     children.sort(key=lambda name: name != RELEASES)
     return children

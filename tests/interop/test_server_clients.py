@@ -271,15 +271,15 @@ def test_immutable_repository_refuses_changes_from_every_client(trustkit_server,
     timestamp = served(trustkit_server, gun, "timestamp").signed.version
 
     moved = admin.run("sign", f"{gun}:v1", "--digest", DIGEST_B, "--size", "1", check=False)
-    assert moved.returncode == 1 and "is immutable: v1 in targets cannot point at another digest" in moved.stderr
+    assert moved.returncode == 1 and "is immutable: v1 would point at another digest" in moved.stderr
     revoked = admin.run("revoke", f"{gun}:v1", "--yes", check=False)
-    assert revoked.returncode == 1 and "is immutable: v1 cannot be removed" in revoked.stderr
+    assert revoked.returncode == 1 and "is immutable: v1 would no longer resolve" in revoked.stderr
 
     changed = notary_admin.run("add", gun, "v1", other, "-p", check=False)
-    assert changed.returncode == 1 and "is immutable: v1 in targets cannot point at another digest" in changed.stdout
+    assert changed.returncode == 1 and "is immutable: v1 would point at another digest" in changed.stdout
     notary_admin.run("reset", gun, "--all")  # a failed -p stays staged (tests/peers.py)
     removed = notary_admin.run("remove", gun, "v1", "-p", check=False)
-    assert removed.returncode == 1 and "is immutable: v1 cannot be removed" in removed.stdout
+    assert removed.returncode == 1 and "is immutable: v1 would no longer resolve" in removed.stdout
     notary_admin.run("reset", gun, "--all")
     deleted = notary_admin.run("delete", gun, "--remote", check=False)
     assert deleted.returncode == 1 and "is immutable: its trust data cannot be deleted" in deleted.stdout

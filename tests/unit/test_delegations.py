@@ -43,6 +43,29 @@ def test_a_delegation_signs_only_within_its_paths(tmp_path):
         verify_tag(reader, "dev-1")
 
 
+def test_inspect_the_web_page_and_verify_resolve_alike(tmp_path):
+    """A tag a delegation lists outside its paths is shown by neither inspect nor the web page,
+    since verify (and docker pull) would not accept it."""
+    from trustkit.server.storage import StoredFile
+    from trustkit.server.web import repository_view
+    from trustkit.signing import inspect
+
+    sim = Simulator()
+    sim.add_delegation(RELEASES, paths=["release-"])
+    sim.add_delegation("targets/dev", paths=["release-"])
+    for role in (RELEASES, "targets/dev"):
+        sim.add_target("dev-1", b"dev build", role=role)
+        sim.add_target("release-1", b"release build", role=role)
+    sim.publish()
+    trusted = session(sim, tmp_path).load()
+    shown = inspect(trusted, GUN)["SignedTags"]
+    assert [(row["SignedTag"], row["Signers"]) for row in shown] == [("release-1", ["dev"])]
+    files = {role: StoredFile(role, 1, sim.current(role), NOW) for role in ("root", "targets", RELEASES, "targets/dev")}
+    view = repository_view(GUN, files, immutable=False)
+    assert [(row.tag, row.signers) for row in view.tags] == [("release-1", ["dev"])]
+    assert any("outside its delegated paths" in note for note in view.notes)
+
+
 def test_delegate_signing_error_names_roles_and_keys(tmp_path):
     sim = Simulator()
     keys = sim.add_delegation(RELEASES)

@@ -12,7 +12,7 @@ LAYERS = [
     ("reference", {"reference", "roles"}),
     ("keys", {"keys"}),
     ("metadata", {"metadata"}),
-    ("trust", {"trust"}),
+    ("trust", {"trust", "resolution"}),
     ("repository", {"repository"}),
     ("clients", {"notary", "registry", "auth", "signing", "updater", "config", "_httpx", "sources", "push"}),
     ("server", {"server"}),

@@ -15,8 +15,10 @@ from typing import Any
 
 from trustkit.encoding import canonical_json, format_expires, loads_strict
 from trustkit.errors import EncodingError, TrustkitError
+from trustkit.keys.public import distinct_keys
 from trustkit.metadata import FileMeta, Metadata, Root, Snapshot, Targets, Timestamp
 from trustkit.roles import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role, role_name_problem
+from trustkit.resolution import DelegationTree, changed_resolutions, verified_tree
 from trustkit.server.keys import ServerKeys
 from trustkit.server.storage import StoredFile
 from trustkit.trust import TrustedSet
@@ -54,7 +56,7 @@ def parse_parts(parts: dict[str, bytes]) -> dict[str, Metadata[Any]]:
         if role_name_problem(role):
             raise UpdateError("INVALID_ROLE", role)
         try:
-            document = loads_strict(data, what=f"{role}.json")
+            document = loads_strict(data, what=f"{role}.json", fold_case=False)  # as Metadata parses it
             if b"\\u" in data:  # a lone surrogate escape parses, but no signature can cover it
                 canonical_json(document, parsed=True)
         except EncodingError:
@@ -66,6 +68,14 @@ def parse_parts(parts: dict[str, bytes]) -> dict[str, Metadata[Any]]:
         except TrustkitError as exc:
             raise invalid(_bad_name(role), str(exc)) from None
     return parsed
+
+
+def _require_distinct_keys(keys: Any, keyids: list[str], threshold: int, role: str, name: str) -> None:
+    """A threshold of N needs N different keys: the same key spelled twice (compressed point,
+    PEM, certificate) would let one private key meet it."""
+    count = distinct_keys(keys, keyids)
+    if threshold > count:
+        raise invalid(name, f"{role} needs {threshold} signatures but lists only {count} different key(s)")
 
 
 class Update:
@@ -97,6 +107,8 @@ class Update:
         loaded: dict[str, Metadata[Any]] = {}
         for role in sorted((r for r in parsed if r not in (ROOT, SNAPSHOT)), key=lambda r: r.count("/")):
             loaded[role] = self._targets(role, parsed[role], root, loaded)
+        if self.immutable:
+            self._keep_resolutions(root, loaded)
         out = [(ROOT, root.signed.version, root_data)] if ROOT in parsed else []
         out += [(role, meta.signed.version, meta.raw) for role, meta in loaded.items()]
         snapshot_data = self._snapshot(parsed.get(SNAPSHOT), root, root_data, loaded)
@@ -122,6 +134,8 @@ class Update:
                 raise UpdateError("VERSION", {})
             raise invalid("ErrBadRoot", f"Root modifications must increment the version. Current {current}, new "
                                         f"{version}")
+        for name, entry in new.signed.roles.items():
+            _require_distinct_keys(new.signed.keys, entry.keyids, entry.threshold, name, "ErrBadRoot")
         if new.signed.roles[TIMESTAMP].threshold != 1:
             # the server signs each timestamp with its one key (notary: TestValidateRootInvalidTimestampThreshold)
             raise invalid("ErrBadRoot", "timestamp role has invalid threshold")
@@ -157,24 +171,38 @@ class Update:
         stored = self.stored.get(role)
         if stored is not None and meta.signed.version <= stored.version:
             raise UpdateError("VERSION", {})
-        if self.immutable:
-            self._keep_signed_tags(role, meta)
+        delegations = meta.signed.delegations
+        for entry in delegations.roles:
+            _require_distinct_keys(delegations.keys, entry.keyids, entry.threshold, entry.name, "ErrBadTargets")
         return meta
 
-    def _keep_signed_tags(self, role: str, meta: Metadata[Targets]) -> None:
-        # "ErrBadTargets", a name notary's client knows: it then prints our message ("The targets
-        # metadata is invalid: <gun> is immutable: ..."); an unknown name makes the notary CLI and
-        # docker print only "trust server rejected operation."
-        previous = self.stored_meta(role)
-        if previous is None:
-            return
-        for name, target in previous.signed.targets.items():
-            now = meta.signed.targets.get(name)
-            if now is None:
-                raise invalid("ErrBadTargets", f"{self.gun} is immutable: {name} cannot be removed from {role}")
-            if now.hashes != target.hashes or now.length != target.length:
-                raise invalid("ErrBadTargets", f"{self.gun} is immutable: {name} in {role} cannot point at another "
-                                               f"digest")
+    # ---- immutability: judged on what clients resolve, not file by file
+
+    def _keep_resolutions(self, root: Metadata[Root], loaded: dict[str, Metadata[Any]]) -> None:
+        """Refuse an update under which a tag that docker or notary resolves today resolves to
+        other content, or to nothing: narrowing paths, removing or re-keying a delegation, or
+        editing a file are all judged by their effect.  Changes that move no tag are allowed."""
+        before = self._tree(self.stored_meta(ROOT), {})
+        after = self._tree(root, loaded)
+        changed = changed_resolutions(before, after)
+        if changed:
+            shown = ", ".join(map(str, changed[:3])) + (f" (and {len(changed) - 3} more)" if len(changed) > 3 else "")
+            # "ErrBadTargets", a name notary's client knows: it then prints our message ("The targets
+            # metadata is invalid: <gun> is immutable: ..."); an unknown name makes the notary CLI and
+            # docker print only "trust server rejected operation."
+            raise invalid("ErrBadTargets", f"{self.gun} is immutable: {shown}; signed tags cannot change digest or "
+                                           f"disappear")
+
+    def _tree(self, root: Metadata[Root] | None, loaded: dict[str, Metadata[Any]]) -> DelegationTree:
+        roles = {r for r in self.stored if r == TARGETS or r.startswith(TARGETS + "/")} | set(loaded)
+        files = {r: meta for r in roles if (meta := loaded.get(r) or self.stored_meta(r)) is not None}
+        top = files.get(TARGETS)
+        if root is None or top is None:
+            return verified_tree(None, {})
+        keys, entry = root.signed.role_keys(TARGETS)
+        if not top.verify(keys, entry.keyids, entry.threshold, TARGETS):
+            return verified_tree(None, {})  # clients would trust no tag at all
+        return verified_tree(top, files)
 
     # ---- snapshot and timestamp
 

@@ -12,7 +12,6 @@ so that a repository with 10,000 tags renders in a few tens of milliseconds.
 
 from __future__ import annotations
 
-import binascii
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,7 +26,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from trustkit.errors import TrustkitError
-from trustkit.metadata import DelegationRole, Metadata
+from trustkit.metadata import Metadata
+from trustkit.resolution import released_tags, verified_tree
 from trustkit.roles import RELEASES, ROOT, TARGETS
 from trustkit.server.storage import Storage, StoredFile
 
@@ -130,11 +130,12 @@ def repository_view(gun: str, files: dict[str, StoredFile], immutable: bool) -> 
     except Exception:  # noqa: BLE001 - checked by the parser; a display detail either way
         view.targets_expires = None
 
-    # Every delegation reachable from targets, with the targets its paths (and its parents') allow.
-    signed: dict[str, list[tuple[str, Any]]] = {TARGETS: list(top.signed.targets.items())}
-    pending: list[tuple[Metadata[Any], tuple[DelegationRole, ...]]] = [(top, ())]
+    # Every delegation reachable from targets; the tags shown are the ones clients resolve
+    # (trustkit.resolution: verify, inspect and the immutability rule use the same walk).
+    parsed: dict[str, Metadata[Any]] = {}
+    pending: list[Metadata[Any]] = [top]
     while pending:
-        parent, chain = pending.pop()
+        parent = pending.pop(0)
         keys = parent.signed.delegations.keys
         for role in parent.signed.delegations.roles:
             if role.name != RELEASES:
@@ -148,63 +149,26 @@ def repository_view(gun: str, files: dict[str, StoredFile], immutable: bool) -> 
                 view.signers.append(SignerInfo(role.name.removeprefix("targets/"), sorted(set(ids)), role.threshold,
                                                list(role.paths), None, stored.created_at if stored else None))
             child = _parse(files, role.name, notes)
-            if child is None:
-                continue
-            path = (*chain, role)
-            limits = [d for d in path if "" not in d.paths]  # "" allows every name: nothing to check
-            allowed = ([(tag, meta) for tag, meta in child.signed.targets.items()
-                        if all(d.allows(tag) for d in limits)] if limits else list(child.signed.targets.items()))
-            if len(allowed) < len(child.signed.targets):
-                notes.append(f"{role.name} lists {len(child.signed.targets) - len(allowed)} target(s) outside "
-                             f"its delegated paths; clients ignore them and so does this page.")
-            signed[role.name] = allowed
-            pending.append((child, path))
-
-    hex_of = _HexDigests()
-    rows: dict[tuple[str, str], SignedTag] = {}
-    for role in (TARGETS, RELEASES):
-        for tag, meta in signed.get(role, ()):
-            digest = hex_of(meta)
-            if digest and (tag, digest) not in rows:
-                rows[(tag, digest)] = SignedTag(tag, digest, meta.length, [])
-    counts: dict[str, int] = {}
-    for role, entries in signed.items():
-        if role in (TARGETS, RELEASES):
-            continue
-        name = role.removeprefix("targets/")
-        counts[name] = len(entries)
-        for tag, meta in entries:
-            row = rows.get((tag, hex_of(meta)))
-            if row is not None:
-                row.signers.append(name)
-    for row in rows.values():
-        if not row.signers:
-            row.signers = [REPO_ADMIN]
-        elif len(row.signers) > 1:
-            row.signers.sort()
-    view.tags = sorted(rows.values(), key=lambda row: natural_key(row.tag))
+            if child is not None and role.name not in parsed:
+                parsed[role.name] = child
+                pending.append(child)
+    tree = verified_tree(top, parsed)
+    for role, child in parsed.items():
+        visible = tree.visible(role)
+        if visible is None:
+            notes.append(f"{role} is not signed by enough of its delegated keys, or its paths leave it nothing: "
+                         f"clients ignore it and so does this page.")
+        elif len(visible) < len(child.signed.targets):
+            notes.append(f"{role} lists {len(child.signed.targets) - len(visible)} target(s) outside "
+                         f"its delegated paths; clients ignore them and so does this page.")
+    view.tags = [SignedTag(row.tag, row.digest, row.size,
+                           sorted(s.removeprefix("targets/") for s in row.signers) or [REPO_ADMIN])
+                 for row in released_tags(tree)]
     for signer in view.signers:
-        signer.tags = counts.get(signer.name)
+        visible = tree.visible(f"{TARGETS}/{signer.name}")
+        signer.tags = len(visible) if visible is not None else None
     view.signers.sort(key=lambda s: natural_key(s.name))
     return view
-
-
-class _HexDigests(dict[str, str]):
-    """``FileMeta`` -> its sha256 as hex ("" when it has none), each base64 string decoded once
-    (a tag signed by releases and by a signer carries the same string twice)."""
-
-    def __call__(self, meta: Any) -> str:
-        b64 = meta.hashes.get("sha256")
-        if not isinstance(b64, str):
-            return ""
-        found = self.get(b64)
-        if found is None:
-            try:
-                raw = binascii.a2b_base64(b64, strict_mode=True)
-            except (binascii.Error, ValueError):
-                raw = b""
-            found = self[b64] = raw.hex() if len(raw) == 32 else ""
-        return found
 
 
 # --------------------------------------------------------------------------------------------
