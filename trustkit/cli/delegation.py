@@ -22,29 +22,38 @@ def signer() -> None:
 @click.argument("repos", nargs=-1, required=True)
 @click.option("--key", "key_files", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
               help="PEM public key or X.509 certificate (a client bundle's cert.pem); repeat for several.")
+@click.option("--ca", "ca_file", type=click.Path(dir_okay=False, exists=True),
+              help="CA certificate(s) every --key must be a client certificate issued by (a cluster's ca.pem).")
 @click.option("--threshold", type=int, help="Signatures needed from NAME's keys (m of n); also the minimum "
                                             "for targets/releases.")
 @click.option("--paths", "paths", multiple=True, help="Restrict NAME to tags starting with these prefixes.")
 @FORMAT_OPTION
 @pass_context
-def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple[str, ...], threshold: int | None,
-               paths: tuple[str, ...], output_format: str) -> None:
+def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple[str, ...], ca_file: str | None,
+               threshold: int | None, paths: tuple[str, ...], output_format: str) -> None:
     """Add signer NAME with its keys to targets/NAME and targets/releases of each REPO (a new
-    repository is initialised first), as `docker trust signer add` does."""
+    repository is initialised first), as `docker trust signer add` does.  With --ca, each key
+    must be a client certificate issued by that CA (checked before anything is published)."""
     from datetime import datetime, timezone
 
     from trustkit.errors import KeyFormatError
-    from trustkit.keys.certs import certificate_problem
+    from trustkit.keys.certs import certificate_problem, check_client_certificate, load_ca_certificates
     from trustkit.keys.public import load_public_pem
     from trustkit.reference import parse_repository
     from trustkit.repository import validate_signer_name
     from trustkit.signing import add_signer
 
     validate_signer_name(name)
+    now = datetime.now(timezone.utc)
+    cas = load_ca_certificates(Path(ca_file).read_bytes(), what=ca_file) if ca_file else None
     keys = []
     for file in key_files:
         key = load_public_pem(Path(file).read_bytes(), what=file)
-        if key.is_certificate and (problem := certificate_problem(key.certificates[0], datetime.now(timezone.utc))):
+        if cas is not None:
+            if not key.is_certificate:
+                raise KeyFormatError(f"{file} is a bare public key; --ca needs the certificate (a bundle's cert.pem)")
+            check_client_certificate(key.certificates, cas, now=now, what=file, ca_what=ca_file)
+        elif key.is_certificate and (problem := certificate_problem(key.certificates[0], now)):
             raise KeyFormatError(f"{file}: {problem}")
         keys.append(key)
     if threshold is not None and not 1 <= threshold <= len({k.keyid for k in keys}):
@@ -94,8 +103,9 @@ def bundle() -> None:
 @FORMAT_OPTION
 @pass_context
 def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, output_format: str) -> None:
-    """Import a client bundle's key.pem as a signer key, after checking it matches cert.pem and
-    that the certificate is valid now; then show what the repository admin must run."""
+    """Import a client bundle's key.pem as a signer key, after checking that cert.pem is a client
+    certificate valid now, issued by the bundle's ca.pem, and that key.pem belongs to it; then
+    show what the repository admin must run."""
     from datetime import datetime, timezone
 
     from trustkit.keys.bundle import import_bundle
@@ -110,7 +120,8 @@ def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, outp
                    "admin_command": command})
     else:
         click.echo(f"Imported key {stored.keyid} as signer {signer_name}")
-        click.echo("Ask a repository admin to run:")
+        click.echo("Ask a repository admin to run (adding --ca with the cluster's CA certificate checks who "
+                   "issued it):")
         click.echo(f"  {command}")
 
 

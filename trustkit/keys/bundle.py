@@ -1,6 +1,6 @@
 """Layer `keys`: UCP/MKE/MSR client bundles (``cert.pem``, ``key.pem``, ``ca.pem``), as a zip or
-a folder.  Importing one stores ``key.pem`` as a signer key, after checking that it belongs
-to ``cert.pem`` and that the certificate is valid now."""
+a folder.  Importing one stores ``key.pem`` as a signer key, after checking that ``cert.pem`` is
+a client certificate valid now, issued by the bundle's ``ca.pem``, and that the key belongs to it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from trustkit.errors import KeyFormatError
-from trustkit.keys.certs import certificate_problem
+from trustkit.keys.certs import check_client_certificate, load_ca_certificates
 from trustkit.keys.public import PublicKey, load_public_pem
 from trustkit.keys.signer import CryptoSigner
 from trustkit.keys.der import parse_pem
@@ -182,16 +182,18 @@ def import_bundle(store: KeyStore, path: Path | str, *, name: str | None = None,
     """Check and import a bundle's key as signer ``name``; nothing is stored when a check fails.
 
     Raises:
-        KeyFormatError: unreadable bundle, key and certificate that do not match, or a
-            certificate that is not valid at ``now``; PassphraseError and friends from the store.
+        KeyFormatError: unreadable bundle; no ``ca.pem``; a certificate that is not valid at
+            ``now``, not a client certificate for signing, or not issued by ``ca.pem``; a key that
+            does not belong to it.  PassphraseError and friends from the store.
     """
     bundle = read_bundle(path)
     cert_key = bundle.certificate_key
-    leaf = cert_key.certificates[0]
-    problem = certificate_problem(leaf, now)
-    if problem:
-        raise KeyFormatError(f"{bundle.source}: cert.pem cannot be used: {problem}",
-                             hint="download a fresh client bundle")
+    if bundle.ca_pem is None:
+        raise KeyFormatError(f"{bundle.source} has no ca.pem, so who issued cert.pem cannot be checked",
+                             hint="import the bundle as UCP/MKE/MSR gave it, or a bare key with `trustkit key load`")
+    cas = load_ca_certificates(bundle.ca_pem, what=f"{bundle.source}: ca.pem")
+    check_client_certificate(cert_key.certificates, cas, now=now, what=f"{bundle.source}: cert.pem",
+                             ca_what=f"{bundle.source}: ca.pem", hint="download a fresh client bundle")
     signer = signer_name_for(bundle, name)
     # Open key.pem in memory and compare it with the certificate before storing anything.
     blocks = [b for b in parse_pem(bundle.key_pem, what=f"{bundle.source}: key.pem") if b.type.endswith("PRIVATE KEY")]

@@ -1,14 +1,19 @@
-"""Layer `keys`: root certificates (§3.5) and the rules notary applies to certificate keys."""
+"""Layer `keys`: root certificates (§3.5), the rules notary applies to certificate keys, and
+the check that a client certificate (a UCP/MKE bundle's ``cert.pem``) was issued by a given CA."""
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
+from cryptography.x509.verification import VerificationError as ChainError
 
 from trustkit.errors import KeyFormatError
 from trustkit.keys.pkcs8 import PrivateKey
@@ -76,3 +81,107 @@ def certificate_problem(cert: x509.Certificate, now: datetime) -> str | None:
     if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
         return "certificate key must be ECDSA or RSA"
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Client certificates and the CA that issued them
+
+
+def load_ca_certificates(pem: bytes, *, what: str) -> list[x509.Certificate]:
+    """Every certificate of a CA file (a bundle's ``ca.pem`` may hold several CAs).
+
+    Raises:
+        KeyFormatError: no certificate, or one that does not parse.
+    """
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise KeyFormatError(f"{what} must hold PEM certificates (the CA that issued the client certificate)") from None
+    return certs
+
+
+_PURPOSE_NAMES = {ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+                  ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning", ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+                  ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping", ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning"}
+
+
+def client_certificate_problem(cert: x509.Certificate) -> str | None:
+    """Why ``cert`` is not a client certificate that may sign (None when it is): a CA, a
+    KeyUsage without digitalSignature, an ExtendedKeyUsage without clientAuth.  An absent
+    KeyUsage or ExtendedKeyUsage restricts nothing (RFC 5280 §4.2.1.3, §4.2.1.12)."""
+    constraints = _extension(cert, x509.BasicConstraints)
+    if constraints is not None and constraints.ca:
+        return "it is a CA certificate, not a client certificate"
+    usage = _extension(cert, x509.KeyUsage)
+    if usage is not None and not usage.digital_signature:
+        return "its KeyUsage does not allow digitalSignature, so its key may not sign"
+    purposes = _extension(cert, x509.ExtendedKeyUsage)
+    if purposes is not None and not {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
+            purposes):
+        names = ", ".join(_PURPOSE_NAMES.get(oid, oid.dotted_string) for oid in purposes)
+        return f"its ExtendedKeyUsage ({names}) does not include clientAuth: it is not a client certificate"
+    return None
+
+
+def check_client_certificate(chain: Sequence[x509.Certificate], cas: Sequence[x509.Certificate], *,
+                             now: datetime, what: str, ca_what: str, hint: str | None = None) -> None:
+    """Refuse ``chain[0]`` unless it is a client certificate valid at ``now`` that chains (through
+    ``chain[1:]`` or ``cas`` when there are intermediates) to a certificate in ``cas``.  The
+    message says which check failed.
+
+    Raises:
+        KeyFormatError: expired or weak, not a client certificate for signing, or not issued by ``cas``.
+    """
+    leaf = chain[0]
+    problem = certificate_problem(leaf, now) or client_certificate_problem(leaf)
+    if problem:
+        raise KeyFormatError(f"{what} cannot be used: {problem}", hint=hint)
+    if not cas:
+        raise KeyFormatError(f"{ca_what} holds no certificate")
+    verifier = (PolicyBuilder().store(Store(list(cas))).time(now)
+                .extension_policies(ca_policy=_CA_POLICY, ee_policy=_CLIENT_POLICY).build_client_verifier())
+    try:
+        verifier.verify(leaf, list(chain[1:]))
+    except ChainError as exc:
+        raise KeyFormatError(f"{what} was not issued by a CA in {ca_what}{_chain_reason(exc)}",
+                             hint=hint or "use the certificate and the CA of the same cluster") from None
+
+
+def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _chain_reason(exc: ChainError) -> str:
+    """The verifier's reason, without its object dumps."""
+    text = re.sub(r"\s*\(encountered processing <Certificate\(.*\)>\)", "", str(exc))
+    text = text.removeprefix("validation failed: ").removeprefix("candidates exhausted: ")
+    if "no interior errors" in text:  # no certificate there signed it
+        return " (it comes from another CA, or an intermediate CA is missing)"
+    return f" ({text[:300]})"
+
+
+def _ca_may_sign_certificates(policy: object, cert: x509.Certificate, usage: x509.KeyUsage | None) -> None:
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError(f"CA {cert.subject.rfc4514_string()} has a KeyUsage without keyCertSign")
+
+
+def _is_client_certificate(policy: object, cert: x509.Certificate, _: object) -> None:
+    problem = client_certificate_problem(cert)
+    if problem:
+        raise ValueError(problem)
+
+
+# cryptography's CA/Browser Forum defaults, except what RFC 5280 leaves optional and cluster CAs
+# (cfssl, openssl) often omit: KeyUsage on a CA (absent: unrestricted) and its AuthorityKeyIdentifier.
+_CA_POLICY = (ExtensionPolicy.webpki_defaults_ca()
+              .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ca_may_sign_certificates)
+              .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None))
+# A client certificate need not name a host or carry key identifiers; it must be a signing client
+# certificate (checked again here so the verifier alone is never more lenient than the message).
+_CLIENT_POLICY = (ExtensionPolicy.permit_all()
+                  .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _is_client_certificate)
+                  .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _is_client_certificate)
+                  .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _is_client_certificate))
