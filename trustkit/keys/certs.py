@@ -100,8 +100,10 @@ def load_ca_certificates(pem: bytes, *, what: str) -> list[x509.Certificate]:
     return certs
 
 
+_CLIENT_PURPOSES = frozenset({ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
 _PURPOSE_NAMES = {ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
-                  ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning", ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+                  ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+                  ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
                   ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping", ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning"}
 
 
@@ -116,8 +118,7 @@ def client_certificate_problem(cert: x509.Certificate) -> str | None:
     if usage is not None and not usage.digital_signature:
         return "its KeyUsage does not allow digitalSignature, so its key may not sign"
     purposes = _extension(cert, x509.ExtendedKeyUsage)
-    if purposes is not None and not {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
-            purposes):
+    if purposes is not None and not _CLIENT_PURPOSES & set(purposes):
         names = ", ".join(_PURPOSE_NAMES.get(oid, oid.dotted_string) for oid in purposes)
         return f"its ExtendedKeyUsage ({names}) does not include clientAuth: it is not a client certificate"
     return None
@@ -152,6 +153,9 @@ def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.E
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
+    except (x509.DuplicateExtension, ValueError) as exc:  # a crafted certificate: refuse it, do not crash
+        raise KeyFormatError(f"certificate {cert.subject.rfc4514_string()[:80]} has malformed extensions: "
+                             f"{exc}") from None
 
 
 def _chain_reason(exc: ChainError) -> str:
