@@ -96,7 +96,8 @@ class Metadata(Generic[T]):
         if role is not None:
             kind = payload_type_for_role(role)
         else:
-            kind = PAYLOAD_TYPES.get(signed.get("_type"))  # type: ignore[arg-type]
+            declared = signed.get("_type")
+            kind = PAYLOAD_TYPES.get(declared) if isinstance(declared, str) else None
             if kind is None:
                 raise MetadataError(f"unknown _type {signed.get('_type')!r}", path=f"{what}.signed")
         path = f"{what}.signed"
