@@ -87,11 +87,17 @@ def test_narrowing_the_releases_paths_then_shadowing_the_tag_is_refused(repo, tr
     assert_v1_still_signed(gun, trustkit_server, trustkit_cli, notary_cli, tmp_path, "paths")
 
 
-def test_removing_the_delegation_is_refused(repo, trustkit_server, trustkit_cli, notary_cli, tmp_path):
-    gun, _, attacker = repo
+def test_removing_the_delegation_or_its_only_key_is_refused(repo, trustkit_server, trustkit_cli, notary_cli,
+                                                             tmp_path):
+    gun, admin, attacker = repo
     before = timestamp_version(trustkit_server, gun)
     removed = attacker.run("delegation", "remove", gun, "targets/releases", "-p", input="yes\n", check=False)
     assert_refused(removed, gun)
+    attacker.run("reset", gun, "--all")
+    # notary writes the key-less delegation as "keyids": null; it parses, and it moves v1 to nothing.
+    dropped = attacker.run("delegation", "remove", gun, "targets/releases", signer_key(admin, gun), "-p",
+                           check=False)
+    assert_refused(dropped, gun)
     attacker.run("reset", gun, "--all")
     assert timestamp_version(trustkit_server, gun) == before
     assert_v1_still_signed(gun, trustkit_server, trustkit_cli, notary_cli, tmp_path, "removed")
@@ -99,8 +105,7 @@ def test_removing_the_delegation_is_refused(repo, trustkit_server, trustkit_cli,
 
 def test_re_keying_the_delegation_is_refused(repo, trustkit_server, trustkit_cli, notary_cli, tmp_path):
     """Adding the attacker's key and dropping dev1's: the releases file is no longer signed by a
-    listed key, so clients would skip it and v1 would resolve to nothing.  (Dropping the only key
-    is refused too; notary then writes ``"keyids": null``.)"""
+    listed key, so clients would skip it and v1 would resolve to nothing."""
     gun, admin, attacker = repo
     admin.run("key", "generate", "mallory", "--dir", tmp_path)
     attacker.run("delegation", "add", gun, "targets/releases", tmp_path / "mallory.pub", "-p")  # moves nothing
@@ -127,3 +132,26 @@ def test_changes_that_move_no_tag_stay_allowed(repo, trustkit_server, trustkit_c
     tags = listed(notary_cli(trust_dir=tmp_path / "notary-allowed", server=trustkit_server), gun)
     assert tags == {"v1": DIGEST_A.removeprefix("sha256:"), "v2": hashlib.sha256(b"v2 manifest\n").hexdigest()}
     assert_v1_still_signed(gun, trustkit_server, trustkit_cli, notary_cli, tmp_path, "allowed")
+
+
+def test_a_mutable_repository_accepts_notarys_key_less_delegation(trustkit_server, trustkit_cli, notary_cli,
+                                                                   tmp_path):
+    """Removing a delegation's last key is an ordinary notary operation (it writes "keyids": null);
+    the server stores it as notary-server does, and every client still reads the repository."""
+    gun = f"{trustkit_server.host_port}/team/keyless"
+    admin = trustkit_cli(server=trustkit_server)
+    admin.run("key", "generate", "qa", "--dir", tmp_path)
+    admin.run("sign", f"{gun}:v1", "--digest", DIGEST_A, "--size", "1")
+    owner = notary_cli(trust_dir=admin.trust_dir, server=trustkit_server)
+    owner.run("delegation", "add", gun, "targets/qa", tmp_path / "qa.pub", "--all-paths", "-p")
+    qa = owner.run("delegation", "list", gun).stdout
+    keyid = next(word for line in qa.splitlines() if line.startswith("targets/qa") for word in line.split()
+                 if len(word) == 64)
+    owner.run("delegation", "remove", gun, "targets/qa", keyid, "-p")
+    served = json.loads(trustkit_server.get(f"/v2/{gun}/_trust/tuf/targets.json").content)
+    assert [r["keyids"] for r in served["signed"]["delegations"]["roles"] if r["name"] == "targets/qa"] == [None]
+    reader = trustkit_cli(server=trustkit_server)
+    assert reader.run("verify", f"{gun}:v1").stdout.split()[1] == DIGEST_A
+    assert json.loads(reader.run("inspect", gun).stdout)[0]["Signers"] == [{"Name": "qa", "Keys": []}]
+    assert listed(notary_cli(trust_dir=tmp_path / "notary-reader", server=trustkit_server), gun) == {
+        "v1": DIGEST_A.removeprefix("sha256:")}

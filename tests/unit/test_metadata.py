@@ -167,6 +167,9 @@ def _targets_doc(**changes):
     return signed
 
 
+_ONE_KEY = PublicKey.from_crypto(generate("ecdsa").public_key())
+
+
 @pytest.mark.parametrize(("signed", "message"), [
     (_targets_doc(version=True), "must be an integer, not bool"),
     (_targets_doc(version=0), "at least 1"),
@@ -189,8 +192,9 @@ def _targets_doc(**changes):
      "not in delegations.keys"),
     (_targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets/a", "threshold": 0}]}),
      "at least 1"),
-    (_targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets/a", "threshold": 1}]}),
-     "threshold 1 is more than"),
+    (_targets_doc(delegations={"keys": {_ONE_KEY.keyid: _ONE_KEY.to_dict()},
+                               "roles": [{"keyids": [_ONE_KEY.keyid], "name": "targets/a", "threshold": 2}]}),
+     "threshold 2 is more than"),
     (_targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "Targets/A", "threshold": 1}]}),
      "base role nor a delegation"),
 ])
@@ -258,3 +262,18 @@ def test_targets_round_trip(signers, entries, version, expires):
     assert again.signed.to_dict() == targets.to_dict()
     assert again.verify({signers["targets"].public_key.keyid: signers["targets"].public_key},
                         [signers["targets"].public_key.keyid], 1, "targets")
+
+
+def test_a_delegation_with_null_keyids_reads_and_re_serialises_as_notary_wrote_it():
+    """`notary delegation remove GUN ROLE KEYID` of a role's last key writes "keyids": null."""
+    from trustkit.encoding import canonical_json, envelope_bytes
+
+    key = PublicKey.from_crypto(generate("ecdsa").public_key())
+    signed = {"_type": "Targets", "delegations": {"keys": {key.keyid: key.to_dict()}, "roles": [
+        {"keyids": None, "name": "targets/qa", "paths": [""], "threshold": 1}]},
+        "expires": "2030-01-01T00:00:00Z", "targets": {}, "version": 3}
+    data = envelope_bytes(canonical_json(signed), [])
+    meta = Metadata.from_bytes(data, role="targets")
+    role = meta.signed.delegations.role("targets/qa")
+    assert role.keyids == [] and meta.to_bytes() == data
+    assert not Metadata.from_bytes(data, role="targets").verify({}, role.keyids, role.threshold, "targets/qa")

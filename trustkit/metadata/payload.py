@@ -241,7 +241,9 @@ class Root(_Expiring):
             for keyid in role.keyids:
                 if keyid not in keys:
                     raise MetadataError(f"key {keyid[:12]} is not in root keys", path=f"{path}.roles.{name}")
-            if role.threshold > len(set(role.keyids)):
+            # No keys at all is what notary leaves when the last one is removed: an unusable role,
+            # not a malformed file (notary-server stores it, its clients skip it).
+            if role.keyids and role.threshold > len(set(role.keyids)):
                 raise MetadataError(f"threshold {role.threshold} is more than its {len(set(role.keyids))} keys",
                                     path=f"{path}.roles.{name}")
         return cls(expires=_expires(data["expires"], f"{path}.expires"),
@@ -269,6 +271,9 @@ class DelegationRole:
     keyids: list[str]
     threshold: int = 1
     paths: list[str] = field(default_factory=list)
+    # notary writes a delegation whose last key was removed as "keyids": null (a nil Go slice);
+    # kept so the file re-serialises to the same bytes.  Such a role signs nothing.
+    null_keyids: bool = field(default=False, compare=False)
 
     @classmethod
     def from_dict(cls, value: Any, path: str) -> DelegationRole:
@@ -281,11 +286,13 @@ class DelegationRole:
         if not is_delegation(name):
             raise MetadataError(f'"{name}" is a base role, not a delegation', path=f"{path}.name")
         paths = _str_list(data["paths"], f"{path}.paths") if "paths" in data else []
-        return cls(name, _str_list(data["keyids"], f"{path}.keyids"),
-                   _int(data["threshold"], f"{path}.threshold", 1), paths)
+        null_keyids = data["keyids"] is None
+        keyids = [] if null_keyids else _str_list(data["keyids"], f"{path}.keyids")
+        return cls(name, keyids, _int(data["threshold"], f"{path}.threshold", 1), paths, null_keyids)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"keyids": list(self.keyids), "name": self.name, "threshold": self.threshold}
+        keyids = None if self.null_keyids and not self.keyids else list(self.keyids)
+        out: dict[str, Any] = {"keyids": keyids, "name": self.name, "threshold": self.threshold}
         if self.paths:  # Go's omitempty
             out["paths"] = list(self.paths)
         return out
@@ -318,7 +325,9 @@ class Delegations:
             for keyid in role.keyids:
                 if keyid not in keys:
                     raise MetadataError(f"key {keyid[:12]} is not in delegations.keys", path=where)
-            if role.threshold > len(set(role.keyids)):
+            # No keys at all is what notary leaves when the last one is removed: an unusable role,
+            # not a malformed file (notary-server stores it, its clients skip it).
+            if role.keyids and role.threshold > len(set(role.keyids)):
                 raise MetadataError(f"threshold {role.threshold} is more than its {len(set(role.keyids))} keys",
                                     path=where)
         return cls(keys, roles)
