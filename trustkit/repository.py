@@ -213,7 +213,7 @@ class Repository:
             raise TrustkitError("give at least one key for the signer")
         top = self._editable(TARGETS)
         existing = top.delegations.role(role)
-        _refuse_same_key_twice(role, keys, [top.delegations.keys[k] for k in (existing.keyids if existing else [])
+        refuse_same_key_twice(role, keys, [top.delegations.keys[k] for k in (existing.keyids if existing else [])
                                             if k in top.delegations.keys])
         for key in keys:
             top.delegations.keys[key.keyid] = key
@@ -452,8 +452,12 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _refuse_same_key_twice(role: str, new: list[PublicKey], current: list[PublicKey]) -> None:
-    """One key given twice (under any spelling) would let one private key meet a threshold of 2."""
+def refuse_same_key_twice(role: str, new: list[PublicKey], current: list[PublicKey]) -> None:
+    """One key given twice (under any spelling) would let one private key meet a threshold of 2.
+
+    Raises:
+        TrustkitError: naming both key IDs.
+    """
     seen = {key.identity: key for key in current}
     for key in new:
         other = seen.get(key.identity)

@@ -40,7 +40,7 @@ def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple
     from trustkit.keys.certs import certificate_problem, check_client_certificate, load_ca_certificates
     from trustkit.keys.public import load_public_pem
     from trustkit.reference import parse_repository
-    from trustkit.repository import validate_signer_name
+    from trustkit.repository import refuse_same_key_twice, validate_signer_name
     from trustkit.signing import add_signer
 
     validate_signer_name(name)
@@ -56,7 +56,8 @@ def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple
         elif key.is_certificate and (problem := certificate_problem(key.certificates[0], now)):
             raise KeyFormatError(f"{file}: {problem}")
         keys.append(key)
-    if threshold is not None and not 1 <= threshold <= len({k.keyid for k in keys}):
+    refuse_same_key_twice(f"targets/{name}", keys, [])  # before any network work
+    if threshold is not None and not 1 <= threshold <= len(keys):
         raise click.BadParameter(f"must be between 1 and the number of keys ({len(keys)})", param_hint="--threshold")
     results = []
     for repo in repos:
