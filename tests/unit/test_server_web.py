@@ -12,11 +12,12 @@ import pytest
 from simulator import NOW, Simulator
 from starlette.testclient import TestClient
 
+from trustkit.reference import tag_sort_key
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
 from trustkit.server.app import create_app
 from trustkit.server.keys import ServerKeys
 from trustkit.server.storage import Storage
-from trustkit.server.web import REPO_ADMIN, natural_key, repository_view, web_routes
+from trustkit.server.web import REPO_ADMIN, repository_view, web_routes
 
 GUN = "registry.example.com/team/app"
 LATER = NOW + timedelta(hours=3)
@@ -252,9 +253,9 @@ def test_filter_by_tag(storage, client):
     assert 'name="q" value="V2"' in html
 
 
-def test_natural_key_sorts_numbers_by_value():
+def test_tags_sort_naturally():  # the page's order: trustkit.reference.tag_sort_key
     names = ["v10", "v2", "1.10.0", "1.9.1", "latest", "10", "9", "a", "", "²"]
-    assert sorted(names, key=natural_key) == ["", "1.9.1", "1.10.0", "9", "10", "a", "latest", "v2", "v10", "²"]
+    assert sorted(names, key=tag_sort_key) == ["", "1.9.1", "1.10.0", "9", "10", "a", "latest", "v2", "v10", "²"]
 
 
 def test_ten_thousand_tags_render_fast(storage, client):

@@ -5,7 +5,9 @@ immutable; ``/repositories/<gun>`` shows a repository's signed tags (tag, digest
 as ``docker trust inspect`` groups them), its signers and its administrative keys.
 
 The page shows what the server *stores*: signatures are not verified here (clients do that), and
-a stored file that cannot be parsed is skipped with a visible note, never a 500.  It is plain
+a stored file that cannot be parsed is skipped with a visible note, never a 500.  Every name a
+client signed is shown as text: markup escaped, control, format and bidi characters and lone
+surrogates shown as ``\u202e``-style escapes, very long names cut.  It is plain
 server-rendered HTML with inline CSS and no JavaScript, built in one pass into a list of strings
 so that a repository with 10,000 tags renders in a few tens of milliseconds.
 """
@@ -13,6 +15,7 @@ so that a repository with 10,000 tags renders in a few tens of milliseconds.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,6 +30,7 @@ from starlette.routing import Route
 
 from trustkit.errors import TrustkitError
 from trustkit.metadata import Metadata
+from trustkit.reference import tag_sort_key
 from trustkit.resolution import released_tags, verified_tree
 from trustkit.roles import RELEASES, ROOT, TARGETS
 from trustkit.server.storage import Storage, StoredFile
@@ -40,6 +44,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+NAME_SHOWN = 256  # characters of a signed name shown (docker's tags have at most 128)
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,16 +80,6 @@ class RepositoryView:
     targets_version: int | None = None
     targets_expires: datetime | None = None
     notes: list[str] = field(default_factory=list)  # what could not be read, shown on the page
-
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_key(text: str) -> list[Any]:
-    """``v2`` before ``v10``: digit runs compare as numbers (the split alternates str, int, str)."""
-    parts: list[Any] = _DIGITS.split(text)
-    parts[1::2] = map(int, parts[1::2])  # the captured runs (str.isdigit would also take "²")
-    return parts
 
 
 def _problem(exc: Exception) -> str:
@@ -167,7 +162,7 @@ def repository_view(gun: str, files: dict[str, StoredFile], immutable: bool) -> 
     for signer in view.signers:
         visible = tree.visible(f"{TARGETS}/{signer.name}")
         signer.tags = len(visible) if visible is not None else None
-    view.signers.sort(key=lambda s: natural_key(s.name))
+    view.signers.sort(key=lambda s: tag_sort_key(s.name))
     return view
 
 
@@ -213,11 +208,41 @@ font-size:13px}
 .notes{background:#fffbea;border:1px solid #f7d070;border-radius:8px;padding:10px 16px;margin:16px 0;color:#8d2b0b}
 .notes ul{margin:4px 0;padding-left:20px}
 .empty{padding:22px;color:#627d98}
+.ctl{font:12px ui-monospace,"DejaVu Sans Mono",monospace;background:#fff3c4;color:#8d2b0b;border-radius:3px;padding:0 2px}
 form.filter{display:flex;gap:8px;margin:0 0 10px}
 form.filter input{flex:0 1 320px;padding:6px 10px;border:1px solid #bcccdc;border-radius:6px;font:inherit}
 form.filter button{padding:6px 14px;border:1px solid #0b62c4;background:#0b62c4;color:#fff;border-radius:6px;font:inherit}
 footer{color:#829ab1;font-size:13px;padding:8px 0 30px}
 """
+
+
+_NOT_PLAIN = re.compile(r"[^\x20-\x7e]")  # printable ASCII needs escape() only: the fast path
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})  # controls, bidi/zero-width, surrogates, private, breaks
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    if unicodedata.category(char) not in _HIDDEN:
+        return char
+    return f'<span class="ctl">{ascii(char)[1:-1]}</span>'  # "\u202e", "\x1b", "\ud800"
+
+
+def _text(value: str, limit: int | None = NAME_SHOWN) -> str:
+    """A client-chosen name as HTML text that cannot break the page or disguise itself: markup
+    escaped; control, format (bidi overrides, zero-width) and line-break characters and lone
+    surrogates (which cannot even be encoded) shown as escapes; more than ``limit`` characters
+    cut, with the count of the rest."""
+    rest = ""
+    if limit is not None and len(value) > limit:
+        rest = f'<span class="ctl">… {len(value) - limit:,} more characters</span>'
+        value = value[:limit]
+    return _NOT_PLAIN.sub(_visible, escape(value)) + rest
+
+
+def _attr(value: str) -> str:
+    """``value`` for an attribute or the title: escaped, hidden characters as U+FFFD."""
+    return _NOT_PLAIN.sub(lambda m: "\ufffd" if unicodedata.category(m.group()) in _HIDDEN else m.group(),
+                          escape(value))
 
 
 def _when(moment: datetime | None, now: datetime, *, inline: bool = False) -> str:
@@ -246,7 +271,7 @@ def _badge(immutable: bool) -> str:
 def _page(title: str, body: Iterable[str], base: str) -> str:
     head = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+            f"<title>{_attr(title)}</title><style>{STYLE}</style></head><body>"
             f'<header><div class="wrap"><a href="{escape(base)}/">trustkit server</a>'
             "<span>Docker Content Trust · Notary-compatible</span></div></header>"
             '<main><div class="wrap">')
@@ -275,7 +300,7 @@ def render_index(repositories: list[tuple[str, datetime | None]], immutable: set
         out.append('<table><thead><tr><th>Repository</th><th>Last changed</th><th>Status</th></tr></thead><tbody>')
         append = out.append
         for gun, changed in repositories:
-            append(f'<tr><td class="tag"><a href="{escape(repository_href(base, gun))}">{escape(gun)}</a></td>'
+            append(f'<tr><td class="tag"><a href="{_attr(repository_href(base, gun))}">{_text(gun)}</a></td>'
                    f"<td>{_when(changed, now)}</td><td>{_badge(gun in immutable)}</td></tr>")
         out.append("</tbody></table>")
     out.append("</div>")
@@ -283,7 +308,7 @@ def render_index(repositories: list[tuple[str, datetime | None]], immutable: set
 
 
 def render_repository(view: RepositoryView, now: datetime, base: str = "", query: str = "") -> str:
-    gun = escape(view.gun)
+    gun = _text(view.gun)
     out: list[str] = [f'<div class="crumbs"><a href="{escape(base)}/">Repositories</a> › Tags</div>',
                       f"<h1>{gun} {_badge(view.immutable)}</h1>", '<div class="meta">']
     out.append(f"<span><b>{len(view.tags):,}</b> signed tag{'s' if len(view.tags) != 1 else ''}</span>")
@@ -298,17 +323,17 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
                    "signed tag or removes it, and refuses to delete this trust data. New tags can be signed.</div>")
     if view.notes:
         out.append('<div class="notes"><b>Some stored data could not be shown</b><ul>')
-        out.extend(f"<li>{escape(note)}</li>" for note in view.notes)
+        out.extend(f"<li>{_text(note, 1000)}</li>" for note in view.notes)
         out.append("</ul></div>")
 
     tags = view.tags
     if query:
         needle = query.casefold()
         tags = [row for row in tags if needle in row.tag.casefold()]
-    shown = (f"<small>{len(tags):,} of {len(view.tags):,} matching “{escape(query)}”</small>" if query else "")
+    shown = (f"<small>{len(tags):,} of {len(view.tags):,} matching “{_text(query)}”</small>" if query else "")
     out.append(f"<h2>Signed tags {shown}</h2>")
     if len(view.tags) > 20 or query:
-        out.append(f'<form class="filter" method="get"><input type="search" name="q" value="{escape(query)}" '
+        out.append(f'<form class="filter" method="get"><input type="search" name="q" value="{_attr(query)}" '
                    'placeholder="Filter tags" aria-label="Filter tags"><button type="submit">Filter</button></form>')
     out.append('<div class="card">')
     if not tags:
@@ -321,9 +346,9 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
         admin = f'<span class="signer admin">{REPO_ADMIN}</span>'
         for row in tags:
             signers = admin if row.signers == [REPO_ADMIN] else "".join(
-                f'<span class="signer">{escape(name)}</span>' for name in row.signers)
+                f'<span class="signer">{_text(name)}</span>' for name in row.signers)
             # The digest is hex from our own decoding: nothing to escape.
-            append(f'<tr><td class="tag">{escape(row.tag)}</td><td class="mono">{row.digest}</td>'
+            append(f'<tr><td class="tag">{_text(row.tag)}</td><td class="mono">{row.digest}</td>'
                    f'<td class="num">{row.size:,}</td><td>{signers}</td></tr>')
         out.append("</tbody></table>")
     out.append("</div>")
@@ -336,10 +361,10 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
         out.append('<table id="signers"><thead><tr><th>Signer</th><th>Key IDs</th><th class="num">Threshold</th>'
                    '<th>Paths</th><th class="num">Tags</th><th>Last signed</th></tr></thead><tbody>')
         for signer in view.signers:
-            keys = "<br>".join(escape(k) for k in signer.keyids) or "—"
-            paths = ", ".join("(all)" if p == "" else escape(p) for p in signer.paths) or "(none)"
+            keys = "<br>".join(_text(k) for k in signer.keyids) or "—"
+            paths = ", ".join("(all)" if p == "" else _text(p) for p in signer.paths) or "(none)"
             count = "—" if signer.tags is None else f"{signer.tags:,}"
-            out.append(f'<tr><td class="tag">{escape(signer.name)}</td><td class="mono">{keys}</td>'
+            out.append(f'<tr><td class="tag">{_text(signer.name)}</td><td class="mono">{keys}</td>'
                        f'<td class="num">{signer.threshold}</td><td class="mono">{paths}</td>'
                        f'<td class="num">{count}</td><td>{_when(signer.changed, now)}</td></tr>')
         out.append("</tbody></table>")
@@ -351,7 +376,7 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
     else:
         out.append('<table id="admin"><thead><tr><th>Role</th><th>Key IDs</th></tr></thead><tbody>')
         for label, keyids in view.admin:
-            keys = "<br>".join(escape(k) for k in keyids) or "—"
+            keys = "<br>".join(_text(k) for k in keyids) or "—"
             out.append(f'<tr><td class="tag">{label}</td><td class="mono">{keys}</td></tr>')
         out.append("</tbody></table>")
     out.append("</div>")
@@ -361,7 +386,7 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
 def render_not_found(gun: str, base: str = "") -> str:
     return _page("Not found · trustkit server", [
         f'<div class="crumbs"><a href="{escape(base)}/">Repositories</a></div>',
-        f"<h1>{escape(gun)}</h1>",
+        f"<h1>{_text(gun)}</h1>",
         '<div class="card"><div class="empty">This server has no trust data for this repository.</div></div>'], base)
 
 
@@ -404,5 +429,5 @@ def web_routes(storage: Storage, *, clock: Callable[[], datetime] | None = None)
             Route("/repositories/{gun:path}", repository, methods=["GET"])]
 
 
-__all__ = ["REPO_ADMIN", "RepositoryView", "SignedTag", "SignerInfo", "natural_key", "render_index",
+__all__ = ["REPO_ADMIN", "RepositoryView", "SignedTag", "SignerInfo", "render_index",
            "render_repository", "repository_view", "web_routes"]
