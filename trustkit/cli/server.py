@@ -22,6 +22,17 @@ from trustkit.cli.context import Context, pass_context
 @click.option("--token-service", help="Expected token audience.")
 @click.option("--token-issuer", help="Expected token issuer.")
 @click.option("--token-root-certs", type=click.Path(dir_okay=False, exists=True), help="CA bundle that signs tokens.")
+@click.option("--public-read", is_flag=True, default=None,
+              help="Anonymous clients may pull every repository (notary list, docker trust inspect, the web page); "
+                   "push, delete, key rotation and settings still need a login.  With --auth htpasswd the built-in "
+                   "token service gives anonymous clients a pull-only token; with --auth token, your token service "
+                   "must do so for notary clients.  Also TRUSTKIT_SERVER_PUBLIC_READ=1 or \"public_read\": true.")
+@click.option("--login-burst", type=click.IntRange(min=0),
+              help="Failed logins (token service and web page) a client address may make before it is slowed "
+                   "down (default 10; 0 turns the limit off).  Then it gets 429 with Retry-After.  Counted per "
+                   "worker process, per address (per /64 for IPv6).")
+@click.option("--login-interval", type=click.IntRange(min=1),
+              help="After the burst, one more login attempt per this many seconds (default 6).")
 @click.option("--gun-prefix", "gun_prefixes", multiple=True, help="Accept publishes only under these prefixes.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON file with the same settings (flags and TRUSTKIT_SERVER_* variables override it).")

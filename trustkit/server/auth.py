@@ -10,6 +10,12 @@
   against an htpasswd file (bcrypt only), JWTs in the shape the docker registry token spec
   describes, signed with a key from :func:`generate_token_keypair`.
 * :class:`NoAuth` lets everything through (``auth`` switched off on purpose).
+* :class:`PublicRead` (``--public-read``) lets a request without credentials pull every
+  repository, as the issuer's anonymous tokens do; the rest stays with the wrapped authorizer.
+* :class:`PageAccess` applies the same rules to the web page: a :class:`Principal` from a bearer
+  token, an htpasswd login (HTTP Basic, which a browser answers) or nobody, and what it may pull.
+* :class:`LoginThrottle` slows down password guessing: a token bucket of failed logins per
+  client address, shared by the token endpoint and the web page.
 
 Actions: ``pull`` and ``push`` on a repository, ``*`` for delete and key rotation (it grants
 every action but ``admin``), ``admin`` for repository settings, and ``registry:catalog:*`` for
@@ -22,9 +28,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -55,10 +64,17 @@ __all__ = [
     "AuthConfigError",
     "Authorizer",
     "Decision",
+    "EVERYONE",
     "HtpasswdTokenIssuer",
     "InvalidScopeError",
+    "LoginThrottle",
     "NoAuth",
+    "PageAccess",
+    "Principal",
+    "PUBLIC_READER",
+    "PublicRead",
     "TokenAuthorizer",
+    "client_address",
     "generate_token_keypair",
     "libtrust_key_id",
     "parse_scope",
@@ -131,11 +147,53 @@ class Authorizer(Protocol):
     def authorize(self, authorization: str | None, required: list[Access]) -> Decision: ...
 
 
+_NOTHING: frozenset[str] = frozenset()
+_PULL = frozenset({"pull"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request comes from (``subject`` None: nobody logged in) and, through ``actions``,
+    what they hold on each ``(type, name)`` resource: a token's ``access`` claim, what the issuer
+    grants an htpasswd user, or what anyone may do.  The API and the web page decide with it."""
+
+    subject: str | None
+    actions: Callable[[str, str], frozenset[str]]
+
+    def holds(self, kind: str, name: str, action: str) -> bool:
+        return _granted(self.actions(kind, name), action)
+
+    def may(self, access: Access) -> bool:
+        return all(self.holds(access.type, access.name, action) for action in access.actions)
+
+
+def _public_actions(kind: str, name: str) -> frozenset[str]:
+    return _PULL if kind == "repository" else _NOTHING
+
+
+EVERYONE = Principal(None, lambda kind, name: frozenset({"*", "admin"}))  # --auth none
+PUBLIC_READER = Principal(None, _public_actions)  # anonymous under --public-read: pull, nothing else
+
+
 class NoAuth:
     """Allows everything.  For a server that runs without auth on purpose."""
 
     def authorize(self, authorization: str | None, required: list[Access]) -> Decision:
         return Decision(allowed=True)
+
+
+class PublicRead:
+    """``--public-read``: a request without credentials may pull every repository (what the
+    built-in issuer grants an anonymous token too); anything else is decided by ``inner``.
+    Credentials that are sent are always checked: a wrong or expired token is still refused."""
+
+    def __init__(self, inner: Authorizer) -> None:
+        self.inner = inner
+
+    def authorize(self, authorization: str | None, required: list[Access]) -> Decision:
+        if not authorization and required and all(PUBLIC_READER.may(access) for access in required):
+            return Decision(allowed=True)
+        return self.inner.authorize(authorization, required)
 
 
 def parse_scope(scope: str) -> Access:
@@ -420,9 +478,8 @@ class TokenAuthorizer:
         token = _bearer_token(authorization)
         if token is None:
             return self._refuse(required, None, None)
-        now = self._clock()
         try:
-            verified = self._verify(token, now)
+            principal = self._principal(token)
         except _Rejected as exc:
             log.info("bearer token refused: %s", exc)
             return self._refuse(required, "invalid_token", None)
@@ -430,18 +487,35 @@ class TokenAuthorizer:
             (access, action)
             for access in required
             for action in access.actions
-            if not _granted(verified.grants.get((access.type, access.name), frozenset()), action)
+            if not principal.holds(access.type, access.name, action)
         ]
         if missing:
             log.info(
                 "token of %r lacks %s",
-                verified.subject,
+                principal.subject,
                 " ".join(f"{a.type}:{a.name}:{action}" for a, action in missing)[:500],
             )
-            return self._refuse(required, "insufficient_scope", verified.subject)
-        return Decision(allowed=True, subject=verified.subject)
+            return self._refuse(required, "insufficient_scope", principal.subject)
+        return Decision(allowed=True, subject=principal.subject)
+
+    def principal(self, authorization: str | None) -> Principal | None:
+        """Who the bearer token in ``authorization`` names and what it grants; None without a
+        valid one (the reason is logged)."""
+        token = _bearer_token(authorization)
+        if token is None:
+            return None
+        try:
+            return self._principal(token)
+        except _Rejected as exc:
+            log.info("bearer token refused: %s", exc)
+            return None
 
     # ---- internals
+
+    def _principal(self, token: str) -> Principal:
+        verified = self._verify(token, self._clock())
+        grants = verified.grants
+        return Principal(verified.subject, lambda kind, name: grants.get((kind, name), _NOTHING))
 
     def _refuse(self, required: Sequence[Access], error: str | None, subject: str | None) -> Decision:
         parts = [f"realm={_quote(self.realm)}", f"service={_quote(self.service)}"]
@@ -661,6 +735,85 @@ def _scope_param(required: Iterable[Access]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Failed logins per client address
+
+
+def client_address(request: Request) -> str:
+    """The address a login attempt is counted against: the peer's IP, or its /64 for IPv6 (one
+    host usually holds a whole /64, so single addresses would cost an attacker nothing)."""
+    host = request.client.host if request.client else ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:100]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class LoginThrottle:
+    """A token bucket of failed logins per client address: ``burst`` attempts at once, then one
+    more every ``interval`` seconds.  An attempt takes its token *before* the password is checked,
+    so concurrent guesses cannot overrun the bucket, and a right password gives it back.
+
+    At most ``max_addresses`` buckets are kept (the least recently used goes first); a bucket that
+    has filled up again is dropped, since it says nothing a missing one does not.  ``burst`` 0
+    turns the limit off.  Each server process keeps its own table.
+    """
+
+    def __init__(self, burst: int = 10, interval: float = 6.0, *, max_addresses: int = 10_000,
+                 clock: Clock = time.monotonic) -> None:
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
+            raise AuthConfigError("the login burst must be a whole number of attempts, 0 or more")
+        if not interval > 0 or max_addresses < 1:
+            raise AuthConfigError("the login interval must be positive and the address table hold at least one")
+        self.burst = burst
+        self.interval = float(interval)
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def take(self, address: str) -> int:
+        """Spend one attempt: 0 when it may go ahead, else the seconds until one is available."""
+        if not self.burst:
+            return 0
+        now = self._clock()
+        with self._lock:
+            tokens = self._level(address, now)
+            wait = 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) * self.interval))
+            self._buckets[address] = (tokens - 1 if not wait else tokens, now)
+            self._buckets.move_to_end(address)
+            while len(self._buckets) > self.max_addresses:
+                self._buckets.popitem(last=False)
+            return wait
+
+    def give_back(self, address: str) -> None:
+        """The attempt succeeded: it does not count."""
+        now = self._clock()
+        with self._lock:
+            if address not in self._buckets:
+                return
+            tokens = self._level(address, now) + 1
+            if tokens >= self.burst:
+                del self._buckets[address]
+            else:
+                self._buckets[address] = (tokens, now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _level(self, address: str, now: float) -> float:
+        found = self._buckets.get(address)
+        if found is None:
+            return float(self.burst)
+        tokens, then = found
+        return min(float(self.burst), tokens + max(0.0, now - then) / self.interval)
+
+
+# --------------------------------------------------------------------------------------------
 # The built-in token issuer
 
 
@@ -739,16 +892,28 @@ def _error(status: int, code: str, message: str, headers: Mapping[str, str] | No
     )
 
 
+def _bcrypt_cost(hashed: bytes) -> int:
+    return int(hashed[4:6])  # "$2y$12$...": checked by _load_htpasswd
+
+
+_BASIC_CHALLENGE = 'Basic realm="trustkit"'
+_USER_ACTIONS = frozenset({"pull", "push"})
+_ADMIN_ACTIONS = frozenset({"pull", "push", "*", "admin"})
+_CATALOG_ACTIONS = frozenset({"*"})
+
+
 class HtpasswdTokenIssuer:
     """Built-in token server for standalone deployments: HTTP Basic against an htpasswd file
     (bcrypt ``$2y$``/``$2b$`` entries only; other schemes refused with a clear error at load time),
     issues JWTs for the scopes asked, granting per user: pull+push on every repository for any
     valid user; ``*`` (delete, key rotation) and ``admin`` (repository settings) only for users
-    listed in ``admins``; ``registry:catalog:*`` only for admins.
+    listed in ``admins``; ``registry:catalog:*`` only for admins.  With ``public_read`` a request
+    without credentials gets a token too, for pull only (notary's read-only commands ask so).
 
     The htpasswd file is read again when it changes (mtime, size or inode).  If it becomes
     unusable, token requests fail with 503 until it is fixed: a broken edit never leaves a
     removed user able to log in.  bcrypt's ``$2a$`` (what Go's bcrypt writes) is accepted too.
+    Failed logins are rate limited per client address by ``throttle`` (429 with ``Retry-After``).
     """
 
     def __init__(
@@ -761,6 +926,8 @@ class HtpasswdTokenIssuer:
         cert_pem: bytes,
         admins: frozenset[str] = frozenset(),
         token_ttl: int = 300,
+        public_read: bool = False,
+        throttle: LoginThrottle | None = None,
         clock: Clock = time.time,
     ) -> None:
         if not issuer or not service:
@@ -772,6 +939,8 @@ class HtpasswdTokenIssuer:
         self.service = service
         self.admins = frozenset(admins)
         self.token_ttl = token_ttl
+        self.public_read = public_read
+        self.throttle = throttle if throttle is not None else LoginThrottle()
         self._clock = clock
         try:
             key = serialization.load_pem_private_key(signing_key_pem, password=None)
@@ -826,13 +995,21 @@ class HtpasswdTokenIssuer:
             if not initial:
                 log.info("token issuer: reloaded %s (%d users)", self.htpasswd_path, len(entries))
             self._entries, self._stamp, self._broken = entries, stamp, None
-            if self._dummy_hash is None:
-                cost = min(next((int(h[4:6]) for h in entries.values()), 10), 14)
-                self._dummy_hash = bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(cost))
+            self._dummy_hash = self._dummy_for(entries)
             return entries
 
+    def _dummy_for(self, entries: Mapping[str, bytes]) -> bytes:
+        """What an unknown user's password is checked against: the costliest entry's own hash
+        (its result is thrown away), so the answer for a name that does not exist takes as long
+        as the slowest one that does.  Nothing to hash at (re)load, even for a cost-17 entry."""
+        if entries:
+            return max(entries.values(), key=_bcrypt_cost)
+        if self._dummy_hash is None:  # no users at all: nothing to tell apart, any cost does
+            self._dummy_hash = bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(10))
+        return self._dummy_hash
+
     def check_password(self, user: str, password: str) -> bool:
-        """bcrypt check (timing-safe; an unknown user costs the same as a wrong password)."""
+        """bcrypt check (timing-safe; an unknown user costs the same as the costliest entry)."""
         entries = self._reload_if_changed()
         hashed = entries.get(user)
         candidate = password.encode("utf-8")[:_BCRYPT_MAX_PASSWORD]  # what htpasswd hashed
@@ -845,32 +1022,70 @@ class HtpasswdTokenIssuer:
         except ValueError:
             return False
 
+    async def login(self, request: Request) -> str | Response | None:
+        """HTTP Basic against the htpasswd file, rate limited per client address: the user, None
+        when the request carries no Basic credentials, or the refusal to send (401 wrong
+        credentials, 429 too many failures from this address, 503 unusable htpasswd file)."""
+        try:
+            self._reload_if_changed()
+        except AuthConfigError:
+            return _error(503, "UNAVAILABLE", "the token service is misconfigured; see the server log")
+        credentials = _basic_credentials(request.headers.get("authorization"))
+        if credentials is None:
+            return None
+        user, password = credentials
+        address = client_address(request)
+        wait = self.throttle.take(address)
+        if wait:
+            log.info("login of %r from %s refused: too many failed logins", user[:100], address)
+            return _error(429, "TOOMANYREQUESTS", f"too many failed logins from this address; try again in "
+                          f"{wait} s", {"Retry-After": str(wait)})
+        try:
+            ok = await run_in_threadpool(self.check_password, user, password)
+        except AuthConfigError:
+            self.throttle.give_back(address)
+            return _error(503, "UNAVAILABLE", "the token service is misconfigured; see the server log")
+        if not ok:
+            log.info("login refused: wrong credentials for user %r from %s", user[:100], address)
+            return self._unauthorized()
+        self.throttle.give_back(address)
+        return user
+
     # ---- grants and tokens
 
-    def grant(self, user: str, requested: Sequence[Access]) -> list[dict[str, Any]]:
-        """The ``access`` claim for ``user``: what was asked, intersected with what they may do."""
+    def actions_for(self, user: str | None, kind: str, name: str) -> frozenset[str]:
+        """What ``user`` (None: anonymous) may do on one resource; tokens and the web page both ask here."""
+        if user is None:
+            return PUBLIC_READER.actions(kind, name) if self.public_read else _NOTHING
         admin = user in self.admins
-        allowed = {
-            "repository": {"pull", "push", "*", "admin"} if admin else {"pull", "push"},
-            "registry": {"*"} if admin else set(),
-        }
+        if kind == "repository":
+            return _ADMIN_ACTIONS if admin else _USER_ACTIONS
+        if kind == "registry" and name == "catalog" and admin:
+            return _CATALOG_ACTIONS
+        return _NOTHING
+
+    def principal(self, user: str | None) -> Principal:
+        """``user`` (logged in, or None: anonymous) with what the issuer would grant them."""
+        return Principal(user, functools.partial(self.actions_for, user))
+
+    def grant(self, user: str | None, requested: Sequence[Access]) -> list[dict[str, Any]]:
+        """The ``access`` claim for ``user``: what was asked, intersected with what they may do."""
         merged: dict[tuple[str, str], list[str]] = {}
         for access in requested:
-            if access.type == "registry" and access.name != "catalog":
-                continue
-            may = allowed.get(access.type, set())
+            may = self.actions_for(user, access.type, access.name)
             actions = merged.setdefault((access.type, access.name), [])
             actions.extend(a for a in access.actions if a in may and a not in actions)
         return [
             {"type": kind, "name": name, "actions": actions} for (kind, name), actions in merged.items() if actions
         ]
 
-    def issue(self, user: str, requested: Sequence[Access]) -> tuple[str, int]:
-        """A signed JWT for ``user`` and the scopes asked; returns ``(token, issued_at)``."""
+    def issue(self, user: str | None, requested: Sequence[Access]) -> tuple[str, int]:
+        """A signed JWT for ``user`` (None: an anonymous token, no ``sub``) and the scopes asked;
+        returns ``(token, issued_at)``."""
         now = int(self._clock())
         claims = {
             "iss": self.issuer,
-            "sub": user,
+            **({"sub": user} if user is not None else {}),
             "aud": self.service,
             "exp": now + self.token_ttl,
             "nbf": now,
@@ -885,25 +1100,17 @@ class HtpasswdTokenIssuer:
         """``GET /auth/token?service=&scope=...&account=``: HTTP Basic in, a token out.
 
         Answers ``{"token", "access_token", "expires_in", "issued_at"}``; 401 with
-        ``WWW-Authenticate: Basic realm="trustkit"`` for missing or wrong credentials; 400 for a
-        malformed scope or another service; 503 while the htpasswd file is unusable.
+        ``WWW-Authenticate: Basic realm="trustkit"`` for wrong credentials, or missing ones unless
+        ``public_read`` (then an anonymous pull-only token); 429 with ``Retry-After`` after too
+        many failed logins from the address; 400 for a malformed scope or another service; 503
+        while the htpasswd file is unusable.
         """
         if request.method != "GET":
             return _error(405, "UNSUPPORTED", "the token endpoint answers GET only", {"Allow": "GET"})
-        try:
-            self._reload_if_changed()
-        except AuthConfigError:
-            return _error(503, "UNAVAILABLE", "the token service is misconfigured; see the server log")
-        credentials = _basic_credentials(request.headers.get("authorization"))
-        if credentials is None:
-            return self._unauthorized()
-        user, password = credentials
-        try:
-            ok = await run_in_threadpool(self.check_password, user, password)
-        except AuthConfigError:
-            return _error(503, "UNAVAILABLE", "the token service is misconfigured; see the server log")
-        if not ok:
-            log.info("token request refused: wrong credentials for user %r", user[:100])
+        user = await self.login(request)
+        if isinstance(user, Response):
+            return user
+        if user is None and not self.public_read:
             return self._unauthorized()
 
         params = request.query_params
@@ -923,7 +1130,8 @@ class HtpasswdTokenIssuer:
             return _error(400, "INVALID_PARAMETERS", exc.message)
 
         token, issued = self.issue(user, requested)
-        log.info("token issued to %r for %s", user[:100], " ".join(scopes)[:500] or "no scope")
+        who = "anonymous" if user is None else repr(user[:100])
+        log.info("token issued to %s for %s", who, " ".join(scopes)[:500] or "no scope")
         return JSONResponse(
             {
                 "token": token,
@@ -936,4 +1144,53 @@ class HtpasswdTokenIssuer:
 
     @staticmethod
     def _unauthorized() -> JSONResponse:
-        return _error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": 'Basic realm="trustkit"'})
+        return _error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": _BASIC_CHALLENGE})
+
+
+# --------------------------------------------------------------------------------------------
+# The web page
+
+
+class PageAccess:
+    """Who is asking for a web page and what they may see, by the API's own rules.
+
+    Without ``tokens`` and ``logins`` (``--auth none``) everyone sees everything.  Otherwise a
+    bearer token is verified by ``tokens`` (the API's :class:`TokenAuthorizer`) and HTTP Basic
+    (which a browser answers) is checked by ``logins`` against the htpasswd file, rate limited
+    like the token endpoint; the user then holds what a token from the issuer would grant.
+    Nobody logged in holds :data:`PUBLIC_READER` with ``public_read``, else is asked to log in:
+    ``Basic realm="trustkit"`` with an htpasswd file, the API's Bearer challenge with ``tokens``
+    alone.
+    """
+
+    def __init__(self, *, tokens: TokenAuthorizer | None = None, logins: HtpasswdTokenIssuer | None = None,
+                 public_read: bool = False) -> None:
+        self.tokens = tokens
+        self.logins = logins
+        self.public_read = public_read
+
+    async def principal(self, request: Request, wanted: Sequence[Access] = ()) -> Principal | Response:
+        """The principal, or the response to send instead (401 with a challenge naming
+        ``wanted``, 429, 503)."""
+        if self.tokens is None and self.logins is None:
+            return EVERYONE
+        authorization = request.headers.get("authorization")
+        if self.tokens is not None and _bearer_token(authorization) is not None:
+            found = self.tokens.principal(authorization)
+            return found if found is not None else self._challenge(wanted, "invalid_token")
+        if self.logins is not None and _basic_credentials(authorization) is not None:
+            user = await self.logins.login(request)
+            if isinstance(user, Response):
+                return user
+            if user is not None:
+                return self.logins.principal(user)
+        if not authorization and self.public_read:
+            return PUBLIC_READER
+        return self._challenge(wanted, None)
+
+    def _challenge(self, wanted: Sequence[Access], error: str | None) -> Response:
+        if self.tokens is not None and self.logins is None:
+            challenge = self.tokens._refuse(wanted, error, None).challenge or ""
+        else:  # an htpasswd file: ask the way a browser answers
+            challenge = _BASIC_CHALLENGE
+        return _error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": challenge})

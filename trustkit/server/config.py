@@ -44,6 +44,9 @@ class ServerConfig:
     token_service: str = "trustkit"
     token_issuer: str = "trustkit"
     token_root_certs: str | None = None
+    public_read: bool = False  # anonymous clients may pull every repository (htpasswd or token auth)
+    login_burst: int = 10  # failed logins per client address before it is slowed down; 0: no limit
+    login_interval: int = 6  # then one more attempt per this many seconds
     gun_prefixes: list[str] = field(default_factory=list)
     max_body: int = 64 << 20
     current_max_age: int = 300
@@ -67,7 +70,7 @@ class ServerConfig:
             env = os.environ.get(f"TRUSTKIT_SERVER_{name.upper()}")
             if env is not None:
                 values[name] = env.split(",") if spec.type.startswith("list") else (
-                    int(env) if spec.type == "int" else env)
+                    int(env) if spec.type == "int" else _flag(name, env) if spec.type == "bool" else env)
         values.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
         unknown = set(values) - set(known)
         if unknown:
@@ -97,6 +100,12 @@ class ServerConfig:
             raise TrustkitError("--auth token needs --token-realm URL and --token-root-certs FILE")
         if self.workers < 1:
             raise TrustkitError("--workers must be at least 1")
+        if not isinstance(self.public_read, bool):
+            raise TrustkitError("public_read must be true or false")
+        for name, least in (("login_burst", 0), ("login_interval", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise TrustkitError(f"--{name.replace('_', '-')} must be a whole number of at least {least}")
 
     @property
     def database_url(self) -> str:
@@ -140,26 +149,32 @@ def build_app(config: ServerConfig) -> Any:
 
     storage = Storage(config.database_url)
     keys = ServerKeys(storage, config.passphrase())
-    authorizer, extra_routes = _auth(config)
+    authorizer, extra_routes, page_access = _auth(config)
     settings = ServerSettings(max_body=config.max_body, current_max_age=config.current_max_age,
                               consistent_max_age=config.consistent_max_age, gun_prefixes=tuple(config.gun_prefixes),
                               authorizer=authorizer)
     from trustkit.server.web import web_routes
-    app = create_app(storage, keys, settings, extra_routes=extra_routes + web_routes(storage))
+    app = create_app(storage, keys, settings, extra_routes=extra_routes + web_routes(storage, access=page_access))
     return AccessLog(app)
 
 
-def _auth(config: ServerConfig) -> tuple[Any, list[Any]]:
+def _auth(config: ServerConfig) -> tuple[Any, list[Any], Any]:
+    """The API's authorizer, the token endpoint's route (htpasswd) and the web page's access rules."""
     from starlette.routing import Route
 
     from trustkit.server import auth
 
     if config.auth in ("default", "none"):
-        return auth.NoAuth(), []
+        return auth.NoAuth(), [], auth.PageAccess()
+
+    def api(tokens: auth.TokenAuthorizer) -> auth.Authorizer:
+        return auth.PublicRead(tokens) if config.public_read else tokens
+
     if config.auth == "token":
-        return auth.TokenAuthorizer(realm=config.token_realm, service=config.token_service,  # type: ignore[arg-type]
-                                    issuer=config.token_issuer,
-                                    root_certs_pem=Path(config.token_root_certs).read_bytes()), []  # type: ignore[arg-type]
+        tokens = auth.TokenAuthorizer(realm=config.token_realm, service=config.token_service,  # type: ignore[arg-type]
+                                      issuer=config.token_issuer,
+                                      root_certs_pem=Path(config.token_root_certs).read_bytes())  # type: ignore[arg-type]
+        return api(tokens), [], auth.PageAccess(tokens=tokens, public_read=config.public_read)
     # htpasswd: the built-in token issuer, its key kept beside the database
     folder = Path(config.database_url[len("sqlite:///"):]).parent if config.database_url.startswith(
         "sqlite:///") else data_dir()
@@ -174,10 +189,22 @@ def _auth(config: ServerConfig) -> tuple[Any, list[Any]]:
     realm = config.token_realm or f"{scheme}://{config.listen}/auth/token"
     issuer = auth.HtpasswdTokenIssuer(htpasswd_path=Path(config.htpasswd), issuer=config.token_issuer,  # type: ignore[arg-type]
                                       service=config.token_service, signing_key_pem=key_path.read_bytes(),
-                                      cert_pem=cert_path.read_bytes(), admins=frozenset(config.admins))
-    authorizer = auth.TokenAuthorizer(realm=realm, service=config.token_service, issuer=config.token_issuer,
-                                      root_certs_pem=cert_path.read_bytes())
-    return authorizer, [Route("/auth/token", issuer.endpoint, methods=["GET"])]
+                                      cert_pem=cert_path.read_bytes(), admins=frozenset(config.admins),
+                                      public_read=config.public_read,
+                                      throttle=auth.LoginThrottle(config.login_burst, config.login_interval))
+    tokens = auth.TokenAuthorizer(realm=realm, service=config.token_service, issuer=config.token_issuer,
+                                  root_certs_pem=cert_path.read_bytes())
+    page_access = auth.PageAccess(tokens=tokens, logins=issuer, public_read=config.public_read)
+    return api(tokens), [Route("/auth/token", issuer.endpoint, methods=["GET"])], page_access
+
+
+def _flag(name: str, text: str) -> bool:
+    """A yes/no ``TRUSTKIT_SERVER_*`` variable."""
+    if text.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.strip().lower() in ("", "0", "false", "no", "off"):
+        return False
+    raise TrustkitError(f"TRUSTKIT_SERVER_{name.upper()}={text[:20]!r} must be true or false")
 
 
 def app_from_env() -> Any:

@@ -7,7 +7,9 @@ as ``docker trust inspect`` groups them), its signers and its administrative key
 The page shows what the server *stores*: signatures are not verified here (clients do that), and
 a stored file that cannot be parsed is skipped with a visible note, never a 500.  Every name a
 client signed is shown as text: markup escaped, control, format and bidi characters and lone
-surrogates shown as ``\u202e``-style escapes, very long names cut.  It is plain
+surrogates shown as ``\u202e``-style escapes, very long names cut.  The page follows the API's
+access rules (:class:`trustkit.server.auth.PageAccess`): a user sees only the repositories they
+may pull.  It is plain
 server-rendered HTML with inline CSS and no JavaScript, built in one pass into a list of strings
 so that a repository with 10,000 tags renders in a few tens of milliseconds.
 """
@@ -25,7 +27,7 @@ from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from trustkit.errors import TrustkitError
@@ -33,6 +35,7 @@ from trustkit.metadata import Metadata
 from trustkit.reference import tag_sort_key
 from trustkit.resolution import released_tags, verified_tree
 from trustkit.roles import RELEASES, ROOT, TARGETS
+from trustkit.server.auth import Access, PageAccess
 from trustkit.server.storage import Storage, StoredFile
 
 REPO_ADMIN = "Repo Admin"  # docker trust inspect's name for tags signed only with the targets key
@@ -394,35 +397,53 @@ def render_not_found(gun: str, base: str = "") -> str:
 # Routes
 
 
-def web_routes(storage: Storage, *, clock: Callable[[], datetime] | None = None) -> list[Route]:
-    """``GET /`` and ``GET /repositories/{gun}`` (HEAD too), rendered from ``storage``."""
-    now = clock or (lambda: datetime.now(timezone.utc))
+def _pull(gun: str) -> Access:
+    return Access("repository", gun, ("pull",))
 
-    def index_html(base: str) -> str:
+
+def web_routes(storage: Storage, *, clock: Callable[[], datetime] | None = None,
+               access: PageAccess | None = None) -> list[Route]:
+    """``GET /`` and ``GET /repositories/{gun}`` (HEAD too), rendered from ``storage`` for
+    whoever ``access`` says is asking (default: everyone sees everything, as ``--auth none``).
+    A repository the viewer may not pull is left out of the index and answers 404 like one
+    that does not exist, so its name is not confirmed either."""
+    now = clock or (lambda: datetime.now(timezone.utc))
+    access = access or PageAccess()
+
+    def index_html(base: str, may: Callable[[Access], bool]) -> str:
         repositories: list[tuple[str, datetime | None]] = list(storage.guns())
         immutable = storage.immutable_guns()
         listed = {gun for gun, _ in repositories}
         # Immutable before anything was published: listed too, with no change yet.
         repositories += [(gun, None) for gun in immutable - listed]
+        repositories = [item for item in repositories if may(_pull(item[0]))]
         repositories.sort(key=lambda item: item[0])
         return render_index(repositories, immutable, now(), base)
 
-    def repository_html(gun: str, base: str, query: str) -> tuple[int, str]:
+    def repository_html(gun: str, base: str, query: str, may: Callable[[Access], bool]) -> tuple[int, str]:
+        if not may(_pull(gun)):
+            return 404, render_not_found(gun, base)
         files = storage.latest_all(gun)
         immutable = storage.is_immutable(gun)
         if not files and not immutable:
             return 404, render_not_found(gun, base)
         return 200, render_repository(repository_view(gun, files, immutable), now(), base, query)
 
-    async def index(request: Request) -> HTMLResponse:
-        body = await run_in_threadpool(index_html, request.scope.get("root_path", "").rstrip("/"))
+    async def index(request: Request) -> Response:
+        viewer = await access.principal(request)
+        if isinstance(viewer, Response):
+            return viewer
+        body = await run_in_threadpool(index_html, request.scope.get("root_path", "").rstrip("/"), viewer.may)
         return HTMLResponse(body, headers=HEADERS)
 
-    async def repository(request: Request) -> HTMLResponse:
+    async def repository(request: Request) -> Response:
         gun = request.path_params["gun"]
+        viewer = await access.principal(request, [_pull(gun)])
+        if isinstance(viewer, Response):
+            return viewer
         query = request.query_params.get("q", "")[:200]
         status, body = await run_in_threadpool(repository_html, gun, request.scope.get("root_path", "").rstrip("/"),
-                                               query)
+                                               query, viewer.may)
         return HTMLResponse(body, status_code=status, headers=HEADERS)
 
     return [Route("/", index, methods=["GET"]),
