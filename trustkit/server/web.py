@@ -211,7 +211,8 @@ font-size:13px}
 .notes{background:#fffbea;border:1px solid #f7d070;border-radius:8px;padding:10px 16px;margin:16px 0;color:#8d2b0b}
 .notes ul{margin:4px 0;padding-left:20px}
 .empty{padding:22px;color:#627d98}
-.ctl{font:12px ui-monospace,"DejaVu Sans Mono",monospace;background:#fff3c4;color:#8d2b0b;border-radius:3px;padding:0 2px}
+.ctl{font:12px ui-monospace,"DejaVu Sans Mono",monospace;background:#fff3c4;color:#8d2b0b;border-radius:3px;
+padding:0 2px}
 form.filter{display:flex;gap:8px;margin:0 0 10px}
 form.filter input{flex:0 1 320px;padding:6px 10px;border:1px solid #bcccdc;border-radius:6px;font:inherit}
 form.filter button{padding:6px 14px;border:1px solid #0b62c4;background:#0b62c4;color:#fff;border-radius:6px;font:inherit}
