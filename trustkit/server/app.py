@@ -1,8 +1,10 @@
 """Layer `server`: the Notary-compatible HTTP API (wire spec §7) as a Starlette ASGI app.
 
-GUNs contain slashes, so ``/v2/...`` goes through one dispatcher that applies notary's own
-route patterns in notary's order.  Errors use notary's envelope and codes.  Handlers are
-synchronous (Starlette runs them in its thread pool) because storage is synchronous.
+GUNs contain slashes, so ``/v2/...`` goes through one dispatcher (``routes.match``, notary's
+routes in notary's order).  A request is routed and authorised from its method, path and
+headers alone; only then is its body read, capped, and (for a publish) parsed as it arrives.
+Errors use notary's envelope and codes.  Handlers are synchronous (Starlette runs them in its
+thread pool) because storage is synchronous.
 """
 
 from __future__ import annotations
@@ -13,21 +15,24 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from trustkit.metadata import Metadata
-from trustkit.roles import ROOT, SNAPSHOT, TIMESTAMP
+from trustkit.roles import ROOT, SNAPSHOT, TIMESTAMP, role_name_problem
+from trustkit.server import routes
 from trustkit.server.auth import Access, Authorizer, NoAuth
 from trustkit.server.keys import SERVER_ROLES, ServerKeys
+from trustkit.server.multipart import PublishForm
+from trustkit.server.routes import MAX_GUN_BYTES, MAX_VERSION_DIGITS, RouteMatch
 from trustkit.server.storage import Storage, StoredFile, VersionConflict
 from trustkit.server.validation import Update, UpdateError
 
@@ -50,20 +55,8 @@ MESSAGES = {
     "UNKNOWN": (500, "unknown error"),
 }
 
-_ROLE = r"root|targets(?:/[^/\s]+)*|snapshot|timestamp"
-_GUN = r"[^*]+"
-ROUTES: list[tuple[str, re.Pattern[str]]] = [  # notary's order (server/server.go RootHandler)
-    ("update", re.compile(rf"(?P<gun>{_GUN})/_trust/tuf/")),
-    ("checksum", re.compile(rf"(?P<gun>{_GUN})/_trust/tuf/(?P<role>{_ROLE})\.(?P<checksum>[a-fA-F0-9]{{64}}|"
-                            rf"[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json")),
-    ("version", re.compile(rf"(?P<gun>{_GUN})/_trust/tuf/(?P<version>[1-9]*[0-9]+)\.(?P<role>{_ROLE})\.json")),
-    ("current", re.compile(rf"(?P<gun>{_GUN})/_trust/tuf/(?P<role>{_ROLE})\.json")),
-    ("key", re.compile(rf"(?P<gun>{_GUN})/_trust/tuf/(?P<role>snapshot|timestamp)\.key")),
-    ("changefeed", re.compile(rf"(?P<gun>{_GUN})/_trust/changefeed")),
-    ("settings", re.compile(rf"(?P<gun>{_GUN})/_trust/settings")),
-]
-METHODS = {"update": ("POST", "DELETE"), "checksum": ("GET",), "version": ("GET",), "current": ("GET",),
-           "key": ("GET", "POST"), "changefeed": ("GET",), "settings": ("GET", "PUT")}
+MAX_SETTINGS_BODY = 64 << 10  # {"immutable": true} is 19 bytes
+_INT32 = (-(2**31), 2**31 - 1)  # notary parses changefeed numbers as 32-bit; so are the database's IDs
 
 
 @dataclass
@@ -90,63 +83,70 @@ class NotaryAPI:
         self._locks_lock = threading.Lock()
         self.counts: Counter[str] = Counter()
 
+    # ---- routing and authorisation: method, path and headers only
+
+    def route(self, method: str, rest: str) -> tuple[RouteMatch, list[Access]] | Response:
+        """The route of ``/v2/<rest>`` and the access it needs, or the answer that refuses it."""
+        found = routes.match(method, rest)
+        if found is None:
+            return error("METADATA_NOT_FOUND")
+        if found.gun is not None:
+            problem = gun_problem(found.gun)
+            if problem:
+                return error("INVALID_GUN", problem)
+            prefixes = self.settings.gun_prefixes
+            if prefixes and not found.gun.startswith(prefixes):
+                # notary checks the prefixes on every route, before auth: a publish is told why,
+                # anything else is not found (server/server.go filterImagePrefixes)
+                if found.name == "update" and method == "POST":
+                    return error("INVALID_GUN", f"Require GUNs with prefix: [{' '.join(prefixes)}]")
+                return error("METADATA_NOT_FOUND")
+        return found, [_access(found, method)]
+
+    def authorize(self, authorization: str | None, required: list[Access]) -> Response | None:
+        """None when allowed, else notary's 401 with the challenge."""
+        decision = self.settings.authorizer.authorize(authorization, required)
+        if decision.allowed:
+            return None
+        headers = {"WWW-Authenticate": decision.challenge} if decision.challenge else {}
+        return error("UNAUTHORIZED", decision.detail, headers=headers)
+
+    def serve(self, found: RouteMatch, method: str, required: list[Access], authorization: str | None,
+              query: Mapping[str, str]) -> Response:
+        """A request without a body: authorise it, then answer it."""
+        return self.authorize(authorization, required) or self.handle(found, method, None, query)
+
     # ---- dispatch
 
-    def dispatch(self, request: Request) -> Response:
-        # The decoded path as the server received it: ``request.url`` re-parses it with urlsplit,
-        # which silently drops tabs and CRs, so "a%09b" would act on the repository "ab".
-        rest = request.scope["path"][len("/v2/"):]
-        if rest == "" and request.method == "GET":
-            return self._authorized(request, [Access("registry", "catalog", ("*",))], lambda: _json({}))
-        if rest == "_trust/changefeed" and request.method == "GET":
-            return self._authorized(request, [Access("registry", "catalog", ("*",))],
-                                    lambda: self.changefeed(request, None))
-        for name, pattern in ROUTES:
-            match = pattern.fullmatch(rest)
-            if match and request.method in METHODS[name]:
-                gun = match.group("gun")
-                problem = gun_problem(gun)
-                if problem:
-                    return error("INVALID_GUN", problem)
-                handler, access = self._route(name, request.method, match)
-                return self._authorized(request, [access], handler)
-        return error("METADATA_NOT_FOUND")
+    def handle(self, found: RouteMatch, method: str, body: Any, query: Mapping[str, str]) -> Response:
+        """Answer an authorised request; ``body`` is a publish's parts, or a settings body."""
+        try:
+            return self._handle(found, method, body, query)
+        except Exception:  # a server fault: client input is answered with 4xx before this
+            LOG.exception("request failed: %s %s", method, found.name)
+            return error("UNKNOWN")
 
-    def _route(self, name: str, method: str, match: re.Match[str]) -> tuple[Callable[[], Response], Access]:
-        gun = match.group("gun")
-        pull, push = Access("repository", gun, ("pull",)), Access("repository", gun, ("push", "pull"))
-        star = Access("repository", gun, ("*",))
-        if name == "update":
-            return (lambda: self.update(gun, self._body)) if method == "POST" else (lambda: self.delete(gun)), (
-                push if method == "POST" else star)
-        if name == "checksum":  # stored as lower-case hex, matched exactly (notary-server: upper case is a 404)
-            return lambda: self.by_checksum(gun, match.group("role"), match.group("checksum")), pull
-        if name == "version":
-            return lambda: self.by_version(gun, match.group("role"), match.group("version")), pull
-        if name == "current":
-            return lambda: self.current(gun, match.group("role")), pull
-        if name == "key":
-            role = match.group("role")
-            return (lambda: self.get_key(gun, role)) if method == "GET" else (lambda: self.rotate_key(gun, role)), (
-                push if method == "GET" else star)
+    def _handle(self, found: RouteMatch, method: str, body: Any, query: Mapping[str, str]) -> Response:
+        role, name = found.role, found.name
+        if name == "catalog":
+            return _json({})
         if name == "changefeed":
-            return lambda: self.changefeed(self._request, gun), pull
-        # settings: reading is pull; changing needs the separate admin scope
-        if method == "GET":
-            return lambda: _json({"immutable": self.storage.is_immutable(gun)}), pull
-        return lambda: self.put_settings(gun, self._body), Access("repository", gun, ("admin",))
-
-    def _authorized(self, request: Request, required: list[Access], handler: Callable[[], Response]) -> Response:
-        decision = self.settings.authorizer.authorize(request.headers.get("authorization"), required)
-        if not decision.allowed:
-            headers = {"WWW-Authenticate": decision.challenge} if decision.challenge else {}
-            return error("UNAUTHORIZED", decision.detail, headers=headers)
-        return handler()
-
-    # The body is read by the async endpoint before dispatch (Starlette cannot read it from the
-    # thread pool); these hold it for the handlers of the current request.
-    _body: bytes = b""
-    _request: Request | None = None
+            return self.changefeed(query, found.gun)
+        gun = found.gun or ""  # every other route has one
+        if name == "update":
+            return self.update(gun, body) if method == "POST" else self.delete(gun)
+        if name == "key":
+            return self.get_key(gun, role) if method == "GET" else self.rotate_key(gun, role)
+        if name == "settings":
+            return _json({"immutable": self.storage.is_immutable(gun)}) if method == "GET" else self.put_settings(
+                gun, body)
+        if role_name_problem(role):
+            return error("METADATA_NOT_FOUND", {})  # never stored, so never found
+        if name == "checksum":  # stored as lower-case hex, matched exactly (notary-server: upper case is a 404)
+            return self.by_checksum(gun, role, found.checksum)
+        if name == "version":
+            return self.by_version(gun, role, found.version)
+        return self.current(gun, role)
 
     # ---- reads
 
@@ -167,7 +167,7 @@ class NotaryAPI:
         return self._metadata(self.storage.by_checksum(gun, role, checksum), self.settings.consistent_max_age)
 
     def by_version(self, gun: str, role: str, version: str) -> Response:
-        number = int(version)
+        number = int(version) if len(version) <= MAX_VERSION_DIGITS else 0
         if number < 1 or number > 2**31:
             return error("METADATA_NOT_FOUND", {})
         return self._metadata(self.storage.by_version(gun, role, number), self.settings.consistent_max_age)
@@ -226,12 +226,8 @@ class NotaryAPI:
 
     # ---- writes
 
-    def update(self, gun: str, body: bytes) -> Response:
-        if self.settings.gun_prefixes and not gun.startswith(self.settings.gun_prefixes):
-            return error("INVALID_GUN", f"Require GUNs with prefix: {list(self.settings.gun_prefixes)}")
+    def update(self, gun: str, parts: dict[str, bytes]) -> Response:
         try:
-            parts = parse_multipart(self._request.headers.get("content-type", ""), body,  # type: ignore[union-attr]
-                                    self.settings.max_parts)
             now = self.settings.clock()
             update = Update(gun, self.storage.latest_all(gun), self.keys, now,
                             immutable=self.storage.is_immutable(gun))
@@ -265,24 +261,22 @@ class NotaryAPI:
     def put_settings(self, gun: str, body: bytes) -> Response:
         try:
             data = json.loads(body or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             return error("MALFORMED_JSON")
         if not isinstance(data, dict) or set(data) != {"immutable"} or not isinstance(data["immutable"], bool):
             return error("INVALID_PARAMETERS", 'expected {"immutable": true|false}')
         self.storage.set_immutable(gun, data["immutable"], now=self.settings.clock())
         return _json({"immutable": data["immutable"]})
 
-    def changefeed(self, request: Request | None, gun: str | None) -> Response:
-        params = request.query_params if request is not None else {}
-        try:
-            records = int(params.get("records", ""))
-        except ValueError:
-            return error("INVALID_PARAMETERS", f'invalid records parameter: strconv.ParseInt: parsing '
-                                               f'"{params.get("records", "")}": invalid syntax')
-        raw_id = params.get("change_id", "") or "0"
-        try:
-            change_id = int(raw_id)
-        except ValueError:
+    def changefeed(self, query: Mapping[str, str], gun: str | None) -> Response:
+        raw_records = query.get("records", "")
+        records, problem = go_int32(raw_records)
+        if problem:
+            shown = raw_records if len(raw_records) <= 100 else raw_records[:100] + "..."
+            return error("INVALID_PARAMETERS",
+                         f'invalid records parameter: strconv.ParseInt: parsing "{shown}": {problem}')
+        change_id, problem = go_int32(query.get("change_id", "") or "0")
+        if problem:
             return error("INVALID_PARAMETERS", {})
         changes = self.storage.changes(gun, change_id, records or 100)
         body = {"count": len(changes), "records": [
@@ -294,10 +288,29 @@ class NotaryAPI:
 # ---- helpers
 
 
+def _access(found: RouteMatch, method: str) -> Access:
+    """What a route needs (wire spec §7, notary's table); settings are trustkit's own."""
+    if found.gun is None:
+        return Access("registry", "catalog", ("*",))
+    gun, name = found.gun, found.name
+    pull, push, star = ("pull",), ("push", "pull"), ("*",)
+    if name == "update":
+        return Access("repository", gun, push if method == "POST" else star)
+    if name == "key":
+        return Access("repository", gun, push if method == "GET" else star)
+    if name == "settings" and method == "PUT":
+        return Access("repository", gun, ("admin",))  # changing settings needs the separate admin scope
+    return Access("repository", gun, pull)
+
+
+def _takes_body(found: RouteMatch, method: str) -> bool:
+    return (found.name, method) in (("update", "POST"), ("settings", "PUT"))
+
+
 def gun_problem(gun: str) -> str | None:
     """Path tricks and names no repository can have (stricter than notary's ``[^*]+``)."""
-    if len(gun.encode()) > 255:
-        return "repository name is longer than 255 bytes"
+    if len(gun) > MAX_GUN_BYTES or len(gun.encode("utf-8", "surrogatepass")) > MAX_GUN_BYTES:
+        return f"repository name is longer than {MAX_GUN_BYTES} bytes"
     segments = gun.split("/")
     if any(seg in ("", ".", "..") for seg in segments):
         return "repository name has an empty, '.' or '..' path segment"
@@ -306,13 +319,39 @@ def gun_problem(gun: str) -> str | None:
     return None
 
 
-def error(code: str, detail: Any = None, *, headers: dict[str, str] | None = None) -> Response:
-    """notary's envelope: one error, ``detail`` omitted when None, a trailing newline."""
+def go_int32(text: str) -> tuple[int, str | None]:
+    """``text`` as Go's ``strconv.ParseInt(text, 10, 32)`` reads it (notary's changefeed):
+    the number, or why not (``invalid syntax``, ``value out of range``).  Stops at the first
+    digit that overflows, so a 5,000-digit number costs eleven steps."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    value = 0
+    for char in digits:
+        if not "0" <= char <= "9":
+            return 0, "invalid syntax"
+        value = value * 10 + ord(char) - ord("0")
+        if value > 2**32 - 1:  # Go parses the unsigned part first
+            return 0, "value out of range"
+    if not digits:
+        return 0, "invalid syntax"
+    value = -value if text[0] == "-" else value
+    if not _INT32[0] <= value <= _INT32[1]:
+        return 0, "value out of range"
+    return value, None
+
+
+def envelope(code: str, detail: Any = None) -> tuple[int, bytes]:
+    """notary's error envelope: the status, and one error with ``detail`` omitted when None and
+    a trailing newline."""
     status, message = MESSAGES[code]
     entry: dict[str, Any] = {"code": code, "message": message}
     if detail is not None:
         entry["detail"] = detail
-    body = json.dumps({"errors": [entry]}, separators=(",", ":")) + "\n"
+    return status, (json.dumps({"errors": [entry]}, separators=(",", ":")) + "\n").encode()
+
+
+def error(code: str, detail: Any = None, *, headers: dict[str, str] | None = None) -> Response:
+    """notary's envelope as a response (see :func:`envelope`)."""
+    status, body = envelope(code, detail)
     return Response(body, status_code=status, media_type="application/json; charset=utf-8", headers=headers)
 
 
@@ -327,61 +366,37 @@ def _key(key: Any) -> Response:
     return Response(body, media_type="text/plain; charset=utf-8")
 
 
-_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
-_FILENAME = re.compile(r'filename="((?:[^"\\]|\\.)*)"|filename=([^;\s]+)', re.IGNORECASE)
+class _TooLarge(Exception):
+    pass
 
 
-def parse_multipart(content_type: str, body: bytes, max_parts: int) -> dict[str, bytes]:
-    """The parts of a notary publish, by filename (the role, slashes kept: never a basename,
-    §7.2), with a trailing ``.json`` removed.  The bytes of each part are kept exactly.
+def _refuse_declared_size(request: Request, limit: int) -> Response | None:
+    """413 for a Content-Length over ``limit``, before a byte of the body is read."""
+    declared = request.headers.get("content-length", "")
+    if re.fullmatch(r"[0-9]+", declared) and (len(declared) > 20 or int(declared) > limit):
+        return error("TOO_LARGE", f"the body is over {limit} bytes")
+    return None
 
-    Raises:
-        UpdateError: MALFORMED_UPLOAD, NO_FILENAME or too many parts.
-    """
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise UpdateError("MALFORMED_UPLOAD")
-    match = _BOUNDARY.search(content_type)
-    if not match:
-        raise UpdateError("MALFORMED_UPLOAD")
-    delimiter = b"--" + (match.group(1) or match.group(2)).encode("latin-1")
-    if not body.startswith(delimiter):
-        # A preamble before the first delimiter is allowed (RFC 2046).  Go's multipart.Writer
-        # writes "\r\n--<b>--\r\n" for a form with no parts, which the notary CLI sends.
-        preamble_end = body.find(b"\r\n" + delimiter)
-        if preamble_end < 0:
-            raise UpdateError("MALFORMED_UPLOAD")
-        body = body[preamble_end + 2:]
-    sections = body.split(b"\r\n" + delimiter)
-    first = sections[0][len(delimiter):]
-    sections = [first, *sections[1:]]
-    if not sections[-1].startswith(b"--"):
-        raise UpdateError("MALFORMED_UPLOAD")  # no closing delimiter: truncated
-    parts: dict[str, bytes] = {}
-    for section in sections[:-1]:
-        if not section.startswith(b"\r\n"):
-            raise UpdateError("MALFORMED_UPLOAD")
-        head, sep, data = section[2:].partition(b"\r\n\r\n")
-        if not sep:
-            raise UpdateError("MALFORMED_UPLOAD")
-        disposition = next((line.split(b":", 1)[1].decode("latin-1") for line in head.split(b"\r\n")
-                            if line.lower().startswith(b"content-disposition:")), "")
-        found = _FILENAME.search(disposition)
-        if not found:
-            raise UpdateError("NO_FILENAME")
-        name = found.group(1).replace('\\"', '"') if found.group(1) is not None else found.group(2)
-        if len(parts) >= max_parts:
-            raise UpdateError("MALFORMED_UPLOAD", f"more than {max_parts} parts")
-        role = name.removesuffix(".json")
-        if not role:
-            raise UpdateError("NO_FILENAME")  # notary: an empty role name is no filename
-        if role in parts:
-            # notary lets the last one count; which one the client meant is anyone's guess
-            raise UpdateError("MALFORMED_UPLOAD", f"the {role} part is sent more than once")
-        parts[role] = data
-    # No parts at all (just the closing delimiter) is what `notary publish` sends when nothing is
-    # dirty, e.g. after `notary key rotate GUN snapshot -r`; notary-server answers 200 and signs a
-    # new snapshot and timestamp, so this does too.
-    return parts
+
+async def _read_capped(request: Request, limit: int, feed: Callable[[bytes], None]) -> None:
+    """Hand the body to ``feed`` as it arrives; ``_TooLarge`` past ``limit`` bytes."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        feed(chunk)
+
+
+async def _read_body(request: Request, found: RouteMatch, settings: ServerSettings) -> Any:
+    """A publish's parts (parsed as they arrive), or a settings body."""
+    if found.name == "update":
+        form = PublishForm(request.headers.get("content-type", ""), settings.max_parts)
+        await _read_capped(request, settings.max_body, form.feed)
+        return form.finish()
+    chunks: list[bytes] = []
+    await _read_capped(request, min(settings.max_body, MAX_SETTINGS_BODY), chunks.append)
+    return b"".join(chunks)
 
 
 def create_app(storage: Storage, keys: ServerKeys, settings: ServerSettings | None = None,
@@ -391,20 +406,31 @@ def create_app(storage: Storage, keys: ServerKeys, settings: ServerSettings | No
     api = NotaryAPI(storage, keys, settings)
 
     async def v2(request: Request) -> Response:
-        body = b""
-        if request.method in ("POST", "PUT"):
-            declared = request.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > settings.max_body:
-                return error("TOO_LARGE", f"the body is over {settings.max_body} bytes")
-            chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > settings.max_body:
-                    return error("TOO_LARGE", f"the body is over {settings.max_body} bytes")
-                chunks.append(chunk)
-            body = b"".join(chunks)
-        # A per-request view of the API: the handlers read the body and query from it.
-        return await run_in_threadpool(_RequestView(api, request, body).dispatch, request)
+        # The decoded path as the server received it: ``request.url`` re-parses it with urlsplit,
+        # which silently drops tabs and CRs, so "a%09b" would act on the repository "ab".
+        method, routed = request.method, api.route(request.method, request.scope["path"][len("/v2/"):])
+        if isinstance(routed, Response):
+            return routed
+        found, required = routed
+        authorization = request.headers.get("authorization")
+        if not _takes_body(found, method):
+            return await run_in_threadpool(api.serve, found, method, required, authorization, request.query_params)
+        # Nothing of the body is read before the request is known to be allowed: a refused one
+        # leaves it to the server, which discards it.
+        limit = settings.max_body if found.name == "update" else min(settings.max_body, MAX_SETTINGS_BODY)
+        refused = _refuse_declared_size(request, limit) or await run_in_threadpool(
+            api.authorize, authorization, required)
+        if refused is not None:
+            return refused
+        try:
+            body = await _read_body(request, found, settings)
+        except UpdateError as exc:
+            return error(exc.code, exc.detail)
+        except _TooLarge:
+            return error("TOO_LARGE", f"the body is over {limit} bytes")
+        except ClientDisconnect:
+            return error("MALFORMED_UPLOAD", "the client went away")  # nobody reads this
+        return await run_in_threadpool(api.handle, found, method, body, request.query_params)
 
     async def health(request: Request) -> Response:
         return _json({})
@@ -416,7 +442,7 @@ def create_app(storage: Storage, keys: ServerKeys, settings: ServerSettings | No
     async def not_found(request: Request) -> Response:
         return error("METADATA_NOT_FOUND")
 
-    routes = list(extra_routes or []) + [
+    routes_ = list(extra_routes or []) + [
         Route("/_notary_server/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/v2/{rest:path}", v2, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
@@ -427,18 +453,9 @@ def create_app(storage: Storage, keys: ServerKeys, settings: ServerSettings | No
     async def unmatched(request: Request, exc: Exception) -> Response:
         return error("METADATA_NOT_FOUND")
 
-    app = Starlette(routes=routes, middleware=[], exception_handlers={404: unmatched})
+    app = Starlette(routes=routes_, middleware=[], exception_handlers={404: unmatched})
     app.state.api = api
     return app
-
-
-class _RequestView(NotaryAPI):
-    """The API with one request's body and query attached (handlers run in worker threads)."""
-
-    def __init__(self, api: NotaryAPI, request: Request, body: bytes) -> None:  # noqa: D107
-        self.__dict__.update(api.__dict__)
-        self._request = request
-        self._body = body
 
 
 class AccessLog:
@@ -462,6 +479,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, capture)
         finally:
-            LOG.info(json.dumps({"method": scope["method"], "path": scope["path"], "status": status["code"],
+            # The path is cut short: one long path must not make a long log line per request.
+            LOG.info(json.dumps({"method": scope["method"], "path": scope["path"][:1024], "status": status["code"],
                                  "ms": round((time.perf_counter() - started) * 1000, 2),
                                  "client": (scope.get("client") or ["-"])[0]}))
