@@ -33,7 +33,12 @@ from trustkit.cli.context import Context, pass_context
                    "worker process, per address (per /64 for IPv6).")
 @click.option("--login-interval", type=click.IntRange(min=1),
               help="After the burst, one more login attempt per this many seconds (default 6).")
-@click.option("--gun-prefix", "gun_prefixes", multiple=True, help="Accept publishes only under these prefixes.")
+@click.option("--gun-prefix", "gun_prefixes", multiple=True,
+              help="Serve only repositories under these prefixes (others: 404; a publish: INVALID_GUN).")
+@click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a client has to send a request's head before its connection is closed (default 30).")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a request body may stall before its connection is closed (default 30).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON file with the same settings (flags and TRUSTKIT_SERVER_* variables override it).")
 def server(config_file: str | None, **flags: object) -> None:

@@ -52,6 +52,8 @@ class ServerConfig:
     current_max_age: int = 300
     consistent_max_age: int = 2592000
     log_level: str = "info"
+    header_timeout: float = 30.0  # seconds for a request head to arrive
+    body_timeout: float = 30.0  # seconds a request body may make no progress
 
     @classmethod
     def load(cls, file: str | None, overrides: dict[str, Any]) -> ServerConfig:
@@ -70,7 +72,8 @@ class ServerConfig:
             env = os.environ.get(f"TRUSTKIT_SERVER_{name.upper()}")
             if env is not None:
                 values[name] = env.split(",") if spec.type.startswith("list") else (
-                    int(env) if spec.type == "int" else _flag(name, env) if spec.type == "bool" else env)
+                    int(env) if spec.type == "int" else float(env) if spec.type == "float"
+                    else _flag(name, env) if spec.type == "bool" else env)
         values.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
         unknown = set(values) - set(known)
         if unknown:
@@ -106,14 +109,23 @@ class ServerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise TrustkitError(f"--{name.replace('_', '-')} must be a whole number of at least {least}")
+        for name in ("header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise TrustkitError(f"--{name.replace('_', '-')} must be a number of seconds above 0")
 
     @property
     def database_url(self) -> str:
         if self.database:
             return self.database
-        folder = data_dir()
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return f"sqlite:///{folder / 'trustkit-server.db'}"
+        return f"sqlite:///{data_dir() / 'trustkit-server.db'}"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the server keeps its files (generated passphrase, token signing key): beside a
+        SQLite database, else the user's data folder."""
+        url = self.database_url
+        return Path(url[len("sqlite:///"):]).parent if url.startswith("sqlite:///") else data_dir()
 
     def passphrase(self) -> str:
         """``TRUSTKIT_SERVER_PASSPHRASE``, else ``--passphrase-file``; for the built-in SQLite
@@ -175,16 +187,8 @@ def _auth(config: ServerConfig) -> tuple[Any, list[Any], Any]:
                                       issuer=config.token_issuer,
                                       root_certs_pem=Path(config.token_root_certs).read_bytes())  # type: ignore[arg-type]
         return api(tokens), [], auth.PageAccess(tokens=tokens, public_read=config.public_read)
-    # htpasswd: the built-in token issuer, its key kept beside the database
-    folder = Path(config.database_url[len("sqlite:///"):]).parent if config.database_url.startswith(
-        "sqlite:///") else data_dir()
-    key_path, cert_path = folder / "token-signing-key.pem", folder / "token-signing-cert.pem"
-    if not key_path.exists():
-        key_pem, cert_pem = auth.generate_token_keypair(config.token_issuer)
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key_pem)
-        cert_path.write_bytes(cert_pem)
+    # htpasswd: the built-in token issuer, its key made by prepare() before the workers start
+    key_path, cert_path = _token_keypair_paths(config)
     scheme = "https" if config.tls_cert else "http"
     realm = config.token_realm or f"{scheme}://{config.listen}/auth/token"
     issuer = auth.HtpasswdTokenIssuer(htpasswd_path=Path(config.htpasswd), issuer=config.token_issuer,  # type: ignore[arg-type]
@@ -207,6 +211,59 @@ def _flag(name: str, text: str) -> bool:
     raise TrustkitError(f"TRUSTKIT_SERVER_{name.upper()}={text[:20]!r} must be true or false")
 
 
+def prepare(config: ServerConfig) -> None:
+    """Create everything the server writes, once, before uvicorn starts its workers (which then
+    only read): the folders (0700), the generated passphrase, the database tables and the token
+    signing key.  Workers that made them on their own raced (two creating the same tables, or
+    the same key) and crashed."""
+    from trustkit.server.storage import Storage
+
+    for folder in {config.state_dir, *_sqlite_folder(config.database_url)}:
+        _private_folder(folder)
+    config.passphrase()
+    Storage(config.database_url).close()
+    if config.auth == "htpasswd":
+        _make_token_keypair(config)
+
+
+def _sqlite_folder(url: str) -> list[Path]:
+    return [Path(url[len("sqlite:///"):]).parent] if url.startswith("sqlite:///") else []
+
+
+def _private_folder(folder: Path) -> None:
+    """``folder`` and any missing parent, each created 0700 (existing ones are left as they are)."""
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise TrustkitError(f"cannot create the server's folder {path}: {exc.strerror}") from None
+
+
+def _token_keypair_paths(config: ServerConfig) -> tuple[Path, Path]:
+    """The built-in token issuer's signing key and certificate, kept with the server's files."""
+    return config.state_dir / "token-signing-key.pem", config.state_dir / "token-signing-cert.pem"
+
+
+def _make_token_keypair(config: ServerConfig) -> None:
+    """The token signing key (0600) and its certificate, unless both are there.  The certificate
+    is written first and the key last, each by rename: a key on disk always has its certificate."""
+    from trustkit.server import auth
+
+    key_path, cert_path = _token_keypair_paths(config)
+    if key_path.exists() and cert_path.exists():
+        return
+    key_pem, cert_pem = auth.generate_token_keypair(config.token_issuer)
+    for path, data, mode in ((cert_path, cert_pem, 0o644), (key_path, key_pem, 0o600)):
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+
+
 def app_from_env() -> Any:
     """uvicorn factory for worker processes: the configuration comes in ``CONFIG_ENV``."""
     _logging(json.loads(os.environ[CONFIG_ENV]).get("log_level", "info"))
@@ -219,15 +276,21 @@ def _logging(level: str) -> None:
 
 def run(config: ServerConfig) -> None:
     """Serve until interrupted (several worker processes with ``workers`` > 1)."""
+    from functools import partial
+
     import uvicorn
 
+    from trustkit.server.protocol import TimedHttpToolsProtocol
+
     _logging(config.log_level)
-    config.passphrase()  # create the default passphrase once, before workers race for it
+    prepare(config)  # once, before workers race for it
     os.environ[CONFIG_ENV] = config.to_env()
     host, _, port = config.listen.rpartition(":")
     settings: dict[str, Any] = dict(factory=True, host=host.strip("[]"), port=int(port), workers=config.workers,
                                     ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key, log_level="warning",
-                                    access_log=False, lifespan="off")
+                                    access_log=False, lifespan="off",
+                                    http=partial(TimedHttpToolsProtocol, header_timeout=config.header_timeout,
+                                                 body_timeout=config.body_timeout))
     if config.workers == 1:
         uvicorn.run("trustkit.server.config:app_from_env", **settings)
         return
