@@ -31,8 +31,7 @@ from trustkit.server.auth import (
     generate_token_keypair,
     libtrust_key_id,
 )
-from trustkit.server import config as server_config
-from trustkit.server.config import ServerConfig, build_app
+from trustkit.server.config import ServerConfig, build_app, prepare
 from trustkit.server.storage import Storage
 
 with warnings.catch_warnings():
@@ -84,9 +83,7 @@ def server(tmp_path, monkeypatch):
 
     def make(address: str = "10.0.0.1", **settings) -> TestClient:
         config = ServerConfig.load(None, {"database": database, **settings})
-        # `trustkit server` prepares its files (token key...) before the workers build the app;
-        # prepare() is being added to config.py in parallel, the older build_app does it itself
-        getattr(server_config, "prepare", lambda config: None)(config)
+        prepare(config)  # as `trustkit server` does before its workers build the app (the token key)
         client = TestClient(build_app(config), client=(address, 40000))
         client.__enter__()
         client.digests = digests  # type: ignore[attr-defined]
