@@ -143,7 +143,7 @@ def test_anonymous_60_mib_posts_are_refused_without_buffering_them(tmp_path: Pat
 def test_a_stalled_request_is_closed_in_time(timed_server: TrustkitServer, sent: bytes) -> None:
     with tls_socket(timed_server) as sock:
         sock.sendall(sent)
-        assert 0.9 < seconds_until_closed(sock, 10) < 3
+        assert 0.9 < seconds_until_closed(sock, 10) < 5  # 1 s, with room for a loaded machine
     assert timed_server.get("/_notary_server/health").status_code == 200
 
 
@@ -157,7 +157,7 @@ def test_a_trickled_head_is_closed_at_its_deadline(timed_server: TrustkitServer)
                 break
             if seconds_until_closed(sock, 0.05) < 1:
                 break
-        assert 0.9 < time.monotonic() - started < 3
+        assert 0.9 < time.monotonic() - started < 5
 
 
 def test_stalled_bodies_are_dropped_and_their_memory_with_them(timed_server: TrustkitServer) -> None:

@@ -549,7 +549,7 @@ LIMITS = {"header_timeout": 0.5, "body_timeout": 0.5}
 def test_a_head_that_does_not_come_closes_the_connection(protocol: type, sent: bytes) -> None:
     with serving(protocol, **LIMITS) as port, socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(sent)
-        assert 0.4 < seconds_until_closed(sock, 5) < 2
+        assert 0.4 < seconds_until_closed(sock, 5) < 3
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS, ids=["httptools", "h11"])
@@ -557,20 +557,21 @@ def test_a_head_trickling_in_is_closed_at_its_deadline(protocol: type) -> None:
     with serving(protocol, header_timeout=1.0, body_timeout=5.0) as port, \
             socket.create_connection(("127.0.0.1", port)) as sock:
         started = time.monotonic()
-        try:
-            for char in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+        for char in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:  # a byte every 50 ms: 6 s in all
+            try:
                 sock.sendall(bytes([char]))
-                time.sleep(0.05)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        assert 0.9 < time.monotonic() - started + seconds_until_closed(sock, 5) < 2.5
+            except OSError:
+                break
+            if seconds_until_closed(sock, 0.05) < 1:
+                break
+        assert 0.9 < time.monotonic() - started < 4
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS, ids=["httptools", "h11"])
 def test_a_body_that_stalls_closes_the_connection(protocol: type) -> None:
     with serving(protocol, **LIMITS) as port, socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 300_000)
-        assert 0.4 < seconds_until_closed(sock, 5) < 2
+        assert 0.4 < seconds_until_closed(sock, 5) < 3
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS, ids=["httptools", "h11"])
