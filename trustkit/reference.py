@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
 
 from trustkit.errors import InvalidReferenceError
 
@@ -370,16 +369,13 @@ def parse_repository(text: str) -> ImageReference:
 _DIGIT_RUN = re.compile(r"([0-9]+)")  # ASCII only: "²" or "٣" are text, as before
 
 
-def tag_sort_key(text: str) -> tuple[Any, ...]:
+def tag_sort_key(text: str) -> tuple[object, ...]:
     """Natural order for tags and signer names: ``v2`` before ``v10``, ``1.9.1`` before ``1.10.0``.
 
     Digit runs compare by value without ``int()``, which refuses more than 4,300 digits: leading
     zeros stripped, then (length, digits), then the run as written, so ``v01`` and ``v1`` still
     differ.  Text runs compare as strings.  A total order on all strings; never raises.
     """
-    parts: list[Any] = _DIGIT_RUN.split(text)  # str, digits, str, digits, ..., str
-    for i in range(1, len(parts), 2):
-        run = parts[i]
-        value = run.lstrip("0")
-        parts[i] = (len(value), value, run)
-    return tuple(parts)
+    parts = _DIGIT_RUN.split(text)  # str, digits, str, digits, ..., str: same kinds at the same places
+    return tuple(part if i % 2 == 0 else (len(part.lstrip("0")), part.lstrip("0"), part)
+                 for i, part in enumerate(parts))

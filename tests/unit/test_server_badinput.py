@@ -556,7 +556,6 @@ JSON_CASES: dict[str, Callable[[Repo], bytes]] = {
     "deep-nesting-900": moderately_deep,
     "duplicate-key": replaced(b'"version":3', b'"version":3,"version":3'),
     "duplicate-key-signed": lambda repo: valid_targets(repo)[:-1] + b',"signed":{}}',
-    "keys-differing-in-case": replaced(b'"version":3', b'"version":3,"Version":3'),
     "nan": replaced(b'"version":3', b'"version":NaN'),
     "infinity": replaced(b'"version":3', b'"version":Infinity'),
     "minus-infinity": replaced(b'"version":3', b'"version":-Infinity'),
@@ -661,6 +660,10 @@ TARGETS_CASES: dict[str, tuple[Callable[[Repo], bytes], str]] = {
                                                         "version": 3}, repo.targets_key), "INVALID_UPDATE"),
     "root-document-as-targets": (lambda repo: sign({**repo.root, "version": 3}, repo.targets_key), "INVALID_UPDATE"),
     "unknown-field": (spoiled_targets(set_key("extra", 1)), "INVALID_UPDATE"),
+    # Go would read "Version" into the version field: not one of the struct's fields here.  (Map
+    # keys that differ only in case, tags V1 and v1, are two tags, as in notary's Go maps.)
+    "field-differing-in-case": (lambda repo: valid_targets(repo).replace(b'"version":3', b'"version":3,"Version":3'),
+                                "INVALID_UPDATE"),
     # version
     "version-0": (spoiled_targets(set_key("version", 0)), "INVALID_UPDATE"),
     "version-negative": (spoiled_targets(set_key("version", -3)), "INVALID_UPDATE"),
