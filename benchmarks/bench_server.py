@@ -40,9 +40,9 @@ import httpx
 from harness import Figure, Result, Row, fake_digest, log, peers
 
 from trustkit.keys import EnvPassphrases, KeyStore
-from trustkit.notary import NotaryClient, make_http_client
+from trustkit.client.notary import NotaryClient, make_http_client
 from trustkit.reference import parse_repository
-from trustkit.signing import TagTarget, TrustSession, init_repository, sign_tags
+from trustkit.ops import TagTarget, TrustSession, init_repository, sign_tags
 
 NAME = "server"
 WRK_THREADS, WRK_CONNECTIONS = 2, 16

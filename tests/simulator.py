@@ -42,11 +42,11 @@ from trustkit.keys.certs import root_key_for
 from trustkit.keys.public import PublicKey
 from trustkit.keys.signer import CryptoSigner, generate
 from trustkit.metadata import DelegationRole, FileMeta, Metadata, RoleKeys, Root, Snapshot, Targets, Timestamp
-from trustkit.notary import NotaryClient
-from trustkit.repository import EXPIRY
+from trustkit.client.notary import NotaryClient
+from trustkit.trust.repository import EXPIRY
 from trustkit.roles import BASE_ROLES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
-from trustkit.trust import TrustPinning
-from trustkit.updater import Updater
+from trustkit.trust.trusted_set import TrustPinning
+from trustkit.client.updater import Updater
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 GUN = "registry.example.com/team/app"

@@ -22,7 +22,13 @@ TrustkitError
 │   └── ServerError        it answered with a 5xx or nonsense
 ├── NotAuthorizedError     401/403 after trying the credentials we have (verify exit 8)
 ├── ServerRejectedError    a 4xx with notary's error envelope (code, detail)
-└── NotFoundError          404: no such metadata/repository
+├── NotFoundError          404: no such metadata/repository
+├── NoSigningKeyError      none of the keys that could sign a role is in the store
+├── SourceError            an image source that is missing, malformed or inconsistent
+├── ImmutableTagError      a push that would move a signed tag of an immutable repository
+├── PushedNotSignedError   the image is in the registry, but signing it failed
+├── AuthConfigError        the server's auth configuration cannot be used
+└── InvalidScopeError      a token scope that is not <type>:<name>:<actions>
 
 Exit statuses: 1 for every error; `trustkit verify` uses ``verify_status`` (the numbers above)
 and documents them in its --help.
@@ -152,3 +158,30 @@ class ServerRejectedError(TrustkitError):
 
 class NotFoundError(TrustkitError):
     """404: the server has no such metadata or repository."""
+
+
+class NoSigningKeyError(TrustkitError):
+    """None of the keys that could sign a role are in the key store."""
+
+
+class SourceError(TrustkitError):
+    """The image source is missing, malformed or inconsistent."""
+
+
+class ImmutableTagError(TrustkitError):
+    """The repository is immutable and the tag is already signed for another digest."""
+
+
+class PushedNotSignedError(TrustkitError):
+    """The image is in the registry, but signing it failed; ``summary`` (a push summary) says what
+    was pushed."""
+
+    summary: object = None
+
+
+class AuthConfigError(TrustkitError):
+    """The server's auth configuration cannot be used: a root bundle, key, certificate or htpasswd file."""
+
+
+class InvalidScopeError(TrustkitError, ValueError):
+    """A scope string that is not ``<type>:<name>:<action>[,<action>...]``."""

@@ -12,6 +12,7 @@ It imports nothing from trustkit but the errors, and does no I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 
@@ -22,6 +23,7 @@ __all__ = [
     "ImageReference",
     "parse",
     "parse_repository",
+    "is_loopback_host",
     "tag_sort_key",
     "validate_digest",
     "validate_tag",
@@ -379,3 +381,14 @@ def tag_sort_key(text: str) -> tuple[object, ...]:
     parts = _DIGIT_RUN.split(text)  # str, digits, str, digits, ..., str: same kinds at the same places
     return tuple(part if i % 2 == 0 else (len(part.lstrip("0")), part.lstrip("0"), part)
                  for i, part in enumerate(parts))
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1 (brackets allowed)."""
+    bare = host.strip("[]").lower().rstrip(".")
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False

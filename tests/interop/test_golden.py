@@ -18,7 +18,7 @@ from trustkit.encoding import format_expires
 from trustkit.keys import CryptoSigner, EnvPassphrases, KeyStore, PublicKey, generate, load_public_pem
 from trustkit.keys.certs import root_key_for
 from trustkit.metadata import BASE_ROLES, FileMeta, Metadata, RoleKeys, Root, Targets
-from trustkit.trust import TrustedSet
+from trustkit.trust.trusted_set import TrustedSet
 
 pytestmark = pytest.mark.interop
 

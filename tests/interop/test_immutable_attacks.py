@@ -3,7 +3,7 @@
 The attacker holds the targets key (the repository owner's, stolen or misused) and tries every way
 notary offers to make a signed tag resolve elsewhere without editing the tag itself: narrowing
 the paths of ``targets/releases``, removing the delegation, re-keying it, or shadowing the tag in
-``targets``.  The server judges each update by what clients resolve (trustkit.resolution), so
+``targets``.  The server judges each update by what clients resolve (trustkit.trust.resolution), so
 every one is refused with notary's ErrBadTargets, nothing is stored, and notary, docker and
 trustkit still resolve the tag to the signed digest.  Changes that move no tag stay allowed.
 """

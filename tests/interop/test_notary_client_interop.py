@@ -1,4 +1,4 @@
-"""trustkit.notary against the real notary-server 0.7.0 (Debian), over TLS on loopback.
+"""trustkit.client.notary against the real notary-server 0.7.0 (Debian), over TLS on loopback.
 
 These fail, never skip, when notary-server is missing (see tests/peers.py).
 """
@@ -14,7 +14,7 @@ import peers
 import pytest
 
 from trustkit.errors import NetworkError, OversizedError, ServerRejectedError
-from trustkit.notary import NotaryClient, make_http_client
+from trustkit.client.notary import NotaryClient, make_http_client
 
 pytestmark = pytest.mark.interop
 

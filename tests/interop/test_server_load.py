@@ -45,10 +45,10 @@ import pytest
 from trustkit.errors import NetworkError, ServerRejectedError
 from trustkit.keys import EnvPassphrases, KeyStore
 from trustkit.metadata import Metadata
-from trustkit.notary import NotaryClient, make_http_client
+from trustkit.client.notary import NotaryClient, make_http_client
 from trustkit.reference import parse_repository
 from trustkit.roles import SNAPSHOT, TARGETS, TIMESTAMP
-from trustkit.signing import TagTarget, TrustSession, sign_tags
+from trustkit.ops import TagTarget, TrustSession, sign_tags
 
 pytestmark = pytest.mark.interop
 

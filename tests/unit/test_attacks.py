@@ -37,8 +37,8 @@ from trustkit.keys.certs import root_key_for
 from trustkit.metadata import Metadata
 from trustkit.reference import parse_repository
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
-from trustkit.signing import TrustSession, verify_tag
-from trustkit.trust import MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedSet
+from trustkit.ops import TrustSession, verify_tag
+from trustkit.trust.trusted_set import MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedSet
 
 PAST = NOW - timedelta(seconds=1)
 HEX = r"[0-9a-f]{64}"

@@ -1,4 +1,4 @@
-"""trustkit.auth: docker config credentials, credential helpers and the registry token flow.
+"""trustkit.client.auth: docker config credentials, credential helpers and the registry token flow.
 
 The token flow runs against an in-process token server + protected API behind an
 ``httpx.MockTransport``: the same ``httpx.Client`` carries the token requests, as in real use.
@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from trustkit.auth import (
+from trustkit.client.auth import (
     DOCKER_HUB_AUTH_KEY,
     SCOPE_EXTENSION,
     Challenge,

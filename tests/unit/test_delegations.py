@@ -8,9 +8,9 @@ from trustkit.errors import NotSignedError, ThresholdError
 from trustkit.keys import KeyStore
 from trustkit.metadata import FileMeta
 from trustkit.reference import parse_repository
-from trustkit.repository import NoSigningKeyError
+from trustkit.trust.repository import NoSigningKeyError
 from trustkit.roles import RELEASES
-from trustkit.signing import TagTarget, TrustSession, sign_tags, verify_tag
+from trustkit.ops import TagTarget, TrustSession, sign_tags, verify_tag
 
 
 def session(sim, trust_dir, keys=()):
@@ -48,7 +48,7 @@ def test_inspect_the_web_page_and_verify_resolve_alike(tmp_path):
     since verify (and docker pull) would not accept it."""
     from trustkit.server.storage import StoredFile
     from trustkit.server.web import repository_view
-    from trustkit.signing import inspect
+    from trustkit.ops import inspect
 
     sim = Simulator()
     sim.add_delegation(RELEASES, paths=["release-"])

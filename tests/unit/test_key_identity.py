@@ -24,7 +24,7 @@ from trustkit.metadata import Metadata, Targets
 from trustkit.keys import KeyStore
 from trustkit.reference import parse_repository
 from trustkit.roles import TARGETS
-from trustkit.signing import TrustSession, add_signer
+from trustkit.ops import TrustSession, add_signer
 
 # SubjectPublicKeyInfo header for an EC P-256 key with a 33-byte (compressed) point.
 _COMPRESSED_P256_SPKI = bytes.fromhex("3039301306072a8648ce3d020106082a8648ce3d030107032200")

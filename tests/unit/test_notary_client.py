@@ -1,4 +1,4 @@
-"""trustkit.notary: server URL rules, TLS discovery, and the Notary API client over an
+"""trustkit.client.notary: server URL rules, TLS discovery, and the Notary API client over an
 in-process ``httpx.MockTransport`` (paths, exact bytes, size caps, multipart, error mapping,
 retries).  The real notary-server is exercised in tests/interop/test_notary_client_interop.py.
 """
@@ -16,7 +16,7 @@ import httpx
 import peers
 import pytest
 
-from trustkit.auth import SCOPE_EXTENSION, Credentials, TokenAuth, repository_scope
+from trustkit.client.auth import SCOPE_EXTENSION, Credentials, TokenAuth, repository_scope
 from trustkit.errors import (
     InvalidReferenceError,
     MetadataError,
@@ -29,7 +29,7 @@ from trustkit.errors import (
     TrustkitError,
 )
 from trustkit.keys.public import PublicKey
-from trustkit.notary import (
+from trustkit.client.notary import (
     DOCKER_HUB_NOTARY,
     RETRY_BACKOFF,
     NotaryClient,

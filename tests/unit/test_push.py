@@ -1,4 +1,4 @@
-"""trustkit.registry, trustkit.sources and trustkit.push against an in-process registry behind an
+"""trustkit.oci.registry, trustkit.oci.sources and trustkit.oci.push against an in-process registry behind an
 ``httpx.MockTransport``: uploads (monolithic, chunked, verified while streaming), retries, error
 mapping, the concurrency limit, skips, mounts, manifest ordering, immutability and the
 pushed-but-not-signed failure.  The real registry is exercised in tests/interop."""
@@ -25,20 +25,13 @@ from trustkit.errors import (
     ServerRejectedError,
     TrustkitError,
 )
-from trustkit.push import (
-    BlobLocationCache,
-    ImmutableTagError,
-    PushedNotSignedError,
-    check_immutable_tag,
-    plan_image,
-    push_image,
-    repository_immutable,
-    tag_image,
-    upload,
-)
+from trustkit.client.notary import NotaryClient
+from trustkit.errors import ImmutableTagError, PushedNotSignedError
+from trustkit.oci.push import BlobLocationCache, plan_image, push_image, tag_image, upload
+from trustkit.ops import check_immutable_tag
 from trustkit.reference import parse
-from trustkit.registry import Manifest, RegistryClient, open_file, save_login, sha256_digest
-from trustkit.sources import (
+from trustkit.oci.registry import Manifest, RegistryClient, open_file, save_login, sha256_digest
+from trustkit.oci.sources import (
     DockerArchiveSource,
     OCILayoutSource,
     RegistrySource,
@@ -193,7 +186,7 @@ def test_monolithic_upload_then_head(tmp_path):
 
 
 def test_chunked_upload_sends_content_ranges_and_commits_last(tmp_path, monkeypatch):
-    monkeypatch.setattr("trustkit.registry.READ_SIZE", 1000)
+    monkeypatch.setattr("trustkit.oci.registry.READ_SIZE", 1000)
     fake = FakeRegistry()
     data = bytes(range(256)) * 40  # 10,240 bytes
     with fake.client(chunk_threshold=4096, chunk_size=4096) as client:
@@ -207,7 +200,7 @@ def test_chunked_upload_sends_content_ranges_and_commits_last(tmp_path, monkeypa
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_bytes_that_do_not_match_the_digest_are_never_committed(tmp_path, chunked, monkeypatch):
-    monkeypatch.setattr("trustkit.registry.READ_SIZE", 1000)
+    monkeypatch.setattr("trustkit.oci.registry.READ_SIZE", 1000)
     fake = FakeRegistry()
     declared = b"a" * 6000
     path = blob_file(tmp_path, declared)
@@ -557,7 +550,7 @@ def test_signing_failure_after_the_push_says_not_signed(tmp_path):
     (200, b"not json", ServerError),
     (500, b"", ServerError),
 ])
-def test_repository_immutable_reads_the_settings(status, body, expected):
+def test_the_push_reads_immutability_through_the_notary_client(status, body, expected):
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -565,11 +558,12 @@ def test_repository_immutable_reads_the_settings(status, body, expected):
         return httpx.Response(status, content=body)
 
     http = httpx.Client(transport=httpx.MockTransport(handler))
+    client = NotaryClient("https://notary.test", "reg.test/team/app", http, retries=0)
     if isinstance(expected, bool):
-        assert repository_immutable(http, "https://notary.test", "reg.test/team/app") is expected
+        assert client.settings()["immutable"] is expected
     else:
         with pytest.raises(expected):
-            repository_immutable(http, "https://notary.test", "reg.test/team/app")
+            client.settings()
     assert seen == ["/v2/reg.test/team/app/_trust/settings"]
 
 
@@ -586,7 +580,7 @@ class _Session:
 
 
 def test_an_immutable_repository_refuses_a_signed_tag_for_another_digest(monkeypatch):
-    monkeypatch.setattr("trustkit.signing.released_target",
+    monkeypatch.setattr("trustkit.ops.released_target",
                         lambda trusted, tag: ("targets", _Target("aa" * 32)) if tag == "v1" else None)
     asked: list[bool] = []
 

@@ -9,7 +9,7 @@ from simulator import GUN, NOW, Simulator
 from trustkit.errors import ExpiredError
 from trustkit.keys import KeyStore
 from trustkit.reference import parse_repository
-from trustkit.signing import TrustSession, refresh, verify_tag
+from trustkit.ops import TrustSession, refresh, verify_tag
 
 
 def session_for(sim, trust_dir, now, with_keys=True):

@@ -493,4 +493,4 @@ def test_reference_layer_imports_only_errors_and_stdlib():
             imported.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
-    assert imported <= {"__future__", "re", "dataclasses", "trustkit.errors"}
+    assert imported <= {"__future__", "ipaddress", "re", "dataclasses", "trustkit.errors"}

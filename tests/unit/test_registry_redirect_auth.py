@@ -19,9 +19,9 @@ import io
 import httpx
 import pytest
 
-from trustkit.auth import Credentials
+from trustkit.client.auth import Credentials
 from trustkit.errors import NotAuthorizedError
-from trustkit.registry import RegistryClient, registry_auth
+from trustkit.oci.registry import RegistryClient, registry_auth
 
 REGISTRY = "registry.test"
 BLOB = b"layer bytes"

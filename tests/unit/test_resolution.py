@@ -1,4 +1,4 @@
-"""trustkit.resolution: the one tag -> digest resolution, checked against notary 0.7's walk
+"""trustkit.trust.resolution: the one tag -> digest resolution, checked against notary 0.7's walk
 (``GetTargetByName`` / ``WalkTargets``: breadth first, paths restricted by every parent, named
 roles' subtrees skipped) and docker's rule (only targets/releases or targets may answer)."""
 
@@ -11,7 +11,7 @@ from simulator import Simulator, new_key
 from trustkit.encoding import b64encode
 from trustkit.metadata import FileMeta, Metadata
 from trustkit.metadata.payload import DelegationRole, Delegations, Targets
-from trustkit.resolution import DelegationTree, changed_resolutions, released_tags, verified_tree
+from trustkit.trust.resolution import DelegationTree, changed_resolutions, released_tags, verified_tree
 from trustkit.roles import RELEASES, TARGETS
 
 KEY = new_key()

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from trustkit.auth import Credentials, TokenAuth
+from trustkit.client.auth import Credentials, TokenAuth
 from trustkit.errors import NotAuthorizedError, TrustkitError
 from trustkit.server.auth import (
     Access,
@@ -938,7 +938,7 @@ def buffered(client: TestClient) -> httpx.Client:
 
 
 def test_trustkit_token_auth_drives_the_flow(client) -> None:
-    """trustkit's own client auth (trustkit.auth.TokenAuth) against the issuer + authorizer:
+    """trustkit's own client auth (trustkit.client.auth.TokenAuth) against the issuer + authorizer:
     it parses our challenge, asks our realm, takes our token and is let in on the retry."""
     http = buffered(client)
     auth = TokenAuth(Credentials("alice", "wonderland"), registry="testserver")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from trustkit.signing import content_trust_enabled
+from trustkit.ops import content_trust_enabled
 
 
 @pytest.mark.parametrize(("env", "flag", "expected"), [
@@ -26,7 +26,7 @@ def test_expiry_warnings_name_roles_expiring_within_30_days(tmp_path):
 
     from simulator import NOW, Simulator
 
-    from trustkit.signing import expiry_warnings
+    from trustkit.ops import expiry_warnings
 
     sim = Simulator()
     sim.add_target("v1")

@@ -8,13 +8,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from trustkit.config import load_trust_pinning
+from trustkit.client.config import load_trust_pinning
 from trustkit.encoding import format_expires
 from trustkit.errors import TrustkitError, VerificationError
 from trustkit.keys import CryptoSigner, PublicKey, generate
 from trustkit.keys.certs import root_key_for
 from trustkit.metadata import BASE_ROLES, Metadata, RoleKeys, Root
-from trustkit.trust import TrustedSet, TrustPinning
+from trustkit.trust.trusted_set import TrustedSet, TrustPinning
 
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 GUN = "example.com/org/app"

@@ -13,8 +13,8 @@ import click
 if TYPE_CHECKING:
     from trustkit.keys import KeyStore, PassphraseRequest
     from trustkit.reference import ImageReference
-    from trustkit.signing import TrustSession
-    from trustkit.trust import TrustPinning
+    from trustkit.ops import TrustSession
+    from trustkit.trust.trusted_set import TrustPinning
 
 
 @dataclass
@@ -40,9 +40,9 @@ class Context:
 
     def trust_session(self, reference: ImageReference, *, offline: bool = False) -> TrustSession:
         """Server URL, TLS and credentials for the reference's registry, as docker resolves them."""
-        from trustkit.auth import TokenAuth, load_credentials
-        from trustkit.notary import NotaryClient, make_http_client, resolve_server_url
-        from trustkit.signing import TrustSession
+        from trustkit.client.auth import TokenAuth, load_credentials
+        from trustkit.client.notary import NotaryClient, make_http_client, resolve_server_url
+        from trustkit.ops import TrustSession
 
         url = resolve_server_url(reference.registry, self.server_url)
         client = None
@@ -54,7 +54,7 @@ class Context:
                             staging_dir=Path(self.staging_dir) if self.staging_dir else None)
 
     def trust_pinning(self) -> TrustPinning:
-        from trustkit.config import default_config_path, load_trust_pinning
+        from trustkit.client.config import default_config_path, load_trust_pinning
 
         path = Path(self.config_file) if self.config_file else default_config_path()
         return load_trust_pinning(path, disable_tofu=self.no_tofu)

@@ -40,8 +40,8 @@ def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple
     from trustkit.keys.certs import certificate_problem, check_client_certificate, load_ca_certificates
     from trustkit.keys.public import load_public_pem
     from trustkit.reference import parse_repository
-    from trustkit.repository import refuse_same_key_twice, validate_signer_name
-    from trustkit.signing import add_signer
+    from trustkit.trust.repository import refuse_same_key_twice, validate_signer_name
+    from trustkit.ops import add_signer
 
     validate_signer_name(name)
     now = datetime.now(timezone.utc)
@@ -82,7 +82,7 @@ def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple
 def signer_remove(ctx: Context, name: str, repos: tuple[str, ...], force: bool) -> None:
     """Remove signer NAME from each REPO."""
     from trustkit.reference import parse_repository
-    from trustkit.signing import remove_signer
+    from trustkit.ops import remove_signer
 
     for repo in repos:
         reference = parse_repository(repo)
@@ -135,7 +135,7 @@ def key_rotate(ctx: Context, repo: str, role: str, server_managed: bool) -> None
     """Give ROLE of REPO a new key and publish.  A new root is signed by the old and the new
     root keys, and is checked against the old root before anything is published."""
     from trustkit.reference import parse_repository
-    from trustkit.signing import rotate_key
+    from trustkit.ops import rotate_key
 
     reference = parse_repository(repo)
     new_key = rotate_key(ctx.trust_session(reference), role, server_managed=server_managed)
@@ -156,7 +156,7 @@ def refresh(ctx: Context, repo: str, roles: tuple[str, ...], days: int) -> None:
     expired roles, re-signs them with fresh expiry and publishes."""
     from trustkit.metadata import validate_role_name
     from trustkit.reference import parse_repository
-    from trustkit.signing import refresh as refresh_roles
+    from trustkit.ops import refresh as refresh_roles
 
     for role in roles:
         validate_role_name(role)

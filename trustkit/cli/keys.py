@@ -122,7 +122,7 @@ def remove(ctx: Context, keyid: str, yes: bool, force: bool) -> None:
     """Delete a private key from the store.  Refuses (without --force) when it is the only key
     you hold for a role of a repository you have worked with, naming those roles."""
     from trustkit.errors import TrustkitError
-    from trustkit.signing import roles_left_unsignable
+    from trustkit.ops import roles_left_unsignable
 
     store = ctx.key_store()
     info = store.find(keyid)

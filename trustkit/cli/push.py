@@ -13,7 +13,7 @@ from trustkit.cli.context import Context, can_prompt, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_json
 
 if TYPE_CHECKING:
-    from trustkit.push import PushEvent, PushSummary
+    from trustkit.oci.push import PushEvent, PushSummary
     from trustkit.reference import ImageReference
 
 INSECURE_OPTION = click.option(
@@ -41,7 +41,7 @@ def _signing_enabled(sign_flag: bool, disable: bool) -> bool:
         return sign_flag
     if not os.environ.get("DOCKER_CONTENT_TRUST", "").strip():
         return False  # what content_trust_enabled says, without importing the signing layers
-    from trustkit.signing import content_trust_enabled
+    from trustkit.ops import content_trust_enabled
 
     return content_trust_enabled(None)
 
@@ -56,8 +56,8 @@ def _target(image: str) -> ImageReference:
 
 
 def _cache() -> Any:
-    from trustkit.auth import docker_config_dir
-    from trustkit.push import BlobLocationCache
+    from trustkit.client.auth import docker_config_dir
+    from trustkit.oci.push import BlobLocationCache
 
     return BlobLocationCache(docker_config_dir() / "trustkit" / "push-cache.json")
 
@@ -149,7 +149,7 @@ def _signing(ctx: Context, target: ImageReference, enabled: bool, display: _Disp
         return None
 
     def prepare() -> Any:
-        from trustkit.push import PreparedSigning
+        from trustkit.ops import PreparedSigning
 
         display.line(f"Content trust: preparing to sign {target.familiar}:{target.tag}")
         return PreparedSigning(ctx.trust_session(target), target.tag)
@@ -158,7 +158,7 @@ def _signing(ctx: Context, target: ImageReference, enabled: bool, display: _Disp
 
 
 def _run(job: Callable[[], PushSummary], target: ImageReference, output_format: str, quiet: bool) -> None:
-    from trustkit.push import PushedNotSignedError
+    from trustkit.errors import PushedNotSignedError
 
     try:
         summary = job()
@@ -196,9 +196,9 @@ def push(ctx: Context, source: str, image: str, sign_flag: bool, disable_content
     before anything is uploaded, and the tag is signed with the manifest's digest and size.
     If signing fails after the push, the command fails and says the image is NOT signed.
     """
-    from trustkit.push import push_image
-    from trustkit.registry import connect
-    from trustkit.sources import DockerArchiveSource, OCILayoutSource, RegistrySource, parse_source
+    from trustkit.oci.push import push_image
+    from trustkit.oci.registry import connect
+    from trustkit.oci.sources import DockerArchiveSource, OCILayoutSource, RegistrySource, parse_source
 
     target = _target(image)
     spec = parse_source(source)
@@ -207,7 +207,7 @@ def push(ctx: Context, source: str, image: str, sign_flag: bool, disable_content
     cache = _cache()
     with display:
         def source_progress(kind: str, digest: str, detail: str) -> None:
-            from trustkit.push import PushEvent
+            from trustkit.oci.push import PushEvent
 
             display(PushEvent(kind, digest, detail=detail))
 
@@ -251,9 +251,9 @@ def tag(ctx: Context, source_image: str, image: str, sign_flag: bool, disable_co
         insecure_registries: tuple[str, ...], quiet: bool, output_format: str) -> None:
     """Tag SOURCE_IMAGE (IMAGE:TAG or IMAGE@DIGEST) as IMAGE:TAG in the same registry, without
     uploading (blobs of another repository are mounted); sign it when content trust is on."""
-    from trustkit.push import tag_image
+    from trustkit.oci.push import tag_image
     from trustkit.reference import parse
-    from trustkit.registry import connect
+    from trustkit.oci.registry import connect
 
     source = parse(source_image)
     if source.tag is None and source.digest is None:
@@ -275,9 +275,9 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure_re
     """Check credentials against REGISTRY and store them in $DOCKER_CONFIG/config.json, as
     `docker login` does (or in the credential helper it names).  The password comes from
     --password-stdin or a terminal prompt, never from the command line."""
-    from trustkit.auth import Credentials
+    from trustkit.client.auth import Credentials
     from trustkit.reference import parse
-    from trustkit.registry import connect, save_login
+    from trustkit.oci.registry import connect, save_login
 
     name = registry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
     if name.endswith("/v1") or name.endswith("/v2"):

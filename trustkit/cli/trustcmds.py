@@ -12,7 +12,7 @@ from trustkit.cli.context import Context, can_prompt, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table, warn
 
 if TYPE_CHECKING:
-    from trustkit.signing import TagTarget
+    from trustkit.ops import TagTarget
 
 VERIFY_HELP = """Verify that IMAGE:TAG is signed and print its trusted digest and size.
 
@@ -40,7 +40,7 @@ def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, 
     """Initialise trust for REPO and publish it: root and targets keys (the root key is reused
     if the store has one), snapshot and timestamp keys held by the server."""
     from trustkit.reference import parse_repository
-    from trustkit.signing import init_repository
+    from trustkit.ops import init_repository
 
     reference = parse_repository(repo)
     session = ctx.trust_session(reference)
@@ -67,7 +67,7 @@ def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | 
     Without --digest/--size, each tag's manifest digest and size are read from the registry.
     An uninitialised repository is initialised first, as `docker trust sign` does.  With
     delegation keys only, the tag is signed into every role those keys can sign."""
-    from trustkit.signing import sign_tags
+    from trustkit.ops import sign_tags
 
     if digest is None and size is None and from_file is None:
         reference, targets = _targets_from_registry(images, insecure_registries)
@@ -92,8 +92,8 @@ def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | 
 def _targets_from_registry(images: tuple[str, ...], insecure: tuple[str, ...]) -> tuple[object, list[TagTarget]]:
     """Each IMAGE:TAG's manifest digest and size, as the registry serves them now."""
     from trustkit.reference import parse
-    from trustkit.registry import connect
-    from trustkit.signing import TagTarget
+    from trustkit.oci.registry import connect
+    from trustkit.ops import TagTarget
 
     refs = [parse(image) for image in images]
     if len({r.gun for r in refs}) != 1 or any(r.tag is None for r in refs):
@@ -109,7 +109,7 @@ def _targets_from_registry(images: tuple[str, ...], insecure: tuple[str, ...]) -
 def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | None,
                      from_file: click.utils.LazyFile | None) -> tuple[object, list[TagTarget]]:
     from trustkit.reference import parse, parse_repository, validate_digest, validate_tag
-    from trustkit.signing import TagTarget
+    from trustkit.ops import TagTarget
 
     if from_file is not None:
         if len(images) != 1 or digest or size is not None:
@@ -144,7 +144,7 @@ def inspect(ctx: Context, images: tuple[str, ...], pretty: bool) -> None:
     """Show signed tags, signers and administrative keys (the `docker trust inspect` shape)."""
     from trustkit.errors import NotSignedError
     from trustkit.reference import parse
-    from trustkit.signing import inspect as inspect_entry
+    from trustkit.ops import inspect as inspect_entry
 
     entries, missing = [], []
     for image in images:
@@ -188,7 +188,7 @@ def _pretty(entry: dict) -> None:  # type: ignore[type-arg]
 def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_format: str) -> None:
     from trustkit.errors import TrustkitError
     from trustkit.reference import parse, validate_digest
-    from trustkit.signing import verify_tag
+    from trustkit.ops import verify_tag
 
     try:
         reference = parse(image)
@@ -219,7 +219,7 @@ def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_f
 def revoke(ctx: Context, image: str, yes: bool, output_format: str) -> None:
     """Remove a tag's signature (or, without a tag, every signed tag) and publish."""
     from trustkit.reference import parse
-    from trustkit.signing import revoke as revoke_tags
+    from trustkit.ops import revoke as revoke_tags
 
     reference = parse(image)
     if reference.tag is None and not yes:

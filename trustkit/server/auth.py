@@ -57,7 +57,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from trustkit.errors import TrustkitError
+from trustkit.errors import AuthConfigError, InvalidScopeError, TrustkitError
 
 __all__ = [
     "Access",
@@ -96,14 +96,6 @@ _BCRYPT_MAX_PASSWORD = 72  # bcrypt reads 72 bytes; htpasswd truncates there, bc
 _ACTION = re.compile(r"[a-z]+|\*")
 _TYPE = re.compile(r"[a-z0-9]+(?:\([a-z0-9]+\))?")
 _BAD_NAME_CHARS = re.compile(r'[\s"\\\x00-\x1f\x7f]')
-
-
-class AuthConfigError(TrustkitError):
-    """The auth configuration cannot be used: a root bundle, key, certificate or htpasswd file."""
-
-
-class InvalidScopeError(TrustkitError, ValueError):
-    """A scope string that is not ``<type>:<name>:<action>[,<action>...]``."""
 
 
 # --------------------------------------------------------------------------------------------

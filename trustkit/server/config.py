@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from trustkit.auth import is_loopback_host
+from trustkit.reference import is_loopback_host
 from trustkit.errors import TrustkitError
 
 LOG = logging.getLogger("trustkit.server")

@@ -18,10 +18,10 @@ from trustkit.errors import EncodingError, TrustkitError
 from trustkit.keys.public import distinct_keys
 from trustkit.metadata import FileMeta, Metadata, Root, Snapshot, Targets, Timestamp
 from trustkit.roles import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role, role_name_problem
-from trustkit.resolution import DelegationTree, changed_resolutions, verified_tree
+from trustkit.trust.resolution import DelegationTree, changed_resolutions, verified_tree
 from trustkit.server.keys import ServerKeys
 from trustkit.server.storage import StoredFile
-from trustkit.trust import TrustedSet
+from trustkit.trust.trusted_set import TrustedSet
 
 SNAPSHOT_EXPIRY = timedelta(days=1095)
 TIMESTAMP_EXPIRY = timedelta(days=14)

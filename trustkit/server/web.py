@@ -33,7 +33,7 @@ from starlette.routing import Route
 from trustkit.errors import TrustkitError
 from trustkit.metadata import Metadata
 from trustkit.reference import tag_sort_key
-from trustkit.resolution import released_tags, verified_tree
+from trustkit.trust.resolution import released_tags, verified_tree
 from trustkit.roles import RELEASES, ROOT, TARGETS
 from trustkit.server.auth import Access, PageAccess
 from trustkit.server.storage import Storage, StoredFile
@@ -129,7 +129,7 @@ def repository_view(gun: str, files: dict[str, StoredFile], immutable: bool) -> 
         view.targets_expires = None
 
     # Every delegation reachable from targets; the tags shown are the ones clients resolve
-    # (trustkit.resolution: verify, inspect and the immutability rule use the same walk).
+    # (trustkit.trust.resolution: verify, inspect and the immutability rule use the same walk).
     parsed: dict[str, Metadata[Any]] = {}
     pending: list[Metadata[Any]] = [top]
     while pending:

@@ -1,20 +1,20 @@
-"""Layer `registry` (clients): the push engine behind ``trustkit push`` and ``trustkit tag``.
+"""Layer `oci`: the push engine behind ``trustkit push`` and ``trustkit tag``.
 
 The order of work, each step only when the previous one succeeded:
 
 1. :func:`plan_image` reads the source: the top manifest, child manifests of an index, every
    blob's descriptor, and checks each blob is present with the declared size (local sources).
-2. :class:`PreparedSigning` (content trust on): the trust data is loaded (or the repository is
-   initialised in memory, the server's keys fetched), the keys that will sign are decrypted,
-   and :func:`check_immutable_tag` refuses a tag that an immutable repository already signed
-   for another digest.  Nothing has been uploaded yet.
+2. A :class:`PushSigning` (content trust on, ``trustkit.ops.PreparedSigning``): the trust data is
+   loaded (or the repository is initialised in memory, the server's keys fetched), the keys that
+   will sign are decrypted, and a tag that an immutable repository already signed for another
+   digest is refused.  Nothing has been uploaded yet.  This module never imports the trust code.
 3. :func:`upload` pushes the blobs, at most ``max_concurrent_uploads`` at once: ``HEAD`` first
    ("Layer already exists"), then a cross-repository mount from a repository known to hold the
    blob (the ``docker://`` source's, or one recorded in :class:`BlobLocationCache`), else an
    upload that streams and verifies the digest.  Child manifests, then the top manifest, go
    last, only when every blob is in.
 4. The tag is signed with the manifest's digest and size.  A failure here raises
-   :class:`PushedNotSignedError`: the image is in the registry but must not be reported as a
+   ``PushedNotSignedError``: the image is in the registry but must not be reported as a
    success (docker/cli #2721).
 
 Progress goes to a callback; nothing here prints.
@@ -28,50 +28,30 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from trustkit._httpx import httpx
 
-from trustkit.auth import SCOPE_EXTENSION, repository_scope
-from trustkit.errors import NetworkError, ServerError, ServerRejectedError, TrustkitError
+from trustkit.errors import ImmutableTagError, NetworkError, PushedNotSignedError, ServerError, TrustkitError
 from trustkit.reference import ImageReference
 from trustkit.keys.store import atomic_write
-from trustkit.registry import Manifest, RegistryClient
-from trustkit.sources import Descriptor, ImageSource, RegistrySource, SourceError, image_blobs, index_children
-
-if TYPE_CHECKING:  # the signing layers load only when content trust is on (they cost ~60 ms)
-    from trustkit.repository import Repository
-    from trustkit.signing import TrustSession
+from trustkit.oci.registry import Manifest, RegistryClient
+from trustkit.oci.sources import Descriptor, ImageSource, RegistrySource, SourceError, image_blobs, index_children
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT_UPLOADS",
     "BlobLocationCache",
-    "ImmutableTagError",
     "Plan",
-    "PreparedSigning",
+    "PushSigning",
     "PushEvent",
     "PushSummary",
-    "PushedNotSignedError",
-    "check_immutable_tag",
     "plan_image",
     "push_image",
-    "repository_immutable",
     "tag_image",
     "upload",
 ]
 
 DEFAULT_MAX_CONCURRENT_UPLOADS = 5
 MOUNT_CANDIDATES = 3  # repositories tried for a mount before uploading, as docker does
-
-
-class PushedNotSignedError(TrustkitError):
-    """The image is in the registry, but signing it failed; ``summary`` says what was pushed."""
-
-    summary: PushSummary | None = None
-
-
-class ImmutableTagError(TrustkitError):
-    """The repository is immutable and the tag is already signed for another digest."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,106 +235,15 @@ def plan_image(source: ImageSource) -> Plan:
 # 2. content trust, prepared before the first byte goes up
 
 
-class PreparedSigning:
-    """The repository to sign into, loaded (or initialised in memory) and with the keys that
-    will sign already decrypted, so signing after the push cannot fail for a passphrase.
+class PushSigning(Protocol):
+    """Content trust as the push needs it, prepared before the first byte goes up (the ops layer's
+    ``PushSigning``): the push itself never imports the trust code."""
 
-    Raises (from the constructor): whatever stops signing: an unreachable or refusing trust
-    server, missing keys, no passphrase and no terminal, a wrong passphrase.
-    """
-
-    def __init__(self, session: TrustSession, tag: str) -> None:
-        from trustkit.repository import ROOT_RESIGN_WINDOW
-        from trustkit.roles import ROOT, SNAPSHOT
-
-        self.session = session
-        self.tag = tag
-        self.repo: Repository = session.repository()
-        self.roles = self.repo.signable_roles(tag)
-        needed = list(self.roles)
-        root = self.repo.root.signed
-        if self.repo.is_new or root.expires_at - self.repo.now < ROOT_RESIGN_WINDOW:
-            needed.append(ROOT)
-        needed.append(SNAPSHOT)
-        for role in needed:
-            try:
-                held = self.repo.held_keys(role)
-            except TrustkitError:
-                continue
-            for _, canonical in held:
-                # Decrypt now (it asks for the passphrase) and keep the signer for the publish.
-                self.repo._signer(canonical)  # noqa: SLF001 - the repository's own signer cache
-
-    def check_immutable(self, digest: str, *, fetch: Callable[[], bool] | None = None) -> None:
-        """Refuse when the repository is immutable and the tag is signed for another digest."""
-        client = self.session.client
-        if fetch is None:
-            def fetch() -> bool:
-                return repository_immutable(client.client, client.base_url, self.session.gun)
-        check_immutable_tag(self.session, self.tag, digest, fetch)
+    def check_immutable(self, digest: str) -> None:
+        """Raise when the repository is immutable and the tag is signed for another digest."""
 
     def sign(self, digest: str, size: int) -> list[str]:
-        """Sign the tag for ``digest`` (``sha256:HEX``) and ``size``, publish; returns the roles.
-        Someone else having published meanwhile makes it reload and sign again once."""
-        from trustkit.metadata import FileMeta
-        from trustkit.signing import TagTarget, sign_tags
-
-        target = TagTarget(self.tag, digest.removeprefix("sha256:"), size)
-        roles = self.repo.add_target(self.tag, FileMeta.for_digest(target.digest, size), self.roles)
-        try:
-            self.session.publish(self.repo)
-        except ServerRejectedError as exc:
-            if exc.code != "VERSION":
-                raise
-            result = sign_tags(self.session, [target])
-            return result.signed[self.tag]
-        return roles
-
-
-def repository_immutable(http: httpx.Client, base_url: str, gun: str) -> bool:
-    """``GET /v2/<gun>/_trust/settings`` on the trust server: ``{"immutable": bool}``.
-    404 (notary-server has no such route, or no settings) means not immutable.
-
-    Raises:
-        NetworkError / ServerError: unreachable, or an answer that is neither 200 nor 404.
-    """
-    url = f"{base_url.rstrip('/')}/v2/{gun}/_trust/settings"
-    try:
-        response = http.get(url, extensions={SCOPE_EXTENSION: repository_scope(gun)})
-    except httpx.TransportError as exc:
-        raise NetworkError(f"cannot read the settings of {gun} from the trust server: {exc}") from None
-    if response.status_code == 404:
-        return False
-    if response.status_code != 200:
-        raise ServerError(f"the trust server answered HTTP {response.status_code} for the settings of {gun}")
-    try:
-        data = response.json()
-    except ValueError:
-        raise ServerError(f"the trust server sent settings for {gun} that are not JSON") from None
-    value = data.get("immutable") if isinstance(data, dict) else None
-    if not isinstance(value, bool):
-        raise ServerError(f"the trust server sent settings for {gun} without a boolean \"immutable\"")
-    return value
-
-
-def check_immutable_tag(session: TrustSession, tag: str, digest: str, immutable: Callable[[], bool]) -> None:
-    """Raise ImmutableTagError when ``tag`` is already signed for another digest and the
-    repository is immutable (``immutable`` is only asked in that case)."""
-    from trustkit.signing import released_target
-
-    trusted = session.last_trusted
-    if trusted is None:
-        return
-    found = released_target(trusted, tag)
-    if found is None:
-        return
-    signed_hex = found[1].sha256_hex
-    if signed_hex is None or signed_hex == digest.removeprefix("sha256:"):
-        return
-    if immutable():
-        raise ImmutableTagError(
-            f"{session.reference.familiar}:{tag} is already signed for sha256:{signed_hex} and the repository "
-            "is immutable; nothing was pushed", hint="push under a new tag")
+        """Sign the tag for ``digest`` (``sha256:HEX``) and ``size``, publish; return the roles."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,7 +353,7 @@ def upload(plan: Plan, source: ImageSource, client: RegistryClient, target: Imag
 # the whole job
 
 
-def _sign_after_push(signing: PreparedSigning, summary: PushSummary, target: ImageReference) -> None:
+def _sign_after_push(signing: PushSigning, summary: PushSummary, target: ImageReference) -> None:
     try:
         summary.signed_roles = signing.sign(summary.digest, summary.size)
     except TrustkitError as exc:
@@ -478,17 +367,17 @@ def _sign_after_push(signing: PreparedSigning, summary: PushSummary, target: Ima
 
 
 def push_image(source: ImageSource, target: ImageReference, client: RegistryClient, *,
-               signing: Callable[[], PreparedSigning] | None = None,
+               signing: Callable[[], PushSigning] | None = None,
                max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS, progress: Progress | None = None,
                cache: BlobLocationCache | None = None) -> PushSummary:
-    """Plan, prepare signing (``signing`` builds the PreparedSigning), check immutability,
+    """Plan, prepare signing (``signing`` builds the PushSigning), check immutability,
     upload, sign.  See the module docstring for the guarantees."""
     return _upload_and_sign(plan_image(source), source, client, target, signing=signing,
                             max_concurrent_uploads=max_concurrent_uploads, progress=progress, cache=cache)
 
 
 def _upload_and_sign(plan: Plan, source: ImageSource, client: RegistryClient, target: ImageReference, *,
-                     signing: Callable[[], PreparedSigning] | None, max_concurrent_uploads: int,
+                     signing: Callable[[], PushSigning] | None, max_concurrent_uploads: int,
                      progress: Progress | None, cache: BlobLocationCache | None) -> PushSummary:
     """What push and tag share: signing prepared (and immutability checked) before the first
     upload, the upload, the blob-location cache saved, then the signature."""
@@ -522,7 +411,7 @@ class _MountOnlySource(RegistrySource):
 
 
 def tag_image(client: RegistryClient, source: ImageReference, target: ImageReference, *,
-              signing: Callable[[], PreparedSigning] | None = None, progress: Progress | None = None,
+              signing: Callable[[], PushSigning] | None = None, progress: Progress | None = None,
               cache: BlobLocationCache | None = None) -> PushSummary:
     """Give the manifest of ``source`` the tag of ``target`` in the same registry, without
     uploading: blobs of another repository are mounted.  Signed when ``signing`` is given."""

@@ -8,23 +8,30 @@ GUN to its server, key store and cache; the functions below are what ``trustkit 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from trustkit.errors import DigestMismatchError, NotSignedError, ThresholdError, TrustkitError
+from trustkit.errors import (
+    DigestMismatchError,
+    ImmutableTagError,
+    NotSignedError,
+    ServerRejectedError,
+    ThresholdError,
+    TrustkitError,
+)
 
 from trustkit.keys.public import PublicKey
 from trustkit.keys.store import KeyStore, atomic_write
 from trustkit.metadata import FileMeta, Metadata
 from trustkit.reference import ImageReference
-from trustkit.repository import Repository
-from trustkit.resolution import DelegationTree, released_tags
+from trustkit.trust.repository import ROOT_RESIGN_WINDOW, Repository
+from trustkit.trust.resolution import DelegationTree, released_tags
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
-from trustkit.trust import TrustedSet, TrustPinning
-from trustkit.updater import Updater
+from trustkit.trust.trusted_set import TrustedSet, TrustPinning
+from trustkit.client.updater import Updater
 
 EXPIRY_WARNING = timedelta(days=30)
 REPO_ADMIN = "Repo Admin"
@@ -192,7 +199,7 @@ class VerifiedTag:
 
 
 def released_target(trusted: TrustedSet, tag: str) -> tuple[str, FileMeta] | None:
-    """What ``docker pull`` resolves ``tag`` to (§9), paths honoured: see trustkit.resolution."""
+    """What ``docker pull`` resolves ``tag`` to (§9), paths honoured: see trustkit.trust.resolution."""
     found = DelegationTree.of(trusted.targets).docker_lookup(tag)
     return (found.role, found.meta) if found is not None else None
 
@@ -270,6 +277,75 @@ def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
     admin = [{"Name": "Root", "Keys": [{"ID": k} for k in sorted(root.roles[ROOT].keyids)]},
              {"Name": "Repository", "Keys": [{"ID": k} for k in sorted(root.roles[TARGETS].keyids)]}]
     return {"Name": name, "SignedTags": signed_tags, "Signers": signers, "AdministrativeKeys": admin}
+
+
+# ---- content trust for a push (trustkit.oci.push takes it as its PushSigning)
+
+
+class PreparedSigning:
+    """The repository to sign into, loaded (or initialised in memory) and with the keys that
+    will sign already decrypted, so signing after the push cannot fail for a passphrase.
+
+    Raises (from the constructor): whatever stops signing: an unreachable or refusing trust
+    server, missing keys, no passphrase and no terminal, a wrong passphrase.
+    """
+
+    def __init__(self, session: TrustSession, tag: str) -> None:
+        self.session = session
+        self.tag = tag
+        self.repo: Repository = session.repository()
+        self.roles = self.repo.signable_roles(tag)
+        needed = list(self.roles)
+        root = self.repo.root.signed
+        if self.repo.is_new or root.expires_at - self.repo.now < ROOT_RESIGN_WINDOW:
+            needed.append(ROOT)
+        needed.append(SNAPSHOT)
+        for role in needed:
+            try:
+                held = self.repo.held_keys(role)
+            except TrustkitError:
+                continue
+            for _, canonical in held:
+                # Decrypt now (it asks for the passphrase) and keep the signer for the publish.
+                self.repo._signer(canonical)  # noqa: SLF001 - the repository's own signer cache
+
+    def check_immutable(self, digest: str) -> None:
+        """Refuse when the repository is immutable and the tag is signed for another digest (the
+        settings are read only in that case; a notary-server has none: never immutable)."""
+        check_immutable_tag(self.session, self.tag, digest,
+                            lambda: bool(self.session.client.settings().get("immutable", False)))
+
+    def sign(self, digest: str, size: int) -> list[str]:
+        """Sign the tag for ``digest`` (``sha256:HEX``) and ``size``, publish; returns the roles.
+        Someone else having published meanwhile makes it reload and sign again once."""
+        target = TagTarget(self.tag, digest.removeprefix("sha256:"), size)
+        roles = self.repo.add_target(self.tag, FileMeta.for_digest(target.digest, size), self.roles)
+        try:
+            self.session.publish(self.repo)
+        except ServerRejectedError as exc:
+            if exc.code != "VERSION":
+                raise
+            result = sign_tags(self.session, [target])
+            return result.signed[self.tag]
+        return roles
+
+
+def check_immutable_tag(session: TrustSession, tag: str, digest: str, immutable: Callable[[], bool]) -> None:
+    """Raise ImmutableTagError when ``tag`` is already signed for another digest and the
+    repository is immutable (``immutable`` is only asked in that case)."""
+    trusted = session.last_trusted
+    if trusted is None:
+        return
+    found = released_target(trusted, tag)
+    if found is None:
+        return
+    signed_hex = found[1].sha256_hex
+    if signed_hex is None or signed_hex == digest.removeprefix("sha256:"):
+        return
+    if immutable():
+        raise ImmutableTagError(
+            f"{session.reference.familiar}:{tag} is already signed for sha256:{signed_hex} and the repository "
+            "is immutable; nothing was pushed", hint="push under a new tag")
 
 
 def add_signer(session: TrustSession, name: str, keys: list[PublicKey], *, threshold: int | None = None,
@@ -360,5 +436,5 @@ def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPI
     return out
 
 
-__all__ = ["SignResult", "roles_left_unsignable", "add_signer", "refresh", "remove_signer", "rotate_key", "TagTarget", "TrustSession", "VerifiedTag", "content_trust_enabled", "expiry_warnings",
+__all__ = ["PreparedSigning", "SignResult", "check_immutable_tag", "roles_left_unsignable", "add_signer", "refresh", "remove_signer", "rotate_key", "TagTarget", "TrustSession", "VerifiedTag", "content_trust_enabled", "expiry_warnings",
            "init_repository", "inspect", "released_target", "revoke", "sign_tags", "verify_tag"]

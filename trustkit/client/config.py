@@ -20,7 +20,7 @@ from pathlib import Path
 
 from trustkit.encoding import loads_strict
 from trustkit.errors import EncodingError, TrustkitError
-from trustkit.trust import TrustPinning
+from trustkit.trust.trusted_set import TrustPinning
 
 MAX_CONFIG_SIZE = 1 << 20
 

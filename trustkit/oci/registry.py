@@ -5,8 +5,8 @@
   also accept an unverified certificate, docker's "insecure registry" rule).  CAs come from
   ``$DOCKER_CONFIG/tls/<host:port>/`` and ``/etc/docker/certs.d/<host:port>/``.
   Credentials come from ``$DOCKER_CONFIG/config.json`` (helpers and stores included) through
-  :func:`trustkit.auth.load_credentials`; token challenges are answered by
-  :class:`trustkit.auth.TokenAuth`.
+  :func:`trustkit.client.auth.load_credentials`; token challenges are answered by
+  :class:`trustkit.client.auth.TokenAuth`.
 * :class:`RegistryClient`: HEAD/GET blobs, cross-repository mounts, monolithic and chunked
   uploads that stream from a file-like object and verify the digest while streaming (an upload
   whose bytes do not hash to the declared digest is never committed), GET/PUT manifests with
@@ -33,21 +33,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from trustkit._httpx import httpx
+from trustkit.client._httpx import httpx
 
 from trustkit import __version__
-from trustkit.auth import (
+from trustkit.client.auth import (
     DOCKER_HUB_AUTH_KEY,
     SCOPE_EXTENSION,
     Credentials,
     TokenAuth,
     docker_config_dir,
-    is_loopback_host,
     load_credentials,
     repository_scope,
 )
 from trustkit.encoding import loads_strict
 from trustkit.keys.store import atomic_write
+from trustkit.reference import is_loopback_host
 from trustkit.errors import (
     EncodingError,
     HashMismatchError,
@@ -291,7 +291,7 @@ def registry_tls_context(host: str, *, insecure: bool, config_dir: Path | None =
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    from trustkit.notary import tls_settings  # only here: it imports the key layer
+    from trustkit.client.notary import tls_settings  # only here: it imports the key layer
 
     context, _ = tls_settings(f"https://{host}", None, config_dir)
     certs_d = _CERTS_D / host

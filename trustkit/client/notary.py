@@ -23,16 +23,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from trustkit._httpx import httpx
+from trustkit.client._httpx import httpx
 
 from trustkit import __version__
-from trustkit.auth import (
+from trustkit.client.auth import (
     SCOPE_EXTENSION,
     docker_config_dir,
-    is_loopback_host,
     repository_scope,
 )
 from trustkit.encoding import loads_strict
+from trustkit.reference import is_loopback_host
 from trustkit.errors import (
     EncodingError,
     InvalidReferenceError,

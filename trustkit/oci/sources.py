@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trustkit.encoding import loads_strict
-from trustkit.errors import EncodingError, HashMismatchError, InvalidReferenceError, TrustkitError
+from trustkit.errors import EncodingError, HashMismatchError, InvalidReferenceError, SourceError, TrustkitError
 from trustkit.reference import ImageReference, parse
-from trustkit.registry import (
+from trustkit.oci.registry import (
     DOCKER_MANIFEST,
     MANIFEST_LIMIT,
     Manifest,
@@ -67,10 +67,6 @@ CONTAINERD_NAME = "io.containerd.image.name"
 GZIP_LEVEL = 6
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 _SMALL_JSON = 16 * 1024 * 1024  # index.json, manifest.json, configs
-
-
-class SourceError(TrustkitError):
-    """The image source is missing, malformed or inconsistent."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from trustkit.errors import (
 from trustkit.keys.store import atomic_write
 from trustkit.metadata import Metadata, Targets
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, is_delegation
-from trustkit.trust import MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedSet, TrustPinning
+from trustkit.trust.trusted_set import MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedSet, TrustPinning
 
 # In notary's canonical layout "version" is the last field of "signed": read it without a parse.
 _VERSION_TAIL = re.compile(rb'"version":(\d+)\Z')
@@ -236,7 +236,7 @@ class Updater:
 def _children(parent: Metadata[Targets], delegations: str) -> list[str]:
     """The delegations to walk under ``parent``, ``targets/releases`` first; for ``"releases"``
     only its subtree (docker's lookup stops at a releases child that lists the tag, so verify
-    must see them: trustkit.resolution)."""
+    must see them: trustkit.trust.resolution)."""
     children = [d.name for d in parent.signed.delegations.roles]
     if delegations == "releases":
         children = [c for c in children if c == RELEASES or c.startswith(RELEASES + "/")]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from trustkit.encoding import format_expires
-from trustkit.errors import KeyNotFoundError, NotSignedError, TrustkitError
+from trustkit.errors import KeyNotFoundError, NoSigningKeyError, NotSignedError, TrustkitError
 from trustkit.keys.certs import root_key_for
 from trustkit.keys.public import PublicKey, distinct_keys
 from trustkit.keys.signer import CryptoSigner, Signer, generate
@@ -29,16 +29,12 @@ from trustkit.metadata import (
     Targets,
 )
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
-from trustkit.trust import TrustedSet
+from trustkit.trust.trusted_set import TrustedSet
 
 # notary's client and server defaults (§5.1)
 EXPIRY = {ROOT: timedelta(days=3650), TARGETS: timedelta(days=1095), SNAPSHOT: timedelta(days=1095),
           TIMESTAMP: timedelta(days=14)}
 ROOT_RESIGN_WINDOW = timedelta(days=182)  # re-sign root when it expires within ~6 months
-
-
-class NoSigningKeyError(TrustkitError):
-    """None of the keys that could sign a role are in the key store."""
 
 
 @dataclass

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import os
 import re
@@ -32,8 +31,9 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trustkit._httpx import httpx
+from trustkit.client._httpx import httpx
 
+from trustkit.reference import is_loopback_host
 from trustkit.errors import NotAuthorizedError, ServerError, TrustkitError
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "TokenAuth",
     "decode_basic_auth",
     "docker_config_dir",
-    "is_loopback_host",
     "load_credentials",
     "parse_www_authenticate",
     "repository_scope",
@@ -337,17 +336,6 @@ def _token68(text: str, pos: int, challenge: Challenge) -> int:
 def repository_scope(name: str, *, push: bool = False) -> str:
     """``repository:<name>:pull`` or ``repository:<name>:push,pull`` (docker's order)."""
     return f"repository:{name}:{'push,pull' if push else 'pull'}"
-
-
-def is_loopback_host(host: str) -> bool:
-    """``localhost``, 127.0.0.0/8 or ::1 (brackets allowed)."""
-    bare = host.strip("[]").lower().rstrip(".")
-    if bare == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bare).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Layer `oci`: images and registries (the distribution API client, image sources, the push engine)."""
