@@ -43,7 +43,7 @@ from trustkit.keys.public import PublicKey
 from trustkit.keys.signer import CryptoSigner, generate
 from trustkit.metadata import DelegationRole, FileMeta, Metadata, RoleKeys, Root, Snapshot, Targets, Timestamp
 from trustkit.client.notary import NotaryClient
-from trustkit.trust.repository import EXPIRY
+from trustkit.metadata import DEFAULT_EXPIRY as EXPIRY
 from trustkit.roles import BASE_ROLES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
 from trustkit.trust.trusted_set import TrustPinning
 from trustkit.client.updater import Updater

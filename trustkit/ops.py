@@ -244,16 +244,11 @@ def _raise_if_pending(session: TrustSession, trusted: TrustedSet, tag: str) -> N
             continue
         if tag not in staged.signed.targets:
             continue
-        if role == TARGETS:
-            keys, entry = trusted.root.signed.role_keys(TARGETS)
-            keyids, threshold = entry.keyids, entry.threshold
-        else:
-            delegation = top.signed.delegations.role(role)
-            if delegation is None:
-                continue
-            keys, keyids, threshold = top.signed.delegations.keys, delegation.keyids, delegation.threshold
-        result = staged.verify(keys, keyids, threshold, role)
-        raise ThresholdError(f"{session.reference.familiar}:{tag} has {len(result.signed)} of the {threshold} "
+        rule = trusted.signing_rule(role)
+        if rule is None:
+            continue
+        result = staged.verify_by(rule)
+        raise ThresholdError(f"{session.reference.familiar}:{tag} has {len(result.signed)} of the {rule.threshold} "
                              f"signatures {role} needs", hint=f"the rest are pending in {path}")
 
 

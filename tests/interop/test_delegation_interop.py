@@ -141,9 +141,9 @@ def test_targets_rotation_retires_the_old_key(notary_server, notary_cli, trustki
     old_id = old_targets.signatures[0].keyid
     assert root.signed.roles["targets"].keyids != [old_id] and old_id not in root.signed.keys
     # The old key's signature no longer counts: the old targets file fails under the new root.
-    keys, entry = root.signed.role_keys("targets")
-    assert not old_targets.verify(keys, entry.keyids, entry.threshold, "targets")
-    assert new_targets.verify(keys, entry.keyids, entry.threshold, "targets")
+    rule = root.signed.signing_rule("targets")
+    assert not old_targets.verify_by(rule)
+    assert new_targets.verify_by(rule)
     assert "v1" in notary_cli().run("list", gun).stdout
 
 

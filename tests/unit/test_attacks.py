@@ -450,8 +450,7 @@ def test_corrupt_cached_role_is_replaced_from_the_server(sim, trust_dir, role):
 def test_whitespace_keeps_signatures_valid_but_breaks_the_hash(sim, trust_dir):
     trusted = refresh(sim, trust_dir)
     padded = with_whitespace(sim.current(TARGETS))
-    keys, entry = trusted.root.signed.role_keys(TARGETS)
-    assert Metadata.from_bytes(padded, role=TARGETS).verify(keys, entry.keyids, entry.threshold, TARGETS)
+    assert Metadata.from_bytes(padded, role=TARGETS).verify_by(trusted.root.signed.signing_rule(TARGETS))
     fresh = TrustedSet(sim.current(ROOT), gun=GUN, now=NOW)
     fresh.update_timestamp(sim.current(TIMESTAMP))
     fresh.update_snapshot(sim.current(SNAPSHOT))

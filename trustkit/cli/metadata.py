@@ -41,8 +41,7 @@ def check(file: str, role: str | None, root_file: str | None, output_format: str
     if root_file:
         root = Metadata.from_bytes(Path(root_file).read_bytes(), role="root").signed
     if root is not None and role in root.roles:
-        keys, entry = root.role_keys(role)
-        result = meta.verify(keys, entry.keyids, entry.threshold, role)
+        result = meta.verify_by(root.signing_rule(role))
         report["verified"] = bool(result)
         report["signed_by"] = sorted(result.signed)
     if output_format == "json":

@@ -4,20 +4,25 @@ original bytes.  No I/O."""
 
 from trustkit.metadata.envelope import Metadata, Signature, VerifyResult, verify_signatures
 from trustkit.metadata.payload import (
+    DEFAULT_EXPIRY,
     DelegationRole,
     Delegations,
     FileMeta,
     Root,
     RoleKeys,
+    SigningRule,
     Snapshot,
     Targets,
     Timestamp,
+    build_snapshot,
+    signing_rule_for,
     validate_role_name,
 )
 from trustkit.roles import BASE_ROLES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, is_delegation
 
 __all__ = [
     "BASE_ROLES",
+    "DEFAULT_EXPIRY",
     "ROOT",
     "SNAPSHOT",
     "TARGETS",
@@ -29,11 +34,14 @@ __all__ = [
     "Root",
     "RoleKeys",
     "Signature",
+    "SigningRule",
     "Snapshot",
     "Targets",
     "Timestamp",
     "VerifyResult",
+    "build_snapshot",
     "is_delegation",
+    "signing_rule_for",
     "validate_role_name",
     "verify_signatures",
 ]

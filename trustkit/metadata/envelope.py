@@ -19,6 +19,7 @@ from trustkit.keys.signer import Signer
 from trustkit.metadata.payload import (
     PAYLOAD_TYPES,
     Root,
+    SigningRule,
     Snapshot,
     Targets,
     Timestamp,
@@ -146,6 +147,11 @@ class Metadata(Generic[T]):
 
     def verify(self, keys: Mapping[str, PublicKey], keyids: Iterable[str], threshold: int, role: str) -> VerifyResult:
         return verify_signatures(self.signed_bytes, self.signatures, keys, keyids, threshold, role)
+
+    def verify_by(self, rule: SigningRule) -> VerifyResult:
+        """Check the signatures against what the delegator says (``Root.signing_rule`` or
+        ``Delegations.signing_rule``)."""
+        return self.verify(rule.keys, rule.keyids, rule.threshold, rule.role)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -24,6 +25,23 @@ HASH_SIZES = {"sha256": 32, "sha512": 64}
 # Standard base64 of a digest of exactly the right size (what from_dict checks by decoding).
 _SHA256_B64 = re.compile(r"[A-Za-z0-9+/]{43}=").fullmatch
 _SHA512_B64 = re.compile(r"[A-Za-z0-9+/]{86}==").fullmatch
+
+
+# How long a freshly signed role stays valid: notary's defaults, used by the client and the server.
+DEFAULT_EXPIRY = {ROOT: timedelta(days=3650), TARGETS: timedelta(days=1095), SNAPSHOT: timedelta(days=1095),
+                  TIMESTAMP: timedelta(days=14)}
+
+
+@dataclass(frozen=True)
+class SigningRule:
+    """Who may sign a role, as its delegator says: the keys, the IDs that count, and how many of
+    them must sign (python-tuf's ``get_delegated_role``).  The one answer the trusted set, the
+    server's validation and the editing code all use."""
+
+    role: str
+    keys: Mapping[str, PublicKey]
+    keyids: tuple[str, ...]
+    threshold: int
 
 
 def validate_role_name(name: str) -> str:
@@ -260,9 +278,11 @@ class Root(_Expiring):
             "version": self.version,
         }
 
-    def role_keys(self, role: str) -> tuple[dict[str, PublicKey], RoleKeys]:
+    def signing_rule(self, role: str) -> SigningRule:
+        """Who may sign the base role ``role`` (root, targets, snapshot, timestamp)."""
         entry = self.roles[role]
-        return {k: self.keys[k] for k in entry.keyids if k in self.keys}, entry
+        return SigningRule(role, {k: self.keys[k] for k in entry.keyids if k in self.keys}, tuple(entry.keyids),
+                           entry.threshold)
 
 
 @dataclass
@@ -338,6 +358,13 @@ class Delegations:
     def role(self, name: str) -> DelegationRole | None:
         return next((r for r in self.roles if r.name == name), None)
 
+    def signing_rule(self, name: str) -> SigningRule | None:
+        """Who may sign the delegation ``name`` (None when it is not delegated here)."""
+        entry = self.role(name)
+        if entry is None:
+            return None
+        return SigningRule(name, self.keys, tuple(entry.keyids), entry.threshold)
+
 
 @dataclass
 class Targets(_Expiring):
@@ -410,6 +437,23 @@ class Snapshot(_FileListing):
                 validate_role_name(name)
             except MetadataError as exc:
                 raise MetadataError(exc.message, path=path) from None
+
+
+def signing_rule_for(role: str, root: Root, parent: Targets | None) -> SigningRule | None:
+    """Who may sign ``role``: root says for the base roles, the parent's delegations for a
+    delegation (None when ``parent`` is missing or does not delegate to it)."""
+    if role in BASE_ROLES:
+        return root.signing_rule(role)
+    return parent.delegations.signing_rule(role) if parent is not None else None
+
+
+def build_snapshot(previous: Snapshot | None, files: Mapping[str, bytes], now: datetime) -> Snapshot:
+    """The next snapshot: ``previous``'s listing with each of ``files`` (role -> exact bytes)
+    hashed in, one version up, expiring after the default.  Client and server build it alike."""
+    meta = dict(previous.meta) if previous is not None else {}
+    meta.update({role: FileMeta.for_bytes(data) for role, data in files.items()})
+    return Snapshot(expires=format_expires(now + DEFAULT_EXPIRY[SNAPSHOT]),
+                    version=(previous.version if previous is not None else 0) + 1, meta=meta)
 
 
 @dataclass

@@ -10,21 +10,19 @@ writes to storage.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from trustkit.encoding import canonical_json, format_expires, loads_strict
 from trustkit.errors import EncodingError, TrustkitError
 from trustkit.keys.public import distinct_keys
-from trustkit.metadata import FileMeta, Metadata, Root, Snapshot, Targets, Timestamp
+from trustkit.metadata import DEFAULT_EXPIRY, FileMeta, Metadata, Root, Snapshot, Targets, Timestamp, build_snapshot
 from trustkit.roles import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role, role_name_problem
 from trustkit.trust.resolution import DelegationTree, changed_resolutions, verified_tree
 from trustkit.server.keys import ServerKeys
 from trustkit.server.storage import StoredFile
 from trustkit.trust.trusted_set import TrustedSet
 
-SNAPSHOT_EXPIRY = timedelta(days=1095)
-TIMESTAMP_EXPIRY = timedelta(days=14)
 
 
 @dataclass
@@ -155,15 +153,14 @@ class Update:
     def _targets(self, role: str, meta: Metadata[Targets], root: Metadata[Root],
                  loaded: dict[str, Metadata[Any]]) -> Metadata[Targets]:
         if role == TARGETS:
-            keys, entry = root.signed.role_keys(TARGETS)
-            keyids, threshold = entry.keyids, entry.threshold
+            rule = root.signed.signing_rule(TARGETS)
         else:
             parent = loaded.get(parent_role(role)) or self.stored_meta(parent_role(role))
-            delegation = parent.signed.delegations.role(role) if parent else None
-            if delegation is None:
+            delegated = parent.signed.delegations.signing_rule(role) if parent else None
+            if delegated is None:
                 raise invalid("ErrBadTargets", f"{parent_role(role)} does not delegate to {role}")
-            keys, keyids, threshold = parent.signed.delegations.keys, delegation.keyids, delegation.threshold  # type: ignore[union-attr]
-        result = meta.verify(keys, keyids, threshold, role)
+            rule = delegated
+        result = meta.verify_by(rule)
         if not result:
             raise invalid("ErrBadTargets", f"valid signatures did not meet threshold for {role}")
         if meta.signed.is_expired(self.now):
@@ -199,8 +196,7 @@ class Update:
         top = files.get(TARGETS)
         if root is None or top is None:
             return verified_tree(None, {})
-        keys, entry = root.signed.role_keys(TARGETS)
-        if not top.verify(keys, entry.keyids, entry.threshold, TARGETS):
+        if not top.verify_by(root.signed.signing_rule(TARGETS)):
             return verified_tree(None, {})  # clients would trust no tag at all
         return verified_tree(top, files)
 
@@ -213,8 +209,7 @@ class Update:
             current[TARGETS] = self.stored[TARGETS].data
         previous = self.stored_meta(SNAPSHOT)
         if uploaded is not None:
-            keys, entry = root.signed.role_keys(SNAPSHOT)
-            if not uploaded.verify(keys, entry.keyids, entry.threshold, SNAPSHOT):
+            if not uploaded.verify_by(root.signed.signing_rule(SNAPSHOT)):
                 raise invalid("ErrBadSnapshot", "valid signatures did not meet threshold for snapshot")
             if uploaded.signed.is_expired(self.now):
                 raise invalid("ErrBadSnapshot", f"snapshot expired at {uploaded.signed.expires}")
@@ -234,10 +229,7 @@ class Update:
         if root.signed.roles[SNAPSHOT].threshold > 1:  # one server signature would not be enough for clients
             raise invalid("ErrBadRoot", f"snapshot threshold is {root.signed.roles[SNAPSHOT].threshold}, and the "
                                         f"server signs snapshots with one key: upload a signed snapshot")
-        meta = dict(previous.signed.meta) if previous else {}
-        meta.update({role: FileMeta.for_bytes(data) for role, data in current.items()})
-        snapshot = Snapshot(expires=format_expires(self.now + SNAPSHOT_EXPIRY),
-                            version=(previous.signed.version if previous else 0) + 1, meta=meta)
+        snapshot = build_snapshot(previous.signed if previous else None, current, self.now)
         return Metadata(snapshot).sign([signer])
 
     def timestamp(self, root: Root, snapshot_data: bytes) -> tuple[int, bytes]:
@@ -246,7 +238,7 @@ class Update:
             raise invalid("ErrBadRoot", "no  timestamp keys exist on the server")  # notary's wording, two spaces
         previous = self.stored_meta(TIMESTAMP)
         version = (previous.signed.version if previous else 0) + 1
-        timestamp = Timestamp(expires=format_expires(self.now + TIMESTAMP_EXPIRY), version=version,
+        timestamp = Timestamp(expires=format_expires(self.now + DEFAULT_EXPIRY[TIMESTAMP]), version=version,
                               meta={SNAPSHOT: FileMeta.for_bytes(snapshot_data)})
         return version, Metadata(timestamp).sign([signer])
 
@@ -259,6 +251,4 @@ class Update:
         signer = self.keys.signer(self.gun, SNAPSHOT, root.signed.roles[SNAPSHOT].keyids)
         if signer is None or root.signed.roles[SNAPSHOT].threshold > 1:
             return None
-        snapshot = Snapshot(expires=format_expires(self.now + SNAPSHOT_EXPIRY), version=previous.signed.version + 1,
-                            meta=dict(previous.signed.meta))
-        return Metadata(snapshot).sign([signer])
+        return Metadata(build_snapshot(previous.signed, {}, self.now)).sign([signer])

@@ -20,6 +20,7 @@ from trustkit.keys.signer import CryptoSigner, Signer, generate
 from trustkit.keys.store import KeyStore, validate_key_name
 from trustkit.metadata import (
     BASE_ROLES,
+    DEFAULT_EXPIRY,
     DelegationRole,
     FileMeta,
     Metadata,
@@ -27,13 +28,13 @@ from trustkit.metadata import (
     Root,
     Snapshot,
     Targets,
+    build_snapshot,
+    signing_rule_for,
 )
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
 from trustkit.trust.trusted_set import TrustedSet
 
 # notary's client and server defaults (§5.1)
-EXPIRY = {ROOT: timedelta(days=3650), TARGETS: timedelta(days=1095), SNAPSHOT: timedelta(days=1095),
-          TIMESTAMP: timedelta(days=14)}
 ROOT_RESIGN_WINDOW = timedelta(days=182)  # re-sign root when it expires within ~6 months
 
 
@@ -81,12 +82,12 @@ class Repository:
             snapshot_private = generate(algorithm)
             store.add(snapshot_private, role=SNAPSHOT, gun=gun)
             role_keys[SNAPSHOT] = CryptoSigner(snapshot_private).public_key
-        root = Root(expires=format_expires(now + EXPIRY[ROOT]), version=0,
+        root = Root(expires=format_expires(now + DEFAULT_EXPIRY[ROOT]), version=0,
                     keys={k.keyid: k for k in role_keys.values()},
                     roles={r: RoleKeys([role_keys[r].keyid]) for r in BASE_ROLES})
         repo = cls(gun, store, now, Metadata(root))
         repo._signers[root_key.canonical_id] = root_signer
-        repo.targets[TARGETS] = Metadata(Targets(expires=format_expires(now + EXPIRY[TARGETS]), version=0))
+        repo.targets[TARGETS] = Metadata(Targets(expires=format_expires(now + DEFAULT_EXPIRY[TARGETS]), version=0))
         repo.dirty |= {ROOT, TARGETS}
         return repo
 
@@ -112,16 +113,13 @@ class Repository:
         top = self.targets.get(TARGETS)
         return list(top.signed.delegations.roles) if top else []
 
-    def role_entry(self, role: str) -> tuple[dict[str, PublicKey], list[str], int]:
+    def role_entry(self, role: str) -> tuple[Mapping[str, PublicKey], tuple[str, ...], int]:
         """Keys, key IDs and threshold that sign ``role``."""
-        if role in BASE_ROLES:
-            keys, entry = self.root.signed.role_keys(role)
-            return keys, entry.keyids, entry.threshold
-        parent = self.targets[parent_role(role)].signed.delegations
-        delegation = parent.role(role)
-        if delegation is None:
+        parent = self.targets.get(parent_role(role)) if role not in BASE_ROLES else None
+        rule = signing_rule_for(role, self.root.signed, parent.signed if parent is not None else None)
+        if rule is None:
             raise NotSignedError(f"{parent_role(role)} does not delegate to {role}")
-        return parent.keys, delegation.keyids, delegation.threshold
+        return rule.keys, rule.keyids, rule.threshold
 
     def held_keys(self, role: str) -> list[tuple[str, str]]:
         """(listed key ID, canonical ID) of the role's keys that the store holds."""
@@ -169,7 +167,7 @@ class Repository:
                 raise NotSignedError(f"{self.gun} has no targets metadata")
             # A delegation listed by its parent but never published starts empty.
             self.role_entry(role)
-            self.targets[role] = Metadata(Targets(expires=format_expires(self.now + EXPIRY[TARGETS]), version=0))
+            self.targets[role] = Metadata(Targets(expires=format_expires(self.now + DEFAULT_EXPIRY[TARGETS]), version=0))
         self.dirty.add(role)
         return self.targets[role].signed
 
@@ -379,7 +377,7 @@ class Repository:
         if ROOT in self.dirty or self.is_new or near_expiry:
             previous_root = self.root.raw
             root.version += 1
-            root.set_expiry(self.now + EXPIRY[ROOT])
+            root.set_expiry(self.now + DEFAULT_EXPIRY[ROOT])
             files[ROOT] = self._sign(ROOT, self.root)
             if previous_root is not None:
                 self._check_root_update(previous_root, files[ROOT])
@@ -390,7 +388,7 @@ class Repository:
             else:
                 meta = self.targets[role]
                 meta.signed.version += 1
-                meta.signed.set_expiry(self.now + EXPIRY[TARGETS])
+                meta.signed.set_expiry(self.now + DEFAULT_EXPIRY[TARGETS])
             data = self._sign(role, meta)
             if self._meets_threshold(role, meta):
                 files[role] = data
@@ -418,15 +416,9 @@ class Repository:
             return False
 
     def _sign_snapshot(self, files: dict[str, bytes]) -> bytes:
-        previous = self.snapshot.signed if self.snapshot else None
-        meta = dict(previous.meta) if previous else {}
         current = {ROOT: self.root.raw, **{r: m.raw for r, m in self.targets.items() if r not in self.pending}}
-        for role, data in {**current, **files}.items():
-            if data is not None:
-                meta[role] = FileMeta.for_bytes(data)
-        snapshot = Snapshot(expires=format_expires(self.now + EXPIRY[SNAPSHOT]),
-                            version=(previous.version if previous else 0) + 1, meta=meta)
-        self.snapshot = Metadata(snapshot)
+        listed = {role: data for role, data in {**current, **files}.items() if data is not None}
+        self.snapshot = Metadata(build_snapshot(self.snapshot.signed if self.snapshot else None, listed, self.now))
         return self._sign(SNAPSHOT, self.snapshot)
 
 

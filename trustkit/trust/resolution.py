@@ -183,7 +183,8 @@ def verified_tree(top: Metadata[Targets] | None, files: Mapping[str, Metadata[Ta
             child = files.get(entry.name)
             if child is None or entry.name in trusted:
                 continue
-            if child.verify(delegations.keys, entry.keyids, entry.threshold, entry.name):
+            rule = delegations.signing_rule(entry.name)
+            if rule is not None and child.verify_by(rule):
                 trusted[entry.name] = child.signed
                 pending.append(child)
     return DelegationTree(trusted)

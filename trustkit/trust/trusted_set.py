@@ -27,8 +27,8 @@ from datetime import datetime
 from trustkit.errors import ExpiredError, HashMismatchError, KeyFormatError, RollbackError, VerificationError
 from trustkit.keys.certs import certificate_problem, cn_matches_gun, is_ca
 from trustkit.keys.public import PublicKey
-from trustkit.metadata import Metadata, Root, Snapshot, Targets, Timestamp
-from trustkit.roles import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
+from trustkit.metadata import Metadata, Root, SigningRule, Snapshot, Targets, Timestamp, signing_rule_for
+from trustkit.roles import BASE_ROLES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
 
 MAX_ROOT_SIZE = 2 << 20  # roots with a few dozen certificates are ~50 KB
 MAX_TIMESTAMP_SIZE = 1 << 20  # notary's own cap
@@ -212,21 +212,24 @@ class TrustedSet:
             parent = self.targets.get(parent_role(role))
             if parent is None:
                 raise VerificationError(f"{role} loaded before its parent {parent_role(role)}")
-            delegation = parent.signed.delegations.role(role)
-            if delegation is None:
+            rule = parent.signed.delegations.signing_rule(role)
+            if rule is None:
                 raise VerificationError(f"{parent_role(role)} does not delegate to {role}")
-            keys = parent.signed.delegations.keys
-            self._require(new.verify(keys, delegation.keyids, delegation.threshold, role))
+            self._require(new.verify_by(rule))
         self._check_version(new, role)
         self._check_fresh(new, role)
         self.targets[role] = new
         return new
 
+    def signing_rule(self, role: str) -> SigningRule | None:
+        """Who may sign ``role`` as trusted now (a delegation's parent must be trusted)."""
+        parent = self.targets.get(parent_role(role)) if role not in BASE_ROLES else None
+        return signing_rule_for(role, self.root.signed, parent.signed if parent is not None else None)
+
     # ---- checks
 
     def _verify_with_root(self, meta: Metadata, role: str) -> None:  # type: ignore[type-arg]
-        keys, entry = self.root.signed.role_keys(role)
-        self._require(meta.verify(keys, entry.keyids, entry.threshold, role))
+        self._require(meta.verify_by(self.root.signed.signing_rule(role)))
 
     @staticmethod
     def _require(result: object) -> None:
