@@ -1,4 +1,4 @@
-"""Layer `notary` (clients): the TUF update over the network, and the local metadata cache.
+"""Layer `client`: the TUF update over the network, and the local metadata cache.
 
 Drives ``trust.TrustedSet`` in notary's order (§8): root (walking every version in turn),
 timestamp, snapshot by checksum, targets by checksum, then the delegations in pre-order.
@@ -10,26 +10,16 @@ falls back to the cache.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from trustkit.errors import (
-    HashMismatchError,
-    NotSignedError,
-    RollbackError,
-    ThresholdError,
-    TrustkitError,
-    VerificationError,
-)
+from trustkit.errors import NotSignedError, RollbackError, TrustkitError, VerificationError
 from trustkit.keys.store import atomic_write
-from trustkit.metadata import Metadata, Targets
+from trustkit.metadata import FileMeta, Metadata, Targets
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, is_delegation
 from trustkit.trust.trusted_set import MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedSet, TrustPinning
-
-# In notary's canonical layout "version" is the last field of "signed": read it without a parse.
-_VERSION_TAIL = re.compile(rb'"version":(\d+)\Z')
 
 
 class MetadataSource(Protocol):
@@ -68,20 +58,7 @@ class Updater:
         except FileNotFoundError:
             return None
 
-    def _cached_version(self, role: str) -> int | None:
-        data = self.cached(role)
-        if data is None:
-            return None
-        end = data.rfind(b'},"signatures":[')
-        match = _VERSION_TAIL.search(data, max(0, end - 40), end) if end > 0 else None
-        if match:
-            return int(match.group(1))
-        try:
-            return Metadata.from_bytes(data, role=role).signed.version
-        except TrustkitError:  # a corrupt cache entry only loses its rollback floor
-            return None
-
-    def _cached_delegations(self) -> list[str]:
+    def cached_delegations(self) -> list[str]:
         """Delegations with a cached file: their versions are rollback floors like the others'."""
         folder = self.cache / TARGETS
         if not folder.is_dir():
@@ -99,7 +76,7 @@ class Updater:
 
     def refresh(self, *, delegations: str = "all", allow_expired: bool = False) -> TrustedSet:
         """Update from the server.  ``delegations``: ``"all"`` walks every delegation;
-        ``"releases"`` only ``targets/releases`` (all docker's verification needs).
+        ``"releases"`` only the ``targets/releases`` subtree (all docker's verification needs).
 
         Raises:
             NotSignedError: the server has no trust data for the GUN.
@@ -107,8 +84,7 @@ class Updater:
             NetworkError, NotAuthorizedError: from the server.
         """
         assert self.source is not None, "refresh needs a metadata source"
-        previous = {r: v for r in (ROOT, TIMESTAMP, SNAPSHOT, TARGETS, *self._cached_delegations())
-                    if (v := self._cached_version(r)) is not None}
+        floors = _CachedVersions(self)
         files: dict[str, bytes] = {}
         cached_root = self.cached(ROOT)
         latest_root = self.source.get(ROOT, max_size=MAX_ROOT_SIZE)
@@ -116,23 +92,12 @@ class Updater:
             raise NotSignedError(f"no trust data for {self.gun}",
                                  hint="the repository has not been initialised (trustkit init / trustkit sign)")
         if cached_root is None:
-            trusted = TrustedSet(latest_root, gun=self.gun, now=self.now, previous=previous,
+            trusted = TrustedSet(latest_root, gun=self.gun, now=self.now, previous=floors,
                                  pinning=self.pinning, first_contact=True, allow_expired=allow_expired)
         else:
-            trusted = TrustedSet(cached_root, gun=self.gun, now=self.now, previous=previous,
+            trusted = TrustedSet(cached_root, gun=self.gun, now=self.now, previous=floors,
                                  allow_expired=allow_expired)
-            before = trusted.root.signed
             self._walk_roots(trusted, latest_root)
-            # New keys for a role reset its rollback floor (TUF's fast-forward recovery): that
-            # is how an owner recovers from a compromised key that pushed versions up.
-            def rotated(role: str) -> bool:
-                return set(before.roles[role].keyids) != set(trusted.root.signed.roles[role].keyids)
-
-            if rotated(TIMESTAMP) or rotated(SNAPSHOT):
-                trusted.previous.pop(TIMESTAMP, None)
-                trusted.previous.pop(SNAPSHOT, None)
-            if rotated(TARGETS):
-                trusted.previous.pop(TARGETS, None)
         files[ROOT] = trusted.root_data
         trusted.check_root_fresh()
 
@@ -140,38 +105,17 @@ class Updater:
         if timestamp is None:
             raise NotSignedError(f"the server has no timestamp for {self.gun}")
         files[TIMESTAMP] = timestamp
-        trusted.update_timestamp(timestamp)
-
-        snapshot_meta = trusted.timestamp.signed.snapshot_meta  # type: ignore[union-attr]
-        files[SNAPSHOT] = self._fetch_listed(SNAPSHOT, snapshot_meta)
+        snapshot_meta = trusted.update_timestamp(timestamp).signed.snapshot_meta
+        files[SNAPSHOT] = self._fetch_listed(SNAPSHOT, snapshot_meta, floors)
         trusted.update_snapshot(files[SNAPSHOT])
 
-        pending = [TARGETS]
-        while pending:
-            role = pending.pop(0)
-            meta = trusted.snapshot.signed.meta.get(role)  # type: ignore[union-attr]
-            if meta is None:
-                if role in previous:  # trusted before: hiding it would fall back to older tags
-                    raise RollbackError(f"the snapshot of {self.gun} no longer lists {role}, trusted before at "
-                                        f"version {previous[role]}",
-                                        hint="the server (or someone in between) is serving old metadata")
-                continue  # listed by a parent but never published: nothing signed in it yet
-            data = self._fetch_listed(role, meta)
-            try:
-                loaded = trusted.update_targets(data, role)
-            except ThresholdError as exc:
-                if role == TARGETS:
-                    raise
-                # A delegation short of its threshold signs nothing; readers say why.
-                trusted.failed[role] = exc
-                trusted.short_of_threshold[role] = Metadata.from_bytes(data, role=role)
-                continue
-            files[role] = data
-            pending = _children(loaded, delegations) + pending
+        files.update(_walk_targets(trusted, lambda role, meta: self._fetch_listed(role, meta, floors), delegations,
+                                   offline=False))
         self._save(files)
         return trusted
 
     def _walk_roots(self, trusted: TrustedSet, latest: bytes) -> None:
+        assert self.source is not None, "walking roots needs a metadata source"
         latest_meta = Metadata.from_bytes(latest, role=ROOT, max_size=MAX_ROOT_SIZE)
         have = trusted.root.signed.version
         want = latest_meta.signed.version
@@ -186,18 +130,19 @@ class Updater:
             raise VerificationError(f"the server offers {want - have} root rotations at once; "
                                     f"at most {MAX_ROOT_ROTATIONS} are walked")
         for version in range(have + 1, want):
-            data = self.source.get(ROOT, version=version, max_size=MAX_ROOT_SIZE)  # type: ignore[union-attr]
+            data = self.source.get(ROOT, version=version, max_size=MAX_ROOT_SIZE)
             if data is None:
                 raise VerificationError(f"the server is missing root version {version} of {self.gun}")
             trusted.update_root(data)
         trusted.update_root(latest)
 
-    def _fetch_listed(self, role: str, meta: object) -> bytes:
+    def _fetch_listed(self, role: str, meta: FileMeta, floors: _CachedVersions) -> bytes:
         cached = self.cached(role)
-        if cached is not None and meta.matches(cached) is None:  # type: ignore[attr-defined]
+        if cached is not None and meta.matches(cached) is None:
+            floors.served_from_cache(role)
             return cached
-        checksum = meta.sha256_hex  # type: ignore[attr-defined]
-        data = self.source.get(role, checksum=checksum, max_size=meta.length)  # type: ignore[union-attr,attr-defined]
+        assert self.source is not None, "fetching needs a metadata source"
+        data = self.source.get(role, checksum=meta.sha256_hex, max_size=meta.length)
         if data is None:
             raise NotSignedError(f"the server is missing {role} of {self.gun} listed by its parent")
         return data
@@ -214,23 +159,62 @@ class Updater:
             if data is None:
                 raise NotSignedError(f"the cache has no {role} for {self.gun}", hint="run once without --offline")
             loader(data)
-        pending = [TARGETS]
-        while pending:
-            role = pending.pop(0)
-            data = self.cached(role)
-            if data is None or role not in trusted.snapshot.signed.meta:  # type: ignore[union-attr]
-                continue
-            try:
-                loaded = trusted.update_targets(data, role)
-            except (ThresholdError, HashMismatchError) as exc:
-                if role == TARGETS:
-                    raise
-                # Online this delegation failed (and its old file stayed cached): it signs
-                # nothing offline either, and the rest of the repository still reads.
-                trusted.failed[role] = exc
-                continue
-            pending = _children(loaded, delegations) + pending
+        _walk_targets(trusted, lambda role, meta: self.cached(role), delegations, offline=True)
         return trusted
+
+
+def _walk_targets(trusted: TrustedSet, fetch: Callable[[str, FileMeta], bytes | None], delegations: str, *,
+                  offline: bool) -> dict[str, bytes]:
+    """targets, then its delegations (``targets/releases`` first, children before later
+    siblings), each as the trusted snapshot lists it; the trusted set decides what a role that
+    falls short means.  Returns the files that were accepted."""
+    accepted: dict[str, bytes] = {}
+    pending = [TARGETS]
+    while pending:
+        role = pending.pop(0)
+        meta = trusted.listed(role)
+        data = fetch(role, meta) if meta is not None else None
+        if data is None:
+            continue  # never published (or, offline, not cached): nothing signed in it
+        loaded = (trusted.update_targets(data, role) if role == TARGETS
+                  else trusted.update_delegation(data, role, stale_ok=offline))
+        if loaded is None:
+            continue
+        accepted[role] = data
+        pending = _children(loaded, delegations) + pending
+    return accepted
+
+
+class _CachedVersions(Mapping[str, int]):
+    """The cached files' versions: the rollback floors.  A file is parsed only when the update
+    checks its role, and not at all when the server's file is the cached one (same bytes, same
+    version: nothing to compare)."""
+
+    def __init__(self, updater: Updater) -> None:
+        self._updater = updater
+        self._versions: dict[str, int | None] = {}
+
+    def served_from_cache(self, role: str) -> None:
+        self._versions[role] = None
+
+    def __getitem__(self, role: str) -> int:
+        if role not in self._versions:
+            data = self._updater.cached(role)
+            try:
+                self._versions[role] = Metadata.from_bytes(data, role=role).signed.version if data else None
+            except TrustkitError:  # a corrupt cache entry only loses its rollback floor
+                self._versions[role] = None
+        version = self._versions[role]
+        if version is None:
+            raise KeyError(role)
+        return version
+
+    def __iter__(self) -> Iterator[str]:
+        roles = (ROOT, TIMESTAMP, SNAPSHOT, TARGETS, *self._updater.cached_delegations())
+        return (role for role in roles if self._updater.cached(role) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _children(parent: Metadata[Targets], delegations: str) -> list[str]:

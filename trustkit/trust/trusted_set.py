@@ -23,11 +23,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from trustkit.errors import ExpiredError, HashMismatchError, KeyFormatError, RollbackError, VerificationError
+from trustkit.errors import (
+    ExpiredError,
+    HashMismatchError,
+    KeyFormatError,
+    RollbackError,
+    ThresholdError,
+    VerificationError,
+)
 from trustkit.keys.certs import certificate_problem, cn_matches_gun, is_ca
 from trustkit.keys.public import PublicKey
-from trustkit.metadata import Metadata, Root, SigningRule, Snapshot, Targets, Timestamp, signing_rule_for
+from trustkit.metadata import (
+    FileMeta,
+    Metadata,
+    Root,
+    SigningRule,
+    Snapshot,
+    Targets,
+    Timestamp,
+    VerifyResult,
+    signing_rule_for,
+)
 from trustkit.roles import BASE_ROLES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
 
 MAX_ROOT_SIZE = 2 << 20  # roots with a few dozen certificates are ~50 KB
@@ -101,13 +119,14 @@ class TrustedSet:
         is then checked against ``pinning``.
 
         ``previous`` maps role names to the versions trusted before (from the cache) for the
-        rollback checks.  ``allow_expired`` is for editing only (re-signing expired data, as the
+        rollback checks; it is only read (the updater passes a lazy mapping), never copied.  ``allow_expired`` is for editing only (re-signing expired data, as the
         notary server itself loads it); reading for trust never sets it.
         """
         self.allow_expired = allow_expired
         self.gun = gun
         self.now = now
-        self.previous = dict(previous or {})
+        self.previous: Mapping[str, int] = previous if previous is not None else {}
+        self._floors_reset: set[str] = set()  # roles whose keys a root rotation replaced
         self.timestamp: Metadata[Timestamp] | None = None
         self.snapshot: Metadata[Snapshot] | None = None
         self.targets: dict[str, Metadata[Targets]] = {}
@@ -160,6 +179,16 @@ class TrustedSet:
         self._require(new.verify(old_keys, list(old_keys), current.roles[ROOT].threshold, "root (by the previous root)"))
         own = root_signing_keys(new.signed, self.gun, self.now)
         self._require(new.verify(own, list(own), new.signed.roles[ROOT].threshold, ROOT))
+        # New keys for a role reset its rollback floor (TUF's fast-forward recovery): that is how
+        # an owner recovers from a compromised key that pushed versions up.  Timestamp and
+        # snapshot go together: the snapshot floor is only as good as the timestamp's key.
+        def rotated(role: str) -> bool:
+            return set(current.roles[role].keyids) != set(new.signed.roles[role].keyids)
+
+        if rotated(TIMESTAMP) or rotated(SNAPSHOT):
+            self._floors_reset |= {TIMESTAMP, SNAPSHOT}
+        if rotated(TARGETS):
+            self._floors_reset.add(TARGETS)
         self.root, self.root_data = new, data
         # New root keys may change which timestamp/snapshot/targets are valid: start over.
         self.timestamp, self.snapshot, self.targets = None, None, {}
@@ -221,6 +250,35 @@ class TrustedSet:
         self.targets[role] = new
         return new
 
+    def listed(self, role: str) -> FileMeta | None:
+        """What the trusted snapshot lists for ``role`` (None: never published, nothing signed
+        in it yet).  A role trusted before that the snapshot stops listing is a rollback: hiding
+        a delegation would make readers fall back to older tags."""
+        if self.snapshot is None:
+            raise VerificationError(f"{role} looked up before snapshot")
+        meta = self.snapshot.signed.meta.get(role)
+        if meta is None and role not in self._floors_reset and (before := self.previous.get(role)) is not None:
+            raise RollbackError(f"the snapshot of {self.gun} no longer lists {role}, trusted before at version {before}",
+                                hint="the server (or someone in between) is serving old metadata")
+        return meta
+
+    def update_delegation(self, data: bytes, role: str, *, stale_ok: bool = False) -> Metadata[Targets] | None:
+        """:meth:`update_targets` for a delegation, which may sign nothing without failing the
+        repository: short of its threshold it is recorded in ``failed`` (and
+        ``short_of_threshold``, the content a co-signer builds on) and None is returned.
+        ``stale_ok`` (reading the cache offline) treats a file that no longer matches the snapshot
+        the same way: online it failed, and its old file stayed cached."""
+        try:
+            return self.update_targets(data, role)
+        except ThresholdError as exc:
+            self.failed[role] = exc
+            self.short_of_threshold[role] = Metadata.from_bytes(data, role=role)
+        except HashMismatchError as exc:
+            if not stale_ok:
+                raise
+            self.failed[role] = exc
+        return None
+
     def signing_rule(self, role: str) -> SigningRule | None:
         """Who may sign ``role`` as trusted now (a delegation's parent must be trusted)."""
         parent = self.targets.get(parent_role(role)) if role not in BASE_ROLES else None
@@ -228,26 +286,26 @@ class TrustedSet:
 
     # ---- checks
 
-    def _verify_with_root(self, meta: Metadata, role: str) -> None:  # type: ignore[type-arg]
+    def _verify_with_root(self, meta: Metadata[Any], role: str) -> None:
         self._require(meta.verify_by(self.root.signed.signing_rule(role)))
 
     @staticmethod
-    def _require(result: object) -> None:
+    def _require(result: VerifyResult) -> None:
         if not result:
-            result.raise_for_threshold()  # type: ignore[attr-defined]
+            result.raise_for_threshold()
 
-    def _check_version(self, meta: Metadata, role: str) -> None:  # type: ignore[type-arg]
-        before = self.previous.get(role)
+    def _check_version(self, meta: Metadata[Any], role: str) -> None:
+        before = None if role in self._floors_reset else self.previous.get(role)
         if before is not None and meta.signed.version < before:
             raise RollbackError(f"{role} version {meta.signed.version} is older than the trusted version {before}",
                                 hint="the server (or someone in between) is serving old metadata")
 
-    def _check_fresh(self, meta: Metadata, role: str) -> None:  # type: ignore[type-arg]
+    def _check_fresh(self, meta: Metadata[Any], role: str) -> None:
         if meta.signed.is_expired(self.now) and not self.allow_expired:
             raise ExpiredError(f"the {role} metadata of {self.gun} expired at {meta.signed.expires}")
 
-    def _check_hash(self, data: bytes, meta: object, role: str) -> None:
-        problem = meta.matches(data)  # type: ignore[attr-defined]
+    def _check_hash(self, data: bytes, meta: FileMeta, role: str) -> None:
+        problem = meta.matches(data)
         if problem:
             raise HashMismatchError(f"{role} does not match what its parent lists: {problem}")
 
