@@ -104,3 +104,73 @@ def test_bad_config_files(tmp_path, content):
     (tmp_path / "config.json").write_text(content)
     with pytest.raises(TrustkitError):
         load_trust_pinning(tmp_path / "config.json")
+
+
+# ---- the pinned CA is checked by the one strict chain walk (trustkit.keys.certs.verified_chain)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _issue(cn: str, subject_private, issuer_name: x509.Name, issuer_private, *, ca: bool,
+           path_length: int | None = None, days: tuple[int, int] = (-1, 365)) -> x509.Certificate:
+    return (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer_name)
+            .public_key(subject_private.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW + timedelta(days=days[0])).not_valid_after(NOW + timedelta(days=days[1]))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True)
+            .sign(issuer_private, hashes.SHA256()))
+
+
+def _pinned(ca: x509.Certificate, *intermediates: tuple[x509.Certificate, object]) -> bool:
+    """Whether a root whose certificate is issued under ``ca`` (through ``intermediates``, each a
+    certificate and its key, the last one issuing the leaf) is accepted with ``ca`` pinned."""
+    issuer_name, issuer_private = ca.subject, _CA_KEYS[ca.subject]
+    if intermediates:
+        issuer_name, issuer_private = intermediates[-1][0].subject, intermediates[-1][1]
+    leaf_private = generate()
+    leaf = _issue(GUN, leaf_private, issuer_name, issuer_private, ca=False)
+    key = PublicKey.from_certificates([leaf, *(cert for cert, _ in reversed(intermediates))])
+    pinning = TrustPinning(ca={"example.com/": ca.public_bytes(serialization.Encoding.PEM)})
+    try:
+        TrustedSet(signed_root(leaf_private, key), gun=GUN, now=NOW, first_contact=True, pinning=pinning)
+    except VerificationError as exc:
+        assert "do not chain to the pinned CA" in exc.message
+        return False
+    return True
+
+
+_CA_KEYS: dict[x509.Name, object] = {}
+
+
+def _ca(cn: str, *, ca: bool = True, path_length: int | None = None, days: tuple[int, int] = (-1, 365)):
+    private = generate()
+    _CA_KEYS[_name(cn)] = private
+    return _issue(cn, private, _name(cn), private, ca=ca, path_length=path_length, days=days), private
+
+
+def test_pinned_ca_must_be_a_ca():
+    good, _ = _ca("Pinned CA")
+    assert _pinned(good)
+    not_a_ca, _ = _ca("Pinned non-CA", ca=False)
+    assert not _pinned(not_a_ca)  # the old walk only compared signatures
+
+
+def test_pinned_ca_must_be_valid_at_now():
+    expired, _ = _ca("Expired CA", days=(-400, -1))
+    assert not _pinned(expired)
+    not_yet, _ = _ca("Future CA", days=(1, 365))
+    assert not _pinned(not_yet)
+
+
+def test_intermediates_in_the_root_certificate_bundle_are_walked_with_ca_and_path_length_checks():
+    root, root_private = _ca("Pinned Root", path_length=0)
+    inter_private = generate()
+    inter = _issue("Intermediate", inter_private, root.subject, root_private, ca=True)
+    assert not _pinned(root, (inter, inter_private))  # path length 0: no intermediate allowed
+    open_root, open_private = _ca("Open Root")
+    open_inter = _issue("Open Intermediate", inter_private, open_root.subject, open_private, ca=True)
+    assert _pinned(open_root, (open_inter, inter_private))
+    expired_inter = _issue("Old Intermediate", inter_private, open_root.subject, open_private, ca=True,
+                           days=(-400, -1))
+    assert not _pinned(open_root, (expired_inter, inter_private))

@@ -1,5 +1,7 @@
-"""Layer `keys`: root certificates (§3.5), the rules notary applies to certificate keys, and
-the check that a client certificate (a UCP/MKE bundle's ``cert.pem``) was issued by a given CA."""
+"""Layer `keys`: root certificates (§3.5), the rules notary applies to certificate keys, the one
+X.509 chain walk (:func:`verified_chain`: registry-token ``x5c`` chains, trust pinning to a CA,
+client bundles), and the check that a client certificate (a UCP/MKE bundle's ``cert.pem``) was
+issued by a given CA."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -139,13 +142,57 @@ def check_client_certificate(chain: Sequence[x509.Certificate], cas: Sequence[x5
         raise KeyFormatError(f"{what} cannot be used: {problem}", hint=hint)
     if not cas:
         raise KeyFormatError(f"{ca_what} holds no certificate")
-    verifier = (PolicyBuilder().store(Store(list(cas))).time(now)
-                .extension_policies(ca_policy=_CA_POLICY, ee_policy=_CLIENT_POLICY).build_client_verifier())
     try:
-        verifier.verify(leaf, list(chain[1:]))
-    except ChainError as exc:
-        raise KeyFormatError(f"{what} was not issued by a CA in {ca_what}{_chain_reason(exc)}",
+        verified_chain(leaf, chain[1:], cas, now=now, leaf_policy=_CLIENT_POLICY)
+    except KeyFormatError as exc:
+        raise KeyFormatError(f"{what} was not issued by a CA in {ca_what} ({exc.message})",
                              hint=hint or "use the certificate and the CA of the same cluster") from None
+
+
+# --------------------------------------------------------------------------------------------
+# The one chain walk
+
+
+MAX_CHAIN_LENGTH = 8  # certificates a chain may hold below its anchor: the leaf and up to 7 intermediates
+
+
+def verified_chain(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
+                   anchors: Sequence[x509.Certificate], *, now: datetime,
+                   leaf_policy: ExtensionPolicy | None = None) -> list[x509.Certificate]:
+    """The chain from ``leaf`` through some of ``intermediates`` to one of ``anchors``, leaf first.
+
+    This is the one X.509 path check of trustkit (registry-token ``x5c`` chains, trust pinning to a
+    CA, client bundles), done by cryptography's RFC 5280 path builder rather than by hand:
+
+    * every certificate, the anchor included, is valid at ``now``;
+    * every issuer is a CA (``basicConstraints`` cA, critical or not, as Go's x509 reads it) with
+      room under its path length, and has ``keyCertSign`` when it carries a KeyUsage;
+    * no certificate has a critical extension that is not checked; name constraints hold;
+    * signatures use RSA of at least 2048 bits or ECDSA P-256/P-384/P-521 with SHA-2 (Ed25519 and
+      SHA-1 issuers are refused; notary's root and libtrust token keys are ECDSA or RSA);
+    * at most :data:`MAX_CHAIN_LENGTH` certificates below the anchor, and a bounded number of
+      signature checks, so a crafted pool of look-alike intermediates cannot make the search explode;
+    * a leaf that is itself one of ``anchors`` is its own chain.
+
+    ``leaf_policy`` adds rules for the leaf's extensions (the default checks none but critical ones).
+
+    Raises:
+        KeyFormatError: no such chain; the message is the reason, e.g. "it comes from another CA,
+            or an intermediate CA is missing".
+    """
+    if not anchors:
+        raise KeyFormatError("there is no CA certificate to chain to")
+    if 1 + len(intermediates) > MAX_CHAIN_LENGTH:
+        raise KeyFormatError(f"a chain of more than {MAX_CHAIN_LENGTH} certificates is not walked")
+    verifier = (PolicyBuilder().store(Store(list(anchors))).time(now).max_chain_depth(MAX_CHAIN_LENGTH - 1)
+                .extension_policies(ca_policy=_CA_POLICY, ee_policy=leaf_policy or _ANY_LEAF_POLICY)
+                .build_client_verifier())
+    try:
+        return verifier.verify(leaf, list(intermediates)).chain
+    except ChainError as exc:
+        raise KeyFormatError(_chain_reason(exc)) from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # a certificate cryptography parses lazily
+        raise KeyFormatError("a certificate of the chain cannot be read") from None
 
 
 def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
@@ -163,8 +210,8 @@ def _chain_reason(exc: ChainError) -> str:
     text = re.sub(r"\s*\(encountered processing <Certificate\(.*\)>\)", "", str(exc))
     text = text.removeprefix("validation failed: ").removeprefix("candidates exhausted: ")
     if "no interior errors" in text:  # no certificate there signed it
-        return " (it comes from another CA, or an intermediate CA is missing)"
-    return f" ({text[:300]})"
+        return "it comes from another CA, or an intermediate CA is missing"
+    return text[:300]
 
 
 def _ca_may_sign_certificates(policy: object, cert: x509.Certificate, usage: x509.KeyUsage | None) -> None:
@@ -178,11 +225,22 @@ def _is_client_certificate(policy: object, cert: x509.Certificate, _: object) ->
         raise ValueError(problem)
 
 
-# cryptography's CA/Browser Forum defaults, except what RFC 5280 leaves optional and cluster CAs
-# (cfssl, openssl) often omit: KeyUsage on a CA (absent: unrestricted) and its AuthorityKeyIdentifier.
+def _is_ca(policy: object, cert: x509.Certificate, constraints: x509.BasicConstraints) -> None:
+    if not constraints.ca:  # cryptography checks this too; said here so no policy change can drop it
+        raise ValueError(f"{cert.subject.rfc4514_string()} is not a CA certificate")
+
+
+# cryptography's CA/Browser Forum defaults, except what RFC 5280 leaves optional and cluster and
+# token CAs (cfssl, openssl, Go programs) often omit: KeyUsage on a CA (absent: unrestricted), its
+# AuthorityKeyIdentifier, and the critical mark on basicConstraints (Go's x509, which notary and
+# the registry's token check use, does not ask for it either).
 _CA_POLICY = (ExtensionPolicy.webpki_defaults_ca()
+              .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _is_ca)
               .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ca_may_sign_certificates)
               .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None))
+# Any leaf, as long as no critical extension of it goes unchecked (a token signer, a root.json
+# certificate: their own rules are checked by their callers).
+_ANY_LEAF_POLICY = ExtensionPolicy.permit_all()
 # A client certificate need not name a host or carry key identifiers; it must be a signing client
 # certificate (checked again here so the verifier alone is never more lenient than the message).
 _CLIENT_POLICY = (ExtensionPolicy.permit_all()

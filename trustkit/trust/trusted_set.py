@@ -157,7 +157,7 @@ class TrustedSet:
             return chosen
         ca_pem = pinning.ca_for(self.gun)
         if ca_pem is not None:
-            chosen = {k: v for k, v in keys.items() if _chains_to(v, ca_pem)}
+            chosen = {k: v for k, v in keys.items() if _chains_to(v, ca_pem, self.now)}
             if not chosen:
                 raise VerificationError(f"the root certificates of {self.gun} do not chain to the pinned CA")
             return chosen
@@ -320,30 +320,18 @@ class TrustedSet:
         return out
 
 
-def _chains_to(key: PublicKey, ca_pem: bytes) -> bool:
+def _chains_to(key: PublicKey, ca_pem: bytes, now: datetime) -> bool:
+    """Whether the certificate bundle ``key`` (leaf first, then intermediates) chains to a CA in
+    ``ca_pem`` at ``now``, by the one strict chain walk (CA flag, path length, validity)."""
     from cryptography import x509
+
+    from trustkit.keys.certs import verified_chain
 
     try:
         cas = x509.load_pem_x509_certificates(ca_pem)
         chain = key.certificates
-    except ValueError:
-        return False
-    candidates = cas + chain[1:]
-    current = chain[0]
-    for _ in range(len(candidates) + 1):
-        if any(current == ca for ca in cas):
-            return True
-        issuer = next((c for c in candidates if _issued_by(current, c)), None)
-        if issuer is None:
-            return False
-        current = issuer
-    return False
-
-
-def _issued_by(cert: object, issuer: object) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - any failure means "not issued by"
+        verified_chain(chain[0], chain[1:], cas, now=now)
+    except (ValueError, KeyFormatError):
         return False
     return True
 
