@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from trustkit.cli.context import Context, pass_context
+from trustkit.cli.migrate import server_import
 
 
-@click.command("server")
+@click.group("server", invoke_without_command=True)
 @click.option("--listen", help="HOST:PORT (default 127.0.0.1:4443).")
 @click.option("--database", help="sqlite:///PATH or postgresql://... (default: SQLite in the user's data folder).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True))
@@ -41,11 +42,20 @@ from trustkit.cli.context import Context, pass_context
               help="Seconds a request body may stall before its connection is closed (default 30).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON file with the same settings (flags and TRUSTKIT_SERVER_* variables override it).")
-def server(config_file: str | None, **flags: object) -> None:
-    """Run the Notary-compatible trust server (SQLite built in, PostgreSQL for several processes)."""
+@click.pass_context
+def server(ctx: click.Context, config_file: str | None, **flags: object) -> None:
+    """Run the Notary-compatible trust server (SQLite built in, PostgreSQL for several processes).
+
+    `trustkit server import` takes over a notary-server deployment (see its --help)."""
     from trustkit.server.config import ServerConfig, run
 
+    if ctx.invoked_subcommand is not None:
+        return
+
     run(ServerConfig.load(config_file, flags))
+
+
+server.add_command(server_import)
 
 
 @click.group()

@@ -94,6 +94,32 @@ class Change:
     category: str
 
 
+@dataclass(frozen=True)
+class ImportedFile:
+    role: str
+    version: int
+    data: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ImportedKey:
+    role: str
+    keyid: str
+    public: str  # the key object's JSON
+    private: str  # encrypted PKCS#8 PEM
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ImportedChange:
+    created_at: datetime
+    gun: str
+    version: int
+    sha256: str
+    category: str
+
+
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
@@ -228,6 +254,64 @@ class Storage:
         with self.engine.begin() as conn:
             conn.execute(SERVER_KEYS.insert().values(gun=gun, role=role, keyid=keyid, public=public, private=private,
                                                      created_at=now))
+
+    # ---- import (notary-server's history, with its versions and dates)
+
+    def stored_checksums(self, gun: str) -> dict[tuple[str, int], str]:
+        """``(role, version) -> sha256`` of every file stored for ``gun``."""
+        query = sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.sha256).where(TUF_FILES.c.gun == gun)
+        with self.engine.connect() as conn:
+            return {(r.role, r.version): r.sha256 for r in conn.execute(query)}
+
+    def server_key_ids(self, gun: str) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(SERVER_KEYS.c.keyid).where(SERVER_KEYS.c.gun == gun)).scalars())
+
+    def import_repository(self, gun: str, files: Iterable[ImportedFile], keys: Iterable[ImportedKey]) -> None:
+        """Store historical ``files`` and server ``keys`` of ``gun`` as they were, in one
+        transaction: a repository is imported whole or not at all.  Rows already there are left
+        alone; a different file under a stored version raises ``VersionConflict``."""
+        with self.engine.begin() as conn:
+            for item in files:
+                sha256 = hashlib.sha256(item.data).hexdigest()
+                stored = conn.execute(sa.select(TUF_FILES.c.sha256).where(
+                    TUF_FILES.c.gun == gun, TUF_FILES.c.role == item.role, TUF_FILES.c.version == item.version,
+                )).scalar()
+                if stored == sha256:
+                    continue
+                if stored is not None:
+                    raise VersionConflict(f"{item.role} version {item.version} differs from the one already stored")
+                conn.execute(TUF_FILES.insert().values(gun=gun, role=item.role, version=item.version, sha256=sha256,
+                                                       data=item.data, created_at=item.created_at))
+            for key in keys:
+                held = conn.execute(sa.select(SERVER_KEYS.c.id).where(
+                    SERVER_KEYS.c.gun == gun, SERVER_KEYS.c.role == key.role, SERVER_KEYS.c.keyid == key.keyid)).first()
+                if held is None:
+                    conn.execute(SERVER_KEYS.insert().values(gun=gun, role=key.role, keyid=key.keyid, public=key.public,
+                                                             private=key.private, created_at=key.created_at))
+
+    def import_changes(self, changes: Iterable[ImportedChange]) -> int:
+        """Append the ``changes`` not yet stored, in the order given (one transaction); how many.
+
+        A change counts as stored when as many identical records (date, GUN, version, checksum,
+        category) are there as the source holds up to it, so a re-run adds nothing twice."""
+        added = 0
+        seen: dict[tuple[datetime, str, int, str, str], int] = {}
+        with self.engine.begin() as conn:
+            for change in changes:
+                when = change.created_at.replace(tzinfo=None) if self.url.startswith("sqlite") else change.created_at
+                match = (CHANGES.c.created_at == when, CHANGES.c.gun == change.gun, CHANGES.c.version == change.version,
+                         CHANGES.c.sha256 == change.sha256, CHANGES.c.category == change.category)
+                identity = (change.created_at, change.gun, change.version, change.sha256, change.category)
+                seen[identity] = seen.get(identity, 0) + 1
+                stored = conn.execute(sa.select(sa.func.count()).select_from(CHANGES).where(*match)).scalar() or 0
+                if stored >= seen[identity]:
+                    continue
+                conn.execute(CHANGES.insert().values(created_at=change.created_at, gun=change.gun,
+                                                     version=change.version, sha256=change.sha256,
+                                                     category=change.category))
+                added += 1
+        return added
 
     # ---- repository settings
 
