@@ -33,7 +33,6 @@ from harness import (
     run_checked,
     throughput,
 )
-
 from trustkit.encoding import canonical_json, format_expires
 from trustkit.keys import CryptoSigner, EnvPassphrases, KeyStore, generate
 from trustkit.metadata import FileMeta, Targets

@@ -25,10 +25,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import Figure, Result, Row, hyperfine, log, run_checked, trustkit_program
-
 import images
 import peers
+from harness import Figure, Result, Row, hyperfine, log, run_checked, trustkit_program
 
 NAME = "push"
 MB = 1024 * 1024

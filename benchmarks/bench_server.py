@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from harness import Figure, Result, Row, fake_digest, log, peers
 
-from trustkit.keys import EnvPassphrases, KeyStore
+from harness import Figure, Result, Row, fake_digest, log, peers
 from trustkit.client.notary import NotaryClient, make_http_client
-from trustkit.reference import parse_repository
+from trustkit.keys import EnvPassphrases, KeyStore
 from trustkit.ops import TagTarget, TrustSession, init_repository, sign_tags
+from trustkit.reference import parse_repository
 
 NAME = "server"
 WRK_THREADS, WRK_CONNECTIONS = 2, 16

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import images  # noqa: E402
-import peers  # noqa: E402
+import images
+import peers
 
 
 def main() -> None:

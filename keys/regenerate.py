@@ -47,11 +47,12 @@ from pathlib import Path
 KEYS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(KEYS_DIR.parent / "tests"))
 
-import peers  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+
+import peers  # noqa: E402
 
 NOTARY_GUN = "example.com/golden/app"
 # Docker's GUN is "<registry host>/<repo>". The trust server comes from

@@ -32,23 +32,23 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
+from trustkit.client.notary import NotaryClient
+from trustkit.client.updater import Updater
 from trustkit.encoding import format_expires
 from trustkit.keys.certs import root_key_for
 from trustkit.keys.public import PublicKey
 from trustkit.keys.signer import CryptoSigner, generate
-from trustkit.metadata import DelegationRole, FileMeta, Metadata, RoleKeys, Root, Snapshot, Targets, Timestamp
-from trustkit.client.notary import NotaryClient
 from trustkit.metadata import DEFAULT_EXPIRY as EXPIRY
+from trustkit.metadata import DelegationRole, FileMeta, Metadata, RoleKeys, Root, Snapshot, Targets, Timestamp
 from trustkit.roles import BASE_ROLES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role
 from trustkit.trust.trusted_set import TrustPinning
-from trustkit.client.updater import Updater
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GUN = "registry.example.com/team/app"
 SERVER_URL = "https://notary.example.test"
 _NOT_FOUND = b'{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}\n'

@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trustkit.errors import EncodingError
@@ -313,7 +313,7 @@ def format_expires(moment: datetime) -> str:
     """
     if moment.tzinfo is None:
         raise EncodingError("expiry time must be timezone-aware")
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if moment.microsecond:
         text += ("." + f"{moment.microsecond:06d}").rstrip("0")
@@ -338,7 +338,7 @@ def parse_expires(text: str) -> datetime:
     micro = int((frac or "0").ljust(6, "0")[:6])
     try:
         moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro,
-                          tzinfo=timezone.utc)
+                          tzinfo=UTC)
     except ValueError as exc:
         raise EncodingError(f'expires "{text}" is not a valid time: {exc}') from None
     if zone not in ("Z", "z"):

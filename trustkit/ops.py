@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from trustkit.client.updater import Updater
 from trustkit.errors import (
     DigestMismatchError,
     ImmutableTagError,
@@ -22,16 +23,14 @@ from trustkit.errors import (
     ThresholdError,
     TrustkitError,
 )
-
 from trustkit.keys.public import PublicKey
 from trustkit.keys.store import KeyStore, atomic_write
 from trustkit.metadata import FileMeta, Metadata
 from trustkit.reference import ImageReference
+from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
 from trustkit.trust.repository import ROOT_RESIGN_WINDOW, Repository
 from trustkit.trust.resolution import DelegationTree, released_tags
-from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
 from trustkit.trust.trusted_set import TrustedSet, TrustPinning
-from trustkit.client.updater import Updater
 
 EXPIRY_WARNING = timedelta(days=30)
 REPO_ADMIN = "Repo Admin"
@@ -67,7 +66,7 @@ class TrustSession:
     client: Any  # notary.NotaryClient (or anything with its methods)
     store: KeyStore
     trust_dir: Path
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
     pinning: TrustPinning | None = None
     staging_dir: Path | None = None  # where partly signed threshold roles wait for co-signers
     last_trusted: TrustedSet | None = None  # what the last load validated

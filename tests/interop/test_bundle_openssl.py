@@ -14,8 +14,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import peers
 import pytest
+
+import peers
 
 pytestmark = pytest.mark.interop
 

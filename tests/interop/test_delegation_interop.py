@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -25,7 +25,7 @@ def make_bundle(folder, cn="dev1", *, days_valid=(-1, 365), key=None, cert_key=N
     key = key or generate()
     cert_key = cert_key or key
     ca_key = generate()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "UCP Client Root CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
           .serial_number(1).not_valid_before(now - timedelta(days=2)).not_valid_after(now + timedelta(days=3650))

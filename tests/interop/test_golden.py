@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -140,7 +140,7 @@ def test_notary_published_repository_is_read_exactly(notary_server, notary_cli, 
     for version in range(1, latest + 1):
         served = notary_server.get(f"/v2/{gun}/_trust/tuf/{version}.root.json").content
         (metadata_dir / f"{version}.root.json").write_bytes(served)
-    trusted = walk(metadata_dir, gun, datetime.now(timezone.utc))
+    trusted = walk(metadata_dir, gun, datetime.now(UTC))
     target = trusted.targets["targets"].signed.targets["v1"]
     assert target.matches(b"hello notary\n") is None
 
@@ -157,7 +157,7 @@ def publish_with_trustkit(server: peers.NotaryServer, gun: str, trust_dir: Path)
         for role in ("timestamp", "snapshot"):
             body = json.loads(http.get(f"/v2/{gun}/_trust/tuf/{role}.key").content)
             server_keys[role] = PublicKey(body["keytype"], body["keyval"]["public"])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         root_key = root_key_for(root_private, gun)
         targets_signer = CryptoSigner(targets_private)
         keys = {root_key.keyid: root_key, targets_signer.public_key.keyid: targets_signer.public_key}

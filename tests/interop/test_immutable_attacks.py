@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-import peers
 import pytest
+
+import peers
 
 pytestmark = pytest.mark.interop
 

@@ -8,8 +8,9 @@ import json
 import subprocess
 from pathlib import Path
 
-import peers
 import pytest
+
+import peers
 
 pytestmark = pytest.mark.interop
 

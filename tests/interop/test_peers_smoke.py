@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 
-import peers
 import pytest
+
+import peers
 
 pytestmark = pytest.mark.interop
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from simulator import (
     GUN,
     NOW,
@@ -23,21 +24,20 @@ from simulator import (
     reordered,
     with_whitespace,
 )
-
 from trustkit.errors import (
     ExpiredError,
     HashMismatchError,
     MetadataError,
-    RollbackError,
     OversizedError,
+    RollbackError,
     ThresholdError,
     VerificationError,
 )
 from trustkit.keys.certs import root_key_for
 from trustkit.metadata import Metadata
+from trustkit.ops import TrustSession, verify_tag
 from trustkit.reference import parse_repository
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
-from trustkit.ops import TrustSession, verify_tag
 from trustkit.trust.trusted_set import MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedSet
 
 PAST = NOW - timedelta(seconds=1)

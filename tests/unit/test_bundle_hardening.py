@@ -14,7 +14,7 @@ import sys
 import tracemalloc
 import warnings
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ def _usage(**allowed: bool) -> x509.KeyUsage:
 
 def bundle_pems(cn: str = "dev1") -> dict[str, bytes]:
     """cert.pem / key.pem / ca.pem of a UCP-style bundle: a client certificate issued by the cluster CA."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "UCP Client Root CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())

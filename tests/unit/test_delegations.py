@@ -2,15 +2,15 @@
 targets; paths restrict a delegation; thresholds count; signing errors say who could sign."""
 
 import pytest
-from simulator import GUN, NOW, Simulator
 
+from simulator import GUN, NOW, Simulator
 from trustkit.errors import NotSignedError, ThresholdError
 from trustkit.keys import KeyStore
 from trustkit.metadata import FileMeta
-from trustkit.reference import parse_repository
-from trustkit.trust.repository import NoSigningKeyError
-from trustkit.roles import RELEASES
 from trustkit.ops import TagTarget, TrustSession, sign_tags, verify_tag
+from trustkit.reference import parse_repository
+from trustkit.roles import RELEASES
+from trustkit.trust.repository import NoSigningKeyError
 
 
 def session(sim, trust_dir, keys=()):
@@ -46,9 +46,9 @@ def test_a_delegation_signs_only_within_its_paths(tmp_path):
 def test_inspect_the_web_page_and_verify_resolve_alike(tmp_path):
     """A tag a delegation lists outside its paths is shown by neither inspect nor the web page,
     since verify (and docker pull) would not accept it."""
+    from trustkit.ops import inspect
     from trustkit.server.storage import StoredFile
     from trustkit.server.web import repository_view
-    from trustkit.ops import inspect
 
     sim = Simulator()
     sim.add_delegation(RELEASES, paths=["release-"])

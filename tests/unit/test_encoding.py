@@ -1,7 +1,7 @@
 """encoding: canonical JSON, the wire escaping, strict parsing, base64, time, ECDSA forms."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -133,9 +133,9 @@ def test_der_to_raw_refuses_oversized_and_garbage():
 
 
 @pytest.mark.parametrize(("moment", "text"), [
-    (datetime(2026, 12, 10, 16, 53, 13, 955098, tzinfo=timezone.utc), "2026-12-10T16:53:13.955098Z"),
-    (datetime(2026, 12, 10, 16, 53, 13, 950000, tzinfo=timezone.utc), "2026-12-10T16:53:13.95Z"),
-    (datetime(2026, 12, 10, 16, 53, 13, tzinfo=timezone.utc), "2026-12-10T16:53:13Z"),
+    (datetime(2026, 12, 10, 16, 53, 13, 955098, tzinfo=UTC), "2026-12-10T16:53:13.955098Z"),
+    (datetime(2026, 12, 10, 16, 53, 13, 950000, tzinfo=UTC), "2026-12-10T16:53:13.95Z"),
+    (datetime(2026, 12, 10, 16, 53, 13, tzinfo=UTC), "2026-12-10T16:53:13Z"),
     (datetime(2026, 12, 10, 11, 53, 13, tzinfo=timezone(timedelta(hours=-5))), "2026-12-10T16:53:13Z"),
 ])
 def test_format_expires_is_go_rfc3339nano_utc(moment, text):
@@ -144,13 +144,13 @@ def test_format_expires_is_go_rfc3339nano_utc(moment, text):
 
 def test_parse_expires_handles_nanoseconds_and_offsets():
     assert parse_expires("2116-07-03T17:56:36.027379879-05:00") == datetime(2116, 7, 3, 22, 56, 36, 27379,
-                                                                           tzinfo=timezone.utc)
+                                                                           tzinfo=UTC)
     for bad in ("2026-13-01T00:00:00Z", "2026-12-10 16:53:13Z", "2026-12-10T16:53:13", "", 5):
         with pytest.raises(EncodingError):
             parse_expires(bad)  # type: ignore[arg-type]
 
 
-@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1), timezones=st.just(timezone.utc)))
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)))
 def test_expires_round_trip(moment):
     text = format_expires(moment)
     assert parse_expires(text) == moment

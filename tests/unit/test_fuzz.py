@@ -18,9 +18,9 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from simulator import NOW, Simulator
 from starlette.testclient import TestClient
 
+from simulator import NOW, Simulator
 from trustkit.encoding import b64encode
 from trustkit.errors import TrustkitError
 from trustkit.keys.der import parse_pem

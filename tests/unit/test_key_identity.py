@@ -13,18 +13,18 @@ from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from simulator import GUN, NOW, Key, Simulator, new_key, new_root_key
 from test_server_badinput import CONTENT_TYPE, build_repo, multipart, sign, targets_doc
 
+from simulator import GUN, NOW, Key, Simulator, new_key, new_root_key
 from trustkit.encoding import b64encode, format_expires
 from trustkit.errors import TrustkitError
+from trustkit.keys import KeyStore
 from trustkit.keys.certs import root_key_for
 from trustkit.keys.public import ECDSA, PublicKey, distinct_keys
 from trustkit.metadata import Metadata, Targets
-from trustkit.keys import KeyStore
+from trustkit.ops import TrustSession, add_signer
 from trustkit.reference import parse_repository
 from trustkit.roles import TARGETS
-from trustkit.ops import TrustSession, add_signer
 
 # SubjectPublicKeyInfo header for an EC P-256 key with a 33-byte (compressed) point.
 _COMPRESSED_P256_SPKI = bytes.fromhex("3039301306072a8648ce3d020106082a8648ce3d030107032200")

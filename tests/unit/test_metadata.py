@@ -1,6 +1,6 @@
 """metadata: strict parsing, exact re-serialisation, threshold verification over original bytes."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +23,7 @@ from trustkit.metadata import (
     Timestamp,
 )
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # A timestamp served by the real notary-server (wire spec, Appendix A), kept verbatim.
 APPENDIX_A_TIMESTAMP = (
     b'{"signed":{"_type":"Timestamp","expires":"2026-12-10T16:53:13.95509821Z","meta":{"snapshot'
@@ -250,7 +250,7 @@ target_names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"))
 @given(st.dictionaries(target_names, st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, 2**40)),
                        max_size=5),
        st.integers(1, 2**31), st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(9000, 1, 1),
-                                           timezones=st.just(timezone.utc)))
+                                           timezones=st.just(UTC)))
 def test_targets_round_trip(signers, entries, version, expires):
     targets = Targets(expires=format_expires(expires), version=version,
                       targets={name: FileMeta.for_digest(digest.hex(), size) for name, (digest, size) in entries.items()},

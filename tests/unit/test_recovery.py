@@ -4,12 +4,12 @@ the library's refresh path, driven through the real client stack against the sim
 from datetime import timedelta
 
 import pytest
-from simulator import GUN, NOW, Simulator
 
+from simulator import GUN, NOW, Simulator
 from trustkit.errors import ExpiredError
 from trustkit.keys import KeyStore
-from trustkit.reference import parse_repository
 from trustkit.ops import TrustSession, refresh, verify_tag
+from trustkit.reference import parse_repository
 
 
 def session_for(sim, trust_dir, now, with_keys=True):

@@ -7,12 +7,11 @@ from __future__ import annotations
 import hashlib
 
 from simulator import Simulator, new_key
-
 from trustkit.encoding import b64encode
 from trustkit.metadata import FileMeta, Metadata
 from trustkit.metadata.payload import DelegationRole, Delegations, Targets
-from trustkit.trust.resolution import DelegationTree, changed_resolutions, released_tags, verified_tree
 from trustkit.roles import RELEASES, TARGETS
+from trustkit.trust.resolution import DelegationTree, changed_resolutions, released_tags, verified_tree
 
 KEY = new_key()
 

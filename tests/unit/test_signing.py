@@ -25,7 +25,6 @@ def test_expiry_warnings_name_roles_expiring_within_30_days(tmp_path):
     from datetime import timedelta
 
     from simulator import NOW, Simulator
-
     from trustkit.ops import expiry_warnings
 
     sim = Simulator()

@@ -35,11 +35,10 @@ def cli(ctx: click.Context, trust_dir: str | None, server_url: str | None, tls_c
 
 
 def _register() -> None:
-    from trustkit.cli.keys import key
-    from trustkit.cli.metadata import metadata
-
     from trustkit.cli import delegation, server, trustcmds
     from trustkit.cli import push as push_commands
+    from trustkit.cli.keys import key
+    from trustkit.cli.metadata import metadata
 
     key.add_command(delegation.key_rotate)
     cli.add_command(key)
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"trustkit: error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", err=True)
         sys.exit(1)
-    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into a clear line
+    except Exception as exc:  # the one place that turns a bug into a clear line
         if debug:
             raise
         click.echo(f"trustkit: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",

@@ -12,8 +12,8 @@ import click
 
 if TYPE_CHECKING:
     from trustkit.keys import KeyStore, PassphraseRequest
-    from trustkit.reference import ImageReference
     from trustkit.ops import TrustSession
+    from trustkit.reference import ImageReference
     from trustkit.trust.trusted_set import TrustPinning
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import click
 
 from trustkit.cli.context import Context, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_json, warn
-
 
 
 @click.group()
@@ -34,17 +33,17 @@ def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple
     """Add signer NAME with its keys to targets/NAME and targets/releases of each REPO (a new
     repository is initialised first), as `docker trust signer add` does.  With --ca, each key
     must be a client certificate issued by that CA (checked before anything is published)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from trustkit.errors import KeyFormatError
     from trustkit.keys.certs import certificate_problem, check_client_certificate, load_ca_certificates
     from trustkit.keys.public import load_public_pem
+    from trustkit.ops import add_signer
     from trustkit.reference import parse_repository
     from trustkit.trust.repository import refuse_same_key_twice, validate_signer_name
-    from trustkit.ops import add_signer
 
     validate_signer_name(name)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cas = load_ca_certificates(Path(ca_file).read_bytes(), what=ca_file) if ca_file else None
     keys = []
     for file in key_files:
@@ -81,8 +80,8 @@ def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple
 @pass_context
 def signer_remove(ctx: Context, name: str, repos: tuple[str, ...], force: bool) -> None:
     """Remove signer NAME from each REPO."""
-    from trustkit.reference import parse_repository
     from trustkit.ops import remove_signer
+    from trustkit.reference import parse_repository
 
     for repo in repos:
         reference = parse_repository(repo)
@@ -107,11 +106,11 @@ def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, outp
     """Import a client bundle's key.pem as a signer key, after checking that cert.pem is a client
     certificate valid now, issued by the bundle's ca.pem, and that key.pem belongs to it; then
     show what the repository admin must run."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from trustkit.keys.bundle import import_bundle
 
-    stored, signer_name, found = import_bundle(ctx.key_store(), path, name=name, now=datetime.now(timezone.utc))
+    stored, signer_name, found = import_bundle(ctx.key_store(), path, name=name, now=datetime.now(UTC))
     cert_path = Path(path) / "cert.pem" if Path(path).is_dir() else Path(cert_dir) / f"{signer_name}.crt"
     if not Path(path).is_dir():
         cert_path.write_bytes(found.cert_pem)
@@ -134,8 +133,8 @@ def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, outp
 def key_rotate(ctx: Context, repo: str, role: str, server_managed: bool) -> None:
     """Give ROLE of REPO a new key and publish.  A new root is signed by the old and the new
     root keys, and is checked against the old root before anything is published."""
-    from trustkit.reference import parse_repository
     from trustkit.ops import rotate_key
+    from trustkit.reference import parse_repository
 
     reference = parse_repository(repo)
     new_key = rotate_key(ctx.trust_session(reference), role, server_managed=server_managed)
@@ -155,8 +154,8 @@ def refresh(ctx: Context, repo: str, roles: tuple[str, ...], days: int) -> None:
     This is also the recovery when targets metadata has already expired: editing loads
     expired roles, re-signs them with fresh expiry and publishes."""
     from trustkit.metadata import validate_role_name
-    from trustkit.reference import parse_repository
     from trustkit.ops import refresh as refresh_roles
+    from trustkit.reference import parse_repository
 
     for role in roles:
         validate_role_name(role)

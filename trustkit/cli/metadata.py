@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -34,7 +34,7 @@ def check(file: str, role: str | None, root_file: str | None, output_format: str
     role = role or type(meta.signed).__name__.lower()
     report: dict[str, object] = {
         "file": file, "role": role, "type": type(meta.signed).__name__, "version": meta.signed.version,
-        "expires": meta.signed.expires, "expired": meta.signed.is_expired(datetime.now(timezone.utc)),
+        "expires": meta.signed.expires, "expired": meta.signed.is_expired(datetime.now(UTC)),
         "canonical": meta.to_bytes() == data, "signatures": len(meta.signatures),
     }
     root = meta.signed if isinstance(meta.signed, Root) else None

@@ -252,8 +252,8 @@ def tag(ctx: Context, source_image: str, image: str, sign_flag: bool, disable_co
     """Tag SOURCE_IMAGE (IMAGE:TAG or IMAGE@DIGEST) as IMAGE:TAG in the same registry, without
     uploading (blobs of another repository are mounted); sign it when content trust is on."""
     from trustkit.oci.push import tag_image
-    from trustkit.reference import parse
     from trustkit.oci.registry import connect
+    from trustkit.reference import parse
 
     source = parse(source_image)
     if source.tag is None and source.digest is None:
@@ -276,8 +276,8 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure_re
     `docker login` does (or in the credential helper it names).  The password comes from
     --password-stdin or a terminal prompt, never from the command line."""
     from trustkit.client.auth import Credentials
-    from trustkit.reference import parse
     from trustkit.oci.registry import connect, save_login
+    from trustkit.reference import parse
 
     name = registry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
     if name.endswith("/v1") or name.endswith("/v2"):

@@ -39,8 +39,8 @@ Exit status says why a tag is not trusted:
 def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, output_format: str) -> None:
     """Initialise trust for REPO and publish it: root and targets keys (the root key is reused
     if the store has one), snapshot and timestamp keys held by the server."""
-    from trustkit.reference import parse_repository
     from trustkit.ops import init_repository
+    from trustkit.reference import parse_repository
 
     reference = parse_repository(repo)
     session = ctx.trust_session(reference)
@@ -91,9 +91,9 @@ def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | 
 
 def _targets_from_registry(images: tuple[str, ...], insecure: tuple[str, ...]) -> tuple[object, list[TagTarget]]:
     """Each IMAGE:TAG's manifest digest and size, as the registry serves them now."""
-    from trustkit.reference import parse
     from trustkit.oci.registry import connect
     from trustkit.ops import TagTarget
+    from trustkit.reference import parse
 
     refs = [parse(image) for image in images]
     if len({r.gun for r in refs}) != 1 or any(r.tag is None for r in refs):
@@ -108,8 +108,8 @@ def _targets_from_registry(images: tuple[str, ...], insecure: tuple[str, ...]) -
 
 def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | None,
                      from_file: click.utils.LazyFile | None) -> tuple[object, list[TagTarget]]:
-    from trustkit.reference import parse, parse_repository, validate_digest, validate_tag
     from trustkit.ops import TagTarget
+    from trustkit.reference import parse, parse_repository, validate_digest, validate_tag
 
     if from_file is not None:
         if len(images) != 1 or digest or size is not None:
@@ -143,8 +143,8 @@ def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | No
 def inspect(ctx: Context, images: tuple[str, ...], pretty: bool) -> None:
     """Show signed tags, signers and administrative keys (the `docker trust inspect` shape)."""
     from trustkit.errors import NotSignedError
-    from trustkit.reference import parse
     from trustkit.ops import inspect as inspect_entry
+    from trustkit.reference import parse
 
     entries, missing = [], []
     for image in images:
@@ -187,8 +187,8 @@ def _pretty(entry: dict) -> None:  # type: ignore[type-arg]
 @pass_context
 def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_format: str) -> None:
     from trustkit.errors import TrustkitError
-    from trustkit.reference import parse, validate_digest
     from trustkit.ops import verify_tag
+    from trustkit.reference import parse, validate_digest
 
     try:
         reference = parse(image)
@@ -218,8 +218,8 @@ def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_f
 @pass_context
 def revoke(ctx: Context, image: str, yes: bool, output_format: str) -> None:
     """Remove a tag's signature (or, without a tag, every signed tag) and publish."""
-    from trustkit.reference import parse
     from trustkit.ops import revoke as revoke_tags
+    from trustkit.reference import parse
 
     reference = parse(image)
     if reference.tag is None and not yes:

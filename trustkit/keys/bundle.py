@@ -13,9 +13,9 @@ from typing import IO
 
 from trustkit.errors import KeyFormatError
 from trustkit.keys.certs import check_client_certificate, load_ca_certificates
+from trustkit.keys.der import parse_pem
 from trustkit.keys.public import PublicKey, load_public_pem
 from trustkit.keys.signer import CryptoSigner
-from trustkit.keys.der import parse_pem
 from trustkit.keys.store import KeyStore, StoredKey, decrypt_for_import, validate_key_name
 
 BUNDLE_FILES = ("cert.pem", "key.pem", "ca.pem")

@@ -239,9 +239,9 @@ def load_public_pem(text: str | bytes, *, what: str = "public key file") -> Publ
     Raises:
         KeyFormatError: anything else.
     """
-    from trustkit.keys.der import parse_pem
-
     from cryptography import x509
+
+    from trustkit.keys.der import parse_pem
 
     blocks = parse_pem(text, what=what)
     kinds = {b.type for b in blocks}
