@@ -1153,3 +1153,183 @@ class CountingProxy:
                     s.close()
                 except OSError:
                     pass
+
+
+# --------------------------------------------------------------------------------------------
+# notary-server on SQL with a real notary-signer (the deployment `trustkit server import` takes over)
+
+MARIADB_ROOT_URL = os.environ.get("TRUSTKIT_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
+
+# notary's schema, written from its migrations (server: tuf_files, change_category, changefeed;
+# signer: private_keys), one statement per entry.
+_NOTARY_SCHEMA: dict[str, dict[str, list[str]]] = {
+    "postgres": {
+        "server": [
+            "CREATE TABLE tuf_files (id serial PRIMARY KEY, created_at timestamp NULL DEFAULT NULL,"
+            " updated_at timestamp NULL DEFAULT NULL, deleted_at timestamp NULL DEFAULT NULL,"
+            " gun varchar(255) NOT NULL, role varchar(255) NOT NULL, version integer NOT NULL,"
+            " data bytea NOT NULL, sha256 char(64) DEFAULT NULL, UNIQUE (gun, role, version))",
+            "CREATE INDEX tuf_files_sha256_idx ON tuf_files (sha256)",
+            "CREATE TABLE change_category (category varchar(20) PRIMARY KEY)",
+            "INSERT INTO change_category VALUES ('update'), ('deletion')",
+            "CREATE TABLE changefeed (id serial PRIMARY KEY, created_at timestamp DEFAULT CURRENT_TIMESTAMP,"
+            " gun varchar(255) NOT NULL, version integer NOT NULL, sha256 char(64) DEFAULT NULL,"
+            " category varchar(20) NOT NULL DEFAULT 'update' REFERENCES change_category)",
+            "CREATE INDEX idx_changefeed_gun ON changefeed (gun)",
+        ],
+        "signer": [
+            "CREATE TABLE private_keys (id serial PRIMARY KEY, created_at timestamp NULL DEFAULT NULL,"
+            " updated_at timestamp NULL DEFAULT NULL, deleted_at timestamp NULL DEFAULT NULL,"
+            " key_id varchar(255) NOT NULL UNIQUE, encryption_alg varchar(255) NOT NULL,"
+            " keywrap_alg varchar(255) NOT NULL, algorithm varchar(50) NOT NULL,"
+            " passphrase_alias varchar(50) NOT NULL, public bytea NOT NULL, private bytea NOT NULL,"
+            " gun varchar(255) NOT NULL, role varchar(255) NOT NULL, last_used timestamp NULL DEFAULT NULL,"
+            " UNIQUE (key_id, algorithm))",
+        ],
+    },
+    "mysql": {
+        "server": [
+            "CREATE TABLE tuf_files (id int(11) NOT NULL AUTO_INCREMENT, created_at timestamp NULL DEFAULT NULL,"
+            " updated_at timestamp NULL DEFAULT NULL, deleted_at timestamp NULL DEFAULT NULL,"
+            " gun varchar(255) NOT NULL, role varchar(255) NOT NULL, version int(11) NOT NULL,"
+            " data longblob NOT NULL, sha256 char(64) DEFAULT NULL, PRIMARY KEY (id),"
+            " UNIQUE KEY gun (gun, role, version), INDEX sha256 (sha256)) ENGINE=InnoDB DEFAULT CHARSET=utf8",
+            "CREATE TABLE change_category (category varchar(20) NOT NULL, PRIMARY KEY (category))"
+            " ENGINE=InnoDB DEFAULT CHARSET=utf8",
+            "INSERT INTO change_category VALUES ('update'), ('deletion')",
+            "CREATE TABLE changefeed (id int(11) NOT NULL AUTO_INCREMENT,"
+            " created_at timestamp DEFAULT CURRENT_TIMESTAMP, gun varchar(255) NOT NULL, version int(11) NOT NULL, sha256 char(64) DEFAULT NULL,"
+            " category varchar(20) NOT NULL DEFAULT 'update', PRIMARY KEY (id),"
+            " FOREIGN KEY (category) REFERENCES change_category (category), INDEX idx_changefeed_gun (gun))"
+            " ENGINE=InnoDB DEFAULT CHARSET=utf8",
+        ],
+        "signer": [
+            "CREATE TABLE private_keys (id int(11) NOT NULL AUTO_INCREMENT, created_at timestamp NULL DEFAULT NULL,"
+            " updated_at timestamp NULL DEFAULT NULL, deleted_at timestamp NULL DEFAULT NULL,"
+            " key_id varchar(255) NOT NULL, encryption_alg varchar(255) NOT NULL, keywrap_alg varchar(255) NOT NULL,"
+            " algorithm varchar(50) NOT NULL, passphrase_alias varchar(50) NOT NULL, public blob NOT NULL,"
+            " private blob NOT NULL, gun varchar(255) NOT NULL, role varchar(255) NOT NULL,"
+            " last_used datetime NULL DEFAULT NULL, PRIMARY KEY (id), UNIQUE KEY key_id (key_id),"
+            " UNIQUE KEY key_id_2 (key_id, algorithm)) ENGINE=InnoDB DEFAULT CHARSET=utf8",
+        ],
+    },
+}
+
+
+class NotaryDatabase:
+    """A fresh database with notary's schema for ``part`` ("server" or "signer") on PostgreSQL
+    (127.0.0.1:5432) or MariaDB (127.0.0.1:3306); dropped by :meth:`drop`.
+
+    ``dsn`` is the address in notary's own form (what its config's ``storage.db_url`` takes),
+    ``url`` the same database for SQLAlchemy."""
+
+    def __init__(self, backend: str, part: str) -> None:
+        import secrets
+
+        import sqlalchemy as sa
+
+        self.backend, self.part = backend, part
+        self.name = f"notary{part}_{secrets.token_hex(4)}"
+        if backend == "postgres":
+            admin_url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+            base = admin_url.rsplit("/", 1)[0]
+            self.url = f"{base}/{self.name}"
+            self.dsn = f"{POSTGRES_URL.rsplit('/', 1)[0].replace('postgresql://', 'postgres://', 1)}/{self.name}" \
+                       "?sslmode=disable"
+            self._admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        elif backend == "mysql":
+            self.url = f"{MARIADB_ROOT_URL.rstrip('/')}/{self.name}"
+            self.dsn = f"root@tcp(127.0.0.1:3306)/{self.name}?parseTime=True"
+            self._admin = sa.create_engine(MARIADB_ROOT_URL, isolation_level="AUTOCOMMIT")
+        else:
+            raise ValueError(backend)
+        try:
+            with self._admin.connect() as conn:
+                conn.execute(sa.text(f"CREATE DATABASE {self.name}"))
+        except sa.exc.OperationalError as exc:
+            raise PeerMissing(f"{backend} is not running on 127.0.0.1 ({exc.__class__.__name__}); "
+                              "./dev test starts PostgreSQL and MariaDB") from None
+        engine = sa.create_engine(self.url)
+        with engine.begin() as conn:
+            for statement in _NOTARY_SCHEMA[backend][part]:
+                conn.execute(sa.text(statement))
+        engine.dispose()
+
+    def drop(self) -> None:
+        import sqlalchemy as sa
+
+        with self._admin.connect() as conn:
+            if self.backend == "postgres":
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)"))
+            else:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {self.name}"))
+        self._admin.dispose()
+
+
+class NotarySigner:
+    """A real ``notary-signer`` (gRPC over TLS on ``127.0.0.1:<port>``) on a :class:`NotaryDatabase`.
+
+    Keys are encrypted under ``passphrase`` for ``alias`` (``NOTARY_SIGNER_<ALIAS>``, as an
+    operator sets it).  :meth:`server_config` is the ``trust_service`` section a
+    :class:`NotaryServer` needs to use it."""
+
+    def __init__(self, workdir: str | os.PathLike[str], database: NotaryDatabase, *, alias: str = "timestamp_1",
+                 passphrase: str = "signer-test-passphrase", startup_timeout: float = 20.0) -> None:
+        self._binary = require("notary-signer")
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.database, self.alias, self.passphrase = database, alias, passphrase
+        self.startup_timeout = startup_timeout
+        self.port = free_port()
+        self.cert_path, self.key_path = make_tls(self.workdir)
+        self.config_path = self.workdir / "signer.json"
+        self.log_path = self.workdir / "notary-signer.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def config(self) -> dict[str, object]:
+        return {
+            "server": {"grpc_addr": f"127.0.0.1:{self.port}", "tls_cert_file": str(self.cert_path),
+                       "tls_key_file": str(self.key_path)},
+            "logging": {"level": "info"},
+            "storage": {"backend": self.database.backend, "db_url": self.database.dsn, "default_alias": self.alias},
+        }
+
+    def server_config(self) -> dict[str, object]:
+        return {"type": "remote", "hostname": "127.0.0.1", "port": str(self.port),
+                "tls_ca_file": str(self.cert_path), "key_algorithm": "ecdsa"}
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {f"NOTARY_SIGNER_{self.alias.upper()}": self.passphrase}
+
+    def __enter__(self) -> NotarySigner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n", encoding="utf-8")
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it; closed below
+        try:
+            self._proc = subprocess.Popen([self._binary, "-config", str(self.config_path), "-logf", "logfmt"],
+                                          cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, env={**os.environ, **self.environment})
+        finally:
+            log.close()
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise PeerError(f"notary-signer exited at startup; log {self.log_path}:\n{_tail(self.log_path)}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise PeerError(f"notary-signer did not listen within {self.startup_timeout}s:\n{_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        terminate(proc, 5.0)
