@@ -259,14 +259,14 @@ def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
                     "Signers": sorted(s.removeprefix("targets/") for s in row.signers) or [REPO_ADMIN]}
                    for row in released_tags(DelegationTree.of(trusted.targets))]
     top = trusted.targets.get(TARGETS)
-    delegations = top.signed.delegations if top else None
+    roles = top.signed.delegations.roles if top else []
+    keys = top.signed.delegations.keys if top else {}
     signers = []
-    for role in sorted((r.name for r in delegations.roles) if delegations else [], reverse=True):
-        if role == RELEASES:
+    for entry in sorted(roles, key=lambda r: r.name, reverse=True):  # names are unique within a parent
+        if entry.name == RELEASES:
             continue
-        entry = delegations.role(role)  # type: ignore[union-attr]
-        ids = sorted({delegations.keys[k].canonical_id for k in entry.keyids if k in delegations.keys})  # type: ignore[union-attr]
-        signers.append({"Name": role.removeprefix("targets/"), "Keys": [{"ID": i} for i in ids]})
+        ids = sorted({keys[k].canonical_id for k in entry.keyids if k in keys})
+        signers.append({"Name": entry.name.removeprefix("targets/"), "Keys": [{"ID": i} for i in ids]})
     root = trusted.root.signed
     admin = [{"Name": "Root", "Keys": [{"ID": k} for k in sorted(root.roles[ROOT].keyids)]},
              {"Name": "Repository", "Keys": [{"ID": k} for k in sorted(root.roles[TARGETS].keyids)]}]
@@ -419,7 +419,8 @@ def roles_left_unsignable(store: KeyStore, keyid: str) -> list[str]:
 def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPIRY_WARNING) -> list[tuple[str, str]]:
     """``(role, message)`` for every role that expires within ``window`` (timestamps are
     re-signed by the server, so they are left out)."""
-    roles = [(ROOT, trusted.root)] + ([(SNAPSHOT, trusted.snapshot)] if trusted.snapshot else [])
+    roles: list[tuple[str, Metadata[Any]]] = [(ROOT, trusted.root)]
+    roles += [(SNAPSHOT, trusted.snapshot)] if trusted.snapshot else []
     roles += sorted(trusted.targets.items())
     out = []
     for role, meta in roles:
@@ -430,5 +431,7 @@ def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPI
     return out
 
 
-__all__ = ["PreparedSigning", "SignResult", "check_immutable_tag", "roles_left_unsignable", "add_signer", "refresh", "remove_signer", "rotate_key", "TagTarget", "TrustSession", "VerifiedTag", "content_trust_enabled", "expiry_warnings",
-           "init_repository", "inspect", "released_target", "revoke", "sign_tags", "verify_tag"]
+__all__ = ["PreparedSigning", "SignResult", "TagTarget", "TrustSession", "VerifiedTag", "add_signer",
+           "check_immutable_tag", "content_trust_enabled", "expiry_warnings", "init_repository", "inspect",
+           "refresh", "released_target", "remove_signer", "revoke", "roles_left_unsignable", "rotate_key",
+           "sign_tags", "verify_tag"]

@@ -98,12 +98,14 @@ class Metadata(Generic[T]):
             kind = payload_type_for_role(role)
         else:
             declared = signed.get("_type")
-            kind = PAYLOAD_TYPES.get(declared) if isinstance(declared, str) else None
-            if kind is None:
+            found = PAYLOAD_TYPES.get(declared) if isinstance(declared, str) else None
+            if found is None:
                 raise MetadataError(f"unknown _type {signed.get('_type')!r}", path=f"{what}.signed")
+            kind = found
         path = f"{what}.signed"
-        payload = kind.from_dict(signed, path, role) if kind is Targets and role else kind.from_dict(signed, path)
-        meta = cls(payload, signatures, bytes(data), signed)  # type: ignore[arg-type]
+        # The payload class is known only now, at run time: the caller gets a Metadata[Any].
+        payload: Any = kind.from_dict(signed, path, role) if kind is Targets and role else kind.from_dict(signed, path)
+        meta = cls(payload, signatures, bytes(data), signed)
         meta._canonical = canonical
         return meta
 
@@ -180,8 +182,9 @@ class VerifyResult:
             )
 
 
-def verify_signatures(message: bytes, signatures: Iterable[Signature], keys: Mapping[str, PublicKey],
-                      keyids: Iterable[str], threshold: int, role: str) -> VerifyResult:
+def verify_signatures(  # noqa: PLR0917 - a message, its signatures and a rule's four parts (verify_by takes a rule)
+        message: bytes, signatures: Iterable[Signature], keys: Mapping[str, PublicKey], keyids: Iterable[str],
+        threshold: int, role: str) -> VerifyResult:
     """Count valid signatures by distinct keys among ``keyids``.
 
     One key counts once however it is spelled: listed twice, bare and inside a certificate, with

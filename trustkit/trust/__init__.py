@@ -5,7 +5,8 @@
 - ``repository``: editing a GUN's trust data and signing what changed.
 """
 
-from trustkit.trust.repository import NoSigningKeyError, Repository
+from trustkit.errors import NoSigningKeyError
+from trustkit.trust.repository import Repository
 from trustkit.trust.resolution import DelegationTree, ReleasedTag, Resolved, released_tags, verified_tree
 from trustkit.trust.trusted_set import TrustedSet, TrustPinning
 

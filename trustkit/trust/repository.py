@@ -9,8 +9,10 @@ snapshot only when the key is held locally (docker leaves it to the server).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from trustkit.encoding import format_expires
 from trustkit.errors import KeyNotFoundError, NoSigningKeyError, NotSignedError, TrustkitError
@@ -71,7 +73,7 @@ class Repository:
         key in the store, as docker does, else a new one), a new targets key, and the server's
         timestamp key (and snapshot key, unless ``server_keys`` lacks it: then a local one)."""
         root_signer = cls._root_signer_for_init(store, root_keyid, algorithm)
-        root_key = root_key_for(root_signer.private_key, gun, now=now)  # type: ignore[attr-defined]
+        root_key = root_key_for(root_signer.private_key, gun, now=now)
         targets_private = generate(algorithm)
         store.add(targets_private, role=TARGETS, gun=gun)
         role_keys: dict[str, PublicKey] = {ROOT: root_key, TARGETS: CryptoSigner(targets_private).public_key,
@@ -167,7 +169,8 @@ class Repository:
                 raise NotSignedError(f"{self.gun} has no targets metadata")
             # A delegation listed by its parent but never published starts empty.
             self.role_entry(role)
-            self.targets[role] = Metadata(Targets(expires=format_expires(self.now + DEFAULT_EXPIRY[TARGETS]), version=0))
+            expires = format_expires(self.now + DEFAULT_EXPIRY[TARGETS])
+            self.targets[role] = Metadata(Targets(expires=expires, version=0))
         self.dirty.add(role)
         return self.targets[role].signed
 
@@ -334,7 +337,7 @@ class Repository:
             self._signers[canonical_id] = self.store.load(canonical_id)[0]
         return self._signers[canonical_id]
 
-    def _sign(self, role: str, meta: Metadata) -> bytes:  # type: ignore[type-arg]
+    def _sign(self, role: str, meta: Metadata[Any]) -> bytes:
         held = self.held_keys(role)
         _, keyids, threshold = self.role_entry(role)
         if not held and not (role == ROOT and self.root_signers):
@@ -346,7 +349,7 @@ class Repository:
         # Keep other keys' valid signatures so threshold roles can collect them one by one.
         return meta.sign(signers, replace=threshold <= 1)
 
-    def _meets_threshold(self, role: str, meta: Metadata) -> bool:  # type: ignore[type-arg]
+    def _meets_threshold(self, role: str, meta: Metadata[Any]) -> bool:
         keys, keyids, threshold = self.role_entry(role)
         return bool(meta.verify(keys, keyids, threshold, role))
 
