@@ -57,7 +57,8 @@ def read_bundle(path: Path | str) -> ClientBundle:
     elif path.is_file() and zipfile.is_zipfile(path):
         found = _read_zip(path)
     elif path.exists():
-        raise KeyFormatError(f"{path} is neither a zip file nor a folder", hint="give the client bundle zip or its folder")
+        raise KeyFormatError(f"{path} is neither a zip file nor a folder",
+                             hint="give the client bundle zip or its folder")
     else:
         raise KeyFormatError(f"{path} does not exist")
     missing = [name for name in ("cert.pem", "key.pem") if name not in found]

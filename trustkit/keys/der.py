@@ -43,12 +43,12 @@ def octets(data: bytes) -> bytes:
 def oid(dotted: str) -> bytes:
     parts = [int(p) for p in dotted.split(".")]
     out = bytearray([40 * parts[0] + parts[1]])
-    for n in parts[2:]:
-        chunk = [n & 0x7F]
-        n >>= 7
-        while n:
-            chunk.append(0x80 | (n & 0x7F))
-            n >>= 7
+    for arc in parts[2:]:
+        chunk = [arc & 0x7F]
+        rest = arc >> 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
         out.extend(reversed(chunk))
     return tlv(OID, bytes(out))
 

@@ -197,7 +197,7 @@ def _checked(key: object) -> PrivateKey:
             raise KeyFormatError(f"RSA key is {key.key_size} bits; at least 2048 are required")
     elif not isinstance(key, ed25519.Ed25519PrivateKey):
         raise KeyFormatError(f"unsupported private key type {type(key).__name__}")
-    return key  # type: ignore[return-value]
+    return key
 
 
 def is_encrypted(block: PemBlock) -> bool:

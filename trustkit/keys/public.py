@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from trustkit.encoding import b64decode, b64encode, canonical_json, raw_to_der_ecdsa
 from trustkit.errors import EncodingError, KeyFormatError, MetadataError
@@ -68,17 +69,19 @@ class PublicKey:
         return cls(data["keytype"], keyval["public"])
 
     @classmethod
-    def from_crypto(cls, key: CryptoPublicKey) -> PublicKey:
-        """A bare key (``ecdsa``, ``rsa`` or ``ed25519``) for a cryptography public key."""
+    def from_crypto(cls, key: PublicKeyTypes) -> PublicKey:
+        """A bare key (``ecdsa``, ``rsa`` or ``ed25519``) for a cryptography public key.
+
+        Raises:
+            KeyFormatError: any other kind of key.
+        """
         if isinstance(key, ed25519.Ed25519PublicKey):
             return cls(ED25519, b64encode(key.public_bytes(serialization.Encoding.Raw,
                                                            serialization.PublicFormat.Raw)))
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise KeyFormatError(f"unsupported public key type {type(key).__name__}")
         spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            return cls(ECDSA, b64encode(spki))
-        if isinstance(key, rsa.RSAPublicKey):
-            return cls(RSA, b64encode(spki))
-        raise KeyFormatError(f"unsupported public key type {type(key).__name__}")
+        return cls(ECDSA if isinstance(key, ec.EllipticCurvePublicKey) else RSA, b64encode(spki))
 
     @classmethod
     def from_certificates(cls, certs: list[x509.Certificate]) -> PublicKey:
@@ -157,6 +160,7 @@ class PublicKey:
     @cached_property
     def crypto_key(self) -> CryptoPublicKey:
         """The cryptography key; raises KeyFormatError for unusable or unknown keys."""
+        key: PublicKeyTypes
         try:
             if self.keytype == ED25519:
                 raw = b64decode(self.public, what="ed25519 key")
@@ -196,25 +200,26 @@ class PublicKey:
         except KeyFormatError:
             return False
         try:
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                # Notary hashes with SHA-256 whatever the curve; r||s must be exactly 2x size.
-                if len(signature) != 2 * ((key.curve.key_size + 7) // 8):
-                    return False
-                key.verify(raw_to_der_ecdsa(signature), message, ec.ECDSA(hashes.SHA256()))
-            elif isinstance(key, ed25519.Ed25519PublicKey):
-                key.verify(signature, message)
-            elif isinstance(key, rsa.RSAPublicKey):
-                if len(signature) < 256:
-                    return False
-                if method == "rsapkcs1v15":
-                    key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
-                else:
-                    key.verify(signature, message, _PSS, hashes.SHA256())
-            else:  # pragma: no cover - crypto_key only returns the types above
-                return False
+            return _signature_checks_out(key, method, message, signature)
         except (InvalidSignature, ValueError):
             return False
-        return True
+
+
+def _signature_checks_out(key: CryptoPublicKey, method: str, message: bytes, signature: bytes) -> bool:
+    """False for a signature of the wrong size; raises InvalidSignature (or ValueError) for a
+    wrong one."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        # Notary hashes with SHA-256 whatever the curve; r||s must be exactly 2x size.
+        if len(signature) != 2 * ((key.curve.key_size + 7) // 8):
+            return False
+        key.verify(raw_to_der_ecdsa(signature), message, ec.ECDSA(hashes.SHA256()))
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        key.verify(signature, message)
+    else:  # RSA
+        if len(signature) < 256:
+            return False
+        key.verify(signature, message, padding.PKCS1v15() if method == "rsapkcs1v15" else _PSS, hashes.SHA256())
+    return True
 
 
 def distinct_keys(keys: Mapping[str, PublicKey], keyids: Iterable[str]) -> int:
@@ -256,7 +261,7 @@ def load_public_pem(text: str | bytes, *, what: str = "public key file") -> Publ
             key = serialization.load_der_public_key(blocks[0].der)
         except (ValueError, UnsupportedAlgorithm):
             raise KeyFormatError(f"{what} holds a public key that does not parse") from None
-        public = PublicKey.from_crypto(key)  # type: ignore[arg-type]
+        public = PublicKey.from_crypto(key)
         public.crypto_key  # noqa: B018 - applies the size and curve rules now
         return public
     raise KeyFormatError(f"{what} must hold one PUBLIC KEY block or CERTIFICATE blocks, not {sorted(kinds)}")

@@ -107,9 +107,9 @@ class SSLibSigner(Signer):
 
     def sign(self, message: bytes) -> bytes:
         raw = bytes.fromhex(self._signer.sign(message).signature)
-        if self._public.algorithm == "ecdsa":
-            curve_size = (self._public.crypto_key.curve.key_size + 7) // 8  # type: ignore[union-attr]
-            return der_to_raw_ecdsa(raw, curve_size)
+        key = self._public.crypto_key
+        if isinstance(key, ec.EllipticCurvePublicKey):  # securesystemslib writes DER, notary r||s
+            return der_to_raw_ecdsa(raw, (key.curve.key_size + 7) // 8)
         return raw
 
 
@@ -121,4 +121,4 @@ def _public_from_sslib(key: Any) -> PublicKey:
         crypto = serialization.load_pem_public_key(public.encode())
     except ValueError:
         raise KeyFormatError("securesystemslib key has no usable PEM public key") from None
-    return PublicKey.from_crypto(crypto)  # type: ignore[arg-type]
+    return PublicKey.from_crypto(crypto)
