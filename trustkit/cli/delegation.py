@@ -44,14 +44,15 @@ def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple
 
     validate_signer_name(name)
     now = datetime.now(UTC)
-    cas = load_ca_certificates(Path(ca_file).read_bytes(), what=ca_file) if ca_file else None
+    # (the CA file's name, its certificates) with --ca
+    ca = (ca_file, load_ca_certificates(Path(ca_file).read_bytes(), what=ca_file)) if ca_file else None
     keys = []
     for file in key_files:
         key = load_public_pem(Path(file).read_bytes(), what=file)
-        if cas is not None:
+        if ca is not None:
             if not key.is_certificate:
                 raise KeyFormatError(f"{file} is a bare public key; --ca needs the certificate (a bundle's cert.pem)")
-            check_client_certificate(key.certificates, cas, now=now, what=file, ca_what=ca_file)
+            check_client_certificate(key.certificates, ca[1], now=now, what=file, ca_what=ca[0])
         elif key.is_certificate and (problem := certificate_problem(key.certificates[0], now)):
             raise KeyFormatError(f"{file}: {problem}")
         keys.append(key)

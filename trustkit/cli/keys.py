@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from trustkit.cli.context import Context, can_prompt, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table
+
+if TYPE_CHECKING:
+    from trustkit.keys import StoredKey
 
 
 @click.group()
@@ -96,7 +100,7 @@ def export(ctx: Context, keyid: str, output: str | None) -> None:
 @click.option("--new-passphrase-file", type=click.File("r"),
               help="Read the new passphrase from this file ('-' for stdin) instead of prompting.")
 @pass_context
-def passwd(ctx: Context, keyid: str, new_passphrase_file: click.utils.LazyFile | None) -> None:
+def passwd(ctx: Context, keyid: str, new_passphrase_file: IO[str] | None) -> None:
     """Change a key's passphrase.  The current one comes from the usual variables or a prompt."""
     from trustkit.errors import PassphraseUnavailableError
 
@@ -138,9 +142,6 @@ def remove(ctx: Context, keyid: str, yes: bool, force: bool) -> None:
     click.echo(f"Removed key {info.keyid} (role {info.role})", file=sys.stdout)
 
 
-def _key_json(k: object) -> dict[str, object]:
-    from trustkit.keys import StoredKey
-
-    assert isinstance(k, StoredKey)
+def _key_json(k: StoredKey) -> dict[str, object]:
     return {"keyid": k.keyid, "role": k.role, "gun": k.gun, "algorithm": k.algorithm,
             "path": str(k.path), "encrypted": k.encrypted}

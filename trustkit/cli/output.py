@@ -18,7 +18,7 @@ def emit_json(value: Any) -> None:
 
 def emit_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    line = "   ".join("{:<%d}" % w for w in widths)
+    line = "   ".join(f"{{:<{w}}}" for w in widths)
     click.echo(line.format(*headers).rstrip())
     click.echo(line.format(*("-" * w for w in widths)).rstrip())
     for row in rows:

@@ -17,7 +17,8 @@ from trustkit.cli.migrate import server_import
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Passphrase for the server's keys "
               "(or TRUSTKIT_SERVER_PASSPHRASE).")
 @click.option("--auth", type=click.Choice(["none", "htpasswd", "token"]), help="How clients authenticate.")
-@click.option("--htpasswd", type=click.Path(dir_okay=False, exists=True), help="bcrypt htpasswd file (--auth htpasswd).")
+@click.option("--htpasswd", type=click.Path(dir_okay=False, exists=True),
+              help="bcrypt htpasswd file (--auth htpasswd).")
 @click.option("--admin", "admins", multiple=True, help="htpasswd user allowed to delete, rotate and change settings.")
 @click.option("--token-realm", help="Token service URL (--auth token).")
 @click.option("--token-service", help="Expected token audience.")
@@ -43,7 +44,7 @@ from trustkit.cli.migrate import server_import
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON file with the same settings (flags and TRUSTKIT_SERVER_* variables override it).")
 @click.pass_context
-def server(ctx: click.Context, config_file: str | None, **flags: object) -> None:
+def server(ctx: click.Context, /, config_file: str | None, **flags: object) -> None:  # ctx is never in **flags
     """Run the Notary-compatible trust server (SQLite built in, PostgreSQL for several processes).
 
     `trustkit server import` takes over a notary-server deployment (see its --help)."""

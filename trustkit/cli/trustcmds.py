@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,7 @@ from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table, warn
 
 if TYPE_CHECKING:
     from trustkit.ops import TagTarget
+    from trustkit.reference import ImageReference
 
 VERIFY_HELP = """Verify that IMAGE:TAG is signed and print its trusted digest and size.
 
@@ -33,7 +34,8 @@ Exit status says why a tag is not trusted:
 @click.command("init")
 @click.argument("repo")
 @click.option("--local-snapshot", is_flag=True, help="Keep the snapshot key locally instead of on the server.")
-@click.option("--root-key", "root_keyid", metavar="KEYID", help="Root key to use (default: the first one in the store).")
+@click.option("--root-key", "root_keyid", metavar="KEYID",
+              help="Root key to use (default: the first one in the store).")
 @FORMAT_OPTION
 @pass_context
 def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, output_format: str) -> None:
@@ -55,13 +57,14 @@ def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, 
 @click.argument("images", nargs=-1, required=True)
 @click.option("--digest", help="Manifest digest (sha256:HEX) the tags point at.")
 @click.option("--size", type=click.IntRange(min=0), help="Manifest size in bytes.")
-@click.option("--from-file", type=click.File("r"), help="Bulk: one 'TAG sha256:HEX SIZE' per line; IMAGES is the repository.")
+@click.option("--from-file", type=click.File("r"),
+              help="Bulk: one 'TAG sha256:HEX SIZE' per line; IMAGES is the repository.")
 @click.option("--insecure-registry", "insecure_registries", multiple=True,
               help="Registry that may be reached over plain HTTP (when reading manifests).")
 @FORMAT_OPTION
 @pass_context
 def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | None,
-         from_file: click.utils.LazyFile | None, insecure_registries: tuple[str, ...], output_format: str) -> None:
+         from_file: IO[str] | None, insecure_registries: tuple[str, ...], output_format: str) -> None:
     """Sign IMAGE:TAG (several tags of one repository in one publish) and publish.
 
     Without --digest/--size, each tag's manifest digest and size are read from the registry.
@@ -89,25 +92,36 @@ def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | 
     warn(result.warnings)
 
 
-def _targets_from_registry(images: tuple[str, ...], insecure: tuple[str, ...]) -> tuple[object, list[TagTarget]]:
+def _tags_of(refs: list[ImageReference], problem: str) -> list[str]:
+    """Each reference's tag; a UsageError saying ``problem`` when one has none."""
+    tags = [ref.tag for ref in refs if ref.tag is not None]
+    if len(tags) != len(refs):
+        raise click.UsageError(problem)
+    return tags
+
+
+def _targets_from_registry(images: tuple[str, ...],
+                           insecure: tuple[str, ...]) -> tuple[ImageReference, list[TagTarget]]:
     """Each IMAGE:TAG's manifest digest and size, as the registry serves them now."""
     from trustkit.oci.registry import connect
     from trustkit.ops import TagTarget
     from trustkit.reference import parse
 
+    problem = "give IMAGE:TAG arguments of one repository"
     refs = [parse(image) for image in images]
-    if len({r.gun for r in refs}) != 1 or any(r.tag is None for r in refs):
-        raise click.UsageError("give IMAGE:TAG arguments of one repository")
+    if len({r.gun for r in refs}) != 1:
+        raise click.UsageError(problem)
+    tags = _tags_of(refs, problem)
     targets = []
     with connect(refs[0].registry, insecure_registries=insecure) as registry:
-        for ref in refs:
-            manifest = registry.get_manifest(ref.repository, ref.tag)  # type: ignore[arg-type]
-            targets.append(TagTarget(ref.tag, manifest.digest.removeprefix("sha256:"), manifest.size))  # type: ignore[arg-type]
+        for ref, tag in zip(refs, tags, strict=True):
+            manifest = registry.get_manifest(ref.repository, tag)
+            targets.append(TagTarget(tag, manifest.digest.removeprefix("sha256:"), manifest.size))
     return refs[0], targets
 
 
 def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | None,
-                     from_file: click.utils.LazyFile | None) -> tuple[object, list[TagTarget]]:
+                     from_file: IO[str] | None) -> tuple[ImageReference, list[TagTarget]]:
     from trustkit.ops import TagTarget
     from trustkit.reference import parse, parse_repository, validate_digest, validate_tag
 
@@ -126,14 +140,14 @@ def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | No
                                      int(fields[2])))
         return reference, targets
     if digest is None or size is None:
-        raise click.UsageError("give both --digest sha256:HEX and --size N, or neither (to read them from the registry)")
+        raise click.UsageError("give both --digest sha256:HEX and --size N, or neither "
+                               "(to read them from the registry)")
     refs = [parse(image) for image in images]
     if len({r.gun for r in refs}) != 1:
         raise click.UsageError("all images must be tags of one repository")
-    if any(r.tag is None for r in refs):
-        raise click.UsageError("every image needs a tag (IMAGE:TAG)")
+    tags = _tags_of(refs, "every image needs a tag (IMAGE:TAG)")
     hex_digest = validate_digest(digest).removeprefix("sha256:")
-    return refs[0], [TagTarget(r.tag, hex_digest, size) for r in refs]  # type: ignore[arg-type]
+    return refs[0], [TagTarget(tag, hex_digest, size) for tag in tags]
 
 
 @click.command("inspect")
@@ -166,7 +180,7 @@ def inspect(ctx: Context, images: tuple[str, ...], pretty: bool) -> None:
         raise NotSignedError(f"no trust data for {', '.join(missing)}")
 
 
-def _pretty(entry: dict) -> None:  # type: ignore[type-arg]
+def _pretty(entry: dict[str, Any]) -> None:
     click.echo(f"\nSignatures for {entry['Name']}\n")
     emit_table(["SIGNED TAG", "DIGEST", "SIGNERS"],
                [[r["SignedTag"], r["Digest"], ", ".join(r["Signers"])] for r in entry["SignedTags"]])
