@@ -211,18 +211,7 @@ def _encode(value: Any, out: list[str]) -> None:
     if isinstance(value, str):
         out.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
     elif isinstance(value, dict):
-        out.append("{")
-        first = True
-        # Code-point order of str equals the UTF-8 byte order Go sorts by.
-        for key in sorted(value):
-            if not isinstance(key, str):
-                raise EncodingError(f"JSON object key {key!r} is not a string")
-            if not first:
-                out.append(",")
-            first = False
-            out.append('"' + key.replace("\\", "\\\\").replace('"', '\\"') + '":')
-            _encode(value[key], out)
-        out.append("}")
+        _encode_object(value, out)
     elif isinstance(value, (list, tuple)):
         out.append("[")
         for i, item in enumerate(value):
@@ -240,6 +229,21 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append(str(value))
     else:
         raise EncodingError(f"cannot encode {type(value).__name__} in canonical JSON")
+
+
+def _encode_object(value: dict[Any, Any], out: list[str]) -> None:
+    out.append("{")
+    first = True
+    # Code-point order of str equals the UTF-8 byte order Go sorts by.
+    for key in sorted(value):
+        if not isinstance(key, str):
+            raise EncodingError(f"JSON object key {key!r} is not a string")
+        if not first:
+            out.append(",")
+        first = False
+        out.append('"' + key.replace("\\", "\\\\").replace('"', '\\"') + '":')
+        _encode(value[key], out)
+    out.append("}")
 
 
 # Go's json.RawMessage marshalling re-compacts with HTML escaping (§1.1).

@@ -49,6 +49,13 @@ class Updater:
         self.pinning = pinning
         self.cache = cache_dir(trust_dir, gun)
 
+    @property
+    def _server(self) -> MetadataSource:
+        """The source to update from; an updater made without one reads the cache only."""
+        if self.source is None:
+            raise RuntimeError("this Updater has no metadata source: use load_offline(), or pass a source to update")
+        return self.source
+
     # ---- cache
 
     def cached(self, role: str) -> bytes | None:
@@ -83,11 +90,11 @@ class Updater:
             VerificationError (and subclasses): anything that fails validation.
             NetworkError, NotAuthorizedError: from the server.
         """
-        assert self.source is not None, "refresh needs a metadata source"
+        server = self._server
         floors = _CachedVersions(self)
         files: dict[str, bytes] = {}
         cached_root = self.cached(ROOT)
-        latest_root = self.source.get(ROOT, max_size=MAX_ROOT_SIZE)
+        latest_root = server.get(ROOT, max_size=MAX_ROOT_SIZE)
         if latest_root is None:
             raise NotSignedError(f"no trust data for {self.gun}",
                                  hint="the repository has not been initialised (trustkit init / trustkit sign)")
@@ -101,7 +108,7 @@ class Updater:
         files[ROOT] = trusted.root_data
         trusted.check_root_fresh()
 
-        timestamp = self.source.get(TIMESTAMP, max_size=MAX_TIMESTAMP_SIZE)
+        timestamp = server.get(TIMESTAMP, max_size=MAX_TIMESTAMP_SIZE)
         if timestamp is None:
             raise NotSignedError(f"the server has no timestamp for {self.gun}")
         files[TIMESTAMP] = timestamp
@@ -115,7 +122,6 @@ class Updater:
         return trusted
 
     def _walk_roots(self, trusted: TrustedSet, latest: bytes) -> None:
-        assert self.source is not None, "walking roots needs a metadata source"
         latest_meta = Metadata.from_bytes(latest, role=ROOT, max_size=MAX_ROOT_SIZE)
         have = trusted.root.signed.version
         want = latest_meta.signed.version
@@ -130,7 +136,7 @@ class Updater:
             raise VerificationError(f"the server offers {want - have} root rotations at once; "
                                     f"at most {MAX_ROOT_ROTATIONS} are walked")
         for version in range(have + 1, want):
-            data = self.source.get(ROOT, version=version, max_size=MAX_ROOT_SIZE)
+            data = self._server.get(ROOT, version=version, max_size=MAX_ROOT_SIZE)
             if data is None:
                 raise VerificationError(f"the server is missing root version {version} of {self.gun}")
             trusted.update_root(data)
@@ -141,8 +147,7 @@ class Updater:
         if cached is not None and meta.matches(cached) is None:
             floors.served_from_cache(role)
             return cached
-        assert self.source is not None, "fetching needs a metadata source"
-        data = self.source.get(role, checksum=meta.sha256_hex, max_size=meta.length)
+        data = self._server.get(role, checksum=meta.sha256_hex, max_size=meta.length)
         if data is None:
             raise NotSignedError(f"the server is missing {role} of {self.gun} listed by its parent")
         return data
