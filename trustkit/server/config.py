@@ -66,7 +66,9 @@ class ServerConfig:
                 raise TrustkitError(f"cannot read server config {file}: {exc}") from None
             if not isinstance(loaded, dict):
                 raise TrustkitError(f"server config {file} must be a JSON object")
-            values.update(loaded)
+            from trustkit.server.notary_config import is_notary_server_config, server_settings
+
+            values.update(server_settings(loaded, file) if is_notary_server_config(loaded) else loaded)
         known = {f.name: f for f in fields(cls)}
         for name, spec in known.items():
             env = os.environ.get(f"TRUSTKIT_SERVER_{name.upper()}")

@@ -123,7 +123,7 @@ def import_databases(server_config: str, signer_config: str) -> NotaryDatabases:
 # notary-server's configuration file as `trustkit server --config`
 
 # Settings of notary-server that have no meaning for trustkit's behaviour beyond logging.
-_IGNORABLE = {"logging.level", "trust_service.type", "trust_service.hostname", "trust_service.port",
+_IGNORABLE = {"trust_service.type", "trust_service.hostname", "trust_service.port",
               "trust_service.tls_ca_file", "trust_service.tls_client_cert", "trust_service.tls_client_key",
               "trust_service.key_algorithm"}
 
@@ -149,13 +149,15 @@ def server_settings(document: dict[str, Any], path: str) -> dict[str, Any]:
         TrustkitError: naming every setting trustkit does not support.
     """
     flat = _flatten(document)
-    settings: dict[str, Any] = {}
-    unsupported = []
+    base = Path(path).resolve().parent
+    settings, unsupported = _storage(flat, base)
     for key, value in flat.items():
-        taken = _setting(key, value, path)
+        if key.startswith("storage.") or key in _IGNORABLE:
+            continue
+        convert = _SETTINGS.get(key)
+        taken = convert(value, base) if convert is not None else None
         if taken is None:
-            if key not in _IGNORABLE:
-                unsupported.append(key)
+            unsupported.append(key)
         else:
             settings.update(taken)
     if unsupported:
@@ -167,52 +169,48 @@ def server_settings(document: dict[str, Any], path: str) -> dict[str, Any]:
     return settings
 
 
-def _setting(key: str, value: Any, path: str) -> dict[str, Any] | None:
-    """trustkit's settings for one of notary-server's (None: not supported)."""
-    base = Path(path).resolve().parent
-
-    def file(name: Any) -> str:
-        return str(base / name) if isinstance(name, str) and not Path(name).is_absolute() else str(name)
-
-    simple: dict[str, Callable[[Any], dict[str, Any]]] = {
-        "server.tls_cert_file": lambda v: {"tls_cert": file(v)},
-        "server.tls_key_file": lambda v: {"tls_key": file(v)},
-        "auth.options.realm": lambda v: {"token_realm": v},
-        "auth.options.service": lambda v: {"token_service": v},
-        "auth.options.issuer": lambda v: {"token_issuer": v},
-        "auth.options.rootcertbundle": lambda v: {"token_root_certs": file(v)},
-        "repositories.gun_prefixes": lambda v: {"gun_prefixes": list(v) if isinstance(v, list) else [v]},
-        "caching.max_age.current_metadata": lambda v: {"current_max_age": _seconds(v, key)},
-        "caching.max_age.consistent_metadata": lambda v: {"consistent_max_age": _seconds(v, key)},
-    }
-    if key in simple:
-        return simple[key](value)
-    if key == "server.http_addr":
-        host, _, port = str(value).rpartition(":")
-        return {"listen": f"{host or '0.0.0.0'}:{port}"}  # noqa: S104 - notary's ":4443" means every address
-    if key == "auth.type":
-        if value != "token":
-            return None
-        return {"auth": "token"}
-    if key == "storage.backend":
-        return {} if value in ("postgres", "mysql", "sqlite3", "memory") else None
-    if key == "storage.db_url":
-        backend = None
-        return {"database": _database(value, backend, base)}
-    if key == "logging.level":
-        return {"log_level": str(value).lower()} if str(value).lower() in ("debug", "info", "warning", "error") else {}
-    return None
+def _storage(flat: dict[str, Any], base: Path) -> tuple[dict[str, Any], list[str]]:
+    """``storage.*``: the database trustkit serves from (notary's memory backend: trustkit's default)."""
+    backend, db_url = flat.get("storage.backend"), flat.get("storage.db_url")
+    others = [key for key in flat if key.startswith("storage.") and key not in ("storage.backend", "storage.db_url")]
+    if backend is None or backend == "memory":
+        return {}, others
+    if backend not in ("postgres", "mysql", "sqlite3") or not isinstance(db_url, str):
+        return {}, [*others, "storage.backend" if backend not in ("postgres", "mysql", "sqlite3") else "storage.db_url"]
+    if backend == "sqlite3" and not Path(db_url).is_absolute():
+        db_url = str(base / db_url)
+    return {"database": sqlalchemy_url(db_url, backend)}, others
 
 
-def _database(value: Any, backend: str | None, base: Path) -> str:
-    if not isinstance(value, str):
-        raise TrustkitError("storage.db_url must be a string")
-    if "://" not in value and "@" not in value and "(" not in value:
-        return sqlalchemy_url(str(base / value), "sqlite3")
-    return sqlalchemy_url(value, backend)
+def _file(name: Any, base: Path) -> str:
+    return str(base / name) if isinstance(name, str) and not Path(name).is_absolute() else str(name)
+
+
+def _listen(value: Any) -> dict[str, Any]:
+    host, _, port = str(value).rpartition(":")
+    return {"listen": f"{host or '0.0.0.0'}:{port}"}  # noqa: S104 - notary's ":4443" means every address
 
 
 def _seconds(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise TrustkitError(f"{key} must be a whole number of seconds")
     return value
+
+
+_Converter = Callable[[Any, Path], "dict[str, Any] | None"]
+# notary-server's settings trustkit honours, each turned into trustkit's (None: that value is not supported).
+_SETTINGS: dict[str, _Converter] = {
+    "server.http_addr": lambda v, _: _listen(v),
+    "server.tls_cert_file": lambda v, base: {"tls_cert": _file(v, base)},
+    "server.tls_key_file": lambda v, base: {"tls_key": _file(v, base)},
+    "auth.type": lambda v, _: {"auth": "token"} if v == "token" else None,
+    "auth.options.realm": lambda v, _: {"token_realm": v},
+    "auth.options.service": lambda v, _: {"token_service": v},
+    "auth.options.issuer": lambda v, _: {"token_issuer": v},
+    "auth.options.rootcertbundle": lambda v, base: {"token_root_certs": _file(v, base)},
+    "repositories.gun_prefixes": lambda v, _: {"gun_prefixes": list(v) if isinstance(v, list) else [v]},
+    "caching.max_age.current_metadata": lambda v, _: {"current_max_age": _seconds(v, "caching.max_age")},
+    "caching.max_age.consistent_metadata": lambda v, _: {"consistent_max_age": _seconds(v, "caching.max_age")},
+    "logging.level": lambda v, _: {"log_level": str(v).lower()} if str(v).lower() in (
+        "debug", "info", "warning", "error") else {},
+}

@@ -132,10 +132,15 @@ class SourceFile:
     created_at: datetime
 
 
-def _utc(value: datetime | None) -> datetime:
-    """notary writes naive UTC (gorm, TZ=UTC in its images); SQLite returns naive too."""
+def _utc(value: datetime | str | None) -> datetime:
+    """notary writes naive UTC (gorm, TZ=UTC in its images); SQLite hands back text."""
     if value is None:
         return datetime.now(UTC)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise TrustkitError(f"notary's database holds a date trustkit cannot read: {value[:40]!r}") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
