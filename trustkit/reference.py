@@ -35,10 +35,12 @@ _OFFICIAL_PREFIX = "library/"
 _LOCALHOST = "localhost"
 
 # distribution/reference's NameTotalLengthMax, checked against the whole normalised name,
-# registry included ("docker.io/library/alpine", not "alpine").  That name is the GUN, and
-# notary-server stores GUNs in varchar(255) columns, so a longer one can never hold trust
-# data.  Older docker/distribution checked the full name the same way; docker 28.2 checks only
-# the path (measured), so it accepts "myreg.io/<250 chars>" and we do not.
+# registry included ("docker.io/library/alpine", not "alpine").  That name is the GUN, and the
+# GUN rule lives in notary_api (gun_problem, MAX_GUN_BYTES: notary-server's varchar(255)
+# columns); every name accepted here passes it (tests/unit/test_notary_api.py), so a longer
+# name could never hold trust data.  Older docker/distribution checked the full name the same
+# way; docker 28.2 checks only the path (measured), so it accepts "myreg.io/<250 chars>" and we
+# do not.
 NAME_MAX = 255
 # From the issue ("repository names are 2-255 characters"); docker itself has no minimum.  It is
 # checked on the repository path without the registry, since the registry always makes the full
@@ -230,7 +232,8 @@ class ImageReference:
 
     @property
     def gun(self) -> str:
-        """The Notary GUN: the fully qualified name, as docker passes it to notary."""
+        """The Notary GUN: the fully qualified name, as docker passes it to notary (one that
+        ``notary_api.gun_problem`` accepts)."""
         return self.name
 
     @property

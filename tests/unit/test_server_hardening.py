@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from peers import free_port
 
-from trustkit.server import routes
+from trustkit import notary_api
 from trustkit.server.app import ServerSettings, create_app, go_int32
 from trustkit.server.auth import TokenAuthorizer, generate_token_keypair
 from trustkit.server.config import ServerConfig, _auth, prepare
@@ -225,7 +225,7 @@ def notary_route(method: str, rest: str) -> tuple[str, str | None, str, str, str
 
 
 def trustkit_route(method: str, rest: str) -> tuple[str, str | None, str, str, str] | None:
-    found = routes.match(method, rest)
+    found = notary_api.match(method, rest)
     return None if found is None else (found.name, found.gun, found.role, found.version, found.checksum)
 
 

@@ -1,10 +1,10 @@
 """Layer `server`: the Notary-compatible HTTP API (wire spec §7) as a Starlette ASGI app.
 
-GUNs contain slashes, so ``/v2/...`` goes through one dispatcher (``routes.match``, notary's
+GUNs contain slashes, so ``/v2/...`` goes through one dispatcher (``notary_api.match``, notary's
 routes in notary's order).  A request is routed and authorised from its method, path and
 headers alone; only then is its body read, capped, and (for a publish) parsed as it arrives.
-Errors use notary's envelope and codes.  Handlers are synchronous (Starlette runs them in its
-thread pool) because storage is synchronous.
+Errors use notary's envelope and codes (``notary_api.ERROR_CODES``).  Handlers are synchronous
+(Starlette runs them in its thread pool) because storage is synchronous.
 """
 
 from __future__ import annotations
@@ -26,34 +26,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from trustkit import notary_api
 from trustkit.metadata import Metadata
+from trustkit.notary_api import RouteMatch, envelope, stored_version
 from trustkit.roles import ROOT, SNAPSHOT, TIMESTAMP, role_name_problem
-from trustkit.server import routes
 from trustkit.server.auth import Access, Authorizer, NoAuth
 from trustkit.server.keys import SERVER_ROLES, ServerKeys
 from trustkit.server.multipart import PublishForm
-from trustkit.server.routes import MAX_GUN_BYTES, MAX_VERSION_DIGITS, RouteMatch
 from trustkit.server.storage import Storage, StoredFile, VersionConflict
 from trustkit.server.validation import Update, UpdateError
 
 LOG = logging.getLogger("trustkit.server")
-
-MESSAGES = {
-    "METADATA_NOT_FOUND": (404, "You have requested metadata that does not exist."),
-    "INVALID_UPDATE": (400, "Update sent by the client is invalid."),
-    "VERSION": (400, "A newer version of metadata is already available."),
-    "INVALID_ROLE": (400, "The role you are attempting to operate on is invalid."),
-    "MALFORMED_JSON": (400, "JSON sent by the client could not be parsed by the server"),
-    "MALFORMED_UPLOAD": (400, "The body of your request is malformed."),
-    "NO_FILENAME": (400, "No file/role name provided."),
-    "INVALID_GUN": (400, "The server does not support actions on images of this name."),
-    "INVALID_PARAMETERS": (400, "The parameters provided are not valid."),
-    "UNAUTHORIZED": (401, "authentication required"),
-    "DENIED": (403, "requested access to the resource is denied"),
-    "TOO_LARGE": (413, "The request is larger than the server accepts."),
-    "UPDATING": (500, "An error has occurred while updating the TUF repository."),
-    "UNKNOWN": (500, "unknown error"),
-}
 
 MAX_SETTINGS_BODY = 64 << 10  # {"immutable": true} is 19 bytes
 _INT32 = (-(2**31), 2**31 - 1)  # notary parses changefeed numbers as 32-bit; so are the database's IDs
@@ -87,7 +70,7 @@ class NotaryAPI:
 
     def route(self, method: str, rest: str) -> tuple[RouteMatch, list[Access]] | Response:
         """The route of ``/v2/<rest>`` and the access it needs, or the answer that refuses it."""
-        found = routes.match(method, rest)
+        found = notary_api.match(method, rest)
         if found is None:
             return error("METADATA_NOT_FOUND")
         if found.gun is not None:
@@ -167,8 +150,8 @@ class NotaryAPI:
         return self._metadata(self.storage.by_checksum(gun, role, checksum), self.settings.consistent_max_age)
 
     def by_version(self, gun: str, role: str, version: str) -> Response:
-        number = int(version) if len(version) <= MAX_VERSION_DIGITS else 0
-        if number < 1 or number > 2**31:
+        number = stored_version(version)
+        if number is None:
             return error("METADATA_NOT_FOUND", {})
         return self._metadata(self.storage.by_version(gun, role, number), self.settings.consistent_max_age)
 
@@ -308,15 +291,13 @@ def _takes_body(found: RouteMatch, method: str) -> bool:
 
 
 def gun_problem(gun: str) -> str | None:
-    """Path tricks and names no repository can have (stricter than notary's ``[^*]+``)."""
-    if len(gun) > MAX_GUN_BYTES or len(gun.encode("utf-8", "surrogatepass")) > MAX_GUN_BYTES:
-        return f"repository name is longer than {MAX_GUN_BYTES} bytes"
-    segments = gun.split("/")
-    if any(seg in ("", ".", "..") for seg in segments):
-        return "repository name has an empty, '.' or '..' path segment"
-    if any(ch.isspace() or ord(ch) < 0x20 or ch in "\\%" for ch in gun):
-        return "repository name has whitespace, control characters, '\\' or '%'"
-    return None
+    """The API's GUN rule (``notary_api.gun_problem``), and path tricks on top of it: notary-server
+    takes ``\\`` and ``%`` (measured), which proxies and file paths may read as separators or
+    escapes."""
+    problem = notary_api.gun_problem(gun)
+    if problem is None and any(ch in "\\%" for ch in gun):
+        problem = "repository name has '\\' or '%'"
+    return problem
 
 
 def go_int32(text: str) -> tuple[int, str | None]:
@@ -337,16 +318,6 @@ def go_int32(text: str) -> tuple[int, str | None]:
     if not _INT32[0] <= value <= _INT32[1]:
         return 0, "value out of range"
     return value, None
-
-
-def envelope(code: str, detail: Any = None) -> tuple[int, bytes]:
-    """notary's error envelope: the status, and one error with ``detail`` omitted when None and
-    a trailing newline."""
-    status, message = MESSAGES[code]
-    entry: dict[str, Any] = {"code": code, "message": message}
-    if detail is not None:
-        entry["detail"] = detail
-    return status, (json.dumps({"errors": [entry]}, separators=(",", ":")) + "\n").encode()
 
 
 def error(code: str, detail: Any = None, *, headers: dict[str, str] | None = None) -> Response:
