@@ -95,6 +95,24 @@ def publish_history(deployment: Deployment, notary: peers.NotaryCLI, docker: pee
     notary.run("delete", GONE, "--remote")
 
 
+class ServerFromNotaryConfig(peers.TrustkitServer):
+    """`trustkit server --config` with a notary-server configuration file (section 3 of the issue):
+    the operator's file, its storage pointed at the imported database, and nothing else."""
+
+    def argv(self) -> list[str]:
+        config = {
+            "server": {"http_addr": self.host_port, "tls_cert_file": str(self.cert_path),
+                       "tls_key_file": str(self.key_path)},
+            "trust_service": {"type": "remote", "hostname": "notarysigner", "port": "7899",
+                              "key_algorithm": "ecdsa"},
+            "storage": {"backend": "sqlite3", "db_url": self.database.removeprefix("sqlite:///")},
+            "logging": {"level": "info"},
+        }
+        path = self.workdir / "notary-server.json"
+        path.write_text(json.dumps(config))
+        return [self._python, "-m", "trustkit", "server", "--config", str(path)]
+
+
 def run_import(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "trustkit", "server", "import", *args], capture_output=True,
                           text=True, timeout=300, env={**os.environ, **env}, check=False)
@@ -142,7 +160,8 @@ def test_import_then_clients_carry_on(deployment, notary_cli, docker_cli, tmp_pa
     assert again.returncode == 0, again.stderr
     assert "nothing new" in again.stdout
 
-    with peers.TrustkitServer(tmp_path / "trustkit", database=target, passphrase=TRUSTKIT_PASSPHRASE) as server:
+    kind = ServerFromNotaryConfig if deployment.backend == "mysql" else peers.TrustkitServer
+    with kind(tmp_path / "trustkit", database=target, passphrase=TRUSTKIT_PASSPHRASE) as server:
         # every historical version, by version and by checksum
         for row in source_files:
             data = bytes(row.data)

@@ -328,9 +328,9 @@ class Importer:
             if progress is not None:
                 progress(repo)
         failed = {repo.gun for repo in result.failed}
-        changes = [change for change in self.server.changes() if change.gun not in failed]
-        result.changes_skipped = sum(1 for change in self.server.changes() if change.gun in failed)
-        result.changes = self.target.import_changes(changes)
+        changes = self.server.changes()
+        result.changes_skipped = sum(1 for change in changes if change.gun in failed)
+        result.changes = self.target.import_changes(change for change in changes if change.gun not in failed)
         return result
 
     def import_repository(self, gun: str) -> RepositoryResult:
