@@ -113,9 +113,10 @@ def run() -> Result:
             tk_mb, sk_mb = memory[("trustkit", phase)], memory[("skopeo", phase)]
             result.rows.append(Row(f"peak memory, {phase} (vs skopeo copy; ratio {tk_mb / sk_mb:.2f})",
                                    Figure(tk_mb, unit="MB"), Figure(sk_mb, unit="MB")))
-        result.notes.append("the peer column is skopeo copy (skopeo "
-                            f"{subprocess.run(['skopeo', '--version'], capture_output=True, text=True).stdout.split()[-1]})"
-                            ", both into Debian's docker-registry on loopback")
+        version = subprocess.run(["skopeo", "--version"], capture_output=True, text=True, check=True).stdout
+        skopeo_version = version.split()[-1]
+        result.notes.append(f"the peer column is skopeo copy (skopeo {skopeo_version}), "
+                            "both into Debian's docker-registry on loopback")
         result.notes.append(f"cold: {cold_tk.mean / cold_sk.mean:.2f}x skopeo's wall time; "
                             f"warm: {warm_tk.mean / warm_sk.mean:.2f}x; peak RSS cold "
                             f"{memory[('trustkit', 'cold')]:.0f} MB vs {memory[('skopeo', 'cold')]:.0f} MB")

@@ -212,8 +212,9 @@ def measure(servers: list[Server], scratch: Path, result: Result) -> None:
                 rates.setdefault((role, server.label), []).append(rate)
                 latency.setdefault((role, server.label), []).append(mean_latency)
         for trustkit in trustkits:
+            setup = trustkit.label.removeprefix("trustkit ")
             result.rows.append(RateRow(
-                f"GET {role}.json, wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} ({trustkit.label.removeprefix('trustkit ')})",
+                f"GET {role}.json, wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} ({setup})",
                 Figure.from_samples(rates[(role, trustkit.label)], unit="req/s"),
                 Figure.from_samples(rates[(role, notary.label)], unit="req/s"), target=TARGET_RATIO))
         result.notes.append(f"{role}.json ({', '.join(sizes)}) mean latency per round: " + "; ".join(
@@ -244,7 +245,8 @@ def measure(servers: list[Server], scratch: Path, result: Result) -> None:
 
 _IDLE = ("Condition.wait", "EpollSelector.select", "Queue.get", "Event.wait", "_worker")
 _CATEGORIES = [  # first match of the sampled (innermost) frame's file wins
-    ("database: SQLAlchemy Core + sqlite3 (query, fetch, connections)", ("sqlalchemy/", "server/storage.py", "sqlite3")),
+    ("database: SQLAlchemy Core + sqlite3 (query, fetch, connections)",
+     ("sqlalchemy/", "server/storage.py", "sqlite3")),
     ("TLS and socket writes/reads (ssl, asyncio sslproto/selector)", ("ssl.py", "sslproto.py", "selector_events.py",
                                                                       "asyncio/")),
     ("HTTP/1.1 parsing and ASGI glue (uvicorn h11_impl, h11)", ("uvicorn/", "h11/")),

@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 # tests/peers.py, the harness that runs the real peers; the benchmark modules import it from here.
 import peers
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 HYPERFINE_INSTALL = "apt-get install -y hyperfine  (./dev bench installs it)"
 

@@ -576,30 +576,25 @@ def download(
     return files
 
 
-def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -> dict:
-    repos = {
-        "notary": {"gun": NOTARY_GUN, "producer": "notary CLI"},
-        "docker": {"gun": DOCKER_GUN, "producer": "docker CLI"},
-    }
-    # Index every key that any downloaded metadata names: metadata key ID -> canonical key ID,
-    # and which current roles list it.
+_REPOS = {
+    "notary": {"gun": NOTARY_GUN, "producer": "notary CLI"},
+    "docker": {"gun": DOCKER_GUN, "producer": "docker CLI"},
+}
+
+
+def _key_index(stage: Path) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Every key that any downloaded metadata names: metadata key ID -> canonical key ID, and
+    canonical key ID -> the current roles that list it ("repo:role")."""
     alias_to_canonical: dict[str, str] = {}
     used_by: dict[str, set[str]] = {}
-    for name in repos:
+    for name in _REPOS:
         mdir = stage / name / "metadata"
         for f in sorted(mdir.rglob("*.json")):
             signed = json.loads(f.read_bytes())["signed"]
             keys = dict(signed.get("keys", {}))
             keys.update(signed.get("delegations", {}).get("keys", {}))
             for kid, k in keys.items():
-                public = base64.b64decode(k["keyval"]["public"])
-                if k["keytype"].endswith("-x509"):
-                    pub = x509.load_pem_x509_certificate(public).public_key()
-                elif k["keytype"] == "ed25519":
-                    pub = ed25519.Ed25519PublicKey.from_public_bytes(public)
-                else:
-                    pub = serialization.load_der_public_key(public)
-                alias_to_canonical[kid] = canonical_keyid(pub)
+                alias_to_canonical[kid] = canonical_keyid(_metadata_public_key(k))
         # "used by" comes from the current files only.
         root = json.loads((mdir / "root.json").read_bytes())["signed"]
         for role, r in root["roles"].items():
@@ -612,39 +607,41 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
                         used_by.setdefault(alias_to_canonical.get(kid, kid), set()).add(
                             f"{name}:{r['name']}"
                         )
+    return alias_to_canonical, used_by
 
-    def aliases(canon: str) -> list[str]:
-        return sorted(k for k, c in alias_to_canonical.items() if c == canon and k != canon)
 
-    fixtures: list[dict] = []
-    for path in sorted(p for p in stage.rglob("*") if p.is_file()):
-        rel = path.relative_to(stage).as_posix()
+def _metadata_public_key(k: dict):
+    public = base64.b64decode(k["keyval"]["public"])
+    if k["keytype"].endswith("-x509"):
+        return x509.load_pem_x509_certificate(public).public_key()
+    if k["keytype"] == "ed25519":
+        return ed25519.Ed25519PublicKey.from_public_bytes(public)
+    return serialization.load_der_public_key(public)
+
+
+class _Fixtures:
+    """One manifest entry per file in the staging tree."""
+
+    def __init__(self, stage: Path, rec: Recorder):
+        self.stage = stage
+        self.rec = rec
+        self.alias_to_canonical, self.used_by = _key_index(stage)
+
+    def aliases(self, canon: str) -> list[str]:
+        return sorted(k for k, c in self.alias_to_canonical.items() if c == canon and k != canon)
+
+    def all(self) -> list[dict]:
+        return [self.entry(path) for path in sorted(p for p in self.stage.rglob("*") if p.is_file())]
+
+    def entry(self, path: Path) -> dict:
+        rel = path.relative_to(self.stage).as_posix()
         repo = rel.split("/", 1)[0]
-        gun = repos[repo]["gun"]
+        gun = _REPOS[repo]["gun"]
         data = path.read_bytes()
         entry: dict = {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "length": len(data)}
-        produced_by = rec.writer.get(rel)
+        produced_by = self.rec.writer.get(rel)
         if rel.startswith(f"{repo}/trust/private/"):
-            pem_type, headers = pem_block_info(data.decode())
-            role = headers.get("role")
-            passphrase = peers.ROOT_PASSPHRASE if role == "root" else peers.REPO_PASSPHRASE
-            key = decrypt_with_openssl(path, passphrase)
-            canon = canonical_keyid(key.public_key())
-            if canon != path.stem:
-                raise SystemExit(f"{rel}: file name is not the canonical key ID {canon}")
-            entry.update(
-                kind="key",
-                role=role,
-                gun=headers.get("gun"),
-                keyid=path.stem,
-                passphrase=passphrase,
-                **_key_details(key.public_key()),
-                pem_type=pem_type,
-                pem_headers=headers,
-                in_trust_dir=True,
-                metadata_keyids=aliases(canon),
-                used_by=sorted(used_by.get(canon, ())),
-            )
+            entry.update(self.private_key(path, rel, data))
         elif path.suffix == ".key" and "/metadata/" in rel:
             k = json.loads(data)
             entry.update(
@@ -655,75 +652,9 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
                 keyid=_keyid(k["keytype"], k["keyval"]["public"]),
             )
         elif rel.endswith(".json") and ("/metadata/" in rel):
-            env = json.loads(data)
-            signed = env["signed"]
-            rp = rel.split("/metadata/", 1)[1][: -len(".json")]
-            cached = "/trust/tuf/" in rel
-            role = rp.split(".", 1)[1] if rp.split(".", 1)[0].isdigit() else rp
-            entry.update(
-                kind="cache" if cached else "metadata",
-                role=role,
-                gun=gun,
-                type=signed["_type"],
-                version=signed["version"],
-                expires=signed["expires"],
-                signatures=[
-                    {"keyid": s["keyid"], "method": s["method"]} for s in env["signatures"]
-                ],
-            )
-            if cached:
-                served = stage / repo / "metadata" / f"{rp}.json"
-                entry["same_bytes_as"] = (
-                    served.relative_to(stage).as_posix()
-                    if served.exists() and served.read_bytes() == data
-                    else None
-                )
+            entry.update(self.metadata(repo, rel, gun, data))
         elif data.startswith(b"-----BEGIN"):
-            pem_type, headers = pem_block_info(data.decode())
-            if pem_type == "PUBLIC KEY":
-                _, headers, pub = load_public(data)
-                entry.update(
-                    kind="pub",
-                    role=headers.get("role"),
-                    keyid=canonical_keyid(pub),
-                    **_key_details(pub),
-                    pem_headers=headers,
-                )
-            elif pem_type == "CERTIFICATE":
-                cert = x509.load_pem_x509_certificate(data)
-                entry.update(
-                    kind="cert",
-                    keyid=canonical_keyid(cert.public_key()),
-                    cert_keyid=cert_keyid(data, cert.public_key()),
-                    subject=cert.subject.rfc4514_string(),
-                    **_key_details(cert.public_key()),
-                )
-            elif pem_type == "ENCRYPTED PRIVATE KEY":  # notary key generate -o output
-                key = decrypt_with_openssl(path, peers.REPO_PASSPHRASE)
-                entry.update(
-                    kind="key",
-                    role=headers.get("role"),
-                    gun=headers.get("gun"),
-                    keyid=canonical_keyid(key.public_key()),
-                    passphrase=peers.REPO_PASSPHRASE,
-                    **_key_details(key.public_key()),
-                    pem_type=pem_type,
-                    pem_headers=headers,
-                    in_trust_dir=False,
-                    used_by=[],
-                )
-            else:  # an unencrypted input key made by this script
-                key = serialization.load_pem_private_key(data, None)
-                canon = canonical_keyid(key.public_key())
-                stored = f"{repo}/trust/private/{canon}.key"
-                entry.update(
-                    kind="plain-key",
-                    keyid=canon,
-                    passphrase=None,
-                    **_key_details(key.public_key()),
-                    pem_type=pem_type,
-                    stored_as=stored if (stage / stored).exists() else None,
-                )
+            entry.update(self.pem(path, repo, data))
         elif rel.startswith(f"{repo}/inputs/targets/") or rel == "docker/inputs/v1-manifest.json":
             entry.update(kind="target")
         else:
@@ -737,7 +668,106 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
         entry["produced_by"] = produced_by
         if entry["kind"] in ("key", "plain-key"):
             entry["test_fixture"] = True
-        fixtures.append(entry)
+        return entry
+
+    def private_key(self, path: Path, rel: str, data: bytes) -> dict:
+        pem_type, headers = pem_block_info(data.decode())
+        role = headers.get("role")
+        passphrase = peers.ROOT_PASSPHRASE if role == "root" else peers.REPO_PASSPHRASE
+        key = decrypt_with_openssl(path, passphrase)
+        canon = canonical_keyid(key.public_key())
+        if canon != path.stem:
+            raise SystemExit(f"{rel}: file name is not the canonical key ID {canon}")
+        return dict(
+            kind="key",
+            role=role,
+            gun=headers.get("gun"),
+            keyid=path.stem,
+            passphrase=passphrase,
+            **_key_details(key.public_key()),
+            pem_type=pem_type,
+            pem_headers=headers,
+            in_trust_dir=True,
+            metadata_keyids=self.aliases(canon),
+            used_by=sorted(self.used_by.get(canon, ())),
+        )
+
+    def metadata(self, repo: str, rel: str, gun: str, data: bytes) -> dict:
+        env = json.loads(data)
+        signed = env["signed"]
+        rp = rel.split("/metadata/", 1)[1][: -len(".json")]
+        cached = "/trust/tuf/" in rel
+        role = rp.split(".", 1)[1] if rp.split(".", 1)[0].isdigit() else rp
+        entry = dict(
+            kind="cache" if cached else "metadata",
+            role=role,
+            gun=gun,
+            type=signed["_type"],
+            version=signed["version"],
+            expires=signed["expires"],
+            signatures=[
+                {"keyid": s["keyid"], "method": s["method"]} for s in env["signatures"]
+            ],
+        )
+        if cached:
+            served = self.stage / repo / "metadata" / f"{rp}.json"
+            entry["same_bytes_as"] = (
+                served.relative_to(self.stage).as_posix()
+                if served.exists() and served.read_bytes() == data
+                else None
+            )
+        return entry
+
+    def pem(self, path: Path, repo: str, data: bytes) -> dict:
+        pem_type, headers = pem_block_info(data.decode())
+        if pem_type == "PUBLIC KEY":
+            _, headers, pub = load_public(data)
+            return dict(
+                kind="pub",
+                role=headers.get("role"),
+                keyid=canonical_keyid(pub),
+                **_key_details(pub),
+                pem_headers=headers,
+            )
+        elif pem_type == "CERTIFICATE":
+            cert = x509.load_pem_x509_certificate(data)
+            return dict(
+                kind="cert",
+                keyid=canonical_keyid(cert.public_key()),
+                cert_keyid=cert_keyid(data, cert.public_key()),
+                subject=cert.subject.rfc4514_string(),
+                **_key_details(cert.public_key()),
+            )
+        elif pem_type == "ENCRYPTED PRIVATE KEY":  # notary key generate -o output
+            key = decrypt_with_openssl(path, peers.REPO_PASSPHRASE)
+            return dict(
+                kind="key",
+                role=headers.get("role"),
+                gun=headers.get("gun"),
+                keyid=canonical_keyid(key.public_key()),
+                passphrase=peers.REPO_PASSPHRASE,
+                **_key_details(key.public_key()),
+                pem_type=pem_type,
+                pem_headers=headers,
+                in_trust_dir=False,
+                used_by=[],
+            )
+        else:  # an unencrypted input key made by this script
+            key = serialization.load_pem_private_key(data, None)
+            canon = canonical_keyid(key.public_key())
+            stored = f"{repo}/trust/private/{canon}.key"
+            return dict(
+                kind="plain-key",
+                keyid=canon,
+                passphrase=None,
+                **_key_details(key.public_key()),
+                pem_type=pem_type,
+                stored_as=stored if (self.stage / stored).exists() else None,
+            )
+
+
+def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -> dict:
+    fixtures = _Fixtures(stage, rec).all()
 
     # Targets, as the CLIs list them, for convenience.
     notary_targets = {
@@ -804,7 +834,8 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
         "passphrases": {
             "root": peers.ROOT_PASSPHRASE,
             "repository": peers.REPO_PASSPHRASE,
-            "note": "root keys use 'root'; every other key (targets, snapshot, delegation, docker signer) uses 'repository'",
+            "note": "root keys use 'root'; every other key (targets, snapshot, delegation, docker signer) "
+                    "uses 'repository'",
         },
         "repositories": {
             "notary": {
@@ -833,11 +864,15 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
             },
         },
         "kinds": {
-            "key": "encrypted private key file exactly as the peer wrote it (PEM 'ENCRYPTED PRIVATE KEY' with role/gun headers)",
-            "plain-key": "UNENCRYPTED input private key made by regenerate.py and given to `notary key import` / `docker trust key load`; stored_as = the peer's encrypted copy",
+            "key": "encrypted private key file exactly as the peer wrote it "
+                   "(PEM 'ENCRYPTED PRIVATE KEY' with role/gun headers)",
+            "plain-key": "UNENCRYPTED input private key made by regenerate.py and given to `notary key import` / "
+                         "`docker trust key load`; stored_as = the peer's encrypted copy",
             "pub": "PUBLIC KEY PEM (keyid = canonical key ID)",
-            "cert": "x509 certificate PEM (keyid = canonical ID of its public key, cert_keyid = ID of the x509 key)",
-            "metadata": "a role file exactly as served by notary-server (GET /v2/<gun>/_trust/tuf/<role>.json or <n>.root.json)",
+            "cert": "x509 certificate PEM "
+                    "(keyid = canonical ID of its public key, cert_keyid = ID of the x509 key)",
+            "metadata": "a role file exactly as served by notary-server "
+                        "(GET /v2/<gun>/_trust/tuf/<role>.json or <n>.root.json)",
             "cache": "a role file in the CLI's trust_dir/tuf/<gun>/metadata cache, exactly as the CLI wrote it",
             "server-key": "the server's answer to GET .../<role>.key (its public timestamp/snapshot key)",
             "target": "a target's content (its sha256/length are what the target entry records)",
@@ -872,11 +907,17 @@ def render_readme(manifest: dict) -> str:
         return "| file | _type | version | expires |\n|---|---|---|---|\n" + "\n".join(rows)
 
     keys = "\n".join(
-        f"| `{e['path']}` | {e.get('role')} | {e.get('gun') or ''} | {e['algorithm']} | {', '.join(e.get('used_by', [])) or '-'} |"
+        f"| `{e['path']}` | {e.get('role')} | {e.get('gun') or ''} | {e['algorithm']} | "
+        f"{', '.join(e.get('used_by', [])) or '-'} |"
         for e in manifest["fixtures"]
         if e["kind"] == "key"
     )
     t = manifest["tools"]
+    root_pass, repo_pass = manifest["passphrases"]["root"], manifest["passphrases"]["repository"]
+    root_envs = "`NOTARY_ROOT_PASSPHRASE`, `DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE`"
+    repo_envs = ("`NOTARY_TARGETS_PASSPHRASE`, `NOTARY_SNAPSHOT_PASSPHRASE`, `NOTARY_DELEGATION_PASSPHRASE`, "
+                 "`DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE`")
+    docker_gun = manifest["repositories"]["docker"]["gun"]
 
     def served(repo: str) -> str:
         names = [
@@ -908,8 +949,8 @@ Regenerating replaces everything except `regenerate.py`; all keys, IDs, signatur
 
 | keys | passphrase | env used when generating |
 |---|---|---|
-| root keys (`role: root`) | `{manifest["passphrases"]["root"]}` | `NOTARY_ROOT_PASSPHRASE`, `DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE` |
-| everything else (targets, snapshot, delegations, docker signers) | `{manifest["passphrases"]["repository"]}` | `NOTARY_TARGETS_PASSPHRASE`, `NOTARY_SNAPSHOT_PASSPHRASE`, `NOTARY_DELEGATION_PASSPHRASE`, `DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE` |
+| root keys (`role: root`) | `{root_pass}` | {root_envs} |
+| everything else (targets, snapshot, delegations, docker signers) | `{repo_pass}` | {repo_envs} |
 
 The same constants are `ROOT_PASSPHRASE` / `REPO_PASSPHRASE` in `tests/peers.py`.
 
@@ -944,7 +985,7 @@ keys/
     inputs/                handed to the CLI: target files, delegate keys (UNENCRYPTED) and cert
     generate-output/       `notary key generate ecdsa --role targets/releases -o ...` output
     list.txt               `notary list` output
-  docker/                  a DOCKER_CONFIG made by the docker CLI, repository {manifest["repositories"]["docker"]["gun"]}
+  docker/                  a DOCKER_CONFIG made by the docker CLI, repository {docker_gun}
     alice.pub              `docker trust key generate alice --dir docker`
     trust/private/*.key    docker's key store (alice, carol, dave, root, targets)
     trust/tuf/{manifest["repositories"]["docker"]["gun"]}/metadata/...   docker's cache
