@@ -82,7 +82,7 @@ def _summary(result: ImportResult) -> None:
     if result.nothing_new:
         click.echo("nothing new")
     else:
-        click.echo(f"{sum(r.versions for r in result.repositories)} versions, "
-                   f"{sum(r.keys for r in result.repositories)} keys, {result.changes} changefeed records imported")
+        versions, keys = sum(r.versions for r in result.repositories), sum(r.keys for r in result.repositories)
+        click.echo(f"imported {versions} file versions, {keys} server keys, {result.changes} changefeed records")
     if result.changes_skipped:
         click.echo(f"{result.changes_skipped} changefeed records of repositories that failed were left out")

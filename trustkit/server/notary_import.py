@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -137,10 +137,11 @@ def _utc(value: datetime | str | None) -> datetime:
     if value is None:
         return datetime.now(UTC)
     if isinstance(value, str):
+        text = value
         try:
-            value = datetime.fromisoformat(value.strip())
+            value = datetime.fromisoformat(text.strip())
         except ValueError:
-            raise TrustkitError(f"notary's database holds a date trustkit cannot read: {value[:40]!r}") from None
+            raise TrustkitError(f"notary's database holds a date trustkit cannot read: {text[:40]!r}") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -235,12 +236,12 @@ def _rules(role: str, chain: list[Root], parents: list[Targets]) -> list[Signing
     return [rule for parent in parents if (rule := parent.delegations.signing_rule(role)) is not None]
 
 
-def check_repository(gun: str, files: list[SourceFile], held: Mapping[str, SignerKey]) -> list[str]:
+def check_repository(gun: str, files: list[SourceFile], held: Collection[str]) -> list[str]:
     """What is wrong with ``gun``'s history (nothing: an empty list).
 
     Every version of every role must be signed as some version of its delegator allowed (notary
     accepted them in that order), the newest of each base role as the current root says, and
-    the current root's timestamp key must be among the server keys ``held`` (key ID -> key)."""
+    the current root's timestamp key must be among the timestamp keys ``held`` (key IDs)."""
     try:
         by_role = _parse(files)
         chain = _check_root_chain(gun, by_role.get(ROOT, []))
@@ -292,7 +293,8 @@ class ImportResult:
 
     @property
     def nothing_new(self) -> bool:
-        return not self.changes and all(repo.status == "nothing new" for repo in self.repositories)
+        """Nothing was added (repositories that failed add nothing either)."""
+        return not self.changes and all(repo.status != "imported" for repo in self.repositories)
 
     def to_dict(self) -> dict[str, Any]:
         return {"repositories": [repo.to_dict() for repo in self.repositories], "changes": self.changes,
@@ -337,14 +339,15 @@ class Importer:
         result = RepositoryResult(gun)
         files = self.server.files(gun)
         stored = self.target.stored_checksums(gun)
-        keys, key_problems = self._keys(gun)
-        timestamp_keys = {key.public.keyid: key for key in keys if key.role == TIMESTAMP}
+        held = self.target.server_key_ids(gun)
+        keys, key_problems = self._keys(gun, held)
+        timestamp_keys = {key.public.keyid for key in keys if key.role == TIMESTAMP}
+        timestamp_keys |= {keyid for keyid, _, _ in self.target.server_keys(gun, TIMESTAMP)}
         problems = check_repository(gun, files, timestamp_keys) + key_problems
         if problems:
             result.status, result.problems = "failed", problems
             return result
         new_files = [f for f in files if stored.get((f.role, f.version)) != hashlib.sha256(f.data).hexdigest()]
-        held = self.target.server_key_ids(gun)
         new_keys = [k for k in keys if k.public.keyid not in held]
         if not new_files and not new_keys:
             result.status = "nothing new"
@@ -360,11 +363,13 @@ class Importer:
         result.versions, result.keys = len(new_files), len(new_keys)
         return result
 
-    def _keys(self, gun: str) -> tuple[list[SignerKey], list[str]]:
-        """The server keys of ``gun`` that decrypt; problems only for keys the current root needs
-        (an old rotated-out key whose passphrase is gone is left behind)."""
+    def _keys(self, gun: str, held: Collection[str]) -> tuple[list[SignerKey], list[str]]:
+        """The server keys of ``gun`` not ``held`` yet that decrypt; problems only for keys the
+        current root needs (an old rotated-out key whose passphrase is gone is left behind)."""
         keys, failures = [], {}
         for row in self.signer.keys(gun):
+            if row.key_id in held:
+                continue
             passphrase = self.passphrases(row.alias)
             if passphrase is None:
                 failures[row.key_id] = f"set {passphrase_variable(row.alias)} (notary-signer's passphrase " \
