@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -24,13 +25,16 @@ from trustkit.keys.public import PublicKey
 
 ROOT_CERT_VALIDITY = timedelta(days=10 * 365)
 
+_Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 
-def root_certificate(key: PrivateKey, gun: str, *, now: datetime | None = None,
-                     validity: timedelta = ROOT_CERT_VALIDITY) -> x509.Certificate:
+
+def root_certificate(
+    key: PrivateKey, gun: str, *, now: datetime | None = None, validity: timedelta = ROOT_CERT_VALIDITY
+) -> x509.Certificate:
     """Self-signed certificate with CN=GUN, as notary makes for root keys."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
         raise KeyFormatError("root keys must be ECDSA or RSA: notary requires an X.509 certificate")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, gun)])
     builder = (
         x509.CertificateBuilder()
@@ -40,9 +44,20 @@ def root_certificate(key: PrivateKey, gun: str, *, now: datetime | None = None,
         .serial_number(secrets.randbits(127) + 1)
         .not_valid_before(now)
         .not_valid_after(now + validity)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, content_commitment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=True,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
@@ -104,10 +119,14 @@ def load_ca_certificates(pem: bytes, *, what: str) -> list[x509.Certificate]:
 
 
 _CLIENT_PURPOSES = frozenset({ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
-_PURPOSE_NAMES = {ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
-                  ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
-                  ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
-                  ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping", ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning"}
+_PURPOSE_NAMES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+}
 
 
 def client_certificate_problem(cert: x509.Certificate) -> str | None:
@@ -127,8 +146,15 @@ def client_certificate_problem(cert: x509.Certificate) -> str | None:
     return None
 
 
-def check_client_certificate(chain: Sequence[x509.Certificate], cas: Sequence[x509.Certificate], *,
-                             now: datetime, what: str, ca_what: str, hint: str | None = None) -> None:
+def check_client_certificate(
+    chain: Sequence[x509.Certificate],
+    cas: Sequence[x509.Certificate],
+    *,
+    now: datetime,
+    what: str,
+    ca_what: str,
+    hint: str | None = None,
+) -> None:
     """Refuse ``chain[0]`` unless it is a client certificate valid at ``now`` that chains (through
     ``chain[1:]`` or ``cas`` when there are intermediates) to a certificate in ``cas``.  The
     message says which check failed.
@@ -145,8 +171,10 @@ def check_client_certificate(chain: Sequence[x509.Certificate], cas: Sequence[x5
     try:
         verified_chain(leaf, chain[1:], cas, now=now, leaf_policy=_CLIENT_POLICY)
     except KeyFormatError as exc:
-        raise KeyFormatError(f"{what} was not issued by a CA in {ca_what} ({exc.message})",
-                             hint=hint or "use the certificate and the CA of the same cluster") from None
+        raise KeyFormatError(
+            f"{what} was not issued by a CA in {ca_what} ({exc.message})",
+            hint=hint or "use the certificate and the CA of the same cluster",
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,9 +184,14 @@ def check_client_certificate(chain: Sequence[x509.Certificate], cas: Sequence[x5
 MAX_CHAIN_LENGTH = 8  # certificates a chain may hold below its anchor: the leaf and up to 7 intermediates
 
 
-def verified_chain(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
-                   anchors: Sequence[x509.Certificate], *, now: datetime,
-                   leaf_policy: ExtensionPolicy | None = None) -> list[x509.Certificate]:
+def verified_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    *,
+    now: datetime,
+    leaf_policy: ExtensionPolicy | None = None,
+) -> list[x509.Certificate]:
     """The chain from ``leaf`` through some of ``intermediates`` to one of ``anchors``, leaf first.
 
     This is the one X.509 path check of trustkit (registry-token ``x5c`` chains, trust pinning to a
@@ -184,9 +217,14 @@ def verified_chain(leaf: x509.Certificate, intermediates: Sequence[x509.Certific
         raise KeyFormatError("there is no CA certificate to chain to")
     if 1 + len(intermediates) > MAX_CHAIN_LENGTH:
         raise KeyFormatError(f"a chain of more than {MAX_CHAIN_LENGTH} certificates is not walked")
-    verifier = (PolicyBuilder().store(Store(list(anchors))).time(now).max_chain_depth(MAX_CHAIN_LENGTH - 1)
-                .extension_policies(ca_policy=_CA_POLICY, ee_policy=leaf_policy or _ANY_LEAF_POLICY)
-                .build_client_verifier())
+    verifier = (
+        PolicyBuilder()
+        .store(Store(list(anchors)))
+        .time(now)
+        .max_chain_depth(MAX_CHAIN_LENGTH - 1)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=leaf_policy or _ANY_LEAF_POLICY)
+        .build_client_verifier()
+    )
     try:
         return verifier.verify(leaf, list(intermediates)).chain
     except ChainError as exc:
@@ -195,14 +233,15 @@ def verified_chain(leaf: x509.Certificate, intermediates: Sequence[x509.Certific
         raise KeyFormatError("a certificate of the chain cannot be read") from None
 
 
-def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+def _extension(cert: x509.Certificate, kind: type[_Extension]) -> _Extension | None:
     try:
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
     except (x509.DuplicateExtension, ValueError) as exc:  # a crafted certificate: refuse it, do not crash
-        raise KeyFormatError(f"certificate {cert.subject.rfc4514_string()[:80]} has malformed extensions: "
-                             f"{exc}") from None
+        raise KeyFormatError(
+            f"certificate {cert.subject.rfc4514_string()[:80]} has malformed extensions: {exc}"
+        ) from None
 
 
 def _chain_reason(exc: ChainError) -> str:
@@ -234,16 +273,20 @@ def _is_ca(policy: object, cert: x509.Certificate, constraints: x509.BasicConstr
 # token CAs (cfssl, openssl, Go programs) often omit: KeyUsage on a CA (absent: unrestricted), its
 # AuthorityKeyIdentifier, and the critical mark on basicConstraints (Go's x509, which notary and
 # the registry's token check use, does not ask for it either).
-_CA_POLICY = (ExtensionPolicy.webpki_defaults_ca()
-              .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _is_ca)
-              .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ca_may_sign_certificates)
-              .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None))
+_CA_POLICY = (
+    ExtensionPolicy.webpki_defaults_ca()
+    .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _is_ca)
+    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ca_may_sign_certificates)
+    .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+)
 # Any leaf, as long as no critical extension of it goes unchecked (a token signer, a root.json
 # certificate: their own rules are checked by their callers).
 _ANY_LEAF_POLICY = ExtensionPolicy.permit_all()
 # A client certificate need not name a host or carry key identifiers; it must be a signing client
 # certificate (checked again here so the verifier alone is never more lenient than the message).
-_CLIENT_POLICY = (ExtensionPolicy.permit_all()
-                  .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _is_client_certificate)
-                  .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _is_client_certificate)
-                  .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _is_client_certificate))
+_CLIENT_POLICY = (
+    ExtensionPolicy.permit_all()
+    .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _is_client_certificate)
+    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _is_client_certificate)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _is_client_certificate)
+)
