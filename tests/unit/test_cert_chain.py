@@ -7,8 +7,10 @@ each caller uses it.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -26,34 +28,59 @@ def key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def cert(subject: str, subject_key, issuer: x509.Certificate | None = None, issuer_key=None, *, ca: bool = False,
-         path_length: int | None = None, constraints: bool = True, critical: bool = True,
-         days: tuple[int, int] = (-1, 30), extensions: tuple[tuple[x509.ExtensionType, bool], ...] = ()
-         ) -> x509.Certificate:
+def cert(
+    subject: str,
+    subject_key,
+    issuer: x509.Certificate | None = None,
+    issuer_key=None,
+    *,
+    ca: bool = False,
+    path_length: int | None = None,
+    constraints: bool = True,
+    critical: bool = True,
+    days: tuple[int, int] = (-1, 30),
+    extensions: tuple[tuple[x509.ExtensionType, bool], ...] = (),
+) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
-               .public_key(subject_key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(NOW + timedelta(days=days[0])).not_valid_after(NOW + timedelta(days=days[1])))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer else name)
+        .public_key(subject_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW + timedelta(days=days[0]))
+        .not_valid_after(NOW + timedelta(days=days[1]))
+    )
     if constraints:
-        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None),
-                                        critical=critical)
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=critical
+        )
     for extension, is_critical in extensions:
         builder = builder.add_extension(extension, critical=is_critical)
     signer = issuer_key or subject_key
     return builder.sign(signer, None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256())
 
 
-def refused(leaf: x509.Certificate, intermediates: list[x509.Certificate], anchors: list[x509.Certificate],
-            now: datetime = NOW) -> str:
+def refused(
+    leaf: x509.Certificate, intermediates: list[x509.Certificate], anchors: list[x509.Certificate], now: datetime = NOW
+) -> str:
     with pytest.raises(KeyFormatError) as caught:
         verified_chain(leaf, intermediates, anchors, now=now)
     return caught.value.message
 
 
 def usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                         data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign, crl_sign=False,
-                         encipher_only=False, decipher_only=False)
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +89,14 @@ def pki():
     root = cert("Root CA", root_key, ca=True, path_length=1)
     inter = cert("Intermediate CA", inter_key, root, root_key, ca=True, path_length=0)
     leaf = cert("signer", leaf_key, inter, inter_key)
-    return {"root": root, "root_key": root_key, "inter": inter, "inter_key": inter_key, "leaf": leaf,
-            "leaf_key": leaf_key}
+    return {
+        "root": root,
+        "root_key": root_key,
+        "inter": inter,
+        "inter_key": inter_key,
+        "leaf": leaf,
+        "leaf_key": leaf_key,
+    }
 
 
 def test_a_chain_through_an_intermediate_is_returned_leaf_first(pki) -> None:
@@ -144,8 +177,9 @@ def test_an_unknown_critical_extension_is_refused_anywhere(pki) -> None:
 
 def test_a_certificate_with_a_duplicate_extension_is_refused_not_an_internal_error(pki) -> None:
     # the same OID twice: cryptography parses it, and refuses it when the extensions are read
-    placeholder = x509.UnrecognizedExtension(x509.ObjectIdentifier("2.5.29.99"),
-                                             x509.BasicConstraints(ca=False, path_length=None).public_bytes())
+    placeholder = x509.UnrecognizedExtension(
+        x509.ObjectIdentifier("2.5.29.99"), x509.BasicConstraints(ca=False, path_length=None).public_bytes()
+    )
     good = cert("signer", key(), pki["root"], pki["root_key"], extensions=((placeholder, False),))
     der = good.public_bytes(serialization.Encoding.DER)
     duplicated = x509.load_der_x509_certificate(der.replace(b"\x06\x03\x55\x1d\x63", b"\x06\x03\x55\x1d\x13"))
@@ -191,3 +225,16 @@ def test_a_pool_of_look_alike_intermediates_costs_little() -> None:
 def test_no_anchor_is_a_clear_refusal(pki) -> None:
     assert "no CA certificate" in refused(pki["leaf"], [pki["inter"]], [])
 
+
+def test_the_chain_walk_has_one_home() -> None:
+    """No second, weaker walk may grow back beside this one (trust pinning had one: no CA or path
+    length check), and the server's auth uses this one too."""
+    package = Path(__file__).parents[2] / "trustkit"
+    walkers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if re.search(r"verify_directly_issued_by|PolicyBuilder|x509\.verification", path.read_text())
+    )
+    assert walkers == ["keys/certs.py"]
+    for user in ("server/auth/tokens.py", "trust/trusted_set.py"):
+        assert "verified_chain(" in (package / user).read_text(), user

@@ -415,6 +415,43 @@ def test_x5c_chain_rules(clock) -> None:
         assert authorizer.authorize(bearer(token), PULL).challenge.endswith(',error="invalid_token"')
 
 
+def test_x5c_chain_is_walked_by_the_one_strict_walk(clock) -> None:
+    """trustkit.keys.certs.verified_chain: a CA whose basicConstraints is not marked critical still
+    issues (Go's x509, which distribution uses, reads it so); an expired intermediate or an unknown
+    critical extension does not."""
+    now_dt = datetime.now(UTC)
+    clock.now = now_dt.timestamp()
+    root_key, inter_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Lenient Root")])
+    root = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(root_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now_dt - timedelta(days=1)).not_valid_after(now_dt + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=False)
+        .sign(root_key, hashes.SHA256())
+    )
+    authorizer = TokenAuthorizer(realm=REALM, service=SERVICE, issuer=ISSUER, root_certs_pem=pem(root), clock=clock)
+    payload = claims(exp=int(clock.now) + 300, nbf=int(clock.now))
+
+    def verdict(*chain: x509.Certificate) -> bool:
+        token = sign(leaf_key, payload, x5c=[der_b64(c) for c in chain])
+        return authorizer.authorize(bearer(token), PULL).allowed
+
+    inter = make_cert("Intermediate", inter_key, issuer_cert=root, issuer_key=root_key, ca=True)
+    assert verdict(make_cert("signer", leaf_key, issuer_cert=inter, issuer_key=inter_key), inter)
+    old_inter = make_cert("Intermediate", inter_key, issuer_cert=root, issuer_key=root_key, ca=True,
+                          not_before=now_dt - timedelta(days=10), not_after=now_dt - timedelta(seconds=1))
+    assert not verdict(make_cert("signer", leaf_key, issuer_cert=old_inter, issuer_key=inter_key), old_inter)
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    odd_leaf = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "signer")]))
+        .issuer_name(name).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now_dt - timedelta(days=1)).not_valid_after(now_dt + timedelta(days=30))
+        .add_extension(unknown, critical=True).sign(root_key, hashes.SHA256())
+    )
+    assert not verdict(odd_leaf)
+
+
 def test_a_certificate_that_expires_is_refused_even_for_a_cached_token(clock) -> None:
     now_dt = datetime.now(UTC)
     clock.now = now_dt.timestamp()
@@ -544,6 +581,40 @@ def test_tampered_and_malformed_tokens(authorizer, issuer_key, kid) -> None:
 )
 def test_malformed_access_claim_is_an_invalid_token(authorizer, issuer_key, kid, access) -> None:
     assert invalid(authorizer.authorize(bearer(sign(issuer_key, claims(access=access), kid=kid)), PULL))
+
+
+def signed_raw(key, kid: str, claims_json: str, **header) -> str:
+    """A token over exactly ``claims_json`` (jwt.encode would re-serialise it)."""
+    return jwt.PyJWS().encode(claims_json.encode(), key, algorithm="ES256", headers={"kid": kid, **header})
+
+
+@pytest.mark.parametrize(
+    ("exp", "why"),
+    [
+        ("1e400", "a float that overflows to infinity: the token never expired"),
+        ("1" + "0" * 400, "an integer no float holds: the check raised OverflowError (a 500)"),
+        (str(int(T0) + 300) + ".5", "a fraction: distribution reads exp as a Go int64 and refuses it"),
+        (str(2**53 + 1), "an integer a float64 reader rounds: issuer and server could disagree"),
+    ],
+)
+def test_time_claims_are_integers_within_2_to_the_53(authorizer, issuer_key, kid, exp, why) -> None:
+    body = claims(exp=None)
+    text = json.dumps(body)[:-1] + f', "exp": {exp}}}'
+    decision = authorizer.authorize(bearer(signed_raw(issuer_key, kid, text)), PULL)
+    assert invalid(decision), why
+    assert authorizer.authorize(bearer(signed_raw(issuer_key, kid, json.dumps(claims()))), PULL).allowed
+
+
+def test_members_that_differ_only_in_case_are_refused(authorizer, issuer_key, kid) -> None:
+    """Go matches JSON members to struct fields case-insensitively, so distribution would read
+    ``"Exp"`` or ``"Access"`` where this server reads ``"exp"`` and ``"access"``."""
+    text = json.dumps(claims())[:-1] + ', "EXP": 4000000000}'
+    assert invalid(authorizer.authorize(bearer(signed_raw(issuer_key, kid, text)), PULL))
+    grant = json.dumps([{"type": "repository", "name": GUN, "actions": ["*"]}])
+    text = json.dumps(claims())[:-1] + f', "Access": {grant}}}'
+    assert invalid(authorizer.authorize(bearer(signed_raw(issuer_key, kid, text)), PULL))
+    header = sign(issuer_key, claims(), kid=kid, KID="another").split(".")
+    assert invalid(authorizer.authorize(bearer(".".join(header)), PULL))
 
 
 # --------------------------------------------------------------------------------------------
