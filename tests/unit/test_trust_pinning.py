@@ -1,7 +1,7 @@
 """Trust pinning on first contact: certificate IDs, a CA per GUN prefix, TOFU on or off."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -16,7 +16,7 @@ from trustkit.keys.certs import root_key_for
 from trustkit.metadata import BASE_ROLES, Metadata, RoleKeys, Root
 from trustkit.trust.trusted_set import TrustedSet, TrustPinning
 
-NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
 GUN = "example.com/org/app"
 
 
@@ -122,6 +122,9 @@ def _issue(cn: str, subject_private, issuer_name: x509.Name, issuer_private, *, 
             .sign(issuer_private, hashes.SHA256()))
 
 
+_CA_KEYS: dict[x509.Name, object] = {}
+
+
 def _pinned(ca: x509.Certificate, *intermediates: tuple[x509.Certificate, object]) -> bool:
     """Whether a root whose certificate is issued under ``ca`` (through ``intermediates``, each a
     certificate and its key, the last one issuing the leaf) is accepted with ``ca`` pinned."""
@@ -138,9 +141,6 @@ def _pinned(ca: x509.Certificate, *intermediates: tuple[x509.Certificate, object
         assert "do not chain to the pinned CA" in exc.message
         return False
     return True
-
-
-_CA_KEYS: dict[x509.Name, object] = {}
 
 
 def _ca(cn: str, *, ca: bool = True, path_length: int | None = None, days: tuple[int, int] = (-1, 365)):
