@@ -245,7 +245,7 @@ def check_repository(gun: str, files: list[SourceFile], held: Collection[str]) -
     try:
         by_role = _parse(files)
         chain = _check_root_chain(gun, by_role.get(ROOT, []))
-    except (VerificationError, KeyFormatError) as exc:
+    except TrustkitError as exc:  # malformed files, certificates or keys: this repository only
         return [str(exc)]
     problems = []
     # Parents before their delegations, so each delegation finds every version of its parent.
