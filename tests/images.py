@@ -131,7 +131,8 @@ def build_oci_index(layout: str | os.PathLike[str], *, ref: str = "multi", arche
     index = json.dumps({
         "schemaVersion": 2, "mediaType": OCI_INDEX,
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": c.digest, "size": c.size,
-                       "platform": {"architecture": arch, "os": "linux"}} for c, arch in zip(children, arches, strict=True)],
+                       "platform": {"architecture": arch, "os": "linux"}}
+                      for c, arch in zip(children, arches, strict=True)],
     }, separators=(",", ":")).encode()
     digest = _write_blob(root, index)
     _add_to_index(root, ref, OCI_INDEX, digest, len(index))

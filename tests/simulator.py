@@ -51,7 +51,8 @@ from trustkit.trust.trusted_set import TrustPinning
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GUN = "registry.example.com/team/app"
 SERVER_URL = "https://notary.example.test"
-_NOT_FOUND = b'{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}\n'
+_NOT_FOUND = (b'{"errors":[{"code":"METADATA_NOT_FOUND",'
+              b'"message":"You have requested metadata that does not exist.","detail":{}}]}\n')
 _HEADERS = {"Content-Type": "text/plain; charset=utf-8"}
 
 

@@ -220,6 +220,7 @@ def test_console_script_has_no_traceback(tmp_path):
         text=True,
         stdin=subprocess.DEVNULL,
         timeout=60,
+        check=False,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

@@ -51,7 +51,8 @@ def test_canonical_json_refuses_floats_and_surrogates():
 
 
 def test_wire_escape_is_go_html_escaping():
-    assert wire_escape('"a<b>&c\u2028\u2029é"'.encode()) == b'"a\\u003cb\\u003e\\u0026c\\u2028\\u2029' + "é".encode() + b'"'
+    escaped = b'"a\\u003cb\\u003e\\u0026c\\u2028\\u2029' + "é".encode() + b'"'
+    assert wire_escape('"a<b>&c\u2028\u2029é"'.encode()) == escaped
 
 
 def test_envelope_layout():

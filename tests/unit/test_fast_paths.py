@@ -111,8 +111,8 @@ def test_mutated_targets_parse_the_same_on_both_paths(entries: dict[str, Any], d
     mutants = [original]
     if data is not None:
         position = data.draw(st.integers(0, len(original)))
-        insert = data.draw(st.sampled_from([b" ", b"\n", rb"\u0041", b'"', b",", b"0", b"9" * 17, b"\xff", b"\xed\xa0\x80",
-                                            "\ufeff".encode()]))
+        insert = data.draw(st.sampled_from([b" ", b"\n", rb"\u0041", b'"', b",", b"0", b"9" * 17, b"\xff",
+                                            b"\xed\xa0\x80", "\ufeff".encode()]))
         mutants += [original[:position] + insert + original[position:],
                     original[:position] + original[position + 1:],
                     original.replace(b'"version":1', data.draw(st.sampled_from(

@@ -253,7 +253,8 @@ target_names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"))
                                            timezones=st.just(UTC)))
 def test_targets_round_trip(signers, entries, version, expires):
     targets = Targets(expires=format_expires(expires), version=version,
-                      targets={name: FileMeta.for_digest(digest.hex(), size) for name, (digest, size) in entries.items()},
+                      targets={name: FileMeta.for_digest(digest.hex(), size)
+                               for name, (digest, size) in entries.items()},
                       delegations=Delegations())
     meta = Metadata(targets)
     data = meta.sign([(signers["targets"], signers["targets"].public_key.keyid)])
