@@ -1,4 +1,4 @@
-"""trustkit.client.auth: docker config credentials, credential helpers and the registry token flow.
+"""trustkit.client.auth: the registry token flow (docker's config.json: test_docker_config.py).
 
 The token flow runs against an in-process token server + protected API behind an
 ``httpx.MockTransport``: the same ``httpx.Client`` carries the token requests, as in real use.
@@ -7,28 +7,20 @@ The token flow runs against an in-process token server + protected API behind an
 from __future__ import annotations
 
 import base64
-import json
-import os
-import stat
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
 from trustkit.client.auth import (
-    DOCKER_HUB_AUTH_KEY,
     SCOPE_EXTENSION,
     Challenge,
-    Credentials,
     TokenAuth,
-    decode_basic_auth,
-    docker_config_dir,
-    load_credentials,
     parse_www_authenticate,
     repository_scope,
 )
-from trustkit.errors import NotAuthorizedError, ServerError, TrustkitError
+from trustkit.client.docker_config import Credentials
+from trustkit.errors import NotAuthorizedError, ServerError
 
 REALM = "https://auth.example.com/token"
 SERVICE = "notary.example.com"
@@ -402,155 +394,3 @@ def test_token_requests_go_through_the_same_client() -> None:
     with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(None)) as client:
         client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
     assert seen_hosts == ["notary.example.com", "auth.example.com", "notary.example.com"]
-
-
-# --------------------------------------------------------------------------------------------
-# Credentials from the docker config
-
-
-def write_config(directory: Path, config: dict) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config))
-    return directory
-
-
-def test_docker_config_dir(tmp_path: Path) -> None:
-    assert docker_config_dir({"DOCKER_CONFIG": str(tmp_path)}) == tmp_path
-    assert docker_config_dir({"HOME": "/home/u"}) == Path("/home/u/.docker")
-
-
-def test_credentials_repr_hides_secrets() -> None:
-    text = repr(Credentials("alice", "hunter2", identity_token="tok-secret"))
-    assert "alice" in text and "hunter2" not in text and "tok-secret" not in text
-
-
-def test_no_config_means_no_credentials(tmp_path: Path) -> None:
-    assert load_credentials("registry.example.com", tmp_path, environ={}) is None
-
-
-def test_auths_entry_is_decoded(tmp_path: Path) -> None:
-    write_config(tmp_path, {"auths": {"registry.example.com": {"auth": b64("alice:pa:ss")}}})
-    assert load_credentials("registry.example.com", tmp_path, environ={}) == Credentials("alice", "pa:ss")
-    assert load_credentials("other.example.com", tmp_path, environ={}) is None
-
-
-@pytest.mark.parametrize("key", ["https://registry.example.com:5000", "https://registry.example.com:5000/v2/", "registry.example.com:5000"])
-def test_auths_keys_with_scheme_and_path(tmp_path: Path, key: str) -> None:
-    write_config(tmp_path, {"auths": {key: {"auth": b64("bob:pw")}}})
-    assert load_credentials("registry.example.com:5000", tmp_path, environ={}) == Credentials("bob", "pw")
-
-
-def test_docker_hub_credentials_live_under_the_index_url(tmp_path: Path) -> None:
-    write_config(tmp_path, {"auths": {DOCKER_HUB_AUTH_KEY: {"auth": b64("hubuser:pw")}}})
-    assert load_credentials("docker.io", tmp_path, environ={}) == Credentials("hubuser", "pw")
-    assert load_credentials("index.docker.io", tmp_path, environ={}) == Credentials("hubuser", "pw")
-
-
-def test_identity_token_in_auths(tmp_path: Path) -> None:
-    write_config(tmp_path, {"auths": {"r.example.com": {"auth": b64("alice:"), "identitytoken": "refresh-xyz"}}})
-    assert load_credentials("r.example.com", tmp_path, environ={}) == Credentials("alice", "", "refresh-xyz")
-
-
-def test_bad_auth_value_is_a_clear_error(tmp_path: Path) -> None:
-    write_config(tmp_path, {"auths": {"r.example.com": {"auth": "!!not base64"}}})
-    with pytest.raises(TrustkitError, match=r'auths\["r.example.com"\].*base64'):
-        load_credentials("r.example.com", tmp_path, environ={})
-
-
-def test_malformed_config_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{nope")
-    with pytest.raises(TrustkitError, match="config.json is not valid JSON"):
-        load_credentials("r.example.com", tmp_path, environ={})
-
-
-def test_notary_auth_overrides_the_config(tmp_path: Path) -> None:
-    write_config(tmp_path, {"auths": {"r.example.com": {"auth": b64("alice:pw")}}})
-    env = {"NOTARY_AUTH": b64("notaryuser:npw")}
-    assert load_credentials("r.example.com", tmp_path, environ=env, notary_auth=True) == Credentials("notaryuser", "npw")
-    assert load_credentials("r.example.com", tmp_path, environ=env) == Credentials("alice", "pw")
-    with pytest.raises(TrustkitError, match="NOTARY_AUTH"):
-        load_credentials("r.example.com", tmp_path, environ={"NOTARY_AUTH": b64("no-colon")}, notary_auth=True)
-
-
-def test_decode_basic_auth() -> None:
-    assert decode_basic_auth(b64("u:p:q"), what="x") == Credentials("u", "p:q")
-    with pytest.raises(TrustkitError, match="what-it-was"):
-        decode_basic_auth("%%%", what="what-it-was")
-
-
-# ---- credential helpers
-
-
-def install_helper(bin_dir: Path, name: str, script: str) -> Path:
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    path = bin_dir / f"docker-credential-{name}"
-    path.write_text("#!/bin/sh\n" + script)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-@pytest.fixture
-def helper_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    return bin_dir, {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
-FAKE_HELPER = """\
-read server
-echo "$1 $server" >> "$(dirname "$0")/calls.log"
-case "$server" in
-  registry.example.com) echo '{"ServerURL":"registry.example.com","Username":"alice","Secret":"s3cret"}' ;;
-  https://index.docker.io/v1/) echo '{"ServerURL":"'"$server"'","Username":"<token>","Secret":"refresh-xyz"}' ;;
-  *) echo "credentials not found in native keychain"; exit 1 ;;
-esac
-"""
-
-
-def test_cred_helpers_entry_runs_the_helper(tmp_path: Path, helper_env) -> None:
-    bin_dir, env = helper_env
-    install_helper(bin_dir, "fake", FAKE_HELPER)
-    config = write_config(tmp_path / "cfg", {
-        "credHelpers": {"registry.example.com": "fake"},
-        "auths": {"registry.example.com": {"auth": b64("ignored:ignored")}},
-    })
-    assert load_credentials("registry.example.com", config, environ=env) == Credentials("alice", "s3cret")
-    assert (bin_dir / "calls.log").read_text() == "get registry.example.com\n"
-
-
-def test_creds_store_identity_token_and_docker_hub_server_url(tmp_path: Path, helper_env) -> None:
-    bin_dir, env = helper_env
-    install_helper(bin_dir, "fake", FAKE_HELPER)
-    config = write_config(tmp_path / "cfg", {"credsStore": "fake"})
-    assert load_credentials("docker.io", config, environ=env) == Credentials("", "", "refresh-xyz")
-    assert (bin_dir / "calls.log").read_text() == f"get {DOCKER_HUB_AUTH_KEY}\n"
-
-
-def test_helper_not_found_answer_means_no_credentials(tmp_path: Path, helper_env) -> None:
-    bin_dir, env = helper_env
-    install_helper(bin_dir, "fake", FAKE_HELPER)
-    config = write_config(tmp_path / "cfg", {"credsStore": "fake"})
-    assert load_credentials("unknown.example.com", config, environ=env) is None
-
-
-def test_missing_helper_is_a_clear_error(tmp_path: Path, helper_env) -> None:
-    _, env = helper_env
-    config = write_config(tmp_path / "cfg", {"credHelpers": {"registry.example.com": "nosuch"}})
-    with pytest.raises(TrustkitError, match="docker-credential-nosuch.*credHelpers.*not installed"):
-        load_credentials("registry.example.com", config, environ=env)
-
-
-def test_failing_helper_is_a_clear_error(tmp_path: Path, helper_env) -> None:
-    bin_dir, env = helper_env
-    install_helper(bin_dir, "broken", 'echo "keychain locked: user interaction required" >&2; exit 3\n')
-    config = write_config(tmp_path / "cfg", {"credsStore": "broken"})
-    with pytest.raises(TrustkitError, match="docker-credential-broken failed.*keychain locked"):
-        load_credentials("registry.example.com", config, environ=env)
-
-
-def test_helper_printing_garbage_is_a_clear_error(tmp_path: Path, helper_env) -> None:
-    bin_dir, env = helper_env
-    install_helper(bin_dir, "garbage", "echo hello\n")
-    config = write_config(tmp_path / "cfg", {"credsStore": "garbage"})
-    with pytest.raises(TrustkitError, match="docker-credential-garbage printed something that is not JSON"):
-        load_credentials("registry.example.com", config, environ=env)

@@ -30,7 +30,7 @@ from trustkit.errors import ImmutableTagError, PushedNotSignedError
 from trustkit.oci.push import BlobLocationCache, plan_image, push_image, tag_image, upload
 from trustkit.ops import check_immutable_tag
 from trustkit.reference import parse
-from trustkit.oci.registry import Manifest, RegistryClient, open_file, save_login, sha256_digest
+from trustkit.oci.registry import Manifest, RegistryClient, open_file, sha256_digest
 from trustkit.oci.sources import (
     DockerArchiveSource,
     OCILayoutSource,
@@ -290,17 +290,6 @@ def test_manifest_fetch_by_digest_is_checked():
 def test_schema1_manifests_are_refused_with_a_hint():
     with pytest.raises(TrustkitError, match="schema 1"):
         Manifest.from_bytes(b'{"schemaVersion":1,"name":"a","fsLayers":[]}')
-
-
-def test_save_login_writes_docker_config(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"auths": {"other.io": {"auth": "eDp5"}}, "psFormat": "x"}))
-    save_login("reg.example.com:5000", "alice", "pw:with:colons", tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["psFormat"] == "x" and config["auths"]["other.io"] == {"auth": "eDp5"}
-    assert config["auths"]["reg.example.com:5000"] == {"auth": "YWxpY2U6cHc6d2l0aDpjb2xvbnM="}
-    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o600
-    save_login("docker.io", "bob", "pw", tmp_path)
-    assert "https://index.docker.io/v1/" in json.loads((tmp_path / "config.json").read_text())["auths"]
 
 
 # --------------------------------------------------------------------------------------------

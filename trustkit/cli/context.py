@@ -40,7 +40,8 @@ class Context:
 
     def trust_session(self, reference: ImageReference, *, offline: bool = False) -> TrustSession:
         """Server URL, TLS and credentials for the reference's registry, as docker resolves them."""
-        from trustkit.client.auth import TokenAuth, load_credentials
+        from trustkit.client.auth import TokenAuth
+        from trustkit.client.docker_config import load_credentials
         from trustkit.client.notary import NotaryClient, make_http_client, resolve_server_url
         from trustkit.ops import TrustSession
 

@@ -56,7 +56,7 @@ def _target(image: str) -> ImageReference:
 
 
 def _cache() -> Any:
-    from trustkit.client.auth import docker_config_dir
+    from trustkit.client.docker_config import docker_config_dir
     from trustkit.oci.push import BlobLocationCache
 
     return BlobLocationCache(docker_config_dir() / "trustkit" / "push-cache.json")
@@ -275,15 +275,15 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure_re
     """Check credentials against REGISTRY and store them in $DOCKER_CONFIG/config.json, as
     `docker login` does (or in the credential helper it names).  The password comes from
     --password-stdin or a terminal prompt, never from the command line."""
-    from trustkit.client.auth import Credentials
-    from trustkit.oci.registry import connect, save_login
+    from trustkit.client.docker_config import DOCKER_HUB_HOSTS, Credentials, save_login
+    from trustkit.oci.registry import connect
     from trustkit.reference import parse
 
     name = registry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
     if name.endswith("/v1") or name.endswith("/v2"):
         name = name[:-3]
     host = parse(f"{name}/probe").registry if "/" not in name else None
-    if host is None or (host == "docker.io" and name not in ("docker.io", "index.docker.io", "registry-1.docker.io")):
+    if host is None or (host == "docker.io" and name not in DOCKER_HUB_HOSTS):
         raise click.UsageError(f"{registry!r} is not a registry host[:port]")
     if username is None:
         if password_stdin or not can_prompt():

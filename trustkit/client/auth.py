@@ -1,9 +1,5 @@
-"""Layer `auth`: registry credentials and the docker registry token flow.
+"""Layer `client`: the docker registry token flow.
 
-* :func:`load_credentials` reads ``$DOCKER_CONFIG/config.json`` the way the docker CLI does:
-  ``credHelpers[<host>]``, else ``credsStore`` (both run ``docker-credential-<name> get``), else
-  the ``auths`` entry (``auth`` = base64 ``user:pass``, or ``identitytoken``).  ``NOTARY_AUTH``
-  (base64 ``user:pass``, as the notary CLI reads it) can override all of that.
 * :class:`TokenAuth` is an ``httpx.Auth``: on a ``401`` with a ``Bearer`` challenge it fetches a
   token from the challenge's realm (HTTP Basic GET, anonymous GET, or the OAuth refresh-token
   POST when an identity token exists), caches it per (realm, service, scope) and retries the
@@ -12,229 +8,43 @@
   Credentials go only to the registry they belong to and to the realm *its own* challenge names:
   a challenge from any other host (storage a blob read was redirected to, an upload location on
   another host) is refused with a clear error and gets nothing.
+* :func:`parse_www_authenticate` reads the challenges (RFC 7235).
 
+The credentials themselves come from :mod:`trustkit.client.docker_config`.
 Wire details: ../shared/reference/notary-v1-wire.md §7.7.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import os
 import re
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 
 from trustkit.client._httpx import httpx
 
+from trustkit.client.docker_config import Credentials
+from trustkit.errors import NotAuthorizedError, ServerError
 from trustkit.reference import is_loopback_host
-from trustkit.errors import NotAuthorizedError, ServerError, TrustkitError
 
 __all__ = [
-    "DOCKER_HUB_AUTH_KEY",
     "SCOPE_EXTENSION",
     "Challenge",
     "Credentials",
     "TokenAuth",
-    "decode_basic_auth",
-    "docker_config_dir",
-    "load_credentials",
     "parse_www_authenticate",
     "repository_scope",
 ]
 
-#: The key docker stores Docker Hub credentials under (and passes to credential helpers).
-DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
-_DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
-
 #: Request extension that names the scope to ask for when a challenge does not name one.
 SCOPE_EXTENSION = "trustkit.scope"
 
-_HELPER_TIMEOUT = 60.0  # seconds; a helper may unlock a keychain, but must not hang us forever
 _TOKEN_BODY_LIMIT = 1 << 20  # a token response is a few KiB; never buffer more than this
 _DEFAULT_EXPIRES_IN = 60  # seconds, as the registry token spec says when expires_in is absent
 _EXPIRY_MARGIN = 5  # seconds: a token is refreshed slightly before it expires
-_IDENTITY_TOKEN_USERNAME = "<token>"  # what credential helpers return for an identity token
-
-
-# --------------------------------------------------------------------------------------------
-# Credentials
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What we can present to a registry or trust server.  Secrets stay out of ``repr``."""
-
-    username: str
-    password: str = field(default="", repr=False)
-    identity_token: str | None = field(default=None, repr=False)
-
-    @property
-    def has_basic(self) -> bool:
-        return bool(self.username) and bool(self.password)
-
-
-def docker_config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$DOCKER_CONFIG``, else ``~/.docker``."""
-    env = os.environ if environ is None else environ
-    configured = env.get("DOCKER_CONFIG")
-    if configured:
-        return Path(configured)
-    home = env.get("HOME")
-    return (Path(home) if home else Path.home()) / ".docker"
-
-
-def decode_basic_auth(value: str, *, what: str) -> Credentials:
-    """Credentials from base64 ``user:pass`` (docker's ``auths.*.auth``, ``NOTARY_AUTH``).
-
-    Raises:
-        TrustkitError: not base64, or no ``:``.
-    """
-    try:
-        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        raise TrustkitError(f"{what} is not valid base64 of user:password") from None
-    username, sep, password = text.partition(":")
-    if not sep or not username:
-        raise TrustkitError(f"{what} must be base64 of user:password")
-    return Credentials(username, password)
-
-
-def _host_of(key: str) -> str:
-    """docker's ConvertToHostname: strip the scheme and any path from an ``auths`` key."""
-    text = key.strip()
-    if "://" in text:
-        text = text.split("://", 1)[1]
-    host = text.split("/", 1)[0].lower()
-    return "docker.io" if host in _DOCKER_HUB_HOSTS else host
-
-
-def _server_address(registry_host: str) -> str:
-    """What docker passes to a credential helper for this registry."""
-    return DOCKER_HUB_AUTH_KEY if _host_of(registry_host) == "docker.io" else registry_host
-
-
-def load_credentials(
-    registry_host: str,
-    config_dir: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    notary_auth: bool = False,
-) -> Credentials | None:
-    """The credentials docker would use for ``registry_host`` (``host[:port]``), or None.
-
-    With ``notary_auth``, a ``NOTARY_AUTH`` variable (base64 ``user:pass``, the notary CLI's
-    convention) wins over ``config.json``.
-
-    Raises:
-        TrustkitError: an unreadable ``config.json``, or a credential helper that is missing or
-            fails (the message names the helper).
-    """
-    env = os.environ if environ is None else environ
-    if notary_auth and env.get("NOTARY_AUTH"):
-        return decode_basic_auth(env["NOTARY_AUTH"], what="NOTARY_AUTH")
-
-    directory = config_dir if config_dir is not None else docker_config_dir(env)
-    path = directory / "config.json"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise TrustkitError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        config = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TrustkitError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(config, dict):
-        raise TrustkitError(f"{path} must hold a JSON object")
-
-    host = _host_of(registry_host)
-    helpers = config.get("credHelpers")
-    if isinstance(helpers, dict):
-        for key, helper in helpers.items():
-            if _host_of(key) == host and isinstance(helper, str) and helper:
-                return _run_helper(helper, registry_host, env, source=f"credHelpers in {path}")
-    store = config.get("credsStore")
-    if isinstance(store, str) and store:
-        return _run_helper(store, registry_host, env, source=f"credsStore in {path}")
-
-    auths = config.get("auths")
-    if not isinstance(auths, dict):
-        return None
-    entry = auths.get(registry_host) or auths.get(_server_address(registry_host))
-    if entry is None:
-        entry = next((v for k, v in auths.items() if _host_of(k) == host), None)
-    if not isinstance(entry, dict):
-        return None
-    return _credentials_from_entry(entry, what=f'auths["{registry_host}"] in {path}')
-
-
-def _credentials_from_entry(entry: Mapping[str, object], *, what: str) -> Credentials | None:
-    username = entry.get("username") if isinstance(entry.get("username"), str) else ""
-    password = entry.get("password") if isinstance(entry.get("password"), str) else ""
-    auth = entry.get("auth")
-    if isinstance(auth, str) and auth:
-        decoded = decode_basic_auth(auth, what=f"{what}.auth")
-        username, password = decoded.username, decoded.password
-    token = entry.get("identitytoken")
-    if isinstance(token, str) and token:
-        return Credentials(str(username or ""), "", token)
-    if username or password:
-        return Credentials(str(username), str(password))
-    return None
-
-
-def _run_helper(name: str, registry_host: str, env: Mapping[str, str], *, source: str) -> Credentials | None:
-    program = f"docker-credential-{name}"
-    found = shutil.which(program, path=env.get("PATH"))
-    if found is None:
-        raise TrustkitError(
-            f"credential helper {program} (from {source}) is not installed or not on PATH",
-            hint=f"install {program}, or remove it from the docker config",
-        )
-    try:
-        result = subprocess.run(
-            [found, "get"],
-            check=False,
-            input=_server_address(registry_host),
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=_HELPER_TIMEOUT,
-            env=dict(env),
-        )
-    except subprocess.TimeoutExpired:
-        raise TrustkitError(f"credential helper {program} did not answer within {_HELPER_TIMEOUT:.0f} s") from None
-    except OSError as exc:
-        raise TrustkitError(f"cannot run credential helper {program}: {exc.strerror}") from None
-    output = (result.stdout or "").strip()
-    if result.returncode != 0:
-        message = output or (result.stderr or "").strip()
-        if "credentials not found" in message.lower():
-            return None
-        first = message.splitlines()[0][:200] if message else f"exit status {result.returncode}"
-        raise TrustkitError(f"credential helper {program} failed for {registry_host}: {first}")
-    try:
-        answer = json.loads(output)
-    except ValueError:
-        raise TrustkitError(f"credential helper {program} printed something that is not JSON") from None
-    if not isinstance(answer, dict):
-        raise TrustkitError(f"credential helper {program} printed JSON that is not an object")
-    username = answer.get("Username") if isinstance(answer.get("Username"), str) else ""
-    secret = answer.get("Secret") if isinstance(answer.get("Secret"), str) else ""
-    if not secret and not username:
-        return None
-    if username == _IDENTITY_TOKEN_USERNAME:
-        return Credentials("", "", secret)
-    return Credentials(username, secret)
 
 
 # --------------------------------------------------------------------------------------------

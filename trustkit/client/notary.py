@@ -26,11 +26,8 @@ from urllib.parse import quote, urlsplit
 from trustkit.client._httpx import httpx
 
 from trustkit import __version__
-from trustkit.client.auth import (
-    SCOPE_EXTENSION,
-    docker_config_dir,
-    repository_scope,
-)
+from trustkit.client.auth import SCOPE_EXTENSION, repository_scope
+from trustkit.client.docker_config import DOCKER_HUB_HOSTS, docker_config_dir
 from trustkit.encoding import loads_strict
 from trustkit.reference import is_loopback_host
 from trustkit.errors import (
@@ -58,7 +55,6 @@ __all__ = [
 ]
 
 DOCKER_HUB_NOTARY = "https://notary.docker.io"
-_DOCKER_HUB_REGISTRIES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
 CONNECT_TIMEOUT = 5.0
 #: Bodies of error answers are read up to this size only (notary's are a few hundred bytes).
@@ -94,7 +90,7 @@ def resolve_server_url(
         url, source = explicit, "--server"
     elif env.get("DOCKER_CONTENT_TRUST_SERVER"):
         url, source = env["DOCKER_CONTENT_TRUST_SERVER"], "DOCKER_CONTENT_TRUST_SERVER"
-    elif registry_host.lower() in _DOCKER_HUB_REGISTRIES:
+    elif registry_host.lower() in DOCKER_HUB_HOSTS:
         return DOCKER_HUB_NOTARY
     else:
         url, source = f"https://{registry_host}", "the registry host"

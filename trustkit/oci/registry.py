@@ -5,28 +5,23 @@
   also accept an unverified certificate, docker's "insecure registry" rule).  CAs come from
   ``$DOCKER_CONFIG/tls/<host:port>/`` and ``/etc/docker/certs.d/<host:port>/``.
   Credentials come from ``$DOCKER_CONFIG/config.json`` (helpers and stores included) through
-  :func:`trustkit.client.auth.load_credentials`; token challenges are answered by
+  :func:`trustkit.client.docker_config.load_credentials`; token challenges are answered by
   :class:`trustkit.client.auth.TokenAuth`.
 * :class:`RegistryClient`: HEAD/GET blobs, cross-repository mounts, monolithic and chunked
   uploads that stream from a file-like object and verify the digest while streaming (an upload
   whose bytes do not hash to the declared digest is never committed), GET/PUT manifests with
   their media types, retries of transient failures with backoff.  Every HTTP answer becomes a
   trustkit error in one place, :meth:`RegistryClient._status_error`.
-* :func:`save_login` writes ``config.json`` as ``docker login`` does.
 
 It never prints; progress is reported through callbacks.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
-import os
-import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,17 +31,9 @@ from typing import IO, Any, Protocol
 from trustkit.client._httpx import httpx
 
 from trustkit import __version__
-from trustkit.client.auth import (
-    DOCKER_HUB_AUTH_KEY,
-    SCOPE_EXTENSION,
-    Credentials,
-    TokenAuth,
-    docker_config_dir,
-    load_credentials,
-    repository_scope,
-)
+from trustkit.client.auth import SCOPE_EXTENSION, TokenAuth, repository_scope
+from trustkit.client.docker_config import DOCKER_HUB_HOSTS, Credentials, load_credentials
 from trustkit.encoding import loads_strict
-from trustkit.keys.store import atomic_write
 from trustkit.reference import is_loopback_host
 from trustkit.errors import (
     EncodingError,
@@ -73,7 +60,6 @@ __all__ = [
     "connect",
     "registry_api_host",
     "registry_auth",
-    "save_login",
     "sha256_digest",
 ]
 
@@ -98,7 +84,6 @@ CHUNK_SIZE = 32 * 1024 * 1024
 RETRY_BACKOFF = (0.5, 1.0, 2.0, 4.0)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_RETRY_AFTER = 30.0
-_DOCKER_HUB = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _CERTS_D = Path("/etc/docker/certs.d")
 
 
@@ -108,7 +93,7 @@ def sha256_digest(data: bytes) -> str:
 
 def registry_api_host(registry: str) -> str:
     """Where the API of ``registry`` lives: Docker Hub's is ``registry-1.docker.io``."""
-    return "registry-1.docker.io" if registry.lower() in _DOCKER_HUB else registry
+    return "registry-1.docker.io" if registry.lower() in DOCKER_HUB_HOSTS else registry
 
 
 def registry_auth(registry: str, credentials: Credentials | None) -> TokenAuth:
@@ -751,65 +736,7 @@ def _read_capped(response: httpx.Response, limit: int, *, strict: bool = False, 
 
 
 # --------------------------------------------------------------------------------------------
-# login
-
-
-def config_key(registry: str) -> str:
-    """The ``auths`` key docker uses for a registry (Docker Hub's is its v1 index URL)."""
-    return DOCKER_HUB_AUTH_KEY if registry.lower() in _DOCKER_HUB else registry
-
-
-def save_login(registry: str, username: str, password: str, config_dir: Path | None = None,
-               environ: Mapping[str, str] | None = None) -> str:
-    """Store credentials as ``docker login`` does: through the credential helper that
-    ``credHelpers``/``credsStore`` names, else ``auths[<registry>].auth = base64(user:pass)``
-    in ``config.json`` (written atomically, mode 0600).  Returns where they went.
-
-    Raises:
-        TrustkitError: an unreadable config.json or a failing credential helper.
-    """
-    env = os.environ if environ is None else environ
-    directory = config_dir if config_dir is not None else docker_config_dir(env)
-    path = directory / "config.json"
-    try:
-        config = json.loads(path.read_bytes()) if path.exists() else {}
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise TrustkitError(f"cannot read {path}: {exc}") from None
-    if not isinstance(config, dict):
-        raise TrustkitError(f"{path} must hold a JSON object")
-    key = config_key(registry)
-    helpers = config.get("credHelpers") if isinstance(config.get("credHelpers"), dict) else {}
-    helper = helpers.get(registry) or helpers.get(key) or config.get("credsStore")
-    auths = config.get("auths") if isinstance(config.get("auths"), dict) else {}
-    if isinstance(helper, str) and helper:
-        _store_with_helper(helper, key, username, password, env)
-        auths[key] = {}  # docker keeps an empty entry so `docker login` lists the registry
-        where = f"docker-credential-{helper}"
-    else:
-        entry = auths.get(key) if isinstance(auths.get(key), dict) else {}
-        entry = {k: v for k, v in entry.items() if k not in ("auth", "username", "password", "identitytoken")}
-        entry["auth"] = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        auths[key] = entry
-        where = str(path)
-    config["auths"] = auths
-    atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode())
-    return where
-
-
-def _store_with_helper(helper: str, server: str, username: str, password: str, env: Mapping[str, str]) -> None:
-    program = f"docker-credential-{helper}"
-    found = shutil.which(program, path=env.get("PATH"))
-    if found is None:
-        raise TrustkitError(f"credential helper {program} is not installed or not on PATH")
-    payload = json.dumps({"ServerURL": server, "Username": username, "Secret": password})
-    try:
-        result = subprocess.run([found, "store"], input=payload, capture_output=True, text=True, timeout=60,
-                                check=False, env=dict(env))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TrustkitError(f"cannot run credential helper {program}: {exc}") from None
-    if result.returncode != 0:
-        first = (result.stdout or result.stderr or f"exit status {result.returncode}").strip().splitlines()[0][:200]
-        raise TrustkitError(f"credential helper {program} could not store the credentials: {first}")
+# Openers
 
 
 def open_file(path: Path) -> Opener:
