@@ -124,22 +124,8 @@ def tags(notary: peers.NotaryCLI, gun: str) -> list[str]:
     return sorted(line.split()[0] for line in result.stdout.splitlines()[2:] if line.strip())
 
 
-def test_import_then_clients_carry_on(deployment, notary_cli, docker_cli, tmp_path):
-    notary = notary_cli(trust_dir=tmp_path / "notary-trust", server=deployment.server)
-    docker = docker_cli(config_dir=tmp_path / "docker", server=deployment.server)
-    publish_history(deployment, notary, docker, tmp_path)
-    # The clients' caches, as they are before the move.
-    assert tags(notary, GUN) == ["v1", "v2", "v3"]
-    inspected_before = json.loads(docker.run("trust", "inspect", SIGNED).stdout)
-    assert inspected_before[0]["SignedTags"][0]["SignedTag"] == "latest"
-    source_files = deployment.rows("SELECT gun, role, version, data FROM tuf_files ORDER BY id")
-    assert {(r.gun, r.role) for r in source_files} >= {(SIGNED, "targets/releases")}
-    source_changes = [(r.gun, r.version, r.category)
-                      for r in deployment.rows("SELECT gun, version, category FROM changefeed ORDER BY id")]
-    timestamp_key = json.loads(deployment.server.get(f"/v2/{GUN}/_trust/tuf/timestamp.key").content)
-    deployment.stop()  # the operator stops notary, then imports
-
-    target = f"sqlite:///{tmp_path / 'trustkit' / 'trustkit-server.db'}"
+def import_and_reimport(deployment: Deployment, target: str, files: int, changes: int) -> None:
+    """The import (the flags, or notary's config files for MariaDB), then a re-run that finds nothing new."""
     env = {**deployment.signer.environment, "TRUSTKIT_SERVER_PASSPHRASE": TRUSTKIT_PASSPHRASE}
     if deployment.backend == "mysql":  # the config-file form: notary's own files name the databases
         args = ["--notary-server-config", str(deployment.server.config_path),
@@ -153,23 +139,49 @@ def test_import_then_clients_carry_on(deployment, notary_cli, docker_cli, tmp_pa
     assert sorted(by_gun) == [GUN, SIGNED]  # the deleted repository has no files left
     assert all(repo["status"] == "imported" and not repo["problems"] for repo in by_gun.values())
     assert by_gun[GUN]["keys"] == 2  # timestamp and the server-managed snapshot key
-    assert sum(repo["versions"] for repo in by_gun.values()) == len(source_files)
-    assert report["changes"] == len(source_changes)
+    assert sum(repo["versions"] for repo in by_gun.values()) == files
+    assert report["changes"] == changes
 
     again = run_import(*args, "--database", target, env=env)
     assert again.returncode == 0, again.stderr
     assert "nothing new" in again.stdout
 
+
+def served_as_notary_had_it(server: peers.TrustkitServer, source_files: list, source_changes: list) -> None:
+    """Every historical version, by version and by checksum, and the changefeed in its order."""
+    for row in source_files:
+        data = bytes(row.data)
+        by_version = server.get(f"/v2/{row.gun}/_trust/tuf/{row.version}.{row.role}.json")
+        by_checksum = server.get(f"/v2/{row.gun}/_trust/tuf/{row.role}.{hashlib.sha256(data).hexdigest()}.json")
+        assert by_version.content == data and by_checksum.content == data, (row.gun, row.role, row.version)
+    feed = json.loads(server.get("/v2/_trust/changefeed?change_id=0&records=100").content)
+    assert [(r["GUN"], r["Version"], r["Category"]) for r in feed["records"]] == source_changes
+
+
+def test_import_then_clients_carry_on(deployment, notary_cli, docker_cli, tmp_path):
+    notary = notary_cli(trust_dir=tmp_path / "notary-trust", server=deployment.server)
+    docker = docker_cli(config_dir=tmp_path / "docker", server=deployment.server)
+    publish_history(deployment, notary, docker, tmp_path)
+    # The clients' caches, as they are before the move.
+    assert tags(notary, GUN) == ["v1", "v2", "v3"]
+    inspected_before = json.loads(docker.run("trust", "inspect", SIGNED).stdout)
+    assert inspected_before[0]["SignedTags"][0]["SignedTag"] == "latest"
+    source_files = deployment.rows("SELECT gun, role, version, data FROM tuf_files ORDER BY id")
+    assert {(r.gun, r.role) for r in source_files} >= {(SIGNED, "targets/releases")}
+    source_changes = [(r.gun, r.version, r.category)
+                      for r in deployment.rows("SELECT gun, version, category FROM changefeed ORDER BY id")]
+    timestamp_key = json.loads(deployment.server.get(f"/v2/{GUN}/_trust/tuf/timestamp.key").content)
+    snapshot_key = json.loads(deployment.server.get(f"/v2/{GUN}/_trust/tuf/snapshot.key").content)
+    tk_before = peers.TrustkitCLI(tmp_path / "trustkit-client", deployment.server)
+    assert "v3" in tk_before.run("inspect", GUN).stdout
+    deployment.stop()  # the operator stops notary, then imports
+
+    target = f"sqlite:///{tmp_path / 'trustkit' / 'trustkit-server.db'}"
+    import_and_reimport(deployment, target, len(source_files), len(source_changes))
+
     kind = ServerFromNotaryConfig if deployment.backend == "mysql" else peers.TrustkitServer
     with kind(tmp_path / "trustkit", database=target, passphrase=TRUSTKIT_PASSPHRASE) as server:
-        # every historical version, by version and by checksum
-        for row in source_files:
-            data = bytes(row.data)
-            by_version = server.get(f"/v2/{row.gun}/_trust/tuf/{row.version}.{row.role}.json")
-            by_checksum = server.get(f"/v2/{row.gun}/_trust/tuf/{row.role}.{hashlib.sha256(data).hexdigest()}.json")
-            assert by_version.content == data and by_checksum.content == data, (row.gun, row.role, row.version)
-        feed = json.loads(server.get("/v2/_trust/changefeed?change_id=0&records=100").content)
-        assert [(r["GUN"], r["Version"], r["Category"]) for r in feed["records"]] == source_changes
+        served_as_notary_had_it(server, source_files, source_changes)
         assert json.loads(server.get(f"/v2/{GUN}/_trust/tuf/timestamp.key").content) == timestamp_key
 
         # The same clients, the same caches, the new server: no warning, and publishing goes on.
@@ -177,14 +189,16 @@ def test_import_then_clients_carry_on(deployment, notary_cli, docker_cli, tmp_pa
         assert tags(moved, GUN) == ["v1", "v2", "v3"]
         moved.run("add", GUN, "v4", write_target(tmp_path, "v4"), "-p")
         assert tags(moved, GUN) == ["v1", "v2", "v3", "v4"]
-        timestamp = Metadata.from_bytes(server.get(f"/v2/{GUN}/_trust/tuf/timestamp.json").content)
-        assert [s.keyid for s in timestamp.signatures] == [peers_keyid(timestamp_key)]
+        for role, key in (("timestamp", timestamp_key), ("snapshot", snapshot_key)):  # the keys notary-signer held
+            signed = Metadata.from_bytes(server.get(f"/v2/{GUN}/_trust/tuf/{role}.json").content)
+            assert [s.keyid for s in signed.signatures] == [peers_keyid(key)], role
         moved_docker = peers.DockerCLI(docker.config_dir, server)
         inspected = moved_docker.run("trust", "inspect", SIGNED)
         assert "warn" not in inspected.stderr.lower(), inspected.stderr
         assert json.loads(inspected.stdout) == inspected_before
-        tk = peers.TrustkitCLI(tmp_path / "trustkit-client", server)
-        assert "v4" in tk.run("inspect", GUN).stdout
+        tk = peers.TrustkitCLI(tk_before.config_dir, server)  # trustkit's cache from before the move
+        inspected = tk.run("inspect", GUN)
+        assert "v4" in inspected.stdout and "warn" not in inspected.stderr.lower(), inspected.stderr
 
 
 def peers_keyid(key: dict) -> str:
