@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwcrypto import jwe, jwk
 
+import peers
 from simulator import Key, Simulator, new_key
 from trustkit.errors import KeyFormatError, TrustkitError
 from trustkit.metadata import Metadata, Targets
@@ -168,11 +169,31 @@ def deployment(tmp_path):
     return Deployment(tmp_path)
 
 
-@pytest.fixture
-def target(tmp_path):
-    storage = Storage(f"sqlite:///{tmp_path / 'trustkit.db'}")
-    yield storage
-    storage.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path):
+    """trustkit's database: SQLite, or a fresh PostgreSQL database of this test's own."""
+    if request.param == "sqlite":
+        storage = Storage(f"sqlite:///{tmp_path / 'trustkit.db'}")
+        yield storage
+        storage.close()
+        return
+    import secrets
+
+    import sqlalchemy as sa
+
+    name = f"trustkit_import_{secrets.token_hex(4)}"
+    admin = sa.create_engine(peers.POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    storage = Storage(f"{peers.POSTGRES_URL.rsplit('/', 1)[0]}/{name}")
+    try:
+        yield storage
+    finally:
+        storage.close()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 
 
 def run_import(deployment: Deployment, target: Storage, env: dict[str, str] | None = None):
