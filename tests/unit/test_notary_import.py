@@ -462,3 +462,18 @@ def test_notary_server_settings_trustkit_does_not_support_are_named(tmp_path):
     message = str(caught.value)
     for key in ("storage.backend", "reporting.bugsnag.api_key", "gun_prefixes"):
         assert key in message
+
+
+def test_the_target_is_never_notary_s_own_database(deployment, tmp_path):
+    from click.testing import CliRunner
+
+    from trustkit.cli import cli
+
+    result = CliRunner().invoke(cli, ["server", "import", "--notary-server-db", deployment.server_url,
+                                      "--notary-signer-db", deployment.signer_url,
+                                      "--database", f"sqlite:///{tmp_path}/./server.db"],
+                                env={"TRUSTKIT_SERVER_PASSPHRASE": TARGET_PASSPHRASE})
+    assert result.exit_code == 1 and "must be trustkit's own database" in str(result.exception)
+    with sqlite3.connect(deployment.server_path) as db:  # notary's database was not touched
+        assert [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == [
+            "tuf_files", "sqlite_sequence", "changefeed"]

@@ -35,7 +35,7 @@ def server_import(notary_server_db: str | None, notary_signer_db: str | None, no
     """
     from trustkit.errors import TrustkitError
     from trustkit.server.config import ServerConfig, prepare
-    from trustkit.server.notary_config import import_databases, sqlalchemy_url
+    from trustkit.server.notary_config import import_databases, same_database, sqlalchemy_url
     from trustkit.server.notary_import import environment_passphrases, open_import
     from trustkit.server.storage import Storage
 
@@ -50,6 +50,10 @@ def server_import(notary_server_db: str | None, notary_signer_db: str | None, no
     else:
         raise click.UsageError("give --notary-server-db and --notary-signer-db (or the two --notary-*-config files)")
     config = ServerConfig.load(None, {"database": database, "passphrase_file": passphrase_file})
+    target_url = sqlalchemy_url(config.database_url)
+    if same_database(target_url, server_url) or same_database(target_url, signer_url):
+        raise TrustkitError("--database must be trustkit's own database, not notary-server's or notary-signer's",
+                            hint="the import only reads notary's databases, so going back to notary stays possible")
     prepare(config)
     target = Storage(config.database_url)
     try:

@@ -68,6 +68,20 @@ def _go_mysql_url(match: re.Match[str]) -> str:
     return f"mysql+pymysql://{credentials}{addr}/{match['db']}{query}"
 
 
+def same_database(first: str, second: str) -> bool:
+    """Whether two SQLAlchemy URLs name the same database (driver, host, port, name or file)."""
+    from sqlalchemy.engine import make_url
+
+    def identity(url: str) -> tuple[object, ...]:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            return backend, str(Path(parsed.database or "").resolve())
+        return backend, (parsed.host or "localhost").lower(), parsed.port, parsed.database
+
+    return identity(first) == identity(second)
+
+
 def _redacted(dsn: str) -> str:
     """``dsn`` without its password, for messages."""
     return re.sub(r"(:)[^:@/]*(@)", r"\1***\2", dsn, count=1)
