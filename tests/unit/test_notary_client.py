@@ -29,13 +29,12 @@ from trustkit.errors import (
     TrustkitError,
 )
 from trustkit.keys.public import PublicKey
+from trustkit.client.http import RETRY_BACKOFF, tls_settings
 from trustkit.client.notary import (
     DOCKER_HUB_NOTARY,
-    RETRY_BACKOFF,
     NotaryClient,
     make_http_client,
     resolve_server_url,
-    tls_settings,
 )
 
 BASE = "https://notary.example.com"
@@ -497,11 +496,22 @@ def test_tls_verification_failure_hints_at_the_ca_options() -> None:
     assert sleeps == []  # a TLS failure is not retried
 
 
+def test_a_failed_tls_handshake_is_not_retried_either() -> None:
+    """Plain HTTP on the TLS port fails the same way every time: one try, and a message that
+    says TLS (the two clients used to disagree on what a TLS failure is)."""
+    sleeps: list[float] = []
+    error = httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)")
+    handler, calls = flaky([error] * 4, httpx.Response(200))
+    with pytest.raises(NetworkError, match="TLS with the trust server at https://notary.example.com/v2/.* failed"):
+        notary(handler, sleeps=sleeps).get("root", max_size=10)
+    assert calls == ["GET"] and sleeps == []
+
+
 # --------------------------------------------------------------------------------------------
 # Retries
 
 
-def flaky(statuses: list[int | Exception], final: httpx.Response) -> tuple[Handler, list[str]]:
+def flaky(statuses: list[int | httpx.Response | Exception], final: httpx.Response) -> tuple[Handler, list[str]]:
     calls: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -510,7 +520,7 @@ def flaky(statuses: list[int | Exception], final: httpx.Response) -> tuple[Handl
             item = statuses[len(calls) - 1]
             if isinstance(item, Exception):
                 raise item
-            return httpx.Response(item)
+            return item if isinstance(item, httpx.Response) else httpx.Response(item)
         return final
 
     return handler, calls
@@ -533,8 +543,8 @@ def test_get_gives_up_after_three_retries() -> None:
     assert len(sleeps) == 3
 
 
-@pytest.mark.parametrize("first", [503, 504, httpx.ConnectError("refused")])
-def test_post_and_delete_are_never_retried(first: int | Exception) -> None:
+@pytest.mark.parametrize("first", [503, 504, httpx.ReadError("connection reset"), httpx.RemoteProtocolError("closed")])
+def test_post_and_delete_that_reached_the_server_are_never_retried(first: int | Exception) -> None:
     handler, calls = flaky([first], httpx.Response(200))
     sleeps: list[float] = []
     client = notary(handler, sleeps=sleeps)
@@ -546,6 +556,27 @@ def test_post_and_delete_are_never_retried(first: int | Exception) -> None:
         notary(handler, sleeps=sleeps).delete()
     assert calls == ["DELETE"]
     assert sleeps == []
+
+
+def test_a_refused_connection_is_retried_for_every_method() -> None:
+    """Nothing was sent, so even a publish may go again (the transport itself never retries)."""
+    sleeps: list[float] = []
+    for call in (lambda c: c.publish({"root": b"{}"}), lambda c: c.delete()):
+        handler, calls = flaky([httpx.ConnectError("[Errno 111] Connection refused")], httpx.Response(200))
+        call(notary(handler, sleeps=sleeps))
+        assert len(calls) == 2
+    assert sleeps == [RETRY_BACKOFF[0]] * 2
+
+
+def test_get_waits_as_long_as_retry_after_says_up_to_a_cap() -> None:
+    handler, calls = flaky([httpx.Response(429, headers={"Retry-After": "7"})], httpx.Response(200, content=b"{}"))
+    sleeps: list[float] = []
+    assert notary(handler, sleeps=sleeps).get("root", max_size=10) == b"{}"
+    assert sleeps == [7.0]
+    handler, calls = flaky([httpx.Response(503, headers={"Retry-After": "86400"})], httpx.Response(200))
+    sleeps.clear()
+    notary(handler, sleeps=sleeps).get("root", max_size=10)
+    assert sleeps == [30.0]
 
 
 def test_4xx_is_not_retried() -> None:

@@ -16,20 +16,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+import images
+from trustkit.client.notary import NotaryClient
 from trustkit.errors import (
     HashMismatchError,
+    ImmutableTagError,
     NetworkError,
     NotAuthorizedError,
     NotFoundError,
+    PushedNotSignedError,
     ServerError,
     ServerRejectedError,
     TrustkitError,
 )
-from trustkit.client.notary import NotaryClient
-from trustkit.errors import ImmutableTagError, PushedNotSignedError
 from trustkit.oci.push import BlobLocationCache, plan_image, push_image, tag_image, upload
-from trustkit.ops import check_immutable_tag
-from trustkit.reference import parse
 from trustkit.oci.registry import Manifest, RegistryClient, open_file, sha256_digest
 from trustkit.oci.sources import (
     DockerArchiveSource,
@@ -38,8 +38,8 @@ from trustkit.oci.sources import (
     SourceError,
     parse_source,
 )
-
-import images
+from trustkit.ops import check_immutable_tag
+from trustkit.reference import parse
 
 BASE = "https://registry.test"
 
@@ -256,6 +256,15 @@ def test_connect_errors_are_retried_for_reads():
     assert client.blob_size("a/b", "sha256:" + "0" * 64) is None and len(calls) == 3
 
 
+def test_blob_size_comes_from_the_head_answer_however_large():
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "HEAD"
+        return httpx.Response(200, headers={"Content-Length": str(5 << 30)})  # a 5 GiB layer
+
+    client = RegistryClient("r.test", httpx.Client(transport=httpx.MockTransport(handler)), BASE, sleep=lambda s: None)
+    assert client.blob_size("a/b", "sha256:" + "0" * 64) == 5 << 30
+
+
 @pytest.mark.parametrize(("status", "body", "error", "text"), [
     (401, envelope("UNAUTHORIZED", "authentication required"), NotAuthorizedError, "trustkit login"),
     (403, envelope("DENIED", "requested access to the resource is denied"), NotAuthorizedError, "denied"),
@@ -273,6 +282,16 @@ def test_registry_errors_map_to_trustkit_errors(status, body, error, text):
     manifest = Manifest.from_bytes(b'{"schemaVersion":2,"config":{},"layers":[]}')
     with pytest.raises(error, match=text):
         client.put_manifest("team/app", "v1", manifest)
+
+
+def test_a_hostile_error_body_is_a_clean_error():
+    """An error body nested deeper than a recursive parser goes is no envelope, not a crash."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, content=b"[" * 60_000)
+
+    client = RegistryClient("r.test", httpx.Client(transport=httpx.MockTransport(handler)), BASE, sleep=lambda s: None)
+    with pytest.raises(ServerRejectedError, match=r"refused pushing the manifest team/app:v1 \(HTTP 400\)"):
+        client.put_manifest("team/app", "v1", Manifest.from_bytes(b'{"schemaVersion":2,"config":{},"layers":[]}'))
 
 
 def test_manifest_fetch_by_digest_is_checked():

@@ -2,8 +2,8 @@
 
 * :func:`resolve_server_url` picks the trust server the way docker does (``--server``,
   ``$DOCKER_CONTENT_TRUST_SERVER``, ``https://notary.docker.io`` for Docker Hub, else the
-  registry's own host), :func:`tls_settings` finds its CA and client certificate the way docker
-  does (``$DOCKER_CONFIG/tls/<host:port>/``), :func:`make_http_client` builds the ``httpx.Client``.
+  registry's own host); :func:`make_http_client` builds its ``httpx.Client`` with the TLS
+  settings docker would use (``$DOCKER_CONFIG/tls/<host:port>/``, see :mod:`trustkit.client.http`).
 * :class:`NotaryClient` speaks the API of wire spec §7: metadata GETs (current, by checksum, by
   version) that return the exact body bytes under a size cap, the server-managed key endpoints,
   the atomic multipart publish, delete and the changefeed.  Every HTTP answer is turned into a
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,12 +23,22 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from trustkit.client._httpx import httpx
-
-from trustkit import __version__
 from trustkit.client.auth import SCOPE_EXTENSION, repository_scope
-from trustkit.client.docker_config import DOCKER_HUB_HOSTS, docker_config_dir
+from trustkit.client.docker_config import DOCKER_HUB_HOSTS
+from trustkit.client.http import (
+    ERROR_BODY_LIMIT,
+    RETRY_STATUSES,
+    error_envelope,
+    host_port,
+    http_client,
+    is_tls_failure,
+    may_retry,
+    read_capped,
+    retry_after,
+    retry_delay,
+    tls_settings,
+)
 from trustkit.encoding import loads_strict
-from trustkit.reference import is_loopback_host
 from trustkit.errors import (
     EncodingError,
     InvalidReferenceError,
@@ -38,12 +47,12 @@ from trustkit.errors import (
     NetworkError,
     NotAuthorizedError,
     NotFoundError,
-    OversizedError,
     ServerError,
     ServerRejectedError,
     TrustkitError,
 )
 from trustkit.keys.public import PublicKey
+from trustkit.reference import is_loopback_host
 from trustkit.roles import SNAPSHOT, TIMESTAMP, role_name_problem
 
 __all__ = [
@@ -51,20 +60,13 @@ __all__ = [
     "NotaryClient",
     "make_http_client",
     "resolve_server_url",
-    "tls_settings",
 ]
 
 DOCKER_HUB_NOTARY = "https://notary.docker.io"
 
-CONNECT_TIMEOUT = 5.0
-#: Bodies of error answers are read up to this size only (notary's are a few hundred bytes).
-_ERROR_BODY_LIMIT = 64 * 1024
 #: A server key or a changefeed page is small; cap what we buffer.
 _KEY_BODY_LIMIT = 64 * 1024
 _CHANGEFEED_LIMIT = 16 * 1024 * 1024
-#: Backoff before each retry of an idempotent request (connect error, 502/503/504).
-RETRY_BACKOFF = (0.2, 0.5, 1.0)
-_RETRY_STATUSES = frozenset({502, 503, 504})
 _CHECKSUM_LENGTHS = (64, 96, 128)
 _HEX = frozenset("0123456789abcdef")  # sha256 / sha384 / sha512 hex, the server's route accepts all
 
@@ -117,93 +119,6 @@ def resolve_server_url(
     return url
 
 
-def _host_port(server_url: str) -> str:
-    """``host[:port]`` exactly as in the URL: docker's ``tls/<host:port>/`` directory name."""
-    netloc = urlsplit(server_url).netloc
-    return netloc.rsplit("@", 1)[-1]
-
-
-def _system_context() -> ssl.SSLContext:
-    """The system CAs.  Where OpenSSL has a hashed CA directory (Debian's /etc/ssl/certs), load
-    only that: certificates are then read when a handshake needs them, instead of parsing the
-    whole bundle (~20 ms) on every command.  Elsewhere, OpenSSL's default paths."""
-    paths = ssl.get_default_verify_paths()
-    capath = paths.capath
-    if (not os.environ.get(paths.openssl_cafile_env) and capath and os.path.isdir(capath)
-            and any(name.endswith(".0") for name in os.listdir(capath))):
-        context = ssl.create_default_context(capath=capath)
-    else:
-        context = ssl.create_default_context()
-    return context
-
-
-def tls_settings(
-    server_url: str, tls_ca: str | None = None, config_dir: Path | None = None
-) -> tuple[ssl.SSLContext, tuple[Path, Path] | None]:
-    """The SSL context for ``server_url`` and the client certificate pair it loaded, if any.
-
-    * CAs: ``tls_ca`` (that file only) if given; else every ``*.crt`` in
-      ``<config dir>/tls/<host:port>/`` *added to* the system CAs (docker's rule); else the
-      system CAs.
-    * Client certificate: a ``*.cert`` with the matching ``*.key`` in that directory
-      (docker's ``certificateDirectory`` convention), loaded into the context.
-
-    Raises:
-        TrustkitError: an unreadable or invalid CA file, or a ``.cert`` without its ``.key``
-            (or the reverse).
-    """
-    directory = (config_dir if config_dir is not None else docker_config_dir()) / "tls" / _host_port(server_url)
-    crts: list[Path] = []
-    pair: tuple[Path, Path] | None = None
-    if directory.is_dir():
-        crts = sorted(directory.glob("*.crt"))
-        certs = sorted(directory.glob("*.cert"))
-        keys = sorted(directory.glob("*.key"))
-        for cert in certs:
-            key = cert.with_suffix(".key")
-            if not key.exists():
-                raise TrustkitError(f"client certificate {cert} has no matching key {key.name}")
-            if pair is None:
-                pair = (cert, key)
-        for key in keys:
-            if not key.with_suffix(".cert").exists():
-                raise TrustkitError(f"client key {key} has no matching certificate {key.with_suffix('.cert').name}")
-    try:
-        if tls_ca is not None:
-            if not Path(tls_ca).is_file():
-                raise TrustkitError(f"TLS CA file {tls_ca} does not exist")
-            context = ssl.create_default_context(cafile=str(tls_ca))
-        else:
-            context = _system_context()
-            for crt in crts:
-                context.load_verify_locations(cafile=str(crt))
-    except ssl.SSLError as exc:
-        raise TrustkitError(f"cannot load the trust server's CA certificates: {exc.reason or exc}") from None
-    except OSError as exc:
-        raise TrustkitError(f"cannot read a CA certificate: {exc}") from None
-    if pair is not None:
-        try:
-            context.load_cert_chain(str(pair[0]), str(pair[1]))
-        except (ssl.SSLError, OSError) as exc:
-            raise TrustkitError(f"cannot load the client certificate {pair[0]} with {pair[1].name}: {exc}") from None
-    return context, pair
-
-
-def _proxy_for(server_url: str) -> str | None:
-    """The proxy the environment names for this URL (HTTPS_PROXY / HTTP_PROXY / NO_PROXY)."""
-    parts = urlsplit(server_url)
-    host = parts.hostname or ""
-    if is_loopback_host(host):
-        return None
-    import urllib.request  # only here: it costs ~6 ms at start-up
-
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme.lower())
-    if not proxy or urllib.request.proxy_bypass(host):
-        return None
-    return proxy
-
-
 def make_http_client(
     server_url: str,
     *,
@@ -212,17 +127,11 @@ def make_http_client(
     auth: httpx.Auth | None = None,
     timeout: float = 30.0,
 ) -> httpx.Client:
-    """An ``httpx.Client`` for the trust server: its TLS settings, a 5 s connect timeout,
-    ``timeout`` seconds for everything else, and connection retries in the transport."""
+    """An ``httpx.Client`` for the trust server: docker's TLS settings for it (``tls_ca``, else
+    ``<config dir>/tls/<host:port>/`` on top of the system CAs), a 5 s connect timeout and
+    ``timeout`` seconds for everything else (see :func:`trustkit.client.http.http_client`)."""
     context, _ = tls_settings(server_url, tls_ca, config_dir)
-    transport = httpx.HTTPTransport(verify=context, retries=2, proxy=_proxy_for(server_url), trust_env=False)
-    return httpx.Client(
-        transport=transport,
-        auth=auth,
-        timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
-        headers={"User-Agent": f"trustkit/{__version__}"},
-        follow_redirects=False,
-    )
+    return http_client(server_url, context, auth=auth, timeout=timeout)
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,17 +152,6 @@ def _quote_role(role: str) -> str:
     if problem:
         raise MetadataError(problem)
     return "/".join(quote(s, safe="") for s in role.split("/"))
-
-
-def _is_tls_failure(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _human_code_message(code: str, message: str, detail: Any, gun: str) -> str:
@@ -290,33 +188,13 @@ def _human_code_message(code: str, message: str, detail: Any, gun: str) -> str:
     return f"the trust server refused the request for {gun}: {message or code}"
 
 
-def _envelope(body: bytes) -> tuple[str, str, Any] | None:
-    """(code, message, detail) of notary's ``{"errors":[{...}]}``, or None."""
-    try:
-        data = loads_strict(body, what="error body")
-    except EncodingError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    errors = data.get("errors")
-    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
-        return None
-    first = errors[0]
-    code = first.get("code")
-    message = first.get("message")
-    return (
-        code if isinstance(code, str) else "",
-        message if isinstance(message, str) else "",
-        first.get("detail"),
-    )
-
-
 class NotaryClient:
     """The Notary v1 API for one GUN on one server.
 
     ``client`` is any ``httpx.Client`` (a real one from :func:`make_http_client`, or one with an
-    ``httpx.MockTransport`` in tests).  GETs are retried ``retries`` times on connect errors and
-    502/503/504 with a short backoff; POST and DELETE never are.
+    ``httpx.MockTransport`` in tests).  A request is retried up to ``retries`` times with
+    backoff when nothing was sent (a refused connection); a GET also on a broken connection and
+    on 429/502/503/504.  A POST, PUT or DELETE that reached the server is never sent twice.
     """
 
     def __init__(
@@ -405,13 +283,13 @@ class NotaryClient:
             if not isinstance(data, bytes | bytearray):
                 raise TypeError(f"the {role} file must be bytes")
             parts.append(("files", (role, bytes(data), "application/octet-stream")))
-        self._call("POST", self._tuf, what=f"publishing {self.gun}", max_size=_ERROR_BODY_LIMIT,
+        self._call("POST", self._tuf, what=f"publishing {self.gun}", max_size=ERROR_BODY_LIMIT,
                    files=parts, push=True)
 
     def delete(self) -> None:
         """Delete all trust data of the GUN on the server."""
         self._call("DELETE", self._tuf, what=f"deleting the trust data of {self.gun}",
-                   max_size=_ERROR_BODY_LIMIT, push=True)
+                   max_size=ERROR_BODY_LIMIT, push=True)
 
     def changefeed(self, change_id: str = "0", records: int = 100) -> dict[str, Any]:
         """One page of the GUN's changefeed: ``{"count": N, "records": [...] | null}``."""
@@ -431,7 +309,7 @@ class NotaryClient:
         """Repository settings on a trustkit server (``{"immutable": bool}``); a notary-server
         has none, which reads as the defaults."""
         url = f"{self.base_url}/v2/{_quote_gun(self.gun)}/_trust/settings"
-        body = self._call("GET", url, what=f"the settings of {self.gun}", max_size=_ERROR_BODY_LIMIT,
+        body = self._call("GET", url, what=f"the settings of {self.gun}", max_size=ERROR_BODY_LIMIT,
                           push=False, missing_ok=True)
         if body is None:
             return {"immutable": False}
@@ -447,7 +325,7 @@ class NotaryClient:
         """Change repository settings (needs the admin scope on a trustkit server)."""
         url = f"{self.base_url}/v2/{_quote_gun(self.gun)}/_trust/settings"
         try:
-            self._call("PUT", url, what=f"changing the settings of {self.gun}", max_size=_ERROR_BODY_LIMIT,
+            self._call("PUT", url, what=f"changing the settings of {self.gun}", max_size=ERROR_BODY_LIMIT,
                        push=True, content=json.dumps(dict(settings)).encode(),
                        headers={"Content-Type": "application/json"})
         except NotFoundError:
@@ -481,26 +359,27 @@ class NotaryClient:
         missing_ok: bool = False,
         **kwargs: Any,
     ) -> bytes | None:
-        """Send, retry if idempotent, read the body under ``max_size``, map errors."""
-        attempts = 1 + (self.retries if method == "GET" else 0)
+        """Send, retry what may be retried (see the class), read the body under ``max_size``, map errors."""
+        idempotent = method == "GET"
         extensions = {SCOPE_EXTENSION: repository_scope(self.gun, push=push)}
-        for attempt in range(attempts):
-            last = attempt + 1 == attempts
-            if attempt:
-                self._sleep(RETRY_BACKOFF[min(attempt - 1, len(RETRY_BACKOFF) - 1)])
+        delay: float | None = None
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            if delay is not None:
+                self._sleep(delay)
             try:
                 with self.client.stream(method, url, extensions=extensions, **kwargs) as response:
                     status = response.status_code
-                    if status in _RETRY_STATUSES and not last:
+                    if idempotent and status in RETRY_STATUSES and not last:
+                        delay = retry_delay(attempt + 1, retry_after(response))
                         continue
                     if 200 <= status < 300:
-                        return _read_capped(response, max_size, what)
-                    body = _read_capped(response, _ERROR_BODY_LIMIT, what, truncate=True)
-            except httpx.ConnectError as exc:
-                if not last and not _is_tls_failure(exc):
-                    continue
-                raise self._network_error(exc, url) from None
+                        return read_capped(response, max_size, what)
+                    body = read_capped(response, ERROR_BODY_LIMIT, what, truncate=True)
             except httpx.TransportError as exc:
+                if not last and may_retry(exc, idempotent=idempotent):
+                    delay = retry_delay(attempt + 1)
+                    continue
                 raise self._network_error(exc, url) from None
             except httpx.HTTPError as exc:
                 raise ServerError(f"bad answer from the trust server while {what}: {exc}") from None
@@ -511,7 +390,7 @@ class NotaryClient:
 
     def _status_error(self, status: int, body: bytes, what: str) -> TrustkitError:
         """The one place an HTTP status becomes a trustkit error."""
-        envelope = _envelope(body)
+        envelope = error_envelope(body)
         code, message, detail = envelope if envelope else ("", "", None)
         server = self.base_url
         if status in (401, 403):
@@ -534,27 +413,13 @@ class NotaryClient:
         return ServerError(f"the trust server {server} answered an unexpected HTTP {status} while {what}")
 
     def _network_error(self, exc: BaseException, url: str) -> NetworkError:
-        if _is_tls_failure(exc):
+        if is_tls_failure(exc):
             return NetworkError(
-                f"cannot verify the TLS certificate of the trust server at {url}",
-                hint=f"pass --tls-ca FILE or put the server's CA in $DOCKER_CONFIG/tls/{_host_port(url)}/ca.crt",
+                f"TLS with the trust server at {url} failed: {str(exc)[:160] or type(exc).__name__}",
+                hint=f"if its certificate is not trusted here, pass --tls-ca FILE or put its CA in "
+                     f"$DOCKER_CONFIG/tls/{host_port(url)}/ca.crt",
             )
         if isinstance(exc, httpx.TimeoutException):
             return NetworkError(f"the trust server at {url} did not answer in time ({type(exc).__name__})")
         reason = str(exc) or type(exc).__name__
         return NetworkError(f"cannot reach the trust server at {url}: {reason}")
-
-
-def _read_capped(response: httpx.Response, limit: int, what: str, *, truncate: bool = False) -> bytes:
-    """The (decoded) body, refusing (or, with ``truncate``, cutting) anything past ``limit``."""
-    declared = response.headers.get("content-length", "")
-    if not truncate and declared.isdigit() and int(declared) > limit:
-        raise OversizedError(f"{what} is larger than {limit} bytes (the server announced {declared})")
-    buffer = bytearray()
-    for chunk in response.iter_bytes():
-        buffer += chunk
-        if len(buffer) > limit:
-            if truncate:
-                return bytes(buffer[:limit])
-            raise OversizedError(f"{what} is larger than {limit} bytes")
-    return bytes(buffer)

@@ -6,7 +6,8 @@
   ``$DOCKER_CONFIG/tls/<host:port>/`` and ``/etc/docker/certs.d/<host:port>/``.
   Credentials come from ``$DOCKER_CONFIG/config.json`` (helpers and stores included) through
   :func:`trustkit.client.docker_config.load_credentials`; token challenges are answered by
-  :class:`trustkit.client.auth.TokenAuth`.
+  :class:`trustkit.client.auth.TokenAuth`; TLS, proxies, retries and capped reads are
+  :mod:`trustkit.client.http`'s.
 * :class:`RegistryClient`: HEAD/GET blobs, cross-repository mounts, monolithic and chunked
   uploads that stream from a file-like object and verify the digest while streaming (an upload
   whose bytes do not hash to the declared digest is never committed), GET/PUT manifests with
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -29,12 +29,24 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from trustkit.client._httpx import httpx
-
-from trustkit import __version__
 from trustkit.client.auth import SCOPE_EXTENSION, TokenAuth, repository_scope
 from trustkit.client.docker_config import DOCKER_HUB_HOSTS, Credentials, load_credentials
+from trustkit.client.http import (
+    DOCKER_CERTS_D,
+    ERROR_BODY_LIMIT,
+    RETRY_STATUSES,
+    describe_failure,
+    error_envelope,
+    http_client,
+    is_tls_failure,
+    may_retry,
+    read_capped,
+    retry_after,
+    retry_delay,
+    tls_settings,
+    unverified_context,
+)
 from trustkit.encoding import loads_strict
-from trustkit.reference import is_loopback_host
 from trustkit.errors import (
     EncodingError,
     HashMismatchError,
@@ -46,6 +58,7 @@ from trustkit.errors import (
     ServerRejectedError,
     TrustkitError,
 )
+from trustkit.reference import is_loopback_host
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -60,6 +73,7 @@ __all__ = [
     "connect",
     "registry_api_host",
     "registry_auth",
+    "registry_tls_context",
     "sha256_digest",
 ]
 
@@ -73,18 +87,12 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 ACCEPT_MANIFESTS = ", ".join(MANIFEST_TYPES)
 
-CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 120.0  # a registry may take a while to commit a large blob
 MANIFEST_LIMIT = 4 * 1024 * 1024  # distribution refuses larger manifests too
-_ERROR_BODY_LIMIT = 64 * 1024
 READ_SIZE = 256 * 1024  # bytes read from a source per step: memory stays flat
 #: Blobs larger than this go up in PATCH chunks of CHUNK_SIZE; smaller ones in one PUT.
 CHUNK_THRESHOLD = 64 * 1024 * 1024
 CHUNK_SIZE = 32 * 1024 * 1024
-RETRY_BACKOFF = (0.5, 1.0, 2.0, 4.0)
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-_MAX_RETRY_AFTER = 30.0
-_CERTS_D = Path("/etc/docker/certs.d")
 
 
 def sha256_digest(data: bytes) -> str:
@@ -272,58 +280,9 @@ def registry_tls_context(host: str, *, insecure: bool, config_dir: Path | None =
     ``/etc/docker/certs.d/<host>/`` on top of the system CAs; no verification for an
     insecure registry (``--insecure-registry`` or loopback)."""
     if insecure:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA loading: nothing is verified
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    from trustkit.client.notary import tls_settings  # only here: it imports the key layer
-
-    context, _ = tls_settings(f"https://{host}", None, config_dir)
-    certs_d = _CERTS_D / host
-    if certs_d.is_dir():
-        try:
-            for crt in sorted(certs_d.glob("*.crt")):
-                context.load_verify_locations(cafile=str(crt))
-            for cert in sorted(certs_d.glob("*.cert")):
-                key = cert.with_suffix(".key")
-                if key.exists():
-                    context.load_cert_chain(str(cert), str(key))
-        except (ssl.SSLError, OSError) as exc:
-            raise TrustkitError(f"cannot load the certificates in {certs_d}: {exc}") from None
+        return unverified_context()
+    context, _ = tls_settings(f"https://{host}", None, config_dir, certs_d=DOCKER_CERTS_D)
     return context
-
-
-def _proxy_for(url: str) -> str | None:
-    parsed = httpx.URL(url)
-    if is_loopback_host(parsed.host):
-        return None
-    import urllib.request
-
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parsed.scheme)
-    if not proxy or urllib.request.proxy_bypass(parsed.host):
-        return None
-    return proxy
-
-
-def _is_tls_failure(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLError) or "SSL" in str(seen) or "CERTIFICATE" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _http_client(base_url: str, context: ssl.SSLContext, auth: httpx.Auth | None, pool: int) -> httpx.Client:
-    transport = httpx.HTTPTransport(verify=context, proxy=_proxy_for(base_url),
-                                    trust_env=False, limits=httpx.Limits(max_connections=pool + 4,
-                                                                         max_keepalive_connections=pool + 4))
-    return httpx.Client(transport=transport, auth=auth,
-                        timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
-                        headers={"User-Agent": f"trustkit/{__version__}"}, follow_redirects=False)
 
 
 def connect(
@@ -356,51 +315,29 @@ def connect(
     schemes = ["https", "http"] if allow_plain else ["https"]
     last: BaseException | None = None
     # One client serves both schemes: its TLS context only matters for https.
-    http = _http_client(f"https://{api_host}", registry_tls_context(api_host, insecure=allow_plain,
-                                                                    config_dir=config_dir), auth, pool)
+    context = registry_tls_context(api_host, insecure=allow_plain, config_dir=config_dir)
+    http = http_client(f"https://{api_host}", context, auth=auth, timeout=READ_TIMEOUT, connections=pool + 4)
     for scheme in schemes:
         base = f"{scheme}://{api_host}"
         try:
-            response = http.get(f"{base}/v2/", auth=None)
-            response.close()
+            with http.stream("GET", f"{base}/v2/", auth=None):
+                pass  # any answer means a registry is there; its body is never read
         except httpx.TransportError as exc:
             last = exc
-            attempts.append(f"{base}: {_reason(exc)}")
+            attempts.append(f"{base}: {describe_failure(exc)}")
             continue
         return RegistryClient(registry, http, base, auth=auth)
     http.close()
     hint = None
     if not allow_plain:
         hint = (f"if {registry} serves plain HTTP, name it with --insecure-registry {registry}"
-                if last is not None and _is_tls_failure(last)
+                if last is not None and is_tls_failure(last)
                 else "check the registry name and that it is running")
     raise NetworkError(f"cannot reach the registry {registry} ({'; '.join(attempts)})", hint=hint)
 
 
-def _reason(exc: BaseException) -> str:
-    if _is_tls_failure(exc):
-        text = str(exc)
-        return "TLS failure" + (f": {text[:160]}" if text else "")
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return str(exc)[:200] or type(exc).__name__
-
-
 # --------------------------------------------------------------------------------------------
 # The client
-
-
-def _envelope(body: bytes) -> tuple[str, str, Any] | None:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    errors = data.get("errors") if isinstance(data, dict) else None
-    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
-        return None
-    first = errors[0]
-    code, message = first.get("code"), first.get("message")
-    return (code if isinstance(code, str) else "", message if isinstance(message, str) else "", first.get("detail"))
 
 
 @dataclass(frozen=True)
@@ -555,17 +492,17 @@ class RegistryClient:
             try:
                 response = context.__enter__()
             except httpx.TransportError as exc:
-                if attempt < self.retries and not _is_tls_failure(exc):
+                if attempt < self.retries and may_retry(exc, idempotent=True):
                     self._backoff(attempt, None)
                     continue
                 raise self._network_error(exc, what) from None
             if response.status_code == 200:
                 return ResponseReader(response, context)
-            body = _read_capped(response, _ERROR_BODY_LIMIT)
-            retry_after = _retry_after(response)
+            body = read_capped(response, ERROR_BODY_LIMIT, what, truncate=True)
+            after = retry_after(response)
             context.__exit__(None, None, None)
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                self._backoff(attempt, retry_after)
+                self._backoff(attempt, after)
                 continue
             raise self._status_error(response.status_code, body, what)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -607,23 +544,25 @@ class RegistryClient:
                 if 200 <= status < 300 and (expect is None or status == expect or status in (201, 202, 204)):
                     response.read()
                     return response
-                error_body = _read_capped(response, _ERROR_BODY_LIMIT)
-                retry_after = _retry_after(response)
+                error_body = read_capped(response, ERROR_BODY_LIMIT, what, truncate=True)
+                after = retry_after(response)
         except HashMismatchError:
             raise
         except httpx.StreamConsumed:
             raise _Restart("the registry asked to authenticate again mid-upload") from None
         except httpx.TransportError as exc:
-            if _is_tls_failure(exc):
+            if is_tls_failure(exc):
                 raise self._network_error(exc, what) from None
-            raise _Restart(_reason(exc)) from None
+            raise _Restart(describe_failure(exc)) from None
         if status in RETRY_STATUSES or status == 500:
-            raise _Restart(f"HTTP {status}", retry_after)
+            raise _Restart(f"HTTP {status}", after)
         raise self._status_error(status, error_body, what)
 
     def _call(self, method: str, path: str, *, what: str, scope: str | None, missing_ok: bool = False,
-              auth: bool = True, body_limit: int = _ERROR_BODY_LIMIT, **kwargs: Any) -> _Answer | None:
-        """A request without a streamed body: retried on connect errors, 429 and 502/503/504."""
+              auth: bool = True, body_limit: int = ERROR_BODY_LIMIT, **kwargs: Any) -> _Answer | None:
+        """A request without a streamed body: retried on connection failures, 429 and 502/503/504.
+        Every request sent here may be repeated: reads, a manifest PUT, and a POST that opens an
+        upload session (one left behind is harmless)."""
         url = f"{self.base_url}{path}"
         extensions = {SCOPE_EXTENSION: scope} if scope else {}
         for attempt in range(self.retries + 1):
@@ -635,31 +574,27 @@ class RegistryClient:
                 with self.http.stream(method, url, extensions=extensions, **request_kwargs) as response:
                     status = response.status_code
                     if status in RETRY_STATUSES and not last:
-                        retry_after = _retry_after(response)
+                        after = retry_after(response)
                         response.close()
-                        self._backoff(attempt, retry_after)
+                        self._backoff(attempt, after)
                         continue
                     if 200 <= status < 300:
-                        content = _read_capped(response, body_limit, strict=True, what=what)
+                        content = read_capped(response, body_limit, what)
                         return _Answer(status, response.headers, content)
-                    body = _read_capped(response, _ERROR_BODY_LIMIT)
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                if not last and not _is_tls_failure(exc):
+                    body = read_capped(response, ERROR_BODY_LIMIT, what, truncate=True)
+            except httpx.TransportError as exc:
+                if not last and may_retry(exc, idempotent=True):
                     self._backoff(attempt, None)
                     continue
-                raise self._network_error(exc, what) from None
-            except httpx.TransportError as exc:
                 raise self._network_error(exc, what) from None
             if status == 404 and missing_ok:
                 return None
             raise self._status_error(status, body, what)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> None:
-        delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, _MAX_RETRY_AFTER))
-        self._sleep(delay)
+    def _backoff(self, attempt: int, after: float | None) -> None:
+        """Wait before the retry that follows failed attempt ``attempt`` (0, 1, ...)."""
+        self._sleep(retry_delay(attempt + 1, after))
 
     def _location(self, response: httpx.Response | _Answer, what: str) -> str:
         location = response.headers.get("location")
@@ -669,7 +604,7 @@ class RegistryClient:
 
     def _status_error(self, status: int, body: bytes, what: str) -> TrustkitError:
         """The one place a registry answer becomes a trustkit error."""
-        envelope = _envelope(body)
+        envelope = error_envelope(body)
         code, message, detail = envelope if envelope else ("", "", None)
         said = f": {message}" if message else ""
         registry = self.registry
@@ -700,12 +635,12 @@ class RegistryClient:
         return ServerError(f"the registry {registry} answered an unexpected HTTP {status} while {what}")
 
     def _network_error(self, exc: BaseException, what: str) -> NetworkError:
-        if _is_tls_failure(exc):
-            return NetworkError(f"TLS failure talking to the registry {self.registry} while {what}: {_reason(exc)}",
+        if is_tls_failure(exc):
+            return NetworkError(f"TLS failure talking to the registry {self.registry} while {what}: {str(exc)[:160]}",
                                 hint=f"put its CA in $DOCKER_CONFIG/tls/{self.registry}/ca.crt")
         if isinstance(exc, httpx.TimeoutException):
             return NetworkError(f"the registry {self.registry} did not answer in time while {what}")
-        return NetworkError(f"cannot reach the registry {self.registry} while {what}: {_reason(exc)}")
+        return NetworkError(f"cannot reach the registry {self.registry} while {what}: {describe_failure(exc)}")
 
 
 def _short(digest: str) -> str:
@@ -714,25 +649,6 @@ def _short(digest: str) -> str:
 
 def _with_digest(location: str, digest: str) -> str:
     return str(httpx.URL(location).copy_add_param("digest", digest))
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-def _read_capped(response: httpx.Response, limit: int, *, strict: bool = False, what: str = "") -> bytes:
-    buffer = bytearray()
-    for chunk in response.iter_bytes():
-        buffer += chunk
-        if len(buffer) > limit:
-            if strict:
-                raise OversizedError(f"{what} is larger than {limit} bytes")
-            return bytes(buffer[:limit])
-    return bytes(buffer)
 
 
 # --------------------------------------------------------------------------------------------
