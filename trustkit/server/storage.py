@@ -295,23 +295,26 @@ class Storage:
 
         A change counts as stored when as many identical records (date, GUN, version, checksum,
         category) are there as the source holds up to it, so a re-run adds nothing twice."""
-        added = 0
-        seen: dict[tuple[datetime, str, int, str, str], int] = {}
+        def identity(when: datetime, gun: str, version: int, sha256: str, category: str) -> tuple[Any, ...]:
+            return _utc(when), gun, version, sha256, category
+
+        new: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
+            stored: dict[tuple[Any, ...], int] = {}
+            for row in conn.execute(sa.select(CHANGES.c.created_at, CHANGES.c.gun, CHANGES.c.version,
+                                              CHANGES.c.sha256, CHANGES.c.category)):
+                key = identity(*row)
+                stored[key] = stored.get(key, 0) + 1
             for change in changes:
-                when = change.created_at.replace(tzinfo=None) if self.url.startswith("sqlite") else change.created_at
-                match = (CHANGES.c.created_at == when, CHANGES.c.gun == change.gun, CHANGES.c.version == change.version,
-                         CHANGES.c.sha256 == change.sha256, CHANGES.c.category == change.category)
-                identity = (change.created_at, change.gun, change.version, change.sha256, change.category)
-                seen[identity] = seen.get(identity, 0) + 1
-                stored = conn.execute(sa.select(sa.func.count()).select_from(CHANGES).where(*match)).scalar() or 0
-                if stored >= seen[identity]:
+                key = identity(change.created_at, change.gun, change.version, change.sha256, change.category)
+                if stored.get(key, 0) > 0:
+                    stored[key] -= 1  # this one is already there
                     continue
-                conn.execute(CHANGES.insert().values(created_at=change.created_at, gun=change.gun,
-                                                     version=change.version, sha256=change.sha256,
-                                                     category=change.category))
-                added += 1
-        return added
+                new.append({"created_at": change.created_at, "gun": change.gun, "version": change.version,
+                            "sha256": change.sha256, "category": change.category})
+            if new:
+                conn.execute(CHANGES.insert(), new)  # one statement, rows in order: ids keep the feed's order
+        return len(new)
 
     # ---- repository settings
 
