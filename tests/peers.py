@@ -1198,7 +1198,8 @@ _NOTARY_SCHEMA: dict[str, dict[str, list[str]]] = {
             " ENGINE=InnoDB DEFAULT CHARSET=utf8",
             "INSERT INTO change_category VALUES ('update'), ('deletion')",
             "CREATE TABLE changefeed (id int(11) NOT NULL AUTO_INCREMENT,"
-            " created_at timestamp DEFAULT CURRENT_TIMESTAMP, gun varchar(255) NOT NULL, version int(11) NOT NULL, sha256 char(64) DEFAULT NULL,"
+            " created_at timestamp DEFAULT CURRENT_TIMESTAMP, gun varchar(255) NOT NULL, version int(11) NOT NULL,"
+            " sha256 char(64) DEFAULT NULL,"
             " category varchar(20) NOT NULL DEFAULT 'update', PRIMARY KEY (id),"
             " FOREIGN KEY (category) REFERENCES change_category (category), INDEX idx_changefeed_gun (gun))"
             " ENGINE=InnoDB DEFAULT CHARSET=utf8",
