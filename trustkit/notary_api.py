@@ -69,8 +69,9 @@ def gun_problem(gun: object) -> str | None:
 
     notary's routes take ``[^*]+``; its router (gorilla/mux) cleans paths, so a GUN with an
     empty, ``.`` or ``..`` segment is redirected to another GUN (measured: 301); its database
-    holds 255 bytes.  One rule goes further than notary-server: whitespace and control characters
-    (URL parsers on the way drop or split at them, and no image name has one).
+    holds 255 bytes.  Two rules go further than notary-server: whitespace and control characters
+    (URL parsers on the way drop or split at them, and no image name has one), and a ``_trust``
+    segment (it can make a URL read as another GUN's route, see :func:`match`).
     """
     if not isinstance(gun, str):
         return f"a repository name is a string, not {type(gun).__name__}"
@@ -83,6 +84,8 @@ def gun_problem(gun: object) -> str | None:
     segments = gun.split("/")
     if any(seg in ("", ".", "..") for seg in segments):
         return "repository name has an empty, '.' or '..' path segment"
+    if "_trust" in segments:
+        return "repository name has a '_trust' path segment (the API's own)"
     if any(ch.isspace() or ord(ch) < 0x20 or ch == "\x7f" for ch in gun):
         return "repository name has whitespace or control characters"
     return None

@@ -1,11 +1,11 @@
 """trustkit.notary_api: one vocabulary for the client and the server.
 
 * Every path the builders make is read back by the router as the route and arguments it was made
-  for, once the server has percent-decoded it (GUNs and roles without the API's own ``_trust``
-  segment).
+  for, once the server has percent-decoded it; a role that holds the API's own ``_trust``
+  segment can read as another GUN, and that GUN is always one the rule refuses.
 * The client's real requests (NotaryClient over an httpx transport) are routed the same way.
-* One GUN rule: the server refuses what it refuses (plus its own path tricks), and every docker
-  name passes it.
+* One GUN rule: the server refuses what it refuses (plus its own path tricks), every docker name
+  passes it, and a ``_trust`` segment is refused, since it let a path name another repository.
 * One table of error codes: every code the server sends is in it (the real notary-server's bytes
   for each code: tests/interop/test_notary_api_wire.py).
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -22,6 +23,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from starlette.testclient import TestClient
 
 from trustkit.client.notary import NotaryClient
 from trustkit.errors import InvalidReferenceError, MetadataError, TrustkitError
@@ -46,6 +48,9 @@ from trustkit.notary_api import (
 from trustkit.reference import NAME_MAX, parse
 from trustkit.roles import BASE_ROLES, role_name_problem
 from trustkit.server import app as server_app
+from trustkit.server.app import ServerSettings, create_app
+from trustkit.server.keys import ServerKeys
+from trustkit.server.storage import Storage
 
 ED25519_PUBLIC = "bKoipugbPqLnmlNv2TTc0ntcKrsNy2oLVsMOkjyRr3c="  # any 32 bytes, base64
 
@@ -53,18 +58,21 @@ ED25519_PUBLIC = "bKoipugbPqLnmlNv2TTc0ntcKrsNy2oLVsMOkjyRr3c="  # any 32 bytes,
 # strategies: GUNs the rule accepts, roles notary accepts, versions, checksums
 
 # Segments that look like pieces of a route, so the router's cuts get tried.
-_TRICKY_SEGMENTS = ["tuf", "root.json", "1.targets", "targets", "_trus", "x_trust", "trust_", "changefeed",
+_TRICKY_SEGMENTS = ["_trust", "tuf", "root.json", "1.targets", "targets", "_trus", "x_trust", "trust_", "changefeed",
                     "settings", "snapshot.key", "a" * 64, "%2F", "%", "\\", "?x", "#y", "é", "a:5000", "@"]
 _segment = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"), blacklist_characters="/*"),
             min_size=1, max_size=12),
     st.sampled_from(_TRICKY_SEGMENTS),
 )
-guns = st.lists(_segment, min_size=1, max_size=6).map("/".join).filter(
-    lambda gun: gun_problem(gun) is None and "_trust" not in gun.split("/"))
+_plain_guns = st.lists(_segment, min_size=1, max_size=6).map("/".join)
+# GUNs that end like a route's path: the rule must leave none of them that a path can confuse
+_route_like_guns = st.tuples(_plain_guns, st.sampled_from(["_trust", "_trust/tuf", "_trust/tuf/1.targets",
+                                                           "_trust/tuf/targets", "_trust/changefeed"])).map("/".join)
+guns = st.one_of(_plain_guns, _route_like_guns).filter(lambda gun: gun_problem(gun) is None)
 
 _role_segment = st.one_of(st.from_regex(r"[-a-z0-9_]{1,10}", fullmatch=True),
-                          st.sampled_from(["tuf", "root", "targets", "1", "timestamp"]))
+                          st.sampled_from(["_trust", "tuf", "root", "targets", "1", "timestamp"]))
 roles = st.one_of(
     st.sampled_from(BASE_ROLES),
     st.lists(_role_segment, min_size=1, max_size=5).map(lambda segments: "/".join(["targets", *segments])),
@@ -107,7 +115,20 @@ def built(gun: str, role: str, version: int, checksum: str) -> list[tuple[str, s
 def test_every_built_path_is_routed_to_what_it_was_built_for(gun: str, role: str, version: int, checksum: str) -> None:
     for method, path, meant in built(gun, role, version, checksum):
         got = routed(method, path)
-        assert got == meant, (method, path)
+        if "_trust" in role.split("/"):
+            # targets/_trust/tuf/root is a role notary accepts, and its URL also reads as the
+            # current root of GUN "<gun>/_trust/tuf/targets" (the router's longest GUN): that
+            # GUN breaks the rule, so the server refuses it rather than serve another repository.
+            assert got == meant or (got is not None and gun_problem(got.gun) is not None), (method, path, got)
+        else:
+            assert got == meant, (method, path)
+
+
+def test_a_role_with_the_api_segment_reads_as_a_gun_the_rule_refuses() -> None:
+    path = tuf_path("registry.example.com/app") + metadata_file("targets/_trust/tuf/root")
+    got = routed("GET", path)
+    assert got == RouteMatch("current", "registry.example.com/app/_trust/tuf/targets", "root")
+    assert gun_problem(got.gun) == "repository name has a '_trust' path segment (the API's own)"
 
 
 @pytest.mark.parametrize(("gun", "path"), [
@@ -171,7 +192,7 @@ def _client_answer(request: httpx.Request) -> httpx.Response:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(guns, roles, versions, checksums)
+@given(guns, roles.filter(lambda role: "_trust" not in role.split("/")), versions, checksums)
 def test_the_clients_requests_are_routed_to_what_it_asked_for(gun: str, role: str, version: int,
                                                                checksum: str) -> None:
     sent: list[tuple[str, str]] = []
@@ -220,7 +241,7 @@ def test_one_limit_in_bytes() -> None:
 
 @pytest.mark.parametrize(("gun", "problem"), [
     ("", "empty"), ("a*b", "'*'"), ("a//b", "path segment"), ("a/./b", "path segment"), ("a/..", "path segment"),
-    ("/a", "path segment"), ("a/", "path segment"),
+    ("/a", "path segment"), ("a/", "path segment"), ("a/_trust", "'_trust'"), ("_trust/a", "'_trust'"),
     ("a b", "whitespace"), ("a\tb", "whitespace"), ("a\x00b", "control"), ("a\x7fb", "control"),
     ("a\u2028b", "whitespace"), (b"a/b", "string"),
 ])
@@ -262,6 +283,23 @@ def test_the_longest_docker_name_is_a_gun() -> None:
     assert NAME_MAX <= MAX_GUN_BYTES
     longest = parse("registry.example.com/" + "a" * (NAME_MAX - len("registry.example.com/")))
     assert len(longest.gun) == NAME_MAX and gun_problem(longest.gun) is None
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[TestClient]:
+    storage = Storage(f"sqlite:///{tmp_path / 'server.db'}")
+    with TestClient(create_app(storage, ServerKeys(storage, "notary-api-test"), ServerSettings())) as client:
+        yield client
+    storage.close()
+
+
+def test_the_server_refuses_a_gun_with_the_api_segment(app: TestClient) -> None:
+    """GUN "<gun>/_trust/tuf/targets" once answered for the delegation targets/_trust/tuf/root of
+    <gun>: its current root.json has the same path."""
+    for path in ("registry.example.com/app/_trust/tuf/targets/_trust/tuf/root.json",
+                 "registry.example.com/_trust/app/_trust/tuf/timestamp.key"):
+        answer = app.get(f"/v2/{path}")
+        assert answer.status_code == 400 and answer.json()["errors"][0]["code"] == "INVALID_GUN", path
 
 
 # --------------------------------------------------------------------------------------------
