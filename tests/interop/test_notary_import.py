@@ -35,9 +35,13 @@ class Deployment:
         self.server_db = peers.NotaryDatabase(backend, "server")
         self.signer_db = peers.NotaryDatabase(backend, "signer")
         self.signer = peers.NotarySigner(workdir / "signer", self.signer_db)
-        self.server = peers.NotaryServer(workdir / "server", config_overrides={
-            "storage": {"backend": backend, "db_url": self.server_db.dsn},
-            "trust_service": self.signer.server_config()})
+        self.server = peers.NotaryServer(
+            workdir / "server",
+            config_overrides={
+                "storage": {"backend": backend, "db_url": self.server_db.dsn},
+                "trust_service": self.signer.server_config(),
+            },
+        )
 
     def start(self) -> None:
         self.signer.start()
@@ -76,8 +80,7 @@ def write_target(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def publish_history(deployment: Deployment, notary: peers.NotaryCLI, docker: peers.DockerCLI,
-                    tmp_path: Path) -> None:
+def publish_history(deployment: Deployment, notary: peers.NotaryCLI, docker: peers.DockerCLI, tmp_path: Path) -> None:
     """What a notary deployment holds after a while."""
     notary.run("init", GUN, "-p")
     for tag in ("v1", "v2"):
@@ -87,10 +90,8 @@ def publish_history(deployment: Deployment, notary: peers.NotaryCLI, docker: pee
     # docker's signer: targets/releases and targets/alice, signed by alice's key
     docker.run("trust", "key", "generate", "alice", "--dir", str(tmp_path))
     docker.run("trust", "signer", "add", "--key", str(tmp_path / "alice.pub"), "alice", SIGNED)
-    signer_notary = peers.NotaryCLI(docker.trust_dir, deployment.server,
-                                    config_path=tmp_path / "docker-notary.json")
-    signer_notary.run("add", SIGNED, "latest", write_target(tmp_path, "latest"), "--roles", "targets/releases",
-                      "-p")
+    signer_notary = peers.NotaryCLI(docker.trust_dir, deployment.server, config_path=tmp_path / "docker-notary.json")
+    signer_notary.run("add", SIGNED, "latest", write_target(tmp_path, "latest"), "--roles", "targets/releases", "-p")
     notary.run("init", GONE, "-p")
     notary.run("delete", GONE, "--remote")
 
@@ -101,10 +102,12 @@ class ServerFromNotaryConfig(peers.TrustkitServer):
 
     def argv(self) -> list[str]:
         config = {
-            "server": {"http_addr": self.host_port, "tls_cert_file": str(self.cert_path),
-                       "tls_key_file": str(self.key_path)},
-            "trust_service": {"type": "remote", "hostname": "notarysigner", "port": "7899",
-                              "key_algorithm": "ecdsa"},
+            "server": {
+                "http_addr": self.host_port,
+                "tls_cert_file": str(self.cert_path),
+                "tls_key_file": str(self.key_path),
+            },
+            "trust_service": {"type": "remote", "hostname": "notarysigner", "port": "7899", "key_algorithm": "ecdsa"},
             "storage": {"backend": "sqlite3", "db_url": self.database.removeprefix("sqlite:///")},
             "logging": {"level": "info"},
         }
@@ -114,8 +117,14 @@ class ServerFromNotaryConfig(peers.TrustkitServer):
 
 
 def run_import(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "trustkit", "server", "import", *args], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, **env}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "trustkit", "server", "import", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+        check=False,
+    )
 
 
 def tags(notary: peers.NotaryCLI, gun: str) -> list[str]:
@@ -128,8 +137,12 @@ def import_and_reimport(deployment: Deployment, target: str, files: int, changes
     """The import (the flags, or notary's config files for MariaDB), then a re-run that finds nothing new."""
     env = {**deployment.signer.environment, "TRUSTKIT_SERVER_PASSPHRASE": TRUSTKIT_PASSPHRASE}
     if deployment.backend == "mysql":  # the config-file form: notary's own files name the databases
-        args = ["--notary-server-config", str(deployment.server.config_path),
-                "--notary-signer-config", str(deployment.signer.config_path)]
+        args = [
+            "--notary-server-config",
+            str(deployment.server.config_path),
+            "--notary-signer-config",
+            str(deployment.signer.config_path),
+        ]
     else:
         args = ["--notary-server-db", deployment.server_db.dsn, "--notary-signer-db", deployment.signer_db.dsn]
     first = run_import(*args, "--database", target, "--format", "json", env=env)
@@ -168,8 +181,10 @@ def test_import_then_clients_carry_on(deployment, notary_cli, docker_cli, tmp_pa
     assert inspected_before[0]["SignedTags"][0]["SignedTag"] == "latest"
     source_files = deployment.rows("SELECT gun, role, version, data FROM tuf_files ORDER BY id")
     assert {(r.gun, r.role) for r in source_files} >= {(SIGNED, "targets/releases")}
-    source_changes = [(r.gun, r.version, r.category)
-                      for r in deployment.rows("SELECT gun, version, category FROM changefeed ORDER BY id")]
+    source_changes = [
+        (r.gun, r.version, r.category)
+        for r in deployment.rows("SELECT gun, version, category FROM changefeed ORDER BY id")
+    ]
     timestamp_key = json.loads(deployment.server.get(f"/v2/{GUN}/_trust/tuf/timestamp.key").content)
     snapshot_key = json.loads(deployment.server.get(f"/v2/{GUN}/_trust/tuf/snapshot.key").content)
     tk_before = peers.TrustkitCLI(tmp_path / "trustkit-client", deployment.server)

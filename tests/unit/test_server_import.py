@@ -67,19 +67,22 @@ CREATE TABLE private_keys (id integer PRIMARY KEY AUTOINCREMENT, created_at date
 
 def jwe_encrypt(raw: bytes, passphrase: str, alg: str = "PBES2-HS256+A128KW") -> str:
     token = jwe.JWE(plaintext=raw, protected=json.dumps({"alg": alg, "enc": "A256GCM"}))
-    token.add_recipient(jwk.JWK.from_password(passphrase) if alg.startswith("PBES2") else jwk.JWK.generate(
-        kty="oct", size=128))
+    token.add_recipient(
+        jwk.JWK.from_password(passphrase) if alg.startswith("PBES2") else jwk.JWK.generate(kty="oct", size=128)
+    )
     return token.serialize(compact=True)
 
 
 def notary_private_bytes(key: Key) -> tuple[str, bytes, bytes]:
     """(algorithm, public, private) as notary-signer stores them: SPKI DER, SEC1 DER."""
     private = key.signer.private_key
-    return ("ecdsa",
-            private.public_key().public_bytes(serialization.Encoding.DER,
-                                              serialization.PublicFormat.SubjectPublicKeyInfo),
-            private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption()))
+    return (
+        "ecdsa",
+        private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+        private.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ),
+    )
 
 
 class Deployment:
@@ -115,11 +118,15 @@ class Deployment:
                     continue
                 when = self.tick()
                 sha = hashlib.sha256(data).hexdigest()
-                db.execute("INSERT INTO tuf_files (created_at, gun, role, version, sha256, data) VALUES (?,?,?,?,?,?)",
-                           (when, sim.gun, role, version, sha, data))
+                db.execute(
+                    "INSERT INTO tuf_files (created_at, gun, role, version, sha256, data) VALUES (?,?,?,?,?,?)",
+                    (when, sim.gun, role, version, sha, data),
+                )
                 if role == TIMESTAMP:
-                    db.execute("INSERT INTO changefeed (created_at, gun, version, sha256, category) "
-                               "VALUES (?,?,?,?,'update')", (when, sim.gun, version, sha))
+                    db.execute(
+                        "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?,?,?,?,'update')",
+                        (when, sim.gun, version, sha),
+                    )
 
     @staticmethod
     def versions(sim: Simulator) -> list[tuple[tuple[int, str], bytes]]:
@@ -131,21 +138,43 @@ class Deployment:
         order = {"root": 0, "targets": 1, "snapshot": 3, "timestamp": 4}
         return sorted(found, key=lambda item: (item[0][0], order.get(item[0][1], 2)))
 
-    def add_key(self, gun: str, role: str, key: Key, *, alias: str = ALIAS, passphrase: str = SIGNER_PASSPHRASE,
-                private: str | None = None) -> None:
+    def add_key(
+        self,
+        gun: str,
+        role: str,
+        key: Key,
+        *,
+        alias: str = ALIAS,
+        passphrase: str = SIGNER_PASSPHRASE,
+        private: str | None = None,
+    ) -> None:
         algorithm, public, raw = notary_private_bytes(key)
         text = private if private is not None else jwe_encrypt(raw, passphrase)
         with sqlite3.connect(self.signer_path) as db:
-            db.execute("INSERT INTO private_keys (created_at, key_id, encryption_alg, keywrap_alg, algorithm, "
-                       "passphrase_alias, public, private, gun, role) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                       (self.tick(), key.keyid, "A256GCM", "PBES2-HS256+A128KW", algorithm, alias, public,
-                        text.encode(), gun, role))
+            db.execute(
+                "INSERT INTO private_keys (created_at, key_id, encryption_alg, keywrap_alg, algorithm, "
+                "passphrase_alias, public, private, gun, role) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    self.tick(),
+                    key.keyid,
+                    "A256GCM",
+                    "PBES2-HS256+A128KW",
+                    algorithm,
+                    alias,
+                    public,
+                    text.encode(),
+                    gun,
+                    role,
+                ),
+            )
 
     def delete(self, gun: str) -> None:
         with sqlite3.connect(self.server_path) as db:
             db.execute("DELETE FROM tuf_files WHERE gun = ?", (gun,))
-            db.execute("INSERT INTO changefeed (created_at, gun, version, sha256, category) "
-                       "VALUES (?,?,0,'','deletion')", (self.tick(), gun))
+            db.execute(
+                "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES (?,?,0,'','deletion')",
+                (self.tick(), gun),
+            )
 
     def changes(self) -> list[tuple[str, int, str]]:
         with sqlite3.connect(self.server_path) as db:
@@ -182,8 +211,9 @@ def target(request, tmp_path):
     import sqlalchemy as sa
 
     name = f"trustkit_import_{secrets.token_hex(4)}"
-    admin = sa.create_engine(peers.POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        peers.POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
     storage = Storage(f"{peers.POSTGRES_URL.rsplit('/', 1)[0]}/{name}")
@@ -199,8 +229,9 @@ def target(request, tmp_path):
 def run_import(deployment: Deployment, target: Storage, env: dict[str, str] | None = None):
     server, signer = NotaryServerDB(deployment.server_url), NotarySignerDB(deployment.signer_url)
     try:
-        passphrases = environment_passphrases(env if env is not None else {f"NOTARY_SIGNER_{ALIAS.upper()}":
-                                                                          SIGNER_PASSPHRASE})
+        passphrases = environment_passphrases(
+            env if env is not None else {f"NOTARY_SIGNER_{ALIAS.upper()}": SIGNER_PASSPHRASE}
+        )
         return Importer(server, signer, target, TARGET_PASSPHRASE, passphrases).run()
     finally:
         server.close()
@@ -230,8 +261,9 @@ def test_signer_keys_decrypt_as_notary_signer_encrypts_them():
 
 def test_ed25519_keys_are_notary_s_64_bytes():
     private = ed25519.Ed25519PrivateKey.generate()
-    seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
+    seed = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     loaded = private_key_from_notary("ed25519", seed + public)
     assert loaded.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) == public
@@ -239,19 +271,34 @@ def test_ed25519_keys_are_notary_s_64_bytes():
         private_key_from_notary("ed25519", seed)
 
 
-@pytest.mark.parametrize(("dsn", "backend", "url"), [
-    ("postgres://server@db:5432/notaryserver?sslmode=disable", None,
-     "postgresql+psycopg://server@db:5432/notaryserver?sslmode=disable"),
-    ("server:p@ss/w:rd@tcp(mysql:3306)/notaryserver?parseTime=True", "mysql",
-     "mysql+pymysql://server:p%40ss%2Fw%3Ard@mysql:3306/notaryserver"),
-    ("root@tcp(127.0.0.1:3306)/notaryserver?parseTime=True&charset=utf8", None,
-     "mysql+pymysql://root@127.0.0.1:3306/notaryserver?charset=utf8"),
-    ("signer@unix(/run/mysqld/mysqld.sock)/notarysigner", "mysql",
-     "mysql+pymysql://signer@localhost/notarysigner?unix_socket=%2Frun%2Fmysqld%2Fmysqld.sock"),
-    ("mysql://root@127.0.0.1/notary", None, "mysql+pymysql://root@127.0.0.1/notary"),
-    ("/var/lib/notary/notary.db", "sqlite3", "sqlite:////var/lib/notary/notary.db"),
-    ("postgresql+psycopg://u@h/db", None, "postgresql+psycopg://u@h/db"),
-])
+@pytest.mark.parametrize(
+    ("dsn", "backend", "url"),
+    [
+        (
+            "postgres://server@db:5432/notaryserver?sslmode=disable",
+            None,
+            "postgresql+psycopg://server@db:5432/notaryserver?sslmode=disable",
+        ),
+        (
+            "server:p@ss/w:rd@tcp(mysql:3306)/notaryserver?parseTime=True",
+            "mysql",
+            "mysql+pymysql://server:p%40ss%2Fw%3Ard@mysql:3306/notaryserver",
+        ),
+        (
+            "root@tcp(127.0.0.1:3306)/notaryserver?parseTime=True&charset=utf8",
+            None,
+            "mysql+pymysql://root@127.0.0.1:3306/notaryserver?charset=utf8",
+        ),
+        (
+            "signer@unix(/run/mysqld/mysqld.sock)/notarysigner",
+            "mysql",
+            "mysql+pymysql://signer@localhost/notarysigner?unix_socket=%2Frun%2Fmysqld%2Fmysqld.sock",
+        ),
+        ("mysql://root@127.0.0.1/notary", None, "mysql+pymysql://root@127.0.0.1/notary"),
+        ("/var/lib/notary/notary.db", "sqlite3", "sqlite:////var/lib/notary/notary.db"),
+        ("postgresql+psycopg://u@h/db", None, "postgresql+psycopg://u@h/db"),
+    ],
+)
 def test_notary_database_addresses(dsn, backend, url):
     assert sqlalchemy_url(dsn, backend) == url
 
@@ -330,8 +377,12 @@ def test_what_a_repository_fails_on(deployment, target, damage):
         sim.rotate_root(sign_with="new")  # root v2 not signed by root v1's key
     deployment.add_files(sim)
     if damage != "no timestamp key":
-        deployment.add_key(sim.gun, TIMESTAMP, sim.keys[TIMESTAMP][0],
-                           passphrase="other" if damage == "wrong passphrase" else SIGNER_PASSPHRASE)
+        deployment.add_key(
+            sim.gun,
+            TIMESTAMP,
+            sim.keys[TIMESTAMP][0],
+            passphrase="other" if damage == "wrong passphrase" else SIGNER_PASSPHRASE,
+        )
     if damage == "no passphrase":
         env = {}
 
@@ -339,10 +390,12 @@ def test_what_a_repository_fails_on(deployment, target, damage):
 
     repo = result.repositories[0]
     assert repo.status == "failed" and stored_files(target, sim.gun) == {}
-    expected = {"broken chain": "root version 2 is not signed by root version 1",
-                "no timestamp key": "notary-signer holds none of the timestamp keys",
-                "no passphrase": f"set NOTARY_SIGNER_{ALIAS.upper()}",
-                "wrong passphrase": "wrong passphrase"}[damage]
+    expected = {
+        "broken chain": "root version 2 is not signed by root version 1",
+        "no timestamp key": "notary-signer holds none of the timestamp keys",
+        "no passphrase": f"set NOTARY_SIGNER_{ALIAS.upper()}",
+        "wrong passphrase": "wrong passphrase",
+    }[damage]
     assert expected in " ".join(repo.problems)
 
 
@@ -385,10 +438,24 @@ def test_an_interrupted_import_leaves_whole_repositories_and_resumes(deployment,
         deployment.add_files(sim)
         deployment.add_key(sim.gun, TIMESTAMP, sim.keys[TIMESTAMP][0])
     database = f"sqlite:///{tmp_path / 'target' / 'trustkit.db'}"
-    argv = [sys.executable, "-m", "trustkit", "server", "import", "--notary-server-db", deployment.server_url,
-            "--notary-signer-db", deployment.signer_url, "--database", database]
-    env = {**os.environ, f"NOTARY_SIGNER_{ALIAS.upper()}": SIGNER_PASSPHRASE,
-           "TRUSTKIT_SERVER_PASSPHRASE": TARGET_PASSPHRASE}
+    argv = [
+        sys.executable,
+        "-m",
+        "trustkit",
+        "server",
+        "import",
+        "--notary-server-db",
+        deployment.server_url,
+        "--notary-signer-db",
+        deployment.signer_url,
+        "--database",
+        database,
+    ]
+    env = {
+        **os.environ,
+        f"NOTARY_SIGNER_{ALIAS.upper()}": SIGNER_PASSPHRASE,
+        "TRUSTKIT_SERVER_PASSPHRASE": TARGET_PASSPHRASE,
+    }
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     done = [proc.stderr.readline() for _ in range(3)]  # three repositories reported imported
@@ -403,8 +470,9 @@ def test_an_interrupted_import_leaves_whole_repositories_and_resumes(deployment,
         counts = [len(stored_files(target, sim.gun)) for sim in sims]
         assert 3 <= sum(1 for count in counts if count) < len(sims)  # it was stopped part way
         assert set(counts) <= {0, len(deployment.files(sims[0].gun))}  # each repository whole or absent
-        resumed = subprocess.run(argv + ["--format", "json"], env=env, capture_output=True, text=True, timeout=300,
-                                 check=False)
+        resumed = subprocess.run(
+            argv + ["--format", "json"], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
         assert resumed.returncode == 0, resumed.stderr
         report = json.loads(resumed.stdout)
         assert {r["status"] for r in report["repositories"][:3]} == {"nothing new"}
@@ -431,8 +499,15 @@ def test_notary_server_config_is_a_drop_in(tmp_path):
         "server": {"http_addr": ":4443", "tls_cert_file": "./notary-server.crt", "tls_key_file": "./notary-server.key"},
         "trust_service": {"type": "remote", "hostname": "notarysigner", "port": "7899", "key_algorithm": "ecdsa"},
         "storage": {"backend": "postgres", "db_url": "postgres://server@db:5432/notaryserver?sslmode=disable"},
-        "auth": {"type": "token", "options": {"realm": "https://auth.example.com/token", "service": "notary",
-                                              "issuer": "auth.example.com", "rootcertbundle": "/etc/certs/root.crt"}},
+        "auth": {
+            "type": "token",
+            "options": {
+                "realm": "https://auth.example.com/token",
+                "service": "notary",
+                "issuer": "auth.example.com",
+                "rootcertbundle": "/etc/certs/root.crt",
+            },
+        },
         "repositories": {"gun_prefixes": ["docker.io/", "example.com/"]},
         "caching": {"max_age": {"current_metadata": 60, "consistent_metadata": 86400}},
         "logging": {"level": "debug"},
@@ -446,15 +521,24 @@ def test_notary_server_config_is_a_drop_in(tmp_path):
     assert loaded.tls_cert == str(tmp_path / "notary-server.crt")
     assert loaded.database == "postgresql+psycopg://server@db:5432/notaryserver?sslmode=disable"
     assert (loaded.auth, loaded.token_realm, loaded.token_service, loaded.token_issuer, loaded.token_root_certs) == (
-        "token", "https://auth.example.com/token", "notary", "auth.example.com", "/etc/certs/root.crt")
+        "token",
+        "https://auth.example.com/token",
+        "notary",
+        "auth.example.com",
+        "/etc/certs/root.crt",
+    )
     assert loaded.gun_prefixes == ["docker.io/", "example.com/"]
     assert (loaded.current_max_age, loaded.consistent_max_age) == (60, 86400)
 
 
 def test_notary_server_settings_trustkit_does_not_support_are_named(tmp_path):
-    config = {"server": {"http_addr": ":4443"}, "storage": {"backend": "rethinkdb", "db_url": "rdb:28015"},
-              "auth": {"type": "token", "options": {"realm": "r", "rootcertbundle": "c"}},
-              "reporting": {"bugsnag": {"api_key": "x"}}, "gun_prefixes": ["a/"]}
+    config = {
+        "server": {"http_addr": ":4443"},
+        "storage": {"backend": "rethinkdb", "db_url": "rdb:28015"},
+        "auth": {"type": "token", "options": {"realm": "r", "rootcertbundle": "c"}},
+        "reporting": {"bugsnag": {"api_key": "x"}},
+        "gun_prefixes": ["a/"],
+    }
     path = tmp_path / "server.json"
     path.write_text(json.dumps(config))
     with pytest.raises(TrustkitError) as caught:
@@ -469,11 +553,24 @@ def test_the_target_is_never_notary_s_own_database(deployment, tmp_path):
 
     from trustkit.cli import cli
 
-    result = CliRunner().invoke(cli, ["server", "import", "--notary-server-db", deployment.server_url,
-                                      "--notary-signer-db", deployment.signer_url,
-                                      "--database", f"sqlite:///{tmp_path}/./server.db"],
-                                env={"TRUSTKIT_SERVER_PASSPHRASE": TARGET_PASSPHRASE})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "server",
+            "import",
+            "--notary-server-db",
+            deployment.server_url,
+            "--notary-signer-db",
+            deployment.signer_url,
+            "--database",
+            f"sqlite:///{tmp_path}/./server.db",
+        ],
+        env={"TRUSTKIT_SERVER_PASSPHRASE": TARGET_PASSPHRASE},
+    )
     assert result.exit_code == 1 and "must be trustkit's own database" in str(result.exception)
     with sqlite3.connect(deployment.server_path) as db:  # notary's database was not touched
         assert [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == [
-            "tuf_files", "sqlite_sequence", "changefeed"]
+            "tuf_files",
+            "sqlite_sequence",
+            "changefeed",
+        ]

@@ -12,20 +12,39 @@ if TYPE_CHECKING:
 
 
 @click.command("import")
-@click.option("--notary-server-db", metavar="URL", help="notary-server's database (its storage.db_url: "
-              "postgres://..., user:password@tcp(host:3306)/db, or an SQLAlchemy URL).")
+@click.option(
+    "--notary-server-db",
+    metavar="URL",
+    help="notary-server's database (its storage.db_url: "
+    "postgres://..., user:password@tcp(host:3306)/db, or an SQLAlchemy URL).",
+)
 @click.option("--notary-signer-db", metavar="URL", help="notary-signer's database.")
-@click.option("--notary-server-config", type=click.Path(dir_okay=False, exists=True),
-              help="notary-server's JSON config (instead of --notary-server-db).")
-@click.option("--notary-signer-config", type=click.Path(dir_okay=False, exists=True),
-              help="notary-signer's JSON config (instead of --notary-signer-db).")
+@click.option(
+    "--notary-server-config",
+    type=click.Path(dir_okay=False, exists=True),
+    help="notary-server's JSON config (instead of --notary-server-db).",
+)
+@click.option(
+    "--notary-signer-config",
+    type=click.Path(dir_okay=False, exists=True),
+    help="notary-signer's JSON config (instead of --notary-signer-db).",
+)
 @click.option("--database", help="trustkit's database, as `trustkit server --database` takes it.")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False),
-              help="trustkit server's passphrase for its keys (or TRUSTKIT_SERVER_PASSPHRASE).")
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="trustkit server's passphrase for its keys (or TRUSTKIT_SERVER_PASSPHRASE).",
+)
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def server_import(notary_server_db: str | None, notary_signer_db: str | None, notary_server_config: str | None,
-                  notary_signer_config: str | None, database: str | None, passphrase_file: str | None,
-                  output: str) -> None:
+def server_import(
+    notary_server_db: str | None,
+    notary_signer_db: str | None,
+    notary_server_config: str | None,
+    notary_signer_config: str | None,
+    database: str | None,
+    passphrase_file: str | None,
+    output: str,
+) -> None:
     """Import every repository of a notary-server and its notary-signer keys into trustkit's database.
 
     notary-signer's keys are decrypted with the passphrases notary-signer reads
@@ -41,8 +60,10 @@ def server_import(notary_server_db: str | None, notary_signer_db: str | None, no
 
     if notary_server_config or notary_signer_config:
         if not (notary_server_config and notary_signer_config) or notary_server_db or notary_signer_db:
-            raise click.UsageError("give --notary-server-config and --notary-signer-config together, "
-                                   "instead of the --notary-*-db addresses")
+            raise click.UsageError(
+                "give --notary-server-config and --notary-signer-config together, "
+                "instead of the --notary-*-db addresses"
+            )
         sources = import_databases(notary_server_config, notary_signer_config)
         server_url, signer_url = sources.server_url, sources.signer_url
     elif notary_server_db and notary_signer_db:
@@ -52,8 +73,10 @@ def server_import(notary_server_db: str | None, notary_signer_db: str | None, no
     config = ServerConfig.load(None, {"database": database, "passphrase_file": passphrase_file})
     target_url = sqlalchemy_url(config.database_url)
     if same_database(target_url, server_url) or same_database(target_url, signer_url):
-        raise TrustkitError("--database must be trustkit's own database, not notary-server's or notary-signer's",
-                            hint="the import only reads notary's databases, so going back to notary stays possible")
+        raise TrustkitError(
+            "--database must be trustkit's own database, not notary-server's or notary-signer's",
+            hint="the import only reads notary's databases, so going back to notary stays possible",
+        )
     prepare(config)
     target = Storage(config.database_url)
     try:
@@ -66,8 +89,10 @@ def server_import(notary_server_db: str | None, notary_signer_db: str | None, no
     else:
         _summary(result)
     if result.failed:
-        raise TrustkitError(f"{len(result.failed)} of {len(result.repositories)} repositories were not imported",
-                            hint="fix what is reported above and run the import again")
+        raise TrustkitError(
+            f"{len(result.failed)} of {len(result.repositories)} repositories were not imported",
+            hint="fix what is reported above and run the import again",
+        )
 
 
 def _progress(repo: RepositoryResult) -> None:

@@ -19,11 +19,23 @@ from urllib.parse import parse_qsl, quote, urlencode
 from trustkit.errors import TrustkitError
 
 # Go's MySQL driver: [user[:password]@][net[(addr)]]/dbname[?param=value&...]
-_GO_MYSQL = re.compile(r"^(?:(?P<user>[^:@/]*)(?::(?P<password>.*))?@)?"
-                       r"(?:(?P<net>tcp|unix)\((?P<addr>[^)]*)\))?/(?P<db>[^?/]*)(?:\?(?P<query>.*))?$")
+_GO_MYSQL = re.compile(
+    r"^(?:(?P<user>[^:@/]*)(?::(?P<password>.*))?@)?"
+    r"(?:(?P<net>tcp|unix)\((?P<addr>[^)]*)\))?/(?P<db>[^?/]*)(?:\?(?P<query>.*))?$"
+)
 # Parameters of Go's driver that mean nothing to PyMySQL (their effect is the default here).
-_GO_MYSQL_ONLY = {"parsetime", "loc", "timeout", "readtimeout", "writetimeout", "allownativepasswords",
-                  "interpolateparams", "collation", "maxallowedpacket", "clientfoundrows"}
+_GO_MYSQL_ONLY = {
+    "parsetime",
+    "loc",
+    "timeout",
+    "readtimeout",
+    "writetimeout",
+    "allownativepasswords",
+    "interpolateparams",
+    "collation",
+    "maxallowedpacket",
+    "clientfoundrows",
+}
 
 
 def sqlalchemy_url(dsn: str, backend: str | None = None) -> str:
@@ -49,9 +61,11 @@ def sqlalchemy_url(dsn: str, backend: str | None = None) -> str:
         return f"sqlite:///{Path(dsn).resolve()}"
     match = _GO_MYSQL.match(dsn)
     if match is None or backend not in (None, "mysql"):
-        raise TrustkitError(f"cannot read the database address {_redacted(dsn)!r}",
-                            hint="give postgres://..., mysql://..., sqlite:///PATH or notary's "
-                                 "user:password@tcp(host:3306)/database form")
+        raise TrustkitError(
+            f"cannot read the database address {_redacted(dsn)!r}",
+            hint="give postgres://..., mysql://..., sqlite:///PATH or notary's "
+            "user:password@tcp(host:3306)/database form",
+        )
     return _go_mysql_url(match)
 
 
@@ -114,8 +128,10 @@ def _storage_url(config: dict[str, Any], path: str, what: str) -> str:
         raise TrustkitError(f"{what} {path} has no storage section")
     backend, db_url = storage.get("backend"), storage.get("db_url")
     if backend not in ("postgres", "mysql", "sqlite3"):
-        raise TrustkitError(f"{what} {path}: storage.backend {backend!r} cannot be imported",
-                            hint="trustkit imports from postgres, mysql and sqlite3")
+        raise TrustkitError(
+            f"{what} {path}: storage.backend {backend!r} cannot be imported",
+            hint="trustkit imports from postgres, mysql and sqlite3",
+        )
     if not isinstance(db_url, str):
         raise TrustkitError(f"{what} {path}: storage.db_url is missing")
     if backend == "sqlite3" and not Path(db_url).is_absolute():
@@ -128,18 +144,26 @@ def import_databases(server_config: str, signer_config: str) -> NotaryDatabases:
     server = _read_json(server_config, "notary-server config")
     signer = _read_json(signer_config, "notary-signer config")
     alias = signer.get("storage", {}).get("default_alias") if isinstance(signer.get("storage"), dict) else None
-    return NotaryDatabases(_storage_url(server, server_config, "notary-server config"),
-                           _storage_url(signer, signer_config, "notary-signer config"),
-                           alias if isinstance(alias, str) else None)
+    return NotaryDatabases(
+        _storage_url(server, server_config, "notary-server config"),
+        _storage_url(signer, signer_config, "notary-signer config"),
+        alias if isinstance(alias, str) else None,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # notary-server's configuration file as `trustkit server --config`
 
 # Settings of notary-server that have no meaning for trustkit's behaviour beyond logging.
-_IGNORABLE = {"trust_service.type", "trust_service.hostname", "trust_service.port",
-              "trust_service.tls_ca_file", "trust_service.tls_client_cert", "trust_service.tls_client_key",
-              "trust_service.key_algorithm"}
+_IGNORABLE = {
+    "trust_service.type",
+    "trust_service.hostname",
+    "trust_service.port",
+    "trust_service.tls_ca_file",
+    "trust_service.tls_client_cert",
+    "trust_service.tls_client_key",
+    "trust_service.key_algorithm",
+}
 
 
 def is_notary_server_config(document: dict[str, Any]) -> bool:
@@ -175,9 +199,10 @@ def server_settings(document: dict[str, Any], path: str) -> dict[str, Any]:
         else:
             settings.update(taken)
     if unsupported:
-        raise TrustkitError(f"notary-server config {path} has settings trustkit does not support: "
-                            f"{', '.join(sorted(unsupported))}",
-                            hint="remove them (trustkit keeps its server keys in its database and signs itself)")
+        raise TrustkitError(
+            f"notary-server config {path} has settings trustkit does not support: {', '.join(sorted(unsupported))}",
+            hint="remove them (trustkit keeps its server keys in its database and signs itself)",
+        )
     if settings.get("auth") == "token" and "token_realm" not in settings:
         raise TrustkitError(f"notary-server config {path}: auth.type token needs auth.options.realm")
     return settings
@@ -225,6 +250,7 @@ _SETTINGS: dict[str, _Converter] = {
     "repositories.gun_prefixes": lambda v, _: {"gun_prefixes": list(v) if isinstance(v, list) else [v]},
     "caching.max_age.current_metadata": lambda v, _: {"current_max_age": _seconds(v, "caching.max_age")},
     "caching.max_age.consistent_metadata": lambda v, _: {"consistent_max_age": _seconds(v, "caching.max_age")},
-    "logging.level": lambda v, _: {"log_level": str(v).lower()} if str(v).lower() in (
-        "debug", "info", "warning", "error") else {},
+    "logging.level": lambda v, _: (
+        {"log_level": str(v).lower()} if str(v).lower() in ("debug", "info", "warning", "error") else {}
+    ),
 }

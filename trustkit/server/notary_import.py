@@ -62,8 +62,10 @@ def decrypt_signer_key(text: str, passphrase: str) -> bytes:
         token.deserialize(text.strip())
         header = token.jose_header
         if header.get("alg") != KEY_WRAPPING or header.get("enc") != CONTENT_ENCRYPTION:
-            raise KeyFormatError(f"the key is encrypted with {header.get('alg')}/{header.get('enc')}, "
-                                 f"not notary-signer's {KEY_WRAPPING}/{CONTENT_ENCRYPTION}")
+            raise KeyFormatError(
+                f"the key is encrypted with {header.get('alg')}/{header.get('enc')}, "
+                f"not notary-signer's {KEY_WRAPPING}/{CONTENT_ENCRYPTION}"
+            )
         token.decrypt(jwk.JWK.from_password(passphrase))
     except (JWException, ValueError, TypeError) as exc:
         raise KeyFormatError(f"cannot decrypt the key (wrong passphrase?): {exc}") from None
@@ -116,8 +118,13 @@ def reencrypt(row: SignerRow, source_passphrase: str, target_passphrase: str) ->
     derived = PublicKey.from_crypto(private.public_key())
     if derived.identity != public.identity or public.keyid != row.key_id:
         raise KeyFormatError(f"key {row.key_id[:12]}: the private key does not match its public key or ID")
-    return SignerKey(row.gun, row.role, public, encode_key_file(private, role=row.role, gun=row.gun,
-                                                                 passphrase=target_passphrase), row.created_at)
+    return SignerKey(
+        row.gun,
+        row.role,
+        public,
+        encode_key_file(private, role=row.role, gun=row.gun, passphrase=target_passphrase),
+        row.created_at,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,17 +171,23 @@ class NotaryServerDB:
             return [row.gun for row in rows]
 
     def files(self, gun: str) -> list[SourceFile]:
-        query = sa.text("SELECT role, version, data, created_at FROM tuf_files "
-                        "WHERE gun = :gun AND deleted_at IS NULL ORDER BY role, version")
+        query = sa.text(
+            "SELECT role, version, data, created_at FROM tuf_files "
+            "WHERE gun = :gun AND deleted_at IS NULL ORDER BY role, version"
+        )
         with self.engine.connect() as conn:
-            return [SourceFile(r.role, r.version, _bytes(r.data), _utc(r.created_at))
-                    for r in conn.execute(query, {"gun": gun})]
+            return [
+                SourceFile(r.role, r.version, _bytes(r.data), _utc(r.created_at))
+                for r in conn.execute(query, {"gun": gun})
+            ]
 
     def changes(self) -> list[ImportedChange]:
         query = sa.text("SELECT id, created_at, gun, version, sha256, category FROM changefeed ORDER BY id")
         with self.engine.connect() as conn:
-            return [ImportedChange(_utc(r.created_at), r.gun, r.version, (r.sha256 or "").strip(), r.category)
-                    for r in conn.execute(query)]
+            return [
+                ImportedChange(_utc(r.created_at), r.gun, r.version, (r.sha256 or "").strip(), r.category)
+                for r in conn.execute(query)
+            ]
 
 
 class NotarySignerDB:
@@ -187,12 +200,25 @@ class NotarySignerDB:
         self.engine.dispose()
 
     def keys(self, gun: str) -> list[SignerRow]:
-        query = sa.text("SELECT key_id, algorithm, passphrase_alias, public, private, gun, role, created_at "
-                        "FROM private_keys WHERE gun = :gun AND deleted_at IS NULL ORDER BY id")
+        query = sa.text(
+            "SELECT key_id, algorithm, passphrase_alias, public, private, gun, role, created_at "
+            "FROM private_keys WHERE gun = :gun AND deleted_at IS NULL ORDER BY id"
+        )
         with self.engine.connect() as conn:
-            return [SignerRow(r.key_id, r.algorithm, r.passphrase_alias, _bytes(r.public),
-                              _bytes(r.private).decode("ascii", "replace"), r.gun, r.role, _utc(r.created_at))
-                    for r in conn.execute(query, {"gun": gun}) if r.role in SERVER_ROLES]
+            return [
+                SignerRow(
+                    r.key_id,
+                    r.algorithm,
+                    r.passphrase_alias,
+                    _bytes(r.public),
+                    _bytes(r.private).decode("ascii", "replace"),
+                    r.gun,
+                    r.role,
+                    _utc(r.created_at),
+                )
+                for r in conn.execute(query, {"gun": gun})
+                if r.role in SERVER_ROLES
+            ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,8 +285,10 @@ def check_repository(gun: str, files: list[SourceFile], held: Collection[str]) -
             problems.append(f"the newest {role} is not signed as the current root requires")
     current = chain[-1]
     if not set(current.roles[TIMESTAMP].keyids) & set(held):
-        problems.append(f"notary-signer holds none of the timestamp keys the current root lists "
-                        f"({', '.join(k[:12] for k in current.roles[TIMESTAMP].keyids)})")
+        problems.append(
+            f"notary-signer holds none of the timestamp keys the current root lists "
+            f"({', '.join(k[:12] for k in current.roles[TIMESTAMP].keyids)})"
+        )
     return problems
 
 
@@ -277,8 +305,13 @@ class RepositoryResult:
     problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gun": self.gun, "status": self.status, "versions": self.versions, "keys": self.keys,
-                "problems": self.problems}
+        return {
+            "gun": self.gun,
+            "status": self.status,
+            "versions": self.versions,
+            "keys": self.keys,
+            "problems": self.problems,
+        }
 
 
 @dataclass
@@ -297,9 +330,13 @@ class ImportResult:
         return not self.changes and all(repo.status != "imported" for repo in self.repositories)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"repositories": [repo.to_dict() for repo in self.repositories], "changes": self.changes,
-                "changes_skipped": self.changes_skipped, "failed": len(self.failed),
-                "nothing_new": self.nothing_new}
+        return {
+            "repositories": [repo.to_dict() for repo in self.repositories],
+            "changes": self.changes,
+            "changes_skipped": self.changes_skipped,
+            "failed": len(self.failed),
+            "nothing_new": self.nothing_new,
+        }
 
 
 PassphraseLookup = Callable[[str], str | None]  # alias -> passphrase
@@ -314,8 +351,14 @@ def environment_passphrases(environ: Mapping[str, str] | None = None) -> Passphr
 class Importer:
     """One import run from notary's two databases into a trustkit ``Storage``."""
 
-    def __init__(self, server: NotaryServerDB, signer: NotarySignerDB, target: Storage, target_passphrase: str,
-                 passphrases: PassphraseLookup) -> None:
+    def __init__(
+        self,
+        server: NotaryServerDB,
+        signer: NotarySignerDB,
+        target: Storage,
+        target_passphrase: str,
+        passphrases: PassphraseLookup,
+    ) -> None:
         self.server = server
         self.signer = signer
         self.target = target
@@ -354,9 +397,13 @@ class Importer:
             return result
         try:
             self.target.import_repository(
-                gun, [ImportedFile(f.role, f.version, f.data, f.created_at) for f in new_files],
-                [ImportedKey(k.role, k.public.keyid, json.dumps(k.public.to_dict()), k.private_pem, k.created_at)
-                 for k in new_keys])
+                gun,
+                [ImportedFile(f.role, f.version, f.data, f.created_at) for f in new_files],
+                [
+                    ImportedKey(k.role, k.public.keyid, json.dumps(k.public.to_dict()), k.private_pem, k.created_at)
+                    for k in new_keys
+                ],
+            )
         except VersionConflict as exc:
             result.status, result.problems = "failed", [f"trustkit already holds other data: {exc}"]
             return result
@@ -372,8 +419,10 @@ class Importer:
                 continue
             passphrase = self.passphrases(row.alias)
             if passphrase is None:
-                failures[row.key_id] = f"set {passphrase_variable(row.alias)} (notary-signer's passphrase " \
-                                       f"for alias {row.alias!r}) to decrypt {row.role} key {row.key_id[:12]}"
+                failures[row.key_id] = (
+                    f"set {passphrase_variable(row.alias)} (notary-signer's passphrase "
+                    f"for alias {row.alias!r}) to decrypt {row.role} key {row.key_id[:12]}"
+                )
                 continue
             try:
                 keys.append(reencrypt(row, passphrase, self.target_passphrase))
@@ -395,16 +444,18 @@ def _listed_server_keys(files: list[SourceFile]) -> set[str]:
 
 
 @contextmanager
-def open_import(server_url: str, signer_url: str, target: Storage, target_passphrase: str,
-                passphrases: PassphraseLookup) -> Iterator[Importer]:
+def open_import(
+    server_url: str, signer_url: str, target: Storage, target_passphrase: str, passphrases: PassphraseLookup
+) -> Iterator[Importer]:
     """An ``Importer`` over the two databases, closed afterwards (a generator for ``with``)."""
     server, signer = NotaryServerDB(server_url), NotarySignerDB(signer_url)
     try:
         yield Importer(server, signer, target, target_passphrase, passphrases)
     except sa.exc.SQLAlchemyError as exc:
-        raise TrustkitError(f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
-                            hint="check the addresses, that the databases are reachable and hold notary's tables",
-                            ) from None
+        raise TrustkitError(
+            f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+            hint="check the addresses, that the databases are reachable and hold notary's tables",
+        ) from None
     finally:
         server.close()
         signer.close()
