@@ -7,6 +7,8 @@ The token flow runs against an in-process token server + protected API behind an
 from __future__ import annotations
 
 import base64
+import gzip
+from collections.abc import Iterator
 from urllib.parse import parse_qs
 
 import httpx
@@ -339,6 +341,62 @@ def test_token_server_nonsense_is_a_server_error(response: httpx.Response, messa
 
     with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(None)) as client, pytest.raises(ServerError, match=message):
         client.get(f"{API}/v2/")
+
+
+def streaming_token_server(token_body: Iterator[bytes], headers: dict[str, str] | None = None) -> httpx.MockTransport:
+    """The API wants a token; the token server streams its answer (no Content-Length), as a
+    real server does: httpx then reads that answer again itself after the auth flow saw it."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example.com":
+            return httpx.Response(200, content=token_body, headers=headers)
+        if request.headers.get("authorization") == "Bearer streamed-token":
+            return httpx.Response(200, content=b"ok")
+        return httpx.Response(401, headers={"WWW-Authenticate": f'Bearer realm="{REALM}",service="s"'})
+
+    return httpx.MockTransport(handler)
+
+
+def test_a_streamed_token_answer_is_read_through_httpx() -> None:
+    body = iter([b'{"token":', b'"streamed-token","expires_in":300}'])
+    with httpx.Client(transport=streaming_token_server(body), auth=TokenAuth(None)) as client:
+        response = client.get(f"{API}/v2/")
+    assert response.status_code == 200 and response.content == b"ok"
+    token_answer = next(r for r in response.history if r.request.url.host == "auth.example.com")
+    assert token_answer.content == b'{"token":"streamed-token","expires_in":300}'  # httpx's own read found it
+
+
+def test_an_endless_token_answer_is_cut_off() -> None:
+    produced = [0]
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            produced[0] += 1
+            yield b" " * 65536
+
+    with httpx.Client(transport=streaming_token_server(endless()), auth=TokenAuth(None)) as client, \
+            pytest.raises(ServerError, match="more than"):
+        client.get(f"{API}/v2/")
+    assert produced[0] <= 17  # 1 MiB and one chunk past it
+
+
+@pytest.mark.parametrize(("body", "headers", "message"), [
+    # A token answer is read capped on the wire; gzip could decode to far more, so it is refused.
+    (gzip.compress(b'{"token":"streamed-token"}'), {"Content-Encoding": "gzip"}, "compressed"),
+    # Nesting that overflows a recursive JSON parser is an answer that is not JSON, not a crash.
+    (b"[" * 200_000, None, "not JSON"),
+])
+def test_hostile_token_answers_are_server_errors(body: bytes, headers: dict[str, str] | None, message: str) -> None:
+    with httpx.Client(transport=streaming_token_server(iter([body]), headers), auth=TokenAuth(None)) as client, \
+            pytest.raises(ServerError, match=message):
+        client.get(f"{API}/v2/")
+
+
+def test_the_token_request_asks_for_an_uncompressed_answer() -> None:
+    fake = FakeRegistry()
+    with client_for(fake, TokenAuth(Credentials("alice", "secret"))) as client:
+        client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
+    assert [r.headers.get("accept-encoding") for r in fake.token_requests] == ["identity"]
 
 
 def test_credentials_are_never_sent_to_a_plain_http_realm() -> None:

@@ -3,15 +3,16 @@ failure detection, retry rules, capped reads, the error envelope, docker's certi
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import peers
 import pytest
 
+import peers
 from trustkit.client.http import (
     MAX_RETRY_AFTER,
     RETRY_BACKOFF,
@@ -21,6 +22,7 @@ from trustkit.client.http import (
     is_tls_failure,
     may_retry,
     proxy_for,
+    read_buffered,
     read_capped,
     retry_delay,
     tls_settings,
@@ -117,6 +119,29 @@ def test_read_capped_refuses_or_cuts_at_the_limit() -> None:
     assert read_capped(streamed(endless([0])), 100, "x", truncate=True) == b"x" * 100
     with pytest.raises(OversizedError, match="announced 101"):
         read_capped(streamed(b"y" * 101, {"Content-Length": "101"}), 100, "x")
+
+
+def test_read_buffered_keeps_the_body_where_httpx_reads_it_again() -> None:
+    response = streamed(b'{"token":"t"}')
+    assert read_buffered(response, 100, "token") == b'{"token":"t"}'
+    assert response.read() == b'{"token":"t"}'  # httpx's own second read finds it
+    assert response.content == b'{"token":"t"}'
+
+
+def test_read_buffered_stops_an_endless_body() -> None:
+    produced = [0]
+    with pytest.raises(OversizedError, match="larger than 10000 bytes"):
+        read_buffered(streamed(endless(produced)), 10_000, "token")
+    assert produced[0] <= 11
+    with pytest.raises(OversizedError):  # one that a mock transport had read already
+        read_buffered(httpx.Response(200, content=b"z" * 101, headers={"Content-Length": "1"}), 100, "token")
+
+
+def test_read_buffered_refuses_a_compressed_body() -> None:
+    """A few KiB of gzip can decode to gigabytes; the cap counts wire bytes, so none is read."""
+    bomb = gzip.compress(b"\0" * (10 << 20))
+    with pytest.raises(TrustkitError, match="compressed"):
+        read_buffered(streamed(bomb, {"Content-Encoding": "gzip"}), 1 << 20, "token")
 
 
 @pytest.mark.parametrize(("body", "expected"), [

@@ -13,10 +13,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import peers
 import pytest
 
+import peers
 from trustkit.client.auth import SCOPE_EXTENSION, Credentials, TokenAuth, repository_scope
+from trustkit.client.http import RETRY_BACKOFF, tls_settings
+from trustkit.client.notary import (
+    DOCKER_HUB_NOTARY,
+    NotaryClient,
+    make_http_client,
+    resolve_server_url,
+)
 from trustkit.errors import (
     InvalidReferenceError,
     MetadataError,
@@ -29,13 +36,6 @@ from trustkit.errors import (
     TrustkitError,
 )
 from trustkit.keys.public import PublicKey
-from trustkit.client.http import RETRY_BACKOFF, tls_settings
-from trustkit.client.notary import (
-    DOCKER_HUB_NOTARY,
-    NotaryClient,
-    make_http_client,
-    resolve_server_url,
-)
 
 BASE = "https://notary.example.com"
 GUN = "registry.example.com:5000/team/app"

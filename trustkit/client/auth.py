@@ -17,17 +17,18 @@ Wire details: ../shared/reference/notary-v1-wire.md §7.7.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from dataclasses import dataclass
 
-from trustkit.client._httpx import httpx
+import httpx
 
 from trustkit.client.docker_config import Credentials
-from trustkit.errors import NotAuthorizedError, ServerError
+from trustkit.client.http import read_buffered
+from trustkit.encoding import loads_strict
+from trustkit.errors import EncodingError, NotAuthorizedError, OversizedError, ServerError, TrustkitError
 from trustkit.reference import is_loopback_host
 
 __all__ = [
@@ -45,6 +46,8 @@ SCOPE_EXTENSION = "trustkit.scope"
 _TOKEN_BODY_LIMIT = 1 << 20  # a token response is a few KiB; never buffer more than this
 _DEFAULT_EXPIRES_IN = 60  # seconds, as the registry token spec says when expires_in is absent
 _EXPIRY_MARGIN = 5  # seconds: a token is refreshed slightly before it expires
+#: The token answer is capped on the wire, so it must come uncompressed (see http.read_buffered).
+_TOKEN_HEADERS = {"Accept-Encoding": "identity"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +208,7 @@ class TokenAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:  # pragma: no cover
         raise RuntimeError("TokenAuth supports only the synchronous httpx.Client")
 
-    def async_auth_flow(self, request: httpx.Request):  # type: ignore[override]  # pragma: no cover
+    def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:  # pragma: no cover
         raise RuntimeError("TokenAuth supports only the synchronous httpx.Client")
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -329,26 +332,26 @@ class TokenAuth(httpx.Auth):
             }
             if scopes:
                 form["scope"] = " ".join(scopes)
-            return httpx.Request("POST", realm_url, data=form)
+            return httpx.Request("POST", realm_url, data=form, headers=_TOKEN_HEADERS)
         params: list[tuple[str, str]] = []
         if service:
             params.append(("service", service))
         params.extend(("scope", s) for s in scopes)
-        headers = {}
+        headers = dict(_TOKEN_HEADERS)
         if creds is not None and creds.has_basic:
             params.append(("account", creds.username))
             headers["Authorization"] = self._basic_header()
-        return httpx.Request("GET", realm_url.copy_merge_params(params), headers=headers)
+        return httpx.Request("GET", realm_url.copy_merge_params(tuple(params)), headers=headers)
 
     def _store_token(self, key: _TokenKey, response: httpx.Response, registry: str) -> str:
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > _TOKEN_BODY_LIMIT:
-                raise ServerError(f"the token server of {registry} sent more than {_TOKEN_BODY_LIMIT} bytes")
-        # httpx reads every response of an auth flow once more after the flow has seen it; the
-        # stream is spent by the capped read above, so hand httpx the bytes already read.
-        response._content = bytes(body)
+        # httpx reads every response of an auth flow once more after the flow has seen it, so
+        # the body is read its way (response.read()), under a cap.
+        try:
+            body = read_buffered(response, _TOKEN_BODY_LIMIT, f"the answer of the token server of {registry}")
+        except OversizedError:
+            raise ServerError(f"the token server of {registry} sent more than {_TOKEN_BODY_LIMIT} bytes") from None
+        except TrustkitError as exc:
+            raise ServerError(str(exc)) from None
         if response.status_code in (401, 403):
             raise self._refused(registry, response.status_code, token_server=True)
         if response.status_code != 200:
@@ -356,8 +359,8 @@ class TokenAuth(httpx.Auth):
                 f"the token server of {registry} ({key[0]}) answered HTTP {response.status_code}"
             )
         try:
-            data = json.loads(bytes(body))
-        except (ValueError, UnicodeDecodeError):
+            data = loads_strict(body, what="token response", fold_case=False)
+        except EncodingError:
             raise ServerError(f"the token server of {registry} sent a response that is not JSON") from None
         token = None
         if isinstance(data, dict):

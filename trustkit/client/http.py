@@ -7,8 +7,9 @@
   connect timeout, our User-Agent, no redirects unless a call asks, no retries in the transport:
   the callers retry by :func:`may_retry` and :func:`retry_delay`).
 * Failures: :func:`is_tls_failure` (the one heuristic) and :func:`describe_failure`.
-* Bodies: :func:`read_capped` never buffers past a limit; :func:`error_envelope` reads the
-  ``{"errors": [{"code", "message", "detail"}]}`` body that notary and registries send.
+* Bodies: :func:`read_capped` never buffers past a limit; :func:`read_buffered` does the same for
+  a response httpx reads again itself (one handed to an auth flow); :func:`error_envelope` reads
+  the ``{"errors": [{"code", "message", "detail"}]}`` body that notary and registries send.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import httpx
+
 from trustkit import __version__
-from trustkit.client._httpx import httpx
 from trustkit.client.docker_config import docker_config_dir
 from trustkit.encoding import loads_strict
 from trustkit.errors import EncodingError, OversizedError, TrustkitError
@@ -41,6 +43,7 @@ __all__ = [
     "is_tls_failure",
     "may_retry",
     "proxy_for",
+    "read_buffered",
     "read_capped",
     "retry_after",
     "retry_delay",
@@ -282,6 +285,53 @@ def read_capped(response: httpx.Response, limit: int, what: str, *, truncate: bo
                 return bytes(buffer[:limit])
             raise OversizedError(f"{what} is larger than {limit} bytes")
     return bytes(buffer)
+
+
+class _CappedStream(httpx.SyncByteStream):
+    """A response body that raises instead of going past ``limit`` bytes."""
+
+    def __init__(self, inner: httpx.SyncByteStream, limit: int, what: str) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._what = what
+
+    def __iter__(self) -> Iterator[bytes]:
+        size = 0
+        for chunk in self._inner:
+            size += len(chunk)
+            if size > self._limit:
+                raise OversizedError(f"{self._what} is larger than {self._limit} bytes")
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def read_buffered(response: httpx.Response, limit: int, what: str) -> bytes:
+    """Read the whole body the way httpx does (``response.read()``, so that ``response.content``
+    holds it and httpx's own later read is free), but never past ``limit`` bytes.
+
+    For a response that httpx reads again itself, as it does with every response an auth flow
+    answers.  The cap counts the bytes on the wire, so a compressed body (which could decode to
+    far more) is refused: ask for ``Accept-Encoding: identity``.
+
+    Raises:
+        OversizedError: the body is larger than ``limit``.
+        TrustkitError: the body is compressed.
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise OversizedError(f"{what} is larger than {limit} bytes (the server announced {declared})")
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise TrustkitError(f"{what} came compressed ({encoding[:40]}), which was not asked for")
+    stream = response.stream
+    if not response.is_stream_consumed and isinstance(stream, httpx.SyncByteStream):
+        response.stream = _CappedStream(stream, limit, what)
+    body = response.read()
+    if len(body) > limit:  # a body httpx had read before it reached us (an in-memory response)
+        raise OversizedError(f"{what} is larger than {limit} bytes")
+    return body
 
 
 class ErrorEnvelope(NamedTuple):

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from trustkit.client._httpx import httpx
+import httpx
+
 from trustkit.client.auth import SCOPE_EXTENSION, repository_scope
 from trustkit.client.docker_config import DOCKER_HUB_HOSTS
 from trustkit.client.http import (

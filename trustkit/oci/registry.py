@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from trustkit.client._httpx import httpx
+import httpx
+
 from trustkit.client.auth import SCOPE_EXTENSION, TokenAuth, repository_scope
 from trustkit.client.docker_config import DOCKER_HUB_HOSTS, Credentials, load_credentials
 from trustkit.client.http import (
