@@ -30,12 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-
-from trustkit.errors import ImmutableTagError, NetworkError, PushedNotSignedError, ServerError, TrustkitError
-from trustkit.reference import ImageReference
+from trustkit.errors import PushedNotSignedError, TrustkitError
 from trustkit.keys.store import atomic_write
 from trustkit.oci.registry import Manifest, RegistryClient
 from trustkit.oci.sources import Descriptor, ImageSource, RegistrySource, SourceError, image_blobs, index_children
+from trustkit.reference import ImageReference
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT_UPLOADS",
@@ -324,7 +323,7 @@ def upload(plan: Plan, source: ImageSource, client: RegistryClient, target: Imag
             failed = [f for f in done if f.exception() is not None]
             if failed:
                 pool.shutdown(wait=True, cancel_futures=True)
-                raise failed[0].exception()  # type: ignore[misc]
+                failed[0].result()  # raises that upload's exception
             for future, (descriptor, is_layer) in futures.items():
                 outcome, sent = future.result()
                 summary.bytes_uploaded += sent

@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trustkit.encoding import loads_strict
-from trustkit.errors import EncodingError, HashMismatchError, InvalidReferenceError, SourceError, TrustkitError
-from trustkit.reference import ImageReference, parse
+from trustkit.errors import EncodingError, HashMismatchError, InvalidReferenceError, SourceError
 from trustkit.oci.registry import (
     DOCKER_MANIFEST,
     MANIFEST_LIMIT,
@@ -46,6 +45,7 @@ from trustkit.oci.registry import (
     open_range,
     sha256_digest,
 )
+from trustkit.reference import ImageReference, parse
 
 __all__ = [
     "Descriptor",
@@ -117,8 +117,11 @@ def index_children(manifest: Manifest) -> list[Descriptor]:
 
 class ImageSource(Protocol):
     description: str
-    #: (registry, repository) that holds every blob of this source, for cross-repository mounts.
-    mount_from: tuple[str, str] | None
+
+    @property
+    def mount_from(self) -> tuple[str, str] | None:
+        """(registry, repository) that holds every blob of this source, for cross-repository mounts
+        (read-only here, so a source that always has one may say ``tuple[str, str]``)."""
 
     def root(self) -> Manifest: ...
 
