@@ -110,7 +110,7 @@ def built(gun: str, role: str, version: int, checksum: str) -> list[tuple[str, s
 # URLs: built and routed
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(guns, roles, versions, checksums)
 def test_every_built_path_is_routed_to_what_it_was_built_for(gun: str, role: str, version: int, checksum: str) -> None:
     for method, path, meant in built(gun, role, version, checksum):
@@ -250,7 +250,7 @@ def test_guns_no_notary_server_can_be_asked_about(gun: Any, problem: str) -> Non
     assert found is not None and problem in found
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.one_of(st.text(max_size=300), guns, st.lists(st.sampled_from(["a", "/", "\\", "%", "_trust", ".", " ", "*"]),
                                                      max_size=10).map("".join)))
 def test_the_server_refuses_what_the_rule_refuses_and_its_own_path_tricks(gun: str) -> None:
@@ -268,7 +268,7 @@ _docker_names = st.tuples(
 ).map("".join)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_docker_names)
 def test_every_docker_name_is_a_gun(text: str) -> None:
     try:
