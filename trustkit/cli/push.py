@@ -13,7 +13,8 @@ from trustkit.cli.context import Context, can_prompt, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_json
 
 if TYPE_CHECKING:
-    from trustkit.oci.push import PushEvent, PushSummary
+    from trustkit.oci.push import BlobLocationCache, PushEvent, PushSigning, PushSummary
+    from trustkit.oci.sources import ImageSource, SourceProgress, SourceSpec
     from trustkit.reference import ImageReference
 
 INSECURE_OPTION = click.option(
@@ -46,16 +47,17 @@ def _signing_enabled(sign_flag: bool, disable: bool) -> bool:
     return content_trust_enabled(None)
 
 
-def _target(image: str) -> ImageReference:
+def _target(image: str) -> tuple[ImageReference, str]:
+    """IMAGE:TAG, and its tag."""
     from trustkit.reference import parse
 
     reference = parse(image)
     if reference.tag is None or reference.digest is not None:
         raise click.UsageError(f"give the target as IMAGE:TAG (got {image!r})")
-    return reference
+    return reference, reference.tag
 
 
-def _cache() -> Any:
+def _cache() -> BlobLocationCache:
     from trustkit.client.docker_config import docker_config_dir
     from trustkit.oci.push import BlobLocationCache
 
@@ -144,26 +146,28 @@ def _report(summary: PushSummary, target: ImageReference, output_format: str, qu
         click.echo(f"Signed {target.familiar}:{target.tag} into {', '.join(summary.signed_roles)}")
 
 
-def _signing(ctx: Context, target: ImageReference, enabled: bool, display: _Display) -> Any:
+def _signing(ctx: Context, target: ImageReference, tag: str, enabled: bool,
+             display: _Display) -> Callable[[], PushSigning] | None:
     if not enabled:
         return None
 
-    def prepare() -> Any:
+    def prepare() -> PushSigning:
         from trustkit.ops import PreparedSigning
 
-        display.line(f"Content trust: preparing to sign {target.familiar}:{target.tag}")
-        return PreparedSigning(ctx.trust_session(target), target.tag)
+        display.line(f"Content trust: preparing to sign {target.familiar}:{tag}")
+        return PreparedSigning(ctx.trust_session(target), tag)
 
     return prepare
 
 
 def _run(job: Callable[[], PushSummary], target: ImageReference, output_format: str, quiet: bool) -> None:
     from trustkit.errors import PushedNotSignedError
+    from trustkit.oci.push import PushSummary
 
     try:
         summary = job()
     except PushedNotSignedError as exc:
-        if output_format == "json" and exc.summary is not None:
+        if output_format == "json" and isinstance(exc.summary, PushSummary):
             emit_json({**exc.summary.to_json(), "signed": False, "error": str(exc)})
         raise
     _report(summary, target, output_format, quiet)
@@ -196,11 +200,12 @@ def push(ctx: Context, source: str, image: str, sign_flag: bool, disable_content
     before anything is uploaded, and the tag is signed with the manifest's digest and size.
     If signing fails after the push, the command fails and says the image is NOT signed.
     """
+    from trustkit.errors import SourceError
     from trustkit.oci.push import push_image
     from trustkit.oci.registry import connect
-    from trustkit.oci.sources import DockerArchiveSource, OCILayoutSource, RegistrySource, parse_source
+    from trustkit.oci.sources import RegistrySource, parse_source
 
-    target = _target(image)
+    target, target_tag = _target(image)
     spec = parse_source(source)
     enabled = _signing_enabled(sign_flag, disable_content_trust)
     display = _Display(quiet or output_format == "json")
@@ -211,32 +216,39 @@ def push(ctx: Context, source: str, image: str, sign_flag: bool, disable_content
 
             display(PushEvent(kind, digest, detail=detail))
 
-        if spec.kind == "oci":
-            image_source: Any = OCILayoutSource(spec.path, spec.ref)  # type: ignore[arg-type]
-        elif spec.kind == "docker-archive":
-            image_source = DockerArchiveSource(spec.path, spec.ref, cache=cache,  # type: ignore[arg-type]
-                                               progress=source_progress)
-        else:
-            assert spec.reference is not None
-            if spec.reference.registry == target.registry:
-                origin_client = None
-            else:
-                origin_client = connect(spec.reference.registry, insecure_registries=insecure_registries,
-                                        pool=max_concurrent_uploads)
-            image_source = None
+        image_source = _file_source(spec, cache, source_progress)
+        remote = spec.reference  # docker://IMAGE: read from a registry
+        origin_client = None
+        if remote is not None and remote.registry != target.registry:
+            origin_client = connect(remote.registry, insecure_registries=insecure_registries,
+                                    pool=max_concurrent_uploads)
         try:
             client = connect(target.registry, insecure_registries=insecure_registries, pool=max_concurrent_uploads)
             if chunk_size is not None:
                 client.chunk_threshold = client.chunk_size = chunk_size
-            if image_source is None:
-                image_source = RegistrySource(origin_client or client, spec.reference)  # type: ignore[arg-type]
+            if remote is not None:
+                image_source = RegistrySource(origin_client or client, remote)
+            if image_source is None:  # parse_source gives every source a path or a reference
+                raise SourceError(f"{source!r} names no image to push")
             display.line(f"The push refers to repository [{target.name}]")
-            _run(lambda: push_image(image_source, target, client, signing=_signing(ctx, target, enabled, display),
+            _run(lambda: push_image(image_source, target, client,
+                                    signing=_signing(ctx, target, target_tag, enabled, display),
                                     max_concurrent_uploads=max_concurrent_uploads, progress=display, cache=cache),
                  target, output_format, quiet)
         finally:
             if image_source is not None:
                 image_source.close()
+
+
+def _file_source(spec: SourceSpec, cache: BlobLocationCache, progress: SourceProgress) -> ImageSource | None:
+    """The ``oci:DIR`` or ``docker-archive:FILE`` source, opened; None for ``docker://IMAGE``."""
+    from trustkit.oci.sources import DockerArchiveSource, OCILayoutSource
+
+    if spec.path is None:
+        return None
+    if spec.kind == "oci":
+        return OCILayoutSource(spec.path, spec.ref)
+    return DockerArchiveSource(spec.path, spec.ref, cache=cache, progress=progress)
 
 
 @click.command("tag")
@@ -258,11 +270,11 @@ def tag(ctx: Context, source_image: str, image: str, sign_flag: bool, disable_co
     source = parse(source_image)
     if source.tag is None and source.digest is None:
         raise click.UsageError(f"give the source as IMAGE:TAG or IMAGE@sha256:... (got {source_image!r})")
-    target = _target(image)
+    target, target_tag = _target(image)
     enabled = _signing_enabled(sign_flag, disable_content_trust)
     display = _Display(quiet or output_format == "json")
     with display, connect(target.registry, insecure_registries=insecure_registries) as client:
-        _run(lambda: tag_image(client, source, target, signing=_signing(ctx, target, enabled, display),
+        _run(lambda: tag_image(client, source, target, signing=_signing(ctx, target, target_tag, enabled, display),
                                progress=display, cache=_cache()), target, output_format, quiet)
 
 
