@@ -17,6 +17,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,10 +36,17 @@ MAX_DEPTH = 64
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise EncodingError(f'duplicate key "{dup}"')
+        raise EncodingError(f'duplicate key "{_first_repeated(k for k, _ in pairs)}"')
     return obj
+
+
+def _first_repeated(keys: Iterable[str]) -> str | None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
 
 
 def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
