@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -42,7 +42,6 @@ from trustkit.client.http import (
 from trustkit.encoding import loads_strict
 from trustkit.errors import (
     EncodingError,
-    InvalidReferenceError,
     KeyFormatError,
     MetadataError,
     NetworkError,
@@ -53,8 +52,16 @@ from trustkit.errors import (
     TrustkitError,
 )
 from trustkit.keys.public import PublicKey
+from trustkit.notary_api import (
+    ERROR_CODES,
+    changefeed_path,
+    key_file,
+    metadata_file,
+    role_path,
+    settings_path,
+    tuf_path,
+)
 from trustkit.reference import is_loopback_host
-from trustkit.roles import SNAPSHOT, TIMESTAMP, role_name_problem
 
 __all__ = [
     "DOCKER_HUB_NOTARY",
@@ -68,8 +75,6 @@ DOCKER_HUB_NOTARY = "https://notary.docker.io"
 #: A server key or a changefeed page is small; cap what we buffer.
 _KEY_BODY_LIMIT = 64 * 1024
 _CHANGEFEED_LIMIT = 16 * 1024 * 1024
-_CHECKSUM_LENGTHS = (64, 96, 128)
-_HEX = frozenset("0123456789abcdef")  # sha256 / sha384 / sha512 hex, the server's route accepts all
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,54 +144,57 @@ def make_http_client(
 # The client
 
 
-def _quote_gun(gun: str) -> str:
-    if not isinstance(gun, str) or not gun or len(gun) > 255 + 64:
-        raise InvalidReferenceError(f"{gun!r} is not a repository name (GUN)")
-    segments = gun.split("/")
-    if any(s in ("", ".", "..") for s in segments) or "*" in gun or any(ord(c) < 0x21 for c in gun):
-        raise InvalidReferenceError(f'"{gun[:100]}" is not a usable repository name (GUN)')
-    return "/".join(quote(s, safe=":") for s in segments)
+def _invalid_update(message: str, detail: Any, gun: str) -> str:
+    name = msg = ""
+    if isinstance(detail, dict):
+        name = str(detail.get("Name") or "")
+        error = detail.get("Error")
+        if isinstance(error, dict):
+            msg = str(error.get("Msg") or "")
+    text = f"the trust server rejected the update of {gun}"
+    if name or msg:
+        text += ": " + (f"{msg} ({name})" if name and msg else msg or name)
+    return text
 
 
-def _quote_role(role: str) -> str:
-    problem = role_name_problem(role)
-    if problem:
-        raise MetadataError(problem)
-    return "/".join(quote(s, safe="") for s in role.split("/"))
+def _malformed(message: str, detail: Any, gun: str) -> str:
+    return f"the trust server refused the upload for {gun} as malformed: {message}"
+
+
+def _quoted_role(detail: Any) -> str:
+    return f' "{detail}"' if isinstance(detail, str) and detail else ""
+
+
+def _in_parentheses(detail: Any) -> str:
+    return f" ({detail})" if isinstance(detail, str) and detail else ""
+
+
+def _after_colon(detail: Any) -> str:
+    return f": {detail}" if isinstance(detail, str) and detail else ""
+
+
+#: What a notary error code (notary_api.ERROR_CODES) means for the user: (message, detail, gun) -> text.
+_HINTS: dict[str, Callable[[str, Any, str], str]] = {
+    "VERSION": lambda message, detail, gun: (f"the trust server already has a newer version of {gun} "
+                                             "(someone published meanwhile); run the command again"),
+    "INVALID_UPDATE": _invalid_update,
+    "MALFORMED_JSON": lambda message, detail, gun: f"the trust server could not parse the metadata sent for {gun}",
+    "MALFORMED_UPLOAD": _malformed,
+    "NO_FILENAME": _malformed,
+    "INVALID_ROLE": lambda message, detail, gun: (f"the trust server does not accept role{_quoted_role(detail)} "
+                                                  f"for {gun}"),
+    "INVALID_GUN": lambda message, detail, gun: (f"the trust server does not serve repository "
+                                                 f"{gun}{_in_parentheses(detail)}"),
+    "INVALID_PARAMETERS": lambda message, detail, gun: (f"the trust server refused the request parameters for {gun}"
+                                                        f"{_after_colon(detail)}"),
+}
+assert set(_HINTS) <= set(ERROR_CODES)
 
 
 def _human_code_message(code: str, message: str, detail: Any, gun: str) -> str:
     """What a notary error code means for the user (wire spec §7.6)."""
-    if code == "VERSION":
-        return (
-            f"the trust server already has a newer version of {gun} "
-            "(someone published meanwhile); run the command again"
-        )
-    if code == "INVALID_UPDATE":
-        name = msg = ""
-        if isinstance(detail, dict):
-            name = str(detail.get("Name") or "")
-            error = detail.get("Error")
-            if isinstance(error, dict):
-                msg = str(error.get("Msg") or "")
-        text = f"the trust server rejected the update of {gun}"
-        if name or msg:
-            text += ": " + (f"{msg} ({name})" if name and msg else msg or name)
-        return text
-    if code == "MALFORMED_JSON":
-        return f"the trust server could not parse the metadata sent for {gun}"
-    if code in ("MALFORMED_UPLOAD", "NO_FILENAME"):
-        return f"the trust server refused the upload for {gun} as malformed: {message}"
-    if code == "INVALID_ROLE":
-        role = f' "{detail}"' if isinstance(detail, str) and detail else ""
-        return f"the trust server does not accept role{role} for {gun}"
-    if code == "INVALID_GUN":
-        extra = f" ({detail})" if isinstance(detail, str) and detail else ""
-        return f"the trust server does not serve repository {gun}{extra}"
-    if code == "INVALID_PARAMETERS":
-        extra = f": {detail}" if isinstance(detail, str) and detail else ""
-        return f"the trust server refused the request parameters for {gun}{extra}"
-    return f"the trust server refused the request for {gun}: {message or code}"
+    hint = _HINTS.get(code)
+    return hint(message, detail, gun) if hint else f"the trust server refused the request for {gun}: {message or code}"
 
 
 class NotaryClient:
@@ -212,7 +220,7 @@ class NotaryClient:
         self.client = client
         self.retries = retries
         self._sleep = sleep
-        self._tuf = f"{self.base_url}/v2/{_quote_gun(gun)}/_trust/tuf/"
+        self._tuf = f"{self.base_url}/v2/{tuf_path(gun)}"
 
     # ---- API
 
@@ -246,19 +254,7 @@ class NotaryClient:
                 that), or a 5xx.
             NetworkError, NotAuthorizedError, ServerRejectedError: see :meth:`_status_error`.
         """
-        name = _quote_role(role)
-        if checksum is not None and version is not None:
-            raise ValueError("pass checksum or version, not both")
-        if checksum is not None:
-            if len(checksum) not in _CHECKSUM_LENGTHS or not set(checksum) <= _HEX:
-                raise MetadataError(f"checksum {checksum[:140]!r} is not lowercase hex of a sha256/384/512 digest")
-            file = f"{name}.{checksum}.json"
-        elif version is not None:
-            if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-                raise MetadataError(f"version {version!r} is not a non-negative integer")
-            file = f"{version}.{name}.json"
-        else:
-            file = f"{name}.json"
+        file = metadata_file(role, checksum=checksum, version=version)
         return self._call("GET", self._tuf + file, what=f"{role}.json of {self.gun}", max_size=max_size,
                           missing_ok=True, push=False)
 
@@ -280,7 +276,7 @@ class NotaryClient:
             raise ValueError("nothing to publish")
         parts = []
         for role, data in files.items():
-            _quote_role(role)  # validates
+            role_path(role)  # validates
             if not isinstance(data, bytes | bytearray):
                 raise TypeError(f"the {role} file must be bytes")
             parts.append(("files", (role, bytes(data), "application/octet-stream")))
@@ -294,7 +290,7 @@ class NotaryClient:
 
     def changefeed(self, change_id: str = "0", records: int = 100) -> dict[str, Any]:
         """One page of the GUN's changefeed: ``{"count": N, "records": [...] | null}``."""
-        url = f"{self.base_url}/v2/{_quote_gun(self.gun)}/_trust/changefeed"
+        url = f"{self.base_url}/v2/{changefeed_path(self.gun)}"
         body = self._call("GET", url, what=f"the changefeed of {self.gun}", max_size=_CHANGEFEED_LIMIT,
                           params={"change_id": change_id, "records": str(records)}, push=False)
         assert body is not None
@@ -309,7 +305,7 @@ class NotaryClient:
     def settings(self) -> dict[str, Any]:
         """Repository settings on a trustkit server (``{"immutable": bool}``); a notary-server
         has none, which reads as the defaults."""
-        url = f"{self.base_url}/v2/{_quote_gun(self.gun)}/_trust/settings"
+        url = f"{self.base_url}/v2/{settings_path(self.gun)}"
         body = self._call("GET", url, what=f"the settings of {self.gun}", max_size=ERROR_BODY_LIMIT,
                           push=False, missing_ok=True)
         if body is None:
@@ -324,7 +320,7 @@ class NotaryClient:
 
     def set_settings(self, settings: Mapping[str, Any]) -> None:
         """Change repository settings (needs the admin scope on a trustkit server)."""
-        url = f"{self.base_url}/v2/{_quote_gun(self.gun)}/_trust/settings"
+        url = f"{self.base_url}/v2/{settings_path(self.gun)}"
         try:
             self._call("PUT", url, what=f"changing the settings of {self.gun}", max_size=ERROR_BODY_LIMIT,
                        push=True, content=json.dumps(dict(settings)).encode(),
@@ -336,10 +332,9 @@ class NotaryClient:
     # ---- internals
 
     def _key(self, method: str, role: str) -> PublicKey:
-        if role not in (TIMESTAMP, SNAPSHOT):
-            raise TrustkitError(f'the trust server manages only the snapshot and timestamp keys, not "{role}"')
+        file = key_file(role)
         action = "rotating" if method == "POST" else "fetching"
-        body = self._call(method, f"{self._tuf}{role}.key", what=f"{action} the {role} key of {self.gun}",
+        body = self._call(method, self._tuf + file, what=f"{action} the {role} key of {self.gun}",
                           max_size=_KEY_BODY_LIMIT, push=True)
         assert body is not None
         try:
