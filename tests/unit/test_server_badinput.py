@@ -455,10 +455,17 @@ def test_version_url_forms(repo: Repo, name: str) -> None:
     assert_refused(repo, send, 404, "METADATA_NOT_FOUND")
 
 
+def _one_letter_upper(hex_digest: str) -> str:
+    """The digest with its first letter upper-case: always differs from it (the first ten
+    characters upper-cased did not when they were all digits)."""
+    at = next(i for i, ch in enumerate(hex_digest) if ch in "abcdef")
+    return hex_digest[:at] + hex_digest[at].upper() + hex_digest[at + 1:]
+
+
 def checksum_urls() -> list[tuple[str, Callable[[bytes], str]]]:
     return [
         ("upper-case", lambda data: hashlib.sha256(data).hexdigest().upper()),
-        ("mixed-case", lambda data: hashlib.sha256(data).hexdigest()[:10].upper() + hashlib.sha256(data).hexdigest()[10:]),
+        ("mixed-case", lambda data: _one_letter_upper(hashlib.sha256(data).hexdigest())),
         ("too-short", lambda data: hashlib.sha256(data).hexdigest()[:-1]),
         ("too-long", lambda data: hashlib.sha256(data).hexdigest() + "0"),
         ("sha512-length", lambda data: hashlib.sha512(data).hexdigest()),
