@@ -166,7 +166,7 @@ def run() -> Result:
     scratch = Path(tempfile.mkdtemp(prefix="trustkit-bench-server-"))
     try:
         with peers.NotaryServer(scratch / "notary-server") as notary:
-            tls = (notary.workdir / "tls.crt", notary.workdir / "tls.key")  # type: ignore[operator]
+            tls = (scratch / "notary-server" / "tls.crt", scratch / "notary-server" / "tls.key")  # its TLS pair
             with peers.TrustkitServer(scratch / "trustkit-1", tls=tls) as tk1, \
                     peers.TrustkitServer(scratch / "trustkit-2", tls=tls, extra_args=["--workers", "2"]) as tk2:
                 servers = [Server("notary-server", notary.url, notary.ca_path, notary.host_port),
@@ -263,7 +263,7 @@ def profile(server: peers.TrustkitServer, url: str, scratch: Path) -> list[str]:
     if spy is None:
         return [("no profile: py-spy is not on PATH (`pip install py-spy`, then rerun) to see where the "
                 "one-worker server spends its time")]
-    pid = server._proc.pid  # type: ignore[union-attr]
+    pid = server.pid
     raw = scratch / "py-spy.txt"
     log(f"py-spy on the one-worker server (pid {pid}) during wrk of targets.json")
     recorder = subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(WRK_SECONDS), "-r", "250", "-f", "raw",

@@ -62,7 +62,9 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
+from typing import IO, Any
 
 import httpx
 from cryptography import x509
@@ -165,7 +167,8 @@ def free_port() -> int:
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def make_tls(directory: str | os.PathLike[str], *, days: int = 30) -> tuple[Path, Path]:
@@ -251,7 +254,7 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _run(
+def run_command(
     argv: list[str],
     *,
     env: Mapping[str, str],
@@ -262,11 +265,6 @@ def _run(
     what: str,
 ) -> subprocess.CompletedProcess[str]:
     """Run a peer command with stdin closed (or fed ``input``), capturing text output."""
-    kwargs: dict[str, object] = {}
-    if input is None:
-        kwargs["stdin"] = subprocess.DEVNULL  # a prompt must fail, not hang the test run
-    else:
-        kwargs["input"] = input
     result = subprocess.run(
         argv,
         env=dict(env),
@@ -276,7 +274,9 @@ def _run(
         text=True,
         encoding="utf-8",
         errors="replace",
-        **kwargs,  # type: ignore[arg-type]
+        input=input,
+        stdin=subprocess.DEVNULL if input is None else None,  # a prompt must fail, not hang the test run
+        check=False,  # `check` below raises with the command's output
     )
     if check and result.returncode != 0:
         raise PeerCommandFailed(
@@ -329,7 +329,7 @@ class NotaryServer:
         self.workdir: Path | None = None
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file = None
+        self._log_file: IO[bytes] | None = None
 
     # -- public attributes ------------------------------------------------------------------
 
@@ -344,34 +344,31 @@ class NotaryServer:
 
     @property
     def ca_path(self) -> Path:
-        self._require_started()
-        return self.workdir / "tls.crt"  # type: ignore[operator]
+        return self._require_started() / "tls.crt"
 
     @property
     def log_path(self) -> Path:
-        self._require_started()
-        return self.workdir / "notary-server.log"  # type: ignore[operator]
+        return self._require_started() / "notary-server.log"
 
     @property
     def config_path(self) -> Path:
-        self._require_started()
-        return self.workdir / "server.json"  # type: ignore[operator]
+        return self._require_started() / "server.json"
 
     def ssl_context(self) -> ssl.SSLContext:
         """An SSL context that trusts only this server's certificate."""
         return ssl.create_default_context(cafile=str(self.ca_path))
 
-    def client(self, **kwargs: object) -> httpx.Client:
+    def client(self, **kwargs: Any) -> httpx.Client:
         """An ``httpx.Client`` with ``base_url=self.url`` verifying against the server's CA.
 
         (httpx 0.28 deprecates ``verify=<path>``, hence the SSL context.)
         """
-        return httpx.Client(base_url=self.url, verify=self.ssl_context(), **kwargs)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.url, verify=self.ssl_context(), **kwargs)
 
-    def get(self, path: str, **kwargs: object) -> httpx.Response:
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
         """One GET against the server (a new connection each time; fine for tests)."""
         with self.client() as c:
-            return c.get(path, **kwargs)  # type: ignore[arg-type]
+            return c.get(path, **kwargs)
 
     def metadata_path(self, gun: str, role_file: str) -> str:
         """URL path of a TUF file, e.g. ``metadata_path(gun, "targets/releases.json")``."""
@@ -392,10 +389,10 @@ class NotaryServer:
     def start(self) -> None:
         if self._proc is not None:
             raise PeerError("notary-server already started")
-        if self._own_workdir:
+        if self._workdir_arg is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="trustkit-notary-server-"))
         else:
-            self.workdir = Path(self._workdir_arg)  # type: ignore[arg-type]
+            self.workdir = Path(self._workdir_arg)
             self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             make_tls(self.workdir)
@@ -421,9 +418,11 @@ class NotaryServer:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _require_started(self) -> None:
+    def _require_started(self) -> Path:
+        """The work folder of the started server."""
         if self.workdir is None or self.port is None:
             raise PeerError("notary-server is not started (use it as a context manager)")
+        return self.workdir
 
     def _write_config(self) -> None:
         config: dict[str, object] = {
@@ -568,7 +567,7 @@ class NotaryCLI:
         ``input="yes\\n"``, see the module docstring). With ``check`` a non-zero exit raises
         :class:`PeerCommandFailed` carrying stdout and stderr.
         """
-        return _run(
+        return run_command(
             self.argv(*map(str, args)),
             env=self.env,
             cwd=cwd if cwd is not None else self.cwd,
@@ -653,7 +652,7 @@ class DockerCLI:
         cwd: str | os.PathLike[str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``docker *args`` (stdin closed unless ``input``); see :meth:`NotaryCLI.run`."""
-        return _run(
+        return run_command(
             self.argv(*map(str, args)),
             env=self.env,
             cwd=cwd if cwd is not None else self.cwd,
@@ -713,7 +712,7 @@ class TrustkitCLI:
     def run(self, *args: str | os.PathLike[str], check: bool = True,
             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``trustkit *args``; with ``check`` a non-zero exit raises with stdout/stderr."""
-        return _run([*self.argv0, *map(str, args)], env=self.env, cwd=None,
+        return run_command([*self.argv0, *map(str, args)], env=self.env, cwd=None,
                     timeout=timeout if timeout is not None else self.timeout, input=None, check=check,
                     what="trustkit")
 
@@ -769,12 +768,17 @@ class TrustkitServer:
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_path))
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=30.0, **kwargs)  # type: ignore[arg-type]
+    @property
+    def pid(self) -> int | None:
+        """The server process's ID while it runs (for a profiler or /proc)."""
+        return self._proc.pid if self._proc is not None else None
 
-    def get(self, path: str, **kwargs: object) -> httpx.Response:
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=30.0, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
         with self.client() as client:
-            return client.get(path, **kwargs)  # type: ignore[arg-type]
+            return client.get(path, **kwargs)
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log_path, lines)
@@ -875,7 +879,7 @@ class Registry:
         self.workdir: Path | None = None
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file = None
+        self._log_file: IO[bytes] | None = None
 
     @property
     def host_port(self) -> str:
@@ -889,23 +893,28 @@ class Registry:
 
     @property
     def storage_dir(self) -> Path:
-        return self.workdir / "storage"  # type: ignore[operator]
+        return self._folder() / "storage"
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / "registry.log"  # type: ignore[operator]
+        return self._folder() / "registry.log"
 
     @property
     def ca_path(self) -> Path:
-        return self.workdir / "tls.crt"  # type: ignore[operator]
+        return self._folder() / "tls.crt"
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        verify: object = ssl.create_default_context(cafile=str(self.ca_path)) if self.tls else True
-        return httpx.Client(base_url=self.url, verify=verify, timeout=10.0, **kwargs)  # type: ignore[arg-type]
+    def _folder(self) -> Path:
+        if self.workdir is None:
+            raise PeerError("docker-registry is not started (use it as a context manager)")
+        return self.workdir
 
-    def get(self, path: str, **kwargs: object) -> httpx.Response:
+    def client(self, **kwargs: Any) -> httpx.Client:
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(self.ca_path)) if self.tls else True
+        return httpx.Client(base_url=self.url, verify=verify, timeout=10.0, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
         with self.client() as c:
-            return c.get(path, **kwargs)  # type: ignore[arg-type]
+            return c.get(path, **kwargs)
 
     def manifest_status(self, repository: str, reference: str, *, auth: tuple[str, str] | None = None) -> int:
         accept = ", ".join(["application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
@@ -932,10 +941,10 @@ class Registry:
     def start(self) -> None:
         if self._proc is not None:
             raise PeerError("docker-registry already started")
-        if self._own_workdir:
+        if self._workdir_arg is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="trustkit-registry-"))
         else:
-            self.workdir = Path(self._workdir_arg).absolute()  # type: ignore[arg-type]
+            self.workdir = Path(self._workdir_arg).absolute()
             self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             if self.tls:
@@ -961,7 +970,7 @@ class Registry:
     def _config(self) -> dict[str, object]:
         http: dict[str, object] = {"addr": self.host_port}
         if self.tls:
-            http["tls"] = {"certificate": str(self.workdir / "tls.crt"), "key": str(self.workdir / "tls.key")}  # type: ignore[operator]
+            http["tls"] = {"certificate": str(self._folder() / "tls.crt"), "key": str(self._folder() / "tls.key")}
         config: dict[str, object] = {
             "version": 0.1,
             "log": {"level": "info", "accesslog": {"disabled": True}},
@@ -973,7 +982,7 @@ class Registry:
         return config
 
     def _launch_and_wait(self, *, last_attempt: bool) -> bool:
-        config_path = self.workdir / "config.yml"  # type: ignore[operator]
+        config_path = self._folder() / "config.yml"
         config_path.write_text(json.dumps(self._config(), indent=2) + "\n", encoding="utf-8")
         if self._log_file is not None:
             self._log_file.close()
@@ -1064,19 +1073,20 @@ class CountingProxy:
     def _accept(self) -> None:
         import threading
 
-        while not self._stopped:
+        listening = self._server
+        while not self._stopped and listening is not None:
             try:
-                client, _ = self._server.accept()  # type: ignore[union-attr]
+                client, _ = listening.accept()
             except OSError:
                 return
             thread = threading.Thread(target=self._serve, args=(client,), daemon=True)
             thread.start()
 
     @staticmethod
-    def _read_head(stream: object) -> bytes | None:
+    def _read_head(stream: IO[bytes]) -> bytes | None:
         lines = []
         while True:
-            line = stream.readline(65537)  # type: ignore[attr-defined]
+            line = stream.readline(65537)
             if not line:
                 return None
             lines.append(line)
@@ -1084,7 +1094,7 @@ class CountingProxy:
                 return b"".join(lines)
 
     @staticmethod
-    def _copy_body(stream: object, out: socket.socket, head: bytes, *, bodiless: bool) -> None:
+    def _copy_body(stream: IO[bytes], out: socket.socket, head: bytes, *, bodiless: bool) -> None:
         headers = {}
         for line in head.split(b"\r\n")[1:]:
             if b":" in line:
@@ -1094,10 +1104,10 @@ class CountingProxy:
             return
         if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
             while True:
-                size_line = stream.readline()  # type: ignore[attr-defined]
+                size_line = stream.readline()
                 out.sendall(size_line)
                 size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                data = stream.read(size + 2)  # type: ignore[attr-defined]
+                data = stream.read(size + 2)
                 out.sendall(data)
                 if size == 0:
                     # trailers end with an empty line; the read above took the CRLF
@@ -1105,7 +1115,7 @@ class CountingProxy:
             return
         length = int(headers.get(b"content-length", b"0") or 0)
         while length > 0:
-            data = stream.read(min(length, 1 << 16))  # type: ignore[attr-defined]
+            data = stream.read(min(length, 1 << 16))
             if not data:
                 raise ConnectionError("short body")
             out.sendall(data)
@@ -1149,10 +1159,8 @@ class CountingProxy:
             return
         finally:
             for s in (from_client, from_upstream, client, upstream):
-                try:
+                with suppress(OSError):
                     s.close()
-                except OSError:
-                    pass
 
 
 # --------------------------------------------------------------------------------------------

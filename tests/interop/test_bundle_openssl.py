@@ -53,7 +53,7 @@ class OpenSSL:
         (workdir / "ext.cnf").write_text(EXTENSIONS)
 
     def run(self, *args: str | Path) -> None:
-        peers._run([self.binary, *map(str, args)], env={"PATH": "/usr/bin:/bin"}, cwd=self.workdir, timeout=60,
+        peers.run_command([self.binary, *map(str, args)], env={"PATH": "/usr/bin:/bin"}, cwd=self.workdir, timeout=60,
                    input=None, check=True, what="openssl")
 
     def key(self, path: Path, algorithm: str = "ec") -> Path:
@@ -79,15 +79,15 @@ class CA:
         cert = folder / "ca.pem"
         openssl.run("req", "-x509", "-new", "-key", key, "-out", cert, "-days", "3650", "-subj", f"/CN={name}",
                     "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        return cls(openssl, folder, cert, key)._database()
+        return cls(openssl, folder, cert, key).with_database()
 
     def intermediate(self, name: str) -> CA:
         folder = self.openssl.workdir / name
         folder.mkdir()
         cert, key = self.issue(folder, name, "intermediate")
-        return CA(self.openssl, folder, cert, key)._database()
+        return CA(self.openssl, folder, cert, key).with_database()
 
-    def _database(self) -> CA:
+    def with_database(self) -> CA:
         (self.folder / "index.txt").write_text("")
         (self.folder / "serial").write_text("1000\n")
         (self.folder / "new").mkdir()
