@@ -23,3 +23,13 @@ def test_every_import_in_the_readme_examples_resolves():
                     assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
                     imported.append(f"{node.module}.{alias.name}")
     assert "trustkit.ops.sign_tags" in imported and "trustkit.client.NotaryClient" in imported
+
+
+def test_the_package_says_it_is_typed():
+    """PEP 561: type checkers read trustkit's own hints only when py.typed ships with it."""
+    import tomllib
+    from importlib.resources import files
+
+    assert files("trustkit").joinpath("py.typed").is_file()
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["trustkit"]
