@@ -35,7 +35,7 @@ def cli(ctx: click.Context, trust_dir: str | None, server_url: str | None, tls_c
 
 
 def _register() -> None:
-    from trustkit.cli import delegation, server, trustcmds
+    from trustkit.cli import delegation, mirror, server, trustcmds
     from trustkit.cli import push as push_commands
     from trustkit.cli.keys import key
     from trustkit.cli.metadata import metadata
@@ -43,7 +43,8 @@ def _register() -> None:
     key.add_command(delegation.key_rotate)
     cli.add_command(key)
     cli.add_command(metadata)
-    for command in trustcmds.COMMANDS + delegation.COMMANDS + server.COMMANDS + push_commands.COMMANDS:
+    for command in (trustcmds.COMMANDS + delegation.COMMANDS + server.COMMANDS + push_commands.COMMANDS
+                    + mirror.COMMANDS):
         cli.add_command(command)
 
 
