@@ -9,9 +9,9 @@ import json
 import shutil
 from pathlib import Path
 
-import peers
 import pytest
 
+import peers
 from trustkit.metadata import Metadata
 
 pytestmark = pytest.mark.interop
@@ -64,8 +64,9 @@ def mirror_cli(tmp_path: Path, source, destination, name: str = "mirror") -> pee
 
 
 def run_mirror(cli: peers.TrustkitCLI, trust_dir: Path, source, destination, *args: str, check: bool = True):
-    return cli.run("--trust-dir", trust_dir, "mirror", GUN, "--from", source.url, "--to", destination.url, *args,
-                   check=check)
+    return cli.run(
+        "--trust-dir", trust_dir, "mirror", GUN, "--from", source.url, "--to", destination.url, *args, check=check
+    )
 
 
 # ---- the sources: published by the notary CLI, and by trustkit (docker's layout)
@@ -106,8 +107,13 @@ def publish_with_trustkit(source, tmp_path: Path) -> dict[str, object]:
     docker = peers.DockerCLI(tmp_path / "docker", source)
     assert docker_tags(docker) == {"v1", "v2"}
     assert root_version(source) == 2
-    return {"owner": owner, "early_notary": early_notary, "early_trustkit": early_trustkit, "docker": docker,
-            "trust_dir": owner.trust_dir}
+    return {
+        "owner": owner,
+        "early_notary": early_notary,
+        "early_trustkit": early_trustkit,
+        "docker": docker,
+        "trust_dir": owner.trust_dir,
+    }
 
 
 # ---- the three directions
@@ -154,8 +160,9 @@ def test_notary_server_to_trustkit_server(notary_server, trustkit_server, notary
     admin.run("add", GUN, "v3", made["artifact"], "-p")
     assert notary_tags(early) == {"v1", "v2", "v3"}
 
-    again = run_mirror(mirror_cli(tmp_path, source, destination, "again"), made["trust_dir"], source, destination,
-                       check=False)
+    again = run_mirror(
+        mirror_cli(tmp_path, source, destination, "again"), made["trust_dir"], source, destination, check=False
+    )
     assert again.returncode == 1 and "someone published to the destination" in again.stderr, again.stderr
 
 
@@ -170,8 +177,9 @@ def test_trustkit_server_to_notary_server(trustkit_server, notary_server, tmp_pa
     again = run_mirror(cli, made["trust_dir"], source, destination)
     assert "up to date" in again.stdout, again.stdout
 
-    early_notary = peers.NotaryCLI(made["early_notary"].trust_dir, destination,
-                                   config_path=tmp_path / "early-dest.json")
+    early_notary = peers.NotaryCLI(
+        made["early_notary"].trust_dir, destination, config_path=tmp_path / "early-dest.json"
+    )
     assert notary_tags(early_notary) == {"v1", "v2"}
     early_trustkit = peers.TrustkitCLI(made["early_trustkit"].config_dir, destination)
     assert early_trustkit.run("verify", f"{GUN}:v2").stdout.split()[1] == DIGEST_B
@@ -197,8 +205,9 @@ def test_trustkit_server_to_trustkit_server(trustkit_server, tmp_path):
 
         early_trustkit = peers.TrustkitCLI(made["early_trustkit"].config_dir, destination)
         assert early_trustkit.run("verify", f"{GUN}:v3").stdout.split()[1] == DIGEST_A
-        early_notary = peers.NotaryCLI(made["early_notary"].trust_dir, destination,
-                                       config_path=tmp_path / "early-dest.json")
+        early_notary = peers.NotaryCLI(
+            made["early_notary"].trust_dir, destination, config_path=tmp_path / "early-dest.json"
+        )
         assert notary_tags(early_notary) == {"v1", "v2", "v3"}
         docker = peers.DockerCLI(made["docker"].config_dir, destination)
         assert docker_tags(docker) == {"v1", "v2", "v3"}
