@@ -211,3 +211,39 @@ def test_trustkit_server_to_trustkit_server(trustkit_server, tmp_path):
         assert notary_tags(early_notary) == {"v1", "v2", "v3"}
         docker = peers.DockerCLI(made["docker"].config_dir, destination)
         assert docker_tags(docker) == {"v1", "v2", "v3"}
+
+
+def test_all_mirrors_every_live_repository_of_the_sources_catalog(notary_server, trustkit_server, notary_cli, tmp_path):
+    source, destination = notary_server, trustkit_server
+    admin = notary_cli(trust_dir=tmp_path / "admin", server=source)
+    artifact = tmp_path / "artifact"
+    artifact.write_bytes(b"catalog artifact\n")
+    names = [f"127.0.0.1:5999/team/{name}" for name in ("one", "two", "gone")]
+    for gun in names:
+        admin.run("init", gun, "-p")
+        admin.run("add", gun, "v1", artifact, "-p")
+    admin.run("delete", names[2], "--remote")
+
+    cli = mirror_cli(tmp_path, source, destination)
+    result = cli.run(
+        "--trust-dir",
+        admin.trust_dir,
+        "mirror",
+        "--all",
+        "--from",
+        source.url,
+        "--to",
+        destination.url,
+        "--format",
+        "json",
+    )
+    report = json.loads(result.stdout)
+    assert [(r["repository"], r["status"]) for r in report["repositories"]] == [
+        (names[0], "mirrored"),
+        (names[1], "mirrored"),
+    ], report
+    for gun in names[:2]:
+        assert served(destination, "targets", gun) == served(source, "targets", gun)
+        reader = peers.NotaryCLI(tmp_path / "reader", destination, config_path=tmp_path / "reader.json")
+        assert notary_tags(reader, gun) == {"v1"}
+    assert served(destination, "root", names[2]) is None
