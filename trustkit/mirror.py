@@ -105,7 +105,7 @@ def mirror_repository(
     current = destination.get(ROOT, max_size=MAX_ROOT_SIZE)
     have = 0 if current is None else Metadata.from_bytes(current, role=ROOT, max_size=MAX_ROOT_SIZE).signed.version
     result = MirrorResult(gun, MIRRORED if have == 0 else RESUMED, len(roots), have, dry_run=dry_run)
-    server_keys = _server_keys(destination, planner) if have or not dry_run else {}
+    server_keys = _server_keys(destination, planner, current) if have or not dry_run else {}
     if current is not None:
         planner.check_destination_root(current, server_keys)
     changed = planner.changed_roles(destination) if have else sorted(trusted.targets, key=_depth)
@@ -180,11 +180,20 @@ def source_roots(source: NotaryClient, trusted: TrustedSet) -> list[bytes]:
     return roots
 
 
-def _server_keys(destination: NotaryClient, planner: _Planner) -> dict[str, PublicKey]:
+def _server_keys(destination: NotaryClient, planner: _Planner, current: bytes | None) -> dict[str, PublicKey]:
     """The destination's timestamp key, and its snapshot key when some version needs one.  Before
-    a repository exists there, notary-server makes a new key on each call: ask once."""
-    keys = {TIMESTAMP: destination.get_key(TIMESTAMP)}
-    if planner.needs_server_snapshot():
+    a repository exists there, notary-server makes a new key on each call: ask once.  A resumed
+    mirror takes them from the root it published last, so every run plans the same roots."""
+    keys: dict[str, PublicKey] = {}
+    if current is not None:
+        root = Metadata.from_bytes(current, role=ROOT, max_size=MAX_ROOT_SIZE).signed
+        keys[TIMESTAMP] = root.keys[root.roles[TIMESTAMP].keyids[0]]
+        snapshot_ids = root.roles[SNAPSHOT].keyids
+        if not planner.holds(root, SNAPSHOT):  # the server's key, put there by this mirror
+            keys[SNAPSHOT] = root.keys[snapshot_ids[0]]
+    if TIMESTAMP not in keys:
+        keys[TIMESTAMP] = destination.get_key(TIMESTAMP)
+    if SNAPSHOT not in keys and planner.needs_server_snapshot():
         keys[SNAPSHOT] = destination.get_key(SNAPSHOT)
     return keys
 
@@ -231,6 +240,10 @@ class _Planner:
             if canonical in self._held:
                 out.append((listed, canonical))
         return out
+
+    def holds(self, root: Root, role: str) -> bool:
+        """Whether the store holds one of ``role``'s keys in ``root``."""
+        return bool(self._held_ids(root, role))
 
     def local_snapshot(self, version: int) -> bool:
         """Whether the user signs this version's snapshot (notary's default) rather than a server."""
