@@ -247,3 +247,18 @@ def test_all_mirrors_every_live_repository_of_the_sources_catalog(notary_server,
         reader = peers.NotaryCLI(tmp_path / "reader", destination, config_path=tmp_path / "reader.json")
         assert notary_tags(reader, gun) == {"v1"}
     assert served(destination, "root", names[2]) is None
+
+
+def test_notary_server_to_notary_server_with_the_owners_snapshot_key(notary_server, notary_cli, tmp_path):
+    """notary's layout end to end on notary-server: the snapshots of the first root versions are
+    signed with the owner's snapshot key, which notary-server checks against what it stores."""
+    source = notary_server
+    made = publish_with_notary(notary_cli, source, tmp_path)
+    with peers.NotaryServer(tmp_path / "destination") as destination:
+        done = run_mirror(mirror_cli(tmp_path, source, destination), made["trust_dir"], source, destination)
+        assert "mirrored" in done.stdout, done.stdout
+        check_copied(source, destination, ["targets"])
+        early = peers.NotaryCLI(made["early"].trust_dir, destination, config_path=tmp_path / "early-dest.json")
+        assert notary_tags(early) == {"v1", "v2"}
+        docker = peers.DockerCLI(made["docker"].config_dir, destination)
+        assert docker_tags(docker) == {"v1", "v2"}

@@ -127,7 +127,11 @@ def remember_old_root_keys(monkeypatch):
 
 def test_every_root_version_is_reissued_and_targets_are_copied_unchanged(tmp_path, source, destination):
     early_client = client_cache_at(tmp_path, source, "early")
-    result = mirror_repository(make_mirror(tmp_path, source, destination, key_store(tmp_path, source)), GUN)
+    steps: list[tuple[int, int]] = []
+    mirror = make_mirror(tmp_path, source, destination, key_store(tmp_path, source))
+    result = mirror_repository(mirror, GUN, progress=lambda done, total: steps.append((done, total)))
+    total = len(steps)  # one step per publish, the catch-up publishes included
+    assert steps == [(n, total) for n in range(1, total + 1)] and total > 4
 
     assert result.status == MIRRORED and result.source_root_version == 3 and result.destination_root_version == 0
     assert result.publishes[:4] == ["root v1 + targets + targets/releases", "root v2", "root v3", "root v4"]
