@@ -88,7 +88,8 @@ def mirror_repository(
     """Verify ``gun`` on the source, plan the destination's publishes, sign them and publish.
 
     Nothing is published unless every key needed is at hand and every planned root passes the
-    walks clients will make; the trusted cache ends up at the destination's data.
+    walks clients will make.  Afterwards a copy of the source's cache (an old client) must read
+    the destination and find the same targets and delegations.
 
     Raises:
         NoSigningKeyError: a root (or local snapshot) key the plan needs is not in the store.
@@ -120,18 +121,34 @@ def mirror_repository(
     if dry_run:
         result.publishes = steps + ([_catch_up_line(catch_up, trusted)] if catch_up else [])
         return result
-    total = len(steps) + catch_up
     publishes = planner.sign(versions, changed, server_keys, current, destination) if steps else []
-    for done, (files, line) in enumerate(zip(publishes, steps, strict=True), 1):
-        destination.publish(files)
-        result.publishes.append(line)
-        if progress is not None:
-            progress(done, total)
-    caught_up = planner.catch_up(destination, progress=lambda n: progress(len(steps) + n, total) if progress else None)
-    if caught_up:
-        result.publishes.append(_catch_up_line(caught_up, trusted))
+    result.publishes = _publish_all(planner, destination, list(zip(publishes, steps, strict=True)), catch_up, progress)
     _check_destination(mirror, destination, gun, trusted)
     return result
+
+
+def _publish_all(
+    planner: _Planner,
+    destination: NotaryClient,
+    publishes: list[tuple[dict[str, bytes], str]],
+    catch_up: int,
+    progress: Progress | None,
+) -> list[str]:
+    """Publish in order, then catch the timestamp up; returns a line per publish made."""
+    total = len(publishes) + catch_up
+    done: list[str] = []
+    for files, line in publishes:
+        destination.publish(files)
+        done.append(line)
+        if progress is not None:
+            progress(len(done), total)
+    steps = len(done)
+    caught_up = planner.catch_up(
+        destination, progress=None if progress is None else lambda n: progress(steps + n, max(total, steps + n))
+    )
+    if caught_up:
+        done.append(_catch_up_line(caught_up, planner.trusted))
+    return done
 
 
 def _catch_up_line(count: int, trusted: TrustedSet) -> str:
