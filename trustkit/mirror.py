@@ -42,13 +42,15 @@ from trustkit.notary_api import gun_problem
 from trustkit.roles import ROOT, SNAPSHOT, TIMESTAMP
 from trustkit.trust.trusted_set import MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedSet, TrustPinning
 
-#: Root versions a mirror walks; notary's own repositories have a handful.
+#: Root versions a mirror walks, and their bytes together; real repositories have a handful of ~2 KB.
 MAX_ROOT_VERSIONS = 1000
+MAX_ROOT_HISTORY_BYTES = 64 << 20
 #: Publishes of nothing new a mirror makes so the destination's timestamp passes the source's.
 MAX_CATCH_UP = 100_000
 #: Pages of the catalog changefeed read for ``--all`` (100 records each).
 MAX_CATALOG_PAGES = 10_000
 _CATALOG_PAGE = 100
+_CATALOG_PAGE_BYTES = 1 << 20  # 100 records are ~20 KB
 
 UP_TO_DATE = "up to date"
 MIRRORED = "mirrored"
@@ -178,7 +180,7 @@ def source_roots(source: NotaryClient, trusted: TrustedSet) -> list[bytes]:
     gun, latest = trusted.gun, trusted.root.signed.version
     if latest > MAX_ROOT_VERSIONS:
         raise VerificationError(f"{gun} has {latest} root versions; at most {MAX_ROOT_VERSIONS} are mirrored")
-    roots = []
+    roots: list[bytes] = []
     for version in range(1, latest):
         data = source.get(ROOT, version=version, max_size=MAX_ROOT_SIZE)
         if data is None:
@@ -187,6 +189,11 @@ def source_roots(source: NotaryClient, trusted: TrustedSet) -> list[bytes]:
                 hint="clients that cached that version could not follow the mirror",
             )
         roots.append(data)
+        if sum(map(len, roots)) > MAX_ROOT_HISTORY_BYTES:
+            raise VerificationError(
+                f"the root versions of {gun} on the source are more than {MAX_ROOT_HISTORY_BYTES} bytes together; "
+                "refusing to hold them"
+            )
     roots.append(trusted.root_data)
     try:
         chain = TrustedSet(roots[0], gun=gun, now=trusted.now)  # trusted only if it leads to the verified root
@@ -546,6 +553,8 @@ class CatalogClient(NotaryClient):
             yield from page
             if len(page) < _CATALOG_PAGE:
                 return
+            if page[-1]["ID"] == change_id:  # a server that does not move on would be read forever
+                raise ServerError(f"the catalog changefeed of {self.base_url} repeats itself after {change_id}")
             change_id = page[-1]["ID"]
         raise ServerError(
             f"the catalog changefeed of {self.base_url} has more than "
@@ -558,7 +567,7 @@ class CatalogClient(NotaryClient):
             "GET",
             url,
             what="reading the catalog changefeed",
-            max_size=16 << 20,
+            max_size=_CATALOG_PAGE_BYTES,
             params={"change_id": change_id, "records": str(_CATALOG_PAGE)},
             push=False,
         )

@@ -402,3 +402,18 @@ def test_cli_mirror_needs_repositories_or_all(tmp_path):
         cli, ["--trust-dir", str(tmp_path), "mirror", "x/y", "--from", "https://a.test", "--to", "https://a.test/"]
     )
     assert same.exit_code == 2 and "same server" in same.output
+
+
+def test_a_catalog_that_repeats_its_page_is_refused():
+    page = {"count": 100, "records": [record(i, f"example.com/app{i}") for i in range(1, 101)]}
+    with pytest.raises(ServerError, match="repeats itself"):
+        catalog([page, page, page]).repositories()
+
+
+def test_an_oversized_root_history_is_refused_before_it_is_parsed(tmp_path, source, destination, monkeypatch):
+    monkeypatch.setattr("trustkit.mirror.MAX_ROOT_HISTORY_BYTES", 3000)
+    source.serve("1.root.json", b" " * 2000)
+    source.serve("2.root.json", b" " * 2000)
+    with pytest.raises(VerificationError, match="more than 3000 bytes together"):
+        mirror_repository(make_mirror(tmp_path, source, destination, key_store(tmp_path, source)), GUN)
+    assert served(destination, "root.json") is None
