@@ -332,7 +332,7 @@ def _split(text: str, what: str) -> ImageReference:
     if registry == DOCKER_HUB and "/" not in repository:
         repository = _OFFICIAL_PREFIX + repository
 
-    problem = _name_problem(registry, repository) or (tag is not None and _tag_problem(tag))
+    problem = _name_problem(registry, repository) or (_tag_problem(tag) if tag is not None else None)
     if problem:
         raise refuse(problem)
     return ImageReference(registry, repository, tag, digest if at else None)

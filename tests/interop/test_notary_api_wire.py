@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import peers
 import pytest
 
+import peers
 from trustkit.notary_api import envelope
 
 BOUNDARY = "notary-api-boundary"

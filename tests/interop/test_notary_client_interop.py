@@ -10,11 +10,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import peers
 import pytest
 
-from trustkit.errors import NetworkError, OversizedError, ServerRejectedError
+import peers
 from trustkit.client.notary import NotaryClient, make_http_client
+from trustkit.errors import NetworkError, OversizedError, ServerRejectedError
 
 pytestmark = pytest.mark.interop
 

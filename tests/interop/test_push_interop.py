@@ -11,9 +11,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 import images
 import peers
-import pytest
 
 pytestmark = pytest.mark.interop
 

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import bcrypt
-import peers
 import pytest
 
+import peers
 from trustkit.metadata import Metadata
 
 pytestmark = pytest.mark.interop

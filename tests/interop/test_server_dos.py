@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
 from peers import POSTGRES_URL, NotaryServer, TrustkitServer, reset_postgres, write_htpasswd
 
 pytestmark = pytest.mark.interop

@@ -39,16 +39,16 @@ from pathlib import Path
 from typing import Self
 
 import httpx
-import peers
 import pytest
 
+import peers
+from trustkit.client.notary import NotaryClient, make_http_client
 from trustkit.errors import NetworkError, ServerRejectedError
 from trustkit.keys import EnvPassphrases, KeyStore
 from trustkit.metadata import Metadata
-from trustkit.client.notary import NotaryClient, make_http_client
+from trustkit.ops import TagTarget, TrustSession, sign_tags
 from trustkit.reference import parse_repository
 from trustkit.roles import SNAPSHOT, TARGETS, TIMESTAMP
-from trustkit.ops import TagTarget, TrustSession, sign_tags
 
 pytestmark = pytest.mark.interop
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import subprocess
 
-import peers
 import pytest
 from test_server_web_chromium import chromium
+
+import peers
 
 pytestmark = pytest.mark.interop
 

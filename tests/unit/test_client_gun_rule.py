@@ -1,5 +1,4 @@
 import httpx
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -2,7 +2,7 @@
 
 import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trustkit.errors import KeyFormatError, KeyNotFoundError, PassphraseError, PassphraseUnavailableError
-from trustkit.keys import CryptoSigner, EnvPassphrases, KeyStore, PublicKey, SSLibSigner, generate, load_public_pem
-from trustkit.keys import der
+from trustkit.keys import CryptoSigner, EnvPassphrases, KeyStore, PublicKey, SSLibSigner, der, generate, load_public_pem
 from trustkit.keys.certs import cn_matches_gun, root_certificate, root_key_for
 from trustkit.keys.passphrase import PassphraseRequest
 from trustkit.keys.pkcs8 import (
@@ -167,7 +166,7 @@ def test_certificate_and_canonical_ids(keys):
 
 
 def test_root_certificate_follows_notary(keys):
-    now = datetime(2026, 11, 26, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 26, tzinfo=UTC)
     cert = root_certificate(keys["ecdsa"], "docker.io/library/app", now=now)
     assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=3650)
     assert cn_matches_gun(cert, "docker.io/library/app")

@@ -16,12 +16,12 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from simulator import NOW, Simulator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from simulator import NOW, Simulator
 from trustkit.errors import TrustkitError
 from trustkit.roles import ROOT, SNAPSHOT, TIMESTAMP
 from trustkit.server.auth import (
@@ -267,7 +267,7 @@ def test_public_read_from_the_config_file_the_environment_and_the_flag(tmp_path,
         ServerConfig.load(None, {})
     monkeypatch.delenv("TRUSTKIT_SERVER_PUBLIC_READ")
     file.write_text(json.dumps({"public_read": "yes"}))
-    with pytest.raises(TrustkitError, match="public_read must be true or false"):
+    with pytest.raises(TrustkitError, match="'public_read' from config file .* must be true or false"):
         ServerConfig.load(str(file), {})
     with pytest.raises(TrustkitError, match="--login-interval"):
         ServerConfig.load(None, {"login_interval": 0})

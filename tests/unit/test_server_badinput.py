@@ -25,9 +25,9 @@ import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
-from simulator import Key, new_key, new_root_key
 from starlette.testclient import TestClient
 
+from simulator import Key, new_key, new_root_key
 from trustkit.encoding import b64encode, canonical_json, envelope_bytes, format_expires
 from trustkit.keys.public import PublicKey
 from trustkit.metadata import Metadata
@@ -1021,4 +1021,4 @@ def test_every_case_left_the_repository_serving(repo: Repo) -> None:
     assert timestamp.signed.version == 2
     snapshot = repo.client.get(repo.tuf() + "snapshot.json").content
     assert timestamp.signed.snapshot_meta.matches(snapshot) is None
-    assert httpx.codes.OK == repo.client.get(repo.tuf() + "2.targets.json").status_code
+    assert repo.client.get(repo.tuf() + "2.targets.json").status_code == httpx.codes.OK

@@ -1,14 +1,14 @@
 """Server storage on SQLite and PostgreSQL: atomic versioned updates, lookups, exact-name
 deletes (notary's memory store deletes by prefix), the changefeed, keys and settings."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 import peers
 from trustkit.server.storage import Storage, VersionConflict
 
-NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

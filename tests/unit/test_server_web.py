@@ -9,9 +9,9 @@ from datetime import timedelta
 from html import escape
 
 import pytest
-from simulator import NOW, Simulator
 from starlette.testclient import TestClient
 
+from simulator import NOW, Simulator
 from trustkit.reference import tag_sort_key
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
 from trustkit.server.app import create_app

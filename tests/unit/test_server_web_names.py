@@ -10,8 +10,8 @@ import warnings
 from html.parser import HTMLParser
 
 import pytest
-from simulator import NOW, Simulator
 
+from simulator import NOW, Simulator
 from trustkit.roles import ROOT, SNAPSHOT, TIMESTAMP
 from trustkit.server.app import create_app
 from trustkit.server.keys import ServerKeys

@@ -304,7 +304,8 @@ class TokenAuth(httpx.Auth):
             return entry.value
 
     def _basic_header(self) -> str:
-        assert self.credentials is not None
+        if self.credentials is None:  # callers check first; this is the type's guarantee, not a user error
+            raise RuntimeError("Basic credentials asked for without credentials")
         pair = f"{self.credentials.username}:{self.credentials.password}".encode()
         return "Basic " + base64.b64encode(pair).decode("ascii")
 

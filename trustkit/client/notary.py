@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -188,7 +188,6 @@ _HINTS: dict[str, Callable[[str, Any, str], str]] = {
     "INVALID_PARAMETERS": lambda message, detail, gun: (f"the trust server refused the request parameters for {gun}"
                                                         f"{_after_colon(detail)}"),
 }
-assert set(_HINTS) <= set(ERROR_CODES)
 
 
 def _human_code_message(code: str, message: str, detail: Any, gun: str) -> str:
@@ -293,7 +292,6 @@ class NotaryClient:
         url = f"{self.base_url}/v2/{changefeed_path(self.gun)}"
         body = self._call("GET", url, what=f"the changefeed of {self.gun}", max_size=_CHANGEFEED_LIMIT,
                           params={"change_id": change_id, "records": str(records)}, push=False)
-        assert body is not None
         try:
             data = loads_strict(body, what="changefeed")
         except EncodingError as exc:
@@ -336,13 +334,20 @@ class NotaryClient:
         action = "rotating" if method == "POST" else "fetching"
         body = self._call(method, self._tuf + file, what=f"{action} the {role} key of {self.gun}",
                           max_size=_KEY_BODY_LIMIT, push=True)
-        assert body is not None
         try:
             key = PublicKey.from_dict(loads_strict(body, what=f"{role} key"), path=f"{role}.key")
             key.crypto_key  # noqa: B018 - refuse a key we could not verify with
         except (EncodingError, MetadataError, KeyFormatError) as exc:
             raise ServerError(f"the trust server sent an invalid {role} key for {self.gun}: {exc}") from None
         return key
+
+    @overload
+    def _call(self, method: str, url: str, *, what: str, max_size: int, push: bool,
+              missing_ok: Literal[False] = False, **kwargs: Any) -> bytes: ...
+
+    @overload
+    def _call(self, method: str, url: str, *, what: str, max_size: int, push: bool, missing_ok: bool,
+              **kwargs: Any) -> bytes | None: ...
 
     def _call(
         self,

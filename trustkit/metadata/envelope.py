@@ -109,6 +109,11 @@ class Metadata(Generic[T]):
         meta._canonical = canonical
         return meta
 
+    @property
+    def data(self) -> bytes:
+        """The file's bytes: as received or last signed, else as it would be written now."""
+        return self.raw if self.raw is not None else self.to_bytes()
+
     # ---- writing
 
     _canonical: bytes | None = field(default=None, repr=False, compare=False)  # of signed_dict, when known

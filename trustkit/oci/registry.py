@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, IO, Literal, overload, Protocol
 
 import httpx
 
@@ -400,7 +400,6 @@ class RegistryClient:
         response = self._call("POST", f"/v2/{repository}/blobs/uploads/", what=f"mounting {_short(digest)} from "
                               f"{from_repository} into {repository}", scope=scope,
                               params={"mount": digest, "from": from_repository})
-        assert response is not None
         if response.status_code == 201:
             return None
         return self._location(response, "a mount")
@@ -408,7 +407,6 @@ class RegistryClient:
     def start_upload(self, repository: str) -> str:
         response = self._call("POST", f"/v2/{repository}/blobs/uploads/", what=f"starting an upload to {repository}",
                               scope=repository_scope(repository, push=True))
-        assert response is not None
         return self._location(response, "an upload")
 
     def cancel_upload(self, location: str) -> None:
@@ -461,7 +459,6 @@ class RegistryClient:
         response = self._call("GET", f"/v2/{repository}/manifests/{reference}", what=what,
                               scope=repository_scope(repository), headers={"Accept": ACCEPT_MANIFESTS},
                               body_limit=MANIFEST_LIMIT)
-        assert response is not None
         raw = response.content
         media_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
         manifest = Manifest.from_bytes(raw, media_type if media_type in MANIFEST_TYPES else None, what=what)
@@ -476,7 +473,6 @@ class RegistryClient:
                               what=f"pushing the manifest {repository}:{reference}",
                               scope=repository_scope(repository, push=True),
                               headers={"Content-Type": manifest.media_type}, content=manifest.raw)
-        assert response is not None
         stored = response.headers.get("docker-content-digest")
         if stored and stored != manifest.digest:
             raise ServerError(f"{self.registry} stored {repository}:{reference} as {stored}, "
@@ -558,6 +554,14 @@ class RegistryClient:
         if status in RETRY_STATUSES or status == 500:
             raise _Restart(f"HTTP {status}", after)
         raise self._status_error(status, error_body, what)
+
+    @overload
+    def _call(self, method: str, path: str, *, what: str, scope: str | None, missing_ok: Literal[False] = False,
+              auth: bool = True, body_limit: int = ERROR_BODY_LIMIT, **kwargs: Any) -> _Answer: ...
+
+    @overload
+    def _call(self, method: str, path: str, *, what: str, scope: str | None, missing_ok: bool,
+              auth: bool = True, body_limit: int = ERROR_BODY_LIMIT, **kwargs: Any) -> _Answer | None: ...
 
     def _call(self, method: str, path: str, *, what: str, scope: str | None, missing_ok: bool = False,
               auth: bool = True, body_limit: int = ERROR_BODY_LIMIT, **kwargs: Any) -> _Answer | None:

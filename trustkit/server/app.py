@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trustkit import notary_api
-from trustkit.metadata import Metadata
+from trustkit.metadata import Metadata, Timestamp
 from trustkit.notary_api import RouteMatch, envelope, stored_version
 from trustkit.roles import ROOT, SNAPSHOT, TIMESTAMP, role_name_problem
 from trustkit.server.auth import Access, Authorizer, NoAuth
@@ -52,7 +52,7 @@ class ServerSettings:
     consistent_max_age: int = 2592000
     gun_prefixes: tuple[str, ...] = ()
     authorizer: Authorizer = field(default_factory=NoAuth)
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 class NotaryAPI:
@@ -161,7 +161,7 @@ class NotaryAPI:
         cache = (f"public, max-age={max_age}, s-maxage={max_age}" + (", must-revalidate" if current else "")
                  if max_age else "max-age=0, no-cache, no-store")
         headers = {"Cache-Control": cache,
-                   "Last-Modified": stored.created_at.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S UTC")}
+                   "Last-Modified": stored.created_at.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S UTC")}
         if not max_age:
             headers["Pragma"] = "no-cache"
         return Response(stored.data, media_type="text/plain; charset=utf-8", headers=headers)
@@ -187,8 +187,11 @@ class NotaryAPI:
             snapshot_data = snapshot or update.stored[SNAPSHOT].data
             if snapshot is not None:
                 files.append((SNAPSHOT, Metadata.from_bytes(snapshot, role=SNAPSHOT).signed.version, snapshot))
+            root = update.stored_meta(ROOT)
+            if root is None:
+                return stored  # a timestamp without a root is nothing to re-sign
             try:
-                version, data = update.timestamp(update.stored_meta(ROOT).signed, snapshot_data)  # type: ignore[union-attr]
+                version, data = update.timestamp(root.signed, snapshot_data)
             except UpdateError:
                 return stored  # no timestamp key here: serve what there is, readers will judge it
             files.append((TIMESTAMP, version, data))
@@ -201,7 +204,8 @@ class NotaryAPI:
     def _stale(self, gun: str, stored: StoredFile) -> bool:
         # Publishes store snapshot and timestamp together, so only expiry makes a timestamp
         # stale; an expired snapshot is re-signed (when held) under the lock with it.
-        return Metadata.from_bytes(stored.data, role=TIMESTAMP).signed.is_expired(self.settings.clock())
+        timestamp: Metadata[Timestamp] = Metadata.from_bytes(stored.data, role=TIMESTAMP)
+        return timestamp.signed.is_expired(self.settings.clock())
 
     def _lock_for(self, gun: str) -> threading.Lock:
         with self._locks_lock:

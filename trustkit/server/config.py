@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from trustkit.reference import is_loopback_host
 from trustkit.errors import TrustkitError
+from trustkit.reference import is_loopback_host
 
 LOG = logging.getLogger("trustkit.server")
 CONFIG_ENV = "TRUSTKIT_SERVER_CONFIG_JSON"  # how worker processes receive the configuration
@@ -69,18 +69,23 @@ class ServerConfig:
             from trustkit.server.notary_config import is_notary_server_config, server_settings
 
             values.update(server_settings(loaded, file) if is_notary_server_config(loaded) else loaded)
-        known = {f.name: f for f in fields(cls)}
-        for name, spec in known.items():
-            env = os.environ.get(f"TRUSTKIT_SERVER_{name.upper()}")
-            if env is not None:
-                values[name] = env.split(",") if spec.type.startswith("list") else (
-                    int(env) if spec.type == "int" else float(env) if spec.type == "float"
-                    else _flag(name, env) if spec.type == "bool" else env)
-        values.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
+        known = {f.name: str(f.type) for f in fields(cls)}
         unknown = set(values) - set(known)
         if unknown:
             raise TrustkitError(f"unknown server setting {sorted(unknown)[0]!r}")
-        config = cls(**{k: list(v) if isinstance(v, tuple) else v for k, v in values.items()})
+        typed: dict[str, Any] = {name: _setting(name, known[name], value, f"config file {file}")
+                                 for name, value in values.items()}
+        for name, kind in known.items():
+            env = os.environ.get(f"TRUSTKIT_SERVER_{name.upper()}")
+            if env is not None:
+                typed[name] = _from_environment(name, kind, env)
+        for name, value in overrides.items():
+            if value not in (None, (), []):
+                if name not in known:
+                    raise TrustkitError(f"unknown server setting {name!r}")
+                typed[name] = _setting(name, known[name], list(value) if isinstance(value, tuple) else value,
+                                       "the command line")
+        config = cls(**typed)
         config.check()
         return config
 
@@ -105,15 +110,12 @@ class ServerConfig:
             raise TrustkitError("--auth token needs --token-realm URL and --token-root-certs FILE")
         if self.workers < 1:
             raise TrustkitError("--workers must be at least 1")
-        if not isinstance(self.public_read, bool):
-            raise TrustkitError("public_read must be true or false")
+        # (types are checked where the settings are read: _setting)
         for name, least in (("login_burst", 0), ("login_interval", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if getattr(self, name) < least:
                 raise TrustkitError(f"--{name.replace('_', '-')} must be a whole number of at least {least}")
         for name in ("header_timeout", "body_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if not getattr(self, name) > 0:
                 raise TrustkitError(f"--{name.replace('_', '-')} must be a number of seconds above 0")
 
     @property
@@ -185,15 +187,19 @@ def _auth(config: ServerConfig) -> tuple[Any, list[Any], Any]:
         return auth.PublicRead(tokens) if config.public_read else tokens
 
     if config.auth == "token":
-        tokens = auth.TokenAuthorizer(realm=config.token_realm, service=config.token_service,  # type: ignore[arg-type]
+        if config.token_realm is None or config.token_root_certs is None:  # check() refused this already
+            raise TrustkitError("--auth token needs --token-realm URL and --token-root-certs FILE")
+        tokens = auth.TokenAuthorizer(realm=config.token_realm, service=config.token_service,
                                       issuer=config.token_issuer,
-                                      root_certs_pem=Path(config.token_root_certs).read_bytes())  # type: ignore[arg-type]
+                                      root_certs_pem=Path(config.token_root_certs).read_bytes())
         return api(tokens), [], auth.PageAccess(tokens=tokens, public_read=config.public_read)
     # htpasswd: the built-in token issuer, its key made by prepare() before the workers start
     key_path, cert_path = _token_keypair_paths(config)
     scheme = "https" if config.tls_cert else "http"
     realm = config.token_realm or f"{scheme}://{config.listen}/auth/token"
-    issuer = auth.HtpasswdTokenIssuer(htpasswd_path=Path(config.htpasswd), issuer=config.token_issuer,  # type: ignore[arg-type]
+    if config.htpasswd is None:  # check() refused this already
+        raise TrustkitError("--auth htpasswd needs --htpasswd FILE")
+    issuer = auth.HtpasswdTokenIssuer(htpasswd_path=Path(config.htpasswd), issuer=config.token_issuer,
                                       service=config.token_service, signing_key_pem=key_path.read_bytes(),
                                       cert_pem=cert_path.read_bytes(), admins=frozenset(config.admins),
                                       public_read=config.public_read,
@@ -202,6 +208,43 @@ def _auth(config: ServerConfig) -> tuple[Any, list[Any], Any]:
                                   root_certs_pem=cert_path.read_bytes())
     page_access = auth.PageAccess(tokens=tokens, logins=issuer, public_read=config.public_read)
     return api(tokens), [Route("/auth/token", issuer.endpoint, methods=["GET"])], page_access
+
+
+_KINDS = {"str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
+          "list[str]": "a list of strings"}
+
+
+def _setting(name: str, kind: str, value: Any, source: str) -> Any:
+    """``value`` as the field ``name`` declares it (``kind``: its annotation), or an error that
+    names the setting and where it came from: a JSON config's ``"workers": "4"`` is refused here,
+    not as a crash when a worker count is compared."""
+    base = kind.removesuffix(" | None")
+    if value is None and base != kind:
+        return None
+    fits = {"str": isinstance(value, str), "int": type(value) is int, "float": type(value) in (int, float),
+            "bool": type(value) is bool,
+            "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value)}.get(base)
+    if fits is None:
+        raise RuntimeError(f"server setting {name} has a type this loader does not know: {kind}")
+    if not fits:
+        raise TrustkitError(f"server setting {name!r} from {source} must be {_KINDS[base]}, "
+                            f"not {json.dumps(value)[:40]}")
+    return float(value) if base == "float" else value
+
+
+def _from_environment(name: str, kind: str, text: str) -> Any:
+    """A ``TRUSTKIT_SERVER_<NAME>`` variable, converted to the field's type."""
+    base = kind.removesuffix(" | None")
+    if base == "list[str]":
+        return text.split(",")
+    if base == "bool":
+        return _flag(name, text)
+    if base in ("int", "float"):
+        try:
+            return int(text) if base == "int" else float(text)
+        except ValueError:
+            raise TrustkitError(f"TRUSTKIT_SERVER_{name.upper()}={text[:20]!r} must be {_KINDS[base]}") from None
+    return text
 
 
 def _flag(name: str, text: str) -> bool:

@@ -22,8 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import load_der_private_key
-from jwcrypto import jwe, jwk  # type: ignore[import-untyped]
-from jwcrypto.common import JWException  # type: ignore[import-untyped]
+from jwcrypto import jwe, jwk  # type: ignore[import-untyped]  # jwcrypto ships no type information
+from jwcrypto.common import JWException  # type: ignore[import-untyped]  # as above
 
 from trustkit.encoding import b64encode
 from trustkit.errors import KeyFormatError, MetadataError, TrustkitError, VerificationError

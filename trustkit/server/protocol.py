@@ -105,7 +105,7 @@ class _TimedProtocol:
         if kind == "head" and self._server_busy():
             self.deadlines.again()  # a pipelined head waits for us, not we for it
             return
-        if kind == "body" and self.flow.read_paused:  # type: ignore[attr-defined]
+        if kind == "body" and self.flow.read_paused:  # type: ignore[attr-defined]  # uvicorn sets it, undeclared
             self.deadlines.again()  # we stopped reading: the app has not taken what came
             return
         timeout = self.deadlines.header_timeout if kind == "head" else self.deadlines.body_timeout
@@ -141,7 +141,7 @@ class TimedHttpToolsProtocol(_TimedProtocol, HttpToolsProtocol):
         self.max_head = max_head
         self._head_bytes: int | None = 0  # bytes received since the head began; None once it is complete
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
         super().connection_made(transport)
         self.deadlines.head()
 
@@ -186,7 +186,7 @@ class TimedH11Protocol(_TimedProtocol, H11Protocol):
         super().__init__(config, server_state, app_state, _loop)
         self._start_deadlines(self.loop, header_timeout, body_timeout)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
         super().connection_made(transport)
         self.deadlines.head()
 

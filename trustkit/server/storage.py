@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -72,7 +72,7 @@ _BY_CHECKSUM = sa.select(*_COLUMNS).where(TUF_FILES.c.gun == sa.bindparam("gun")
                                           TUF_FILES.c.sha256 == sa.bindparam("sha256")).limit(1)
 
 
-class VersionConflict(Exception):  # noqa: N818 - a condition the app maps to notary's VERSION error
+class VersionConflict(Exception):
     """A version at or below one already stored, or a concurrent publish that got there first."""
 
 
@@ -122,7 +122,7 @@ class ImportedChange:
 
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Storage:
@@ -174,7 +174,7 @@ class Storage:
         with self.engine.connect() as conn:
             return [(row.gun, _utc(row.changed)) for row in conn.execute(query)]
 
-    def _one(self, query: sa.Select, params: dict[str, Any]) -> StoredFile | None:  # type: ignore[type-arg]
+    def _one(self, query: sa.Select[Any], params: dict[str, Any]) -> StoredFile | None:
         with self.engine.connect() as conn:
             row = conn.execute(query, params).first()
         return StoredFile(row.role, row.version, row.data, _utc(row.created_at)) if row else None
@@ -231,11 +231,10 @@ class Storage:
             if change_id >= 0:
                 query = query.where(CHANGES.c.id < change_id) if change_id else query.where(sa.false())
             query = query.order_by(CHANGES.c.id.desc()).limit(-records)
+        elif change_id == -1:
+            query = query.order_by(CHANGES.c.id.desc()).limit(records)
         else:
-            if change_id == -1:
-                query = query.order_by(CHANGES.c.id.desc()).limit(records)
-            else:
-                query = query.where(CHANGES.c.id > change_id).order_by(CHANGES.c.id).limit(records)
+            query = query.where(CHANGES.c.id > change_id).order_by(CHANGES.c.id).limit(records)
         with self.engine.connect() as conn:
             rows = [Change(r.id, _utc(r.created_at), r.gun, r.version, r.sha256, r.category)
                     for r in conn.execute(query)]
@@ -334,8 +333,8 @@ class Storage:
             return {r.gun for r in conn.execute(sa.select(REPOSITORIES.c.gun).where(REPOSITORIES.c.immutable))}
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:  # a DB-API connection: untyped by design
+    cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a publish
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps commits atomic
     cursor.execute("PRAGMA foreign_keys=ON")

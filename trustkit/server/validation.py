@@ -18,11 +18,10 @@ from trustkit.errors import EncodingError, TrustkitError
 from trustkit.keys.public import distinct_keys
 from trustkit.metadata import DEFAULT_EXPIRY, FileMeta, Metadata, Root, Snapshot, Targets, Timestamp, build_snapshot
 from trustkit.roles import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, parent_role, role_name_problem
-from trustkit.trust.resolution import DelegationTree, changed_resolutions, verified_tree
 from trustkit.server.keys import ServerKeys
 from trustkit.server.storage import StoredFile
+from trustkit.trust.resolution import DelegationTree, changed_resolutions, verified_tree
 from trustkit.trust.trusted_set import TrustedSet
-
 
 
 @dataclass
@@ -108,7 +107,7 @@ class Update:
         if self.immutable:
             self._keep_resolutions(root, loaded)
         out = [(ROOT, root.signed.version, root_data)] if ROOT in parsed else []
-        out += [(role, meta.signed.version, meta.raw) for role, meta in loaded.items()]
+        out += [(role, meta.signed.version, meta.data) for role, meta in loaded.items()]
         snapshot_data = self._snapshot(parsed.get(SNAPSHOT), root, root_data, loaded)
         snapshot_version = Metadata.from_bytes(snapshot_data, role=SNAPSHOT).signed.version
         out.append((SNAPSHOT, snapshot_version, snapshot_data))
@@ -122,9 +121,10 @@ class Update:
         stored = self.stored.get(ROOT)
         new = parsed.get(ROOT)
         if new is None:
-            if stored is None:
+            current_root = self.stored_meta(ROOT)
+            if stored is None or current_root is None:
                 raise invalid("ErrValidation", "no pre-existing root and no root provided in update.")
-            return self.stored_meta(ROOT), stored.data  # type: ignore[return-value]
+            return current_root, stored.data
         current = stored.version if stored else 1
         version = new.signed.version
         if stored is None and version not in (1, 2) or stored is not None and version != current + 1:
@@ -139,14 +139,14 @@ class Update:
             raise invalid("ErrBadRoot", "timestamp role has invalid threshold")
         try:
             if stored is None:
-                trusted = TrustedSet(new.raw, gun=self.gun, now=self.now, first_contact=True)  # type: ignore[arg-type]
+                trusted = TrustedSet(new.data, gun=self.gun, now=self.now, first_contact=True)
             else:
                 trusted = TrustedSet(stored.data, gun=self.gun, now=self.now)
-                trusted.update_root(new.raw)  # type: ignore[arg-type]
+                trusted.update_root(new.data)
             trusted.check_root_fresh()
         except TrustkitError as exc:
             raise invalid("ErrBadRoot", str(exc)) from None
-        return new, new.raw  # type: ignore[return-value]
+        return new, new.data
 
     # ---- targets and delegations
 
@@ -204,7 +204,7 @@ class Update:
 
     def _snapshot(self, uploaded: Metadata[Snapshot] | None, root: Metadata[Root], root_data: bytes,
                   loaded: dict[str, Metadata[Any]]) -> bytes:
-        current = {ROOT: root_data, **{role: meta.raw for role, meta in loaded.items()}}
+        current = {ROOT: root_data, **{role: meta.data for role, meta in loaded.items()}}
         if TARGETS not in current and TARGETS in self.stored:
             current[TARGETS] = self.stored[TARGETS].data
         previous = self.stored_meta(SNAPSHOT)
@@ -219,7 +219,7 @@ class Update:
                 listed = uploaded.signed.meta.get(role)
                 if listed is None or listed.matches(data) is not None:
                     raise invalid("ErrBadSnapshot", f"snapshot does not list the current {role}")
-            return uploaded.raw  # type: ignore[return-value]
+            return uploaded.data
         if TARGETS not in current:
             raise invalid("ErrBadHierarchy", "no targets in update and none stored", Missing="targets")
         signer = self.keys.signer(self.gun, SNAPSHOT, root.signed.roles[SNAPSHOT].keyids)

@@ -20,7 +20,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -33,10 +33,10 @@ from starlette.routing import Route
 from trustkit.errors import TrustkitError
 from trustkit.metadata import Metadata
 from trustkit.reference import tag_sort_key
-from trustkit.trust.resolution import released_tags, verified_tree
 from trustkit.roles import RELEASES, ROOT, TARGETS
 from trustkit.server.auth import Access, PageAccess
 from trustkit.server.storage import Storage, StoredFile
+from trustkit.trust.resolution import released_tags, verified_tree
 
 REPO_ADMIN = "Repo Admin"  # docker trust inspect's name for tags signed only with the targets key
 HEADERS = {
@@ -252,7 +252,7 @@ def _attr(value: str) -> str:
 def _when(moment: datetime | None, now: datetime, *, inline: bool = False) -> str:
     if moment is None:
         return '<span class="when">—</span>'
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     seconds = max(0, int((now - moment).total_seconds()))
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
@@ -408,7 +408,7 @@ def web_routes(storage: Storage, *, clock: Callable[[], datetime] | None = None,
     whoever ``access`` says is asking (default: everyone sees everything, as ``--auth none``).
     A repository the viewer may not pull is left out of the index and answers 404 like one
     that does not exist, so its name is not confirmed either."""
-    now = clock or (lambda: datetime.now(timezone.utc))
+    now = clock or (lambda: datetime.now(UTC))
     access = access or PageAccess()
 
     def index_html(base: str, may: Callable[[Access], bool]) -> str:
