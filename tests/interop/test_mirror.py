@@ -5,6 +5,7 @@ destination and read it without a warning; the repository owner keeps publishing
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -262,3 +263,59 @@ def test_notary_server_to_notary_server_with_the_owners_snapshot_key(notary_serv
         assert notary_tags(early) == {"v1", "v2"}
         docker = peers.DockerCLI(made["docker"].config_dir, destination)
         assert docker_tags(docker) == {"v1", "v2"}
+
+
+def test_servers_behind_logins_use_dockers_credentials_for_each_host(tmp_path):
+    """Both servers ask for a login (htpasswd, token flow).  A login for the server's own host
+    wins; without one, the repository's registry login is used, as docker does.  --all needs the
+    source's catalog, which it gives its admins only."""
+    users = {"admin": "admin-password", "alice": "alice-password"}
+    htpasswd = peers.write_htpasswd(tmp_path / "htpasswd", users)
+    args = ["--auth", "htpasswd", "--htpasswd", str(htpasswd), "--admin", "admin"]
+    registry = GUN.split("/", maxsplit=1)[0]
+    with (
+        peers.TrustkitServer(tmp_path / "source", extra_args=args) as source,
+        peers.TrustkitServer(tmp_path / "destination", extra_args=args) as destination,
+    ):
+
+        def logged_in(name: str, logins: dict[str, str]) -> peers.TrustkitCLI:
+            """A trustkit client with docker logins: ``{host: user}``."""
+            cli = mirror_cli(tmp_path, source, destination, name)
+            auths = {
+                host: {"auth": base64.b64encode(f"{user}:{users[user]}".encode()).decode()}
+                for host, user in logins.items()
+            }
+            (cli.config_dir / "config.json").write_text(json.dumps({"auths": auths}))
+            return cli
+
+        owner = logged_in("owner", {registry: "alice"})
+        owner.env["DOCKER_CONTENT_TRUST_SERVER"] = source.url
+        owner.run("sign", f"{GUN}:v1", "--digest", DIGEST_A, "--size", "10")
+        trust_dir = owner.trust_dir
+
+        anonymous = run_mirror(
+            logged_in("anonymous", {source.host_port: "alice"}), trust_dir, source, destination, check=False
+        )
+        assert anonymous.returncode == 1 and destination.host_port in anonymous.stderr, anonymous.stderr
+        no_catalog = logged_in("no-catalog", {source.host_port: "alice", destination.host_port: "alice"}).run(
+            "--trust-dir", trust_dir, "mirror", "--all", "--from", source.url, "--to", destination.url, check=False
+        )
+        assert no_catalog.returncode == 1 and "catalog" in no_catalog.stderr, no_catalog.stderr
+
+        admin = logged_in("admin", {source.host_port: "admin", registry: "alice"})
+        done = admin.run(
+            "--trust-dir",
+            trust_dir,
+            "mirror",
+            "--all",
+            "--from",
+            source.url,
+            "--to",
+            destination.url,
+            "--format",
+            "json",
+        )
+        assert [(r["repository"], r["status"]) for r in json.loads(done.stdout)["repositories"]] == [(GUN, "mirrored")]
+        reader = logged_in("reader", {registry: "alice"})
+        reader.env["DOCKER_CONTENT_TRUST_SERVER"] = destination.url
+        assert reader.run("verify", f"{GUN}:v1").stdout.split()[1] == DIGEST_A

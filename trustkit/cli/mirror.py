@@ -57,7 +57,14 @@ def mirror(
     run = _Run(ctx, source_url, destination_url)
     names = list(dict.fromkeys(guns))
     if mirror_all:
-        names += [gun for gun in CatalogClient(run.source_url, run.source_http).repositories() if gun not in names]
+        try:
+            catalog = CatalogClient(run.source_url, run.http(run.source_url)).repositories()
+        except TrustkitError as exc:
+            raise TrustkitError(
+                f"reading the catalog of {run.source_url} for --all: {exc}",
+                hint="it needs a login there with catalog access (an admin's)",
+            ) from None
+        names += [gun for gun in catalog if gun not in names]
     results: list[MirrorResult] = []
     failures: list[tuple[str, str]] = []
     for gun in names:
@@ -79,38 +86,55 @@ class _Run:
         from trustkit.client.notary import resolve_server_url
         from trustkit.mirror import Mirror
 
+        self.ctx = ctx
         self.source_url = resolve_server_url("", source_url)
         self.destination_url = resolve_server_url("", destination_url)
         if self.source_url == self.destination_url:
             raise click.UsageError("--from and --to name the same server")
-        self.source_http = _http(ctx, self.source_url)
-        destination_http = _http(ctx, self.destination_url)
-        trust_dir = ctx.trust_path
+        self._http: dict[tuple[str, str], Any] = {}
         self.mirror = Mirror(
-            source=self._client(self.source_url, self.source_http),
-            destination=self._client(self.destination_url, destination_http),
+            source=self._clients(self.source_url),
+            destination=self._clients(self.destination_url),
             store=ctx.key_store(),
-            cache_dir=trust_dir / "mirror" / _folder(self.source_url),
+            cache_dir=ctx.trust_path / "mirror" / _folder(self.source_url),
             now=datetime.now(UTC),
             pinning=ctx.trust_pinning(),
         )
 
-    @staticmethod
-    def _client(url: str, http: Any) -> Callable[[str], NotaryClient]:
+    def _clients(self, url: str) -> Callable[[str], NotaryClient]:
         from trustkit.client.notary import NotaryClient
 
-        return lambda gun: NotaryClient(url, gun, http)
+        return lambda gun: NotaryClient(url, gun, self.http(url, gun))
+
+    def http(self, url: str, gun: str | None = None) -> Any:
+        """One HTTP client per server and login: docker's credentials for the server's own host
+        (`trustkit login notary.example.com`), else for the repository's registry, which is what
+        docker itself sends to a trust server (Docker Hub's Notary takes docker.io's login)."""
+        from trustkit.client.auth import TokenAuth
+        from trustkit.client.docker_config import load_credentials
+        from trustkit.client.http import host_port
+        from trustkit.client.notary import make_http_client
+
+        server_host = host_port(url)
+        login_host = server_host
+        if load_credentials(server_host) is None and gun is not None:
+            login_host = _registry_of(gun) or server_host
+        key = (url, login_host)
+        if key not in self._http:
+            auth = TokenAuth(load_credentials(login_host), registry=server_host)
+            self._http[key] = make_http_client(url, tls_ca=self.ctx.tls_ca, auth=auth)
+        return self._http[key]
 
 
-def _http(ctx: Context, url: str) -> Any:
-    """An HTTP client for one server: its TLS settings and the docker credentials for its host."""
-    from trustkit.client.auth import TokenAuth
-    from trustkit.client.docker_config import load_credentials
-    from trustkit.client.http import host_port
-    from trustkit.client.notary import make_http_client
+def _registry_of(gun: str) -> str | None:
+    """The registry a GUN names (``docker.io`` for ``docker.io/library/alpine``), when it reads as one."""
+    from trustkit.errors import TrustkitError
+    from trustkit.reference import parse_repository
 
-    host = host_port(url)
-    return make_http_client(url, tls_ca=ctx.tls_ca, auth=TokenAuth(load_credentials(host), registry=host))
+    try:
+        return parse_repository(gun).registry
+    except TrustkitError:
+        return None
 
 
 def _folder(url: str) -> str:
