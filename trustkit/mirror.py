@@ -222,6 +222,10 @@ def _server_keys(destination: NotaryClient, planner: _Planner, current: bytes | 
     return keys
 
 
+def _without_expiry(root: Root) -> dict[str, Any]:
+    return {name: value for name, value in root.to_dict().items() if name != "expires"}
+
+
 def _depth(role: str) -> tuple[int, str]:
     return role.count("/"), role
 
@@ -331,17 +335,19 @@ class _Planner:
         )
 
     def check_destination_root(self, current: bytes, server_keys: dict[str, PublicKey]) -> None:
-        """The destination's root must be one this mirror made (resume) or nothing is touched."""
+        """The destination's root must be one this mirror made (resume) or nothing is touched.
+        Its expiry is left out: the source's root may have been re-signed since (a new version
+        with a new expiry, which the next root version carries)."""
         meta = Metadata.from_bytes(current, role=ROOT, max_size=MAX_ROOT_SIZE)
         version = meta.signed.version
-        ours = (
-            version <= len(self.roots) + 1
-            and meta.signed.to_dict() == self.planned_root(version, server_keys).to_dict()
+        ours = version <= len(self.roots) + 1 and _without_expiry(meta.signed) == _without_expiry(
+            self.planned_root(version, server_keys)
         )
         if not ours:
             raise TrustkitError(
-                f"the destination already has other trust data for {self.gun} (root version {version}), not a "
-                f"mirror of the source's root version {len(self.roots)}",
+                f"the destination's root version {version} of {self.gun} is not what mirroring the source's "
+                f"{len(self.roots)} root versions makes: it holds other trust data, or the source's root keys "
+                f"changed since it was mirrored",
                 hint="nothing was changed; delete it there first (`notary delete --remote`) or mirror elsewhere",
             )
 

@@ -8,7 +8,7 @@ import json
 import os
 import warnings
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -195,6 +195,18 @@ def test_a_second_run_is_up_to_date_and_a_moved_source_is_updated(tmp_path, sour
     assert served(destination, f"{RELEASES}.json") == source.current(RELEASES)
 
 
+def test_a_root_re_signed_at_the_source_follows_as_the_next_version(tmp_path, source, destination):
+    mirror = make_mirror(tmp_path, source, destination, key_store(tmp_path, source))
+    mirror_repository(mirror, GUN)
+    source.now = NOW + timedelta(days=1)  # re-signed a day later: same keys, a new expiry
+    source.publish_root()
+    source.publish()
+    reader = client_cache_at(tmp_path, source, "reader")  # caches the source's root v4
+    result = mirror_repository(mirror, GUN)
+    assert result.publishes[0] == "root v5" and result.source_root_version == 4
+    assert read_destination(reader, destination).root.signed.version == 5
+
+
 class Interrupted(Exception):
     pass
 
@@ -283,7 +295,7 @@ def test_a_destination_with_other_trust_data_is_left_alone(tmp_path, source, des
     other_store = key_store(tmp_path / "other", other)
     mirror_repository(make_mirror(tmp_path / "other", other, destination, other_store), GUN)
     before = served(destination, "root.json")
-    with pytest.raises(TrustkitError, match="already has other trust data"):
+    with pytest.raises(TrustkitError, match="holds other trust data"):
         mirror_repository(make_mirror(tmp_path, source, destination, key_store(tmp_path, source)), GUN)
     assert served(destination, "root.json") == before
     other.close()
