@@ -390,7 +390,7 @@ class _Planner:
             NoSigningKeyError, VerificationError: before anything is published.
         """
         for version in versions:
-            self.root_signers(version)  # every missing key is reported before any passphrase is asked
+            self.root_signers(version)  # every key loaded (its passphrase asked) before anything is signed
         files_of = {role: self.trusted.targets[role].raw for role in changed}
         publishes: list[dict[str, bytes]] = []
         roots: list[bytes] = []
