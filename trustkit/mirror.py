@@ -391,6 +391,7 @@ class _Planner:
         """
         for version in versions:
             self.root_signers(version)  # every key loaded (its passphrase asked) before anything is signed
+        self._check_owner_signed()
         files_of = {role: self.trusted.targets[role].raw for role in changed}
         publishes: list[dict[str, bytes]] = []
         roots: list[bytes] = []
@@ -405,6 +406,24 @@ class _Planner:
         self._check_walks(roots, current)
         self._add_snapshots(publishes, versions, current, destination)
         return publishes
+
+    def _check_owner_signed(self) -> None:
+        """Every source root version must carry a signature by a root key the user holds.  The
+        mirror re-signs roots with that key: a chain someone else wrote (a source that lists your
+        certificate beside its own key) would otherwise be vouched for by you.
+
+        Raises:
+            VerificationError: naming the first version your keys did not sign.
+        """
+        for version, (data, root) in enumerate(zip(self.roots, self.parsed, strict=True), 1):
+            listed = [root] + ([self.parsed[version - 2]] if version > 1 else [])
+            keys = {k: r.keys[k] for r in listed for k, _ in self._held_ids(r, ROOT)}
+            if not Metadata.from_bytes(data, role=ROOT, max_size=MAX_ROOT_SIZE).verify(keys, list(keys), 1, ROOT):
+                raise VerificationError(
+                    f"root version {version} of {self.gun} on the source is not signed by your root key; the "
+                    f"mirror re-signs roots with it and will not vouch for one you did not sign",
+                    hint="nothing was changed",
+                )
 
     def _check_walks(self, planned: list[bytes], current: bytes | None) -> None:
         """Refuse a plan that a client would reject: the destination's own chain, and each source

@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulator import GUN, Simulator, new_key
+from simulator import GUN, Simulator, new_key, new_root_key
 from trustkit.client.notary import NotaryClient
 from trustkit.client.updater import Updater, cache_dir
 from trustkit.errors import NoSigningKeyError, ServerError, TrustkitError, VerificationError
 from trustkit.keys import KeyStore
-from trustkit.metadata import Metadata
+from trustkit.metadata import Metadata, RoleKeys
 from trustkit.mirror import MIRRORED, RESUMED, UP_TO_DATE, UPDATED, CatalogClient, Mirror, mirror_repository
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
 from trustkit.server.config import ServerConfig, build_app, prepare
@@ -327,6 +327,25 @@ def test_a_broken_root_chain_on_the_source_stops_before_anything_is_published(tm
     with pytest.raises(VerificationError, match="do not form a chain"):
         mirror_repository(make_mirror(tmp_path, source, destination, key_store(tmp_path, source)), GUN)
     assert served(destination, "root.json") is None
+
+
+def test_a_root_chain_the_owner_did_not_sign_is_not_vouched_for(tmp_path, destination):
+    """A source that lists the owner's root certificate beside its own key (threshold 1) and signs
+    with its own: every root verifies, and re-signing it would put the owner's name on it."""
+    sim = Simulator(now=NOW)
+    attacker, owner = sim.keys[ROOT][0], new_root_key(GUN, issued=NOW)
+    sim.keys[ROOT] = [attacker, owner]
+    sim.root.roles[ROOT] = RoleKeys([attacker.keyid, owner.keyid], 1)
+    sim._sync_root_keys()  # noqa: SLF001 - the simulator's own helper
+    sim.publish_root(sign_with=[attacker], version_step=0)
+    sim.add_target("v1", b"the attacker's manifest")
+    sim.publish()
+    store = KeyStore(tmp_path / "owner", lambda request: "owner-passphrase")
+    store.add(owner.signer.private_key, role=ROOT)
+    with pytest.raises(VerificationError, match="root version 1 .* not signed by your root key"):
+        mirror_repository(make_mirror(tmp_path, sim, destination, store), GUN)
+    assert served(destination, "root.json") is None
+    sim.close()
 
 
 def test_a_missing_root_version_on_the_source_is_refused(tmp_path, source, destination):
