@@ -178,10 +178,10 @@ def test_trustkit_server_to_notary_server(trustkit_server, notary_server, tmp_pa
     again = run_mirror(cli, made["trust_dir"], source, destination)
     assert "up to date" in again.stdout, again.stdout
 
-    early_notary = peers.NotaryCLI(
-        made["early_notary"].trust_dir, destination, config_path=tmp_path / "early-dest.json"
-    )
-    assert notary_tags(early_notary) == {"v1", "v2"}
+    source.stop()  # from here on, only the destination can answer
+    # notary with its old config (still naming the source), told the new server with -s
+    moved = made["early_notary"].run("-s", destination.url, "--tlscacert", destination.ca_path, "list", GUN)
+    assert "warn" not in moved.stderr.lower() and {"v1", "v2"} <= set(moved.stdout.split()), moved
     early_trustkit = peers.TrustkitCLI(made["early_trustkit"].config_dir, destination)
     assert early_trustkit.run("verify", f"{GUN}:v2").stdout.split()[1] == DIGEST_B
     docker = peers.DockerCLI(made["docker"].config_dir, destination)
