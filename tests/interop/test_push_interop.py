@@ -28,7 +28,8 @@ def push_json(tk: peers.TrustkitCLI, source: str, image: str, *args: str) -> dic
 
 
 def skopeo(*args: str) -> str:
-    result = subprocess.run(["skopeo", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    result = subprocess.run(["skopeo", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                            check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -322,7 +323,8 @@ def test_login_writes_docker_config_and_push_authenticates(tmp_path):
 
         def login(password: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run([*tk.argv0, "login", registry.host_port, "-u", "alice", "--password-stdin"],
-                                  input=password + "\n", env=tk.env, capture_output=True, text=True, timeout=60)
+                                  input=password + "\n", env=tk.env, capture_output=True, text=True, timeout=60,
+                                  check=False)
 
         wrong = login("nope")
         assert wrong.returncode == 1 and "refused" in wrong.stderr
@@ -372,7 +374,7 @@ def test_memory_stays_flat_whatever_the_layer_size(registry, tmp_path):
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     result = subprocess.run([tk.argv0[0], "-c", probe, *tk.argv0, "push", f"oci:{image.layout}:v1",
                              f"{registry.host_port}/team/big:v1", "--quiet"], env=tk.env, capture_output=True,
-                            text=True, timeout=300, stdin=subprocess.DEVNULL)
+                            text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
     assert result.returncode == 0, result.stderr
     peak_mb = int(result.stdout.split()[-1]) / 1024
     assert peak_mb < 60, f"peak RSS {peak_mb:.0f} MB for an 80 MB layer"

@@ -166,7 +166,7 @@ def test_trustkit_init_sign_verify_inspect_revoke(trustkit_server, tk, notary, d
 def test_trustkit_threshold_signers(trustkit_server, tk, tmp_path):
     gun = f"{trustkit_server.host_port}/team/threshold"
     admin, members = tk(), [tk() for _ in range(3)]
-    for name, member in zip(("m1", "m2", "m3"), members):
+    for name, member in zip(("m1", "m2", "m3"), members, strict=False):
         member.run("key", "generate", name, "--dir", tmp_path)
     keys = [arg for name in ("m1", "m2", "m3") for arg in ("--key", tmp_path / f"{name}.pub")]
     admin.run("signer", "add", "team", gun, *keys, "--threshold", "2")

@@ -239,8 +239,8 @@ def test_htpasswd_starts_with_its_folders_made_0700(tmp_path: Path, backend: str
     else:
         folder = workdir / "new" / "folder"
         database = f"sqlite:///{folder / 'server.db'}"
-    with TrustkitServer(workdir, database=database, extra_args=htpasswd_args(tmp_path)) as server:
-        with server.client() as http:
+    with TrustkitServer(workdir, database=database, extra_args=htpasswd_args(tmp_path)) as server, \
+            server.client() as http:
             token = http.get("/auth/token", params={"service": "trustkit", "scope": f"repository:{GUN}:pull"},
                              auth=("alice", USERS["alice"])).json()["token"]
             status = http.get(f"/v2/{GUN}/_trust/tuf/root.json", headers={"Authorization": f"Bearer {token}"})

@@ -135,7 +135,7 @@ def test_wrong_type_pem_names_what_it_found(tmp_path, keys):
 
 
 def test_small_rsa_and_odd_curves_are_refused(tmp_path):
-    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - must be refused
     pem = small.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption())
     with pytest.raises(KeyFormatError, match="at least 2048"):

@@ -31,6 +31,9 @@ ALICE = "Basic " + base64.b64encode(b"alice:secret").decode()
 TOKEN = "registry-token"
 
 
+ALICE_LOGIN = Credentials("alice", "secret")
+
+
 class Hosts:
     """The registry, its token server and a storage host; ``seen[host]`` lists (method, path, Authorization)."""
 
@@ -38,7 +41,7 @@ class Hosts:
         self.cdn_challenge = cdn_challenge  # a WWW-Authenticate the storage host answers with, if any
         self.seen: dict[str, list[tuple[str, str, str | None]]] = {}
 
-    def client(self, credentials: Credentials | None = Credentials("alice", "secret")) -> RegistryClient:
+    def client(self, credentials: Credentials | None = ALICE_LOGIN) -> RegistryClient:
         mounts = {f"https://{host}": httpx.MockTransport(handler) for host, handler in (
             (REGISTRY, self.registry), ("auth.test", self.auth), ("cdn.test", self.cdn))}
         http = httpx.Client(transport=httpx.MockTransport(self.elsewhere), mounts=mounts,

@@ -851,7 +851,7 @@ ROOT_CASES: dict[str, tuple[Callable[[Repo], bytes], str]] = {
     "cert-expired": (spoiled_root(_new_root_key(issued=now() - timedelta(days=3651)), extra_signers=_with_new_key),
                      "INVALID_UPDATE"),
     "root-key-not-a-cert": (spoiled_root(_bare_root_key, extra_signers=_with_new_key), "INVALID_UPDATE"),
-    "new-key-not-signed-by-old": (lambda repo: _only_new_key_signs(repo), "INVALID_UPDATE"),
+    "new-key-not-signed-by-old": (lambda repo: _only_new_key_signs(repo), "INVALID_UPDATE"),  # noqa: PLW0108 - defined below
     "expired": (spoiled_root(_set("expires", past())), "INVALID_UPDATE"),
     "version-plus-two": (spoiled_root(_set("version", 3)), "INVALID_UPDATE"),
     "version-0": (spoiled_root(_set("version", 0)), "INVALID_UPDATE"),
@@ -864,7 +864,7 @@ ROOT_CASES: dict[str, tuple[Callable[[Repo], bytes], str]] = {
     "consistent-snapshot-not-bool": (spoiled_root(_set("consistent_snapshot", 1)), "INVALID_UPDATE"),
     "unsigned": (lambda repo: envelope_bytes(canonical_json({**repo.root, "version": 2}), []), "INVALID_UPDATE"),
     "signed-by-targets-key": (lambda repo: sign({**repo.root, "version": 2}, repo.targets_key), "INVALID_UPDATE"),
-    "targets-document-as-root": (lambda repo: valid_targets(repo), "INVALID_UPDATE"),
+    "targets-document-as-root": (valid_targets, "INVALID_UPDATE"),
 }
 
 

@@ -20,7 +20,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -598,10 +598,8 @@ def test_time_the_app_takes_to_read_is_not_the_clients(protocol: type) -> None:
 def test_a_head_over_the_cap_gets_431() -> None:
     with serving(TimedHttpToolsProtocol, max_head=64 << 10, **LIMITS) as port, \
             socket.create_connection(("127.0.0.1", port)) as sock:
-        try:
+        with suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (256 << 10))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         sock.settimeout(5)
         answer = sock.recv(4096)
         assert answer.startswith(b"HTTP/1.1 431 ")

@@ -47,7 +47,8 @@ DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 
 _HELPER_TIMEOUT = 60.0  # seconds; a helper may unlock a keychain, but must not hang us forever
-_IDENTITY_TOKEN_USERNAME = "<token>"  # what credential helpers return for an identity token
+# What credential helpers return as the user name for an identity token: a marker, not a secret.
+_IDENTITY_TOKEN_USERNAME = "<token>"  # noqa: S105
 
 
 @dataclass(frozen=True)

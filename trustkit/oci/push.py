@@ -22,6 +22,7 @@ Progress goes to a callback; nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable
@@ -175,10 +176,8 @@ class BlobLocationCache:
             data = json.dumps({"locations": self._locations, "compressed": self._compressed},
                               separators=(",", ":")).encode()
             self._dirty = False
-        try:
+        with contextlib.suppress(OSError):
             atomic_write(self.path, data, 0o600)
-        except OSError:
-            pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +261,7 @@ def _mount_candidates(target: ImageReference, digest: str, source: ImageSource |
     return candidates[:MOUNT_CANDIDATES]
 
 
-def _push_blob(client: RegistryClient, target: ImageReference, source: ImageSource, descriptor: Descriptor,
+def _push_blob(client: RegistryClient, target: ImageReference, source: ImageSource, descriptor: Descriptor, *,
                is_layer: bool, cache: BlobLocationCache | None, emit: Progress) -> tuple[str, int]:
     """One blob: exists, mounted or uploaded.  Returns (outcome, bytes uploaded)."""
     repo, digest, size = target.repository, descriptor.digest, descriptor.size
@@ -317,14 +316,14 @@ def upload(plan: Plan, source: ImageSource, client: RegistryClient, target: Imag
         pool = ThreadPoolExecutor(max_workers=min(max_concurrent_uploads, len(plan.blobs)),
                                   thread_name_prefix="trustkit-upload")
         try:
-            futures = {pool.submit(_push_blob, client, target, source, descriptor, is_layer, cache, emit):
+            futures = {pool.submit(_push_blob, client, target, source, descriptor, is_layer=is_layer, cache=cache, emit=emit):
                        (descriptor, is_layer) for descriptor, is_layer in plan.blobs}
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
             if failed:
                 pool.shutdown(wait=True, cancel_futures=True)
                 failed[0].result()  # raises that upload's exception
-            for future, (descriptor, is_layer) in futures.items():
+            for future, (_descriptor, is_layer) in futures.items():
                 outcome, sent = future.result()
                 summary.bytes_uploaded += sent
                 if is_layer:

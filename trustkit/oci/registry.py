@@ -19,6 +19,7 @@ It never prints; progress is reported through callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import ssl
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, IO, Literal, overload, Protocol
+from typing import IO, Any, Literal, Protocol, overload
 
 import httpx
 
@@ -307,10 +308,7 @@ def connect(
     insecure = {name.strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
                 for name in insecure_registries}
     allow_plain = is_loopback_host(_host_only(api_host)) or api_host.lower() in insecure or registry.lower() in insecure
-    if credentials is True:
-        creds = load_credentials(registry, config_dir, environ)
-    else:
-        creds = credentials or None
+    creds = load_credentials(registry, config_dir, environ) if credentials is True else credentials or None
     auth = registry_auth(registry, creds)
     attempts: list[str] = []
     schemes = ["https", "http"] if allow_plain else ["https"]
@@ -411,10 +409,9 @@ class RegistryClient:
 
     def cancel_upload(self, location: str) -> None:
         """Best effort: ``DELETE`` an upload session (never raises)."""
-        try:
+        # e.g. a location on another host that asks for a login: the session expires by itself
+        with contextlib.suppress(httpx.HTTPError, TrustkitError):
             self.http.delete(location).close()
-        except (httpx.HTTPError, TrustkitError):  # e.g. a location on another host that asks for a login
-            pass
 
     def upload_blob(self, repository: str, digest: str, size: int, opener: Opener, *,
                     progress: ByteProgress | None = None, location: str | None = None) -> None:
@@ -436,7 +433,7 @@ class RegistryClient:
             try:
                 if location is None:
                     location = self.start_upload(repository)
-                self._upload_once(location, digest, size, opener, progress, scope)
+                self._upload_once(location, digest, size, opener, progress=progress, scope=scope)
                 return
             except _Restart as restart:
                 if location is not None:
@@ -506,7 +503,7 @@ class RegistryClient:
 
     # ---- internals
 
-    def _upload_once(self, location: str, digest: str, size: int, opener: Opener,
+    def _upload_once(self, location: str, digest: str, size: int, opener: Opener, *,
                      progress: ByteProgress | None, scope: str) -> None:
         reader = opener()
         try:

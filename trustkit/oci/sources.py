@@ -343,7 +343,8 @@ class DockerArchiveSource:
                         links[name] = _clean(info.linkname)
         except (tarfile.TarError, OSError) as exc:
             raise SourceError(f"{self.path} is not a readable tar file: {exc}") from None
-        for name, target in links.items():
+        for name, link in links.items():
+            target = link
             for _ in range(8):
                 if target in members:
                     members[name] = members[target]

@@ -9,6 +9,7 @@ Errors use notary's envelope and codes (``notary_api.ERROR_CODES``).  Handlers a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -195,10 +196,8 @@ class NotaryAPI:
             except UpdateError:
                 return stored  # no timestamp key here: serve what there is, readers will judge it
             files.append((TIMESTAMP, version, data))
-            try:
+            with contextlib.suppress(VersionConflict):  # another process re-signed it first: serve theirs
                 self.storage.update_many(gun, files, now=update.now, change=(version, data))
-            except VersionConflict:
-                pass  # another server process re-signed it first: serve theirs
             return self.storage.current(gun, TIMESTAMP)
 
     def _stale(self, gun: str, stored: StoredFile) -> bool:

@@ -41,8 +41,8 @@ class ServerConfig:
     htpasswd: str | None = None
     admins: list[str] = field(default_factory=list)
     token_realm: str | None = None
-    token_service: str = "trustkit"
-    token_issuer: str = "trustkit"
+    token_service: str = "trustkit"  # noqa: S105 - the token audience's name, not a secret
+    token_issuer: str = "trustkit"  # noqa: S105 - the issuer's name, not a secret
     token_root_certs: str | None = None
     public_read: bool = False  # anonymous clients may pull every repository (htpasswd or token auth)
     login_burst: int = 10  # failed logins per client address before it is slowed down; 0: no limit
@@ -103,7 +103,7 @@ class ServerConfig:
                                      "or --auth none to run open on purpose")
         if self.auth == "htpasswd" and not self.htpasswd:
             raise TrustkitError("--auth htpasswd needs --htpasswd FILE")
-        if self.auth == "htpasswd" and not self.token_realm and host.strip("[]") in ("0.0.0.0", "::"):
+        if self.auth == "htpasswd" and not self.token_realm and host.strip("[]") in ("0.0.0.0", "::"):  # noqa: S104 - detects it
             raise TrustkitError("clients cannot reach a token service at a wildcard address",
                                 hint="give --token-realm https://<name clients use>:<port>/auth/token")
         if self.auth == "token" and not (self.token_realm and self.token_root_certs):
