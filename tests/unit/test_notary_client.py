@@ -619,3 +619,10 @@ def test_notary_client_behind_token_auth() -> None:
     client.publish({"targets": b"{}"})
     assert client.get("snapshot", max_size=10) == b"{}"
     assert token_scopes == [repository_scope(GUN), repository_scope(GUN, push=True)]
+
+
+def test_every_human_hint_is_for_a_code_notary_api_knows():
+    from trustkit.client.notary import _HINTS
+    from trustkit.notary_api import ERROR_CODES
+
+    assert _HINTS and set(_HINTS) <= set(ERROR_CODES)

@@ -53,7 +53,6 @@ from trustkit.errors import (
 )
 from trustkit.keys.public import PublicKey
 from trustkit.notary_api import (
-    ERROR_CODES,
     changefeed_path,
     key_file,
     metadata_file,
