@@ -52,15 +52,20 @@ def run() -> Result:
         tk_prepare = ["rm", "-f", str(pub_dir / "bench.pub")]
 
         notary = bench.notary(bench.path("notary-trust"))
-        nt_command = notary.argv("-d", str(notary.trust_dir), "key", "generate", "ecdsa",
-                                 "--role", "targets/bench")
+        nt_command = notary.argv("-d", str(notary.trust_dir), "key", "generate", "ecdsa", "--role", "targets/bench")
 
         # One checked run of each first: a failure here shows the tool's own message, and it
         # proves the commands do what the benchmark claims.
-        expect_output(run_checked(tk_command, bench.tk_env, what="trustkit key generate"),
-                      "Generated ecdsa key", "trustkit key generate")
-        expect_output(run_checked(nt_command, notary.env, what="notary key generate"),
-                      "Generated new ecdsa targets/bench key", "notary key generate")
+        expect_output(
+            run_checked(tk_command, bench.tk_env, what="trustkit key generate"),
+            "Generated ecdsa key",
+            "trustkit key generate",
+        )
+        expect_output(
+            run_checked(nt_command, notary.env, what="notary key generate"),
+            "Generated new ecdsa targets/bench key",
+            "notary key generate",
+        )
 
         trustkit = hyperfine(tk_command, bench.tk_env, name="trustkit key generate", prepare=tk_prepare)
         notary_fig = hyperfine(nt_command, notary.env, name="notary key generate")
@@ -96,8 +101,13 @@ def library_rows() -> list[Row]:
             store.add(generate("ecdsa"), role="bench", passphrase=peers.REPO_PASSPHRASE)
 
         log("library: ecdsa generate + encrypt + store")
-        rows.append(Row("library: ecdsa generate+encrypt+store",
-                        throughput(generate_and_store, "keys/s"), note="no peer equivalent"))
+        rows.append(
+            Row(
+                "library: ecdsa generate+encrypt+store",
+                throughput(generate_and_store, "keys/s"),
+                note="no peer equivalent",
+            )
+        )
 
     payload = targets_payload()
     signer = CryptoSigner(generate("ecdsa"))
@@ -107,9 +117,18 @@ def library_rows() -> list[Row]:
         raise AssertionError("a fresh ECDSA signature does not verify; the library is broken")
 
     log(f"library: ECDSA P-256 sign/verify over a {len(payload)}-byte canonical targets payload")
-    rows.append(Row(f"library: ECDSA P-256 sign ({len(payload)} B targets)",
-                    throughput(lambda: signer.sign(payload), "sigs/s"), note="no peer equivalent"))
-    rows.append(Row(f"library: ECDSA P-256 verify ({len(payload)} B targets)",
-                    throughput(lambda: public.verify("ecdsa", payload, signature), "verifs/s"),
-                    note="no peer equivalent"))
+    rows.append(
+        Row(
+            f"library: ECDSA P-256 sign ({len(payload)} B targets)",
+            throughput(lambda: signer.sign(payload), "sigs/s"),
+            note="no peer equivalent",
+        )
+    )
+    rows.append(
+        Row(
+            f"library: ECDSA P-256 verify ({len(payload)} B targets)",
+            throughput(lambda: public.verify("ecdsa", payload, signature), "verifs/s"),
+            note="no peer equivalent",
+        )
+    )
     return rows

@@ -57,33 +57,50 @@ def run() -> Result:
             nt_command = notary.argv("-d", str(notary.trust_dir), "lookup", nt_gun, tag)
 
             # Checked runs (these also fill the caches for the warm variant).
-            expect_output(run_checked(tk_command, bench.tk_env, what="trustkit verify"),
-                          f"sha256:{hexdigest} {size}", "trustkit verify")
-            expect_output(run_checked(nt_command, notary.env, what="notary lookup"),
-                          f"sha256:{hexdigest} {size}", "notary lookup")
+            expect_output(
+                run_checked(tk_command, bench.tk_env, what="trustkit verify"),
+                f"sha256:{hexdigest} {size}",
+                "trustkit verify",
+            )
+            expect_output(
+                run_checked(nt_command, notary.env, what="notary lookup"), f"sha256:{hexdigest} {size}", "notary lookup"
+            )
 
             # A cold run starts from nothing: remove the whole trust dir (notary's client config
             # lives beside it, not inside, so it survives).
             cold = variant == "cold"
-            trustkit = hyperfine(tk_command, bench.tk_env, name=f"trustkit verify ({variant})",
-                                 prepare=["rm", "-rf", str(tk_trust)] if cold else None)
-            notary_fig = hyperfine(nt_command, notary.env, name=f"notary lookup ({variant})",
-                                   prepare=["rm", "-rf", str(notary.trust_dir)] if cold else None)
+            trustkit = hyperfine(
+                tk_command,
+                bench.tk_env,
+                name=f"trustkit verify ({variant})",
+                prepare=["rm", "-rf", str(tk_trust)] if cold else None,
+            )
+            notary_fig = hyperfine(
+                nt_command,
+                notary.env,
+                name=f"notary lookup ({variant})",
+                prepare=["rm", "-rf", str(notary.trust_dir)] if cold else None,
+            )
 
             # State what each variant really fetched (from the server's request log).
-            for label, command, env, trust_dir in (("trustkit", tk_command, bench.tk_env, tk_trust),
-                                                   ("notary", nt_command, notary.env, notary.trust_dir)):
+            for label, command, env, trust_dir in (
+                ("trustkit", tk_command, bench.tk_env, tk_trust),
+                ("notary", nt_command, notary.env, notary.trust_dir),
+            ):
                 if cold:
                     shutil.rmtree(trust_dir)
                 fetched = bench.requests_of(command, env, what=f"{label} ({variant})")
                 result.notes.append(f"{variant}: {label} fetched {', '.join(fetched) or 'nothing'}")
 
-
             what = "fresh trust dir: download + verify all" if cold else "warm cache: timestamp only"
-            result.rows.append(Row(f"verify tag{LOOKUP_INDEX} of {TAGS:,} ({what})", trustkit, notary_fig,
-                                   target=TARGET_RATIO))
-        sizes = [len(bench.server.get(bench.server.metadata_path(gun, "targets.json")).content)
-                 for gun in (tk_gun, nt_gun)]
-        result.notes.append(f"targets.json on the server: {sizes[0] / 1e6:.2f} MB (trustkit's GUN), "
-                            f"{sizes[1] / 1e6:.2f} MB (notary's GUN)")
+            result.rows.append(
+                Row(f"verify tag{LOOKUP_INDEX} of {TAGS:,} ({what})", trustkit, notary_fig, target=TARGET_RATIO)
+            )
+        sizes = [
+            len(bench.server.get(bench.server.metadata_path(gun, "targets.json")).content) for gun in (tk_gun, nt_gun)
+        ]
+        result.notes.append(
+            f"targets.json on the server: {sizes[0] / 1e6:.2f} MB (trustkit's GUN), "
+            f"{sizes[1] / 1e6:.2f} MB (notary's GUN)"
+        )
     return result

@@ -33,8 +33,10 @@ NAME = "push"
 MB = 1024 * 1024
 LAYER_SIZES = [6 * MB, 4 * MB, 3 * MB, 3 * MB, 2 * MB, 1 * MB, 1 * MB]  # 20 MB in 7 layers
 # skopeo, as root, keeps its blob-info cache here (c/image's default outside rootless mode).
-SKOPEO_CACHES = [Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb"),
-                 Path.home() / ".local/share/containers/cache/blob-info-cache-v1.boltdb"]
+SKOPEO_CACHES = [
+    Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb"),
+    Path.home() / ".local/share/containers/cache/blob-info-cache-v1.boltdb",
+]
 
 
 def reset(paths: list[str]) -> None:
@@ -68,17 +70,37 @@ def run() -> Result:
             total = sum(p.stat().st_size for p in (image.layout / "blobs" / "sha256").iterdir())
             docker_config = scratch / "docker-config"
             docker_config.mkdir(mode=0o700)
-            env = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("DOCKER_", "NOTARY_", "TRUSTKIT_")) and k != "PYTHONDONTWRITEBYTECODE"}
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("DOCKER_", "NOTARY_", "TRUSTKIT_")) and k != "PYTHONDONTWRITEBYTECODE"
+            }
             env.update({"DOCKER_CONFIG": str(docker_config), "PYTHONPYCACHEPREFIX": str(scratch / "pycache")})
             tk_cache = docker_config / "trustkit" / "push-cache.json"
 
-            trustkit = [*trustkit_program(), "push", f"oci:{image.layout}:v1",
-                        f"{registry.host_port}/bench/trustkit:v1", "--quiet"]
-            skopeo = [peers.require("skopeo"), "copy", "--quiet", "--dest-tls-verify=false",
-                      f"oci:{image.layout}:v1", f"docker://{registry.host_port}/bench/skopeo:v1"]
-            prepare = [sys.executable, str(Path(__file__).resolve()), "--reset", str(registry.storage_dir),
-                       str(tk_cache), *map(str, SKOPEO_CACHES)]
+            trustkit = [
+                *trustkit_program(),
+                "push",
+                f"oci:{image.layout}:v1",
+                f"{registry.host_port}/bench/trustkit:v1",
+                "--quiet",
+            ]
+            skopeo = [
+                peers.require("skopeo"),
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                f"oci:{image.layout}:v1",
+                f"docker://{registry.host_port}/bench/skopeo:v1",
+            ]
+            prepare = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--reset",
+                str(registry.storage_dir),
+                str(tk_cache),
+                *map(str, SKOPEO_CACHES),
+            ]
 
             # Checked runs: both push the image, and the registry serves the same manifest digest.
             run_checked(prepare, env, what="reset")
@@ -106,20 +128,34 @@ def run() -> Result:
             for label, argv in (("trustkit", trustkit), ("skopeo", skopeo)):
                 memory[(label, "warm")] = peak_rss_mb(argv, env, what=f"{label} (warm)")
 
-        result.rows.append(Row(f"cold push, 7 layers / {total / MB:.1f} MB, empty registry (vs skopeo copy)",
-                               cold_tk, cold_sk, target=1.0))
+        result.rows.append(
+            Row(
+                f"cold push, 7 layers / {total / MB:.1f} MB, empty registry (vs skopeo copy)",
+                cold_tk,
+                cold_sk,
+                target=1.0,
+            )
+        )
         result.rows.append(Row("warm re-push, every blob present (vs skopeo copy)", warm_tk, warm_sk, target=1.0))
         for phase in ("cold", "warm"):
             tk_mb, sk_mb = memory[("trustkit", phase)], memory[("skopeo", phase)]
-            result.rows.append(Row(f"peak memory, {phase} (vs skopeo copy; ratio {tk_mb / sk_mb:.2f})",
-                                   Figure(tk_mb, unit="MB"), Figure(sk_mb, unit="MB")))
+            result.rows.append(
+                Row(
+                    f"peak memory, {phase} (vs skopeo copy; ratio {tk_mb / sk_mb:.2f})",
+                    Figure(tk_mb, unit="MB"),
+                    Figure(sk_mb, unit="MB"),
+                )
+            )
         version = subprocess.run(["skopeo", "--version"], capture_output=True, text=True, check=True).stdout
         skopeo_version = version.split()[-1]
-        result.notes.append(f"the peer column is skopeo copy (skopeo {skopeo_version}), "
-                            "both into Debian's docker-registry on loopback")
-        result.notes.append(f"cold: {cold_tk.mean / cold_sk.mean:.2f}x skopeo's wall time; "
-                            f"warm: {warm_tk.mean / warm_sk.mean:.2f}x; peak RSS cold "
-                            f"{memory[('trustkit', 'cold')]:.0f} MB vs {memory[('skopeo', 'cold')]:.0f} MB")
+        result.notes.append(
+            f"the peer column is skopeo copy (skopeo {skopeo_version}), both into Debian's docker-registry on loopback"
+        )
+        result.notes.append(
+            f"cold: {cold_tk.mean / cold_sk.mean:.2f}x skopeo's wall time; "
+            f"warm: {warm_tk.mean / warm_sk.mean:.2f}x; peak RSS cold "
+            f"{memory[('trustkit', 'cold')]:.0f} MB vs {memory[('skopeo', 'cold')]:.0f} MB"
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result

@@ -50,8 +50,10 @@ WRK_SECONDS, WRK_WARMUP_SECONDS, WRK_ROUNDS = 5, 1, 3
 TAGS = 20  # tags in the repository whose targets.json is fetched
 RAW_PUBLISHES, LIBRARY_PUBLISHES, PUBLISH_ROUNDS = 150, 30, 3
 TARGET_RATIO = 1.0
-PASSPHRASES = {"DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
-               "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE}
+PASSPHRASES = {
+    "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
+    "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE,
+}
 
 
 @dataclass
@@ -135,10 +137,10 @@ _LATENCY = re.compile(r"^\s+Latency\s+(\S+)", re.MULTILINE)
 
 def wrk(url: str, seconds: int) -> tuple[float, str]:
     """Requests per second over ``seconds``, and the mean latency wrk reports."""
-    argv = [peers.require("wrk"), f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
-            url]
-    out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=seconds + 60,
-                         check=True).stdout
+    argv = [peers.require("wrk"), f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", url]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=seconds + 60, check=True
+    ).stdout
     rate, bad, errors = _RATE.search(out), _NON_2XX.search(out), _SOCKET_ERRORS.search(out)
     if rate is None or bad is not None or errors is not None:
         raise AssertionError(f"wrk {url}: not a clean run (non-2xx responses or socket errors):\n{out}")
@@ -167,23 +169,33 @@ def run() -> Result:
     try:
         with peers.NotaryServer(scratch / "notary-server") as notary:
             tls = (scratch / "notary-server" / "tls.crt", scratch / "notary-server" / "tls.key")  # its TLS pair
-            with peers.TrustkitServer(scratch / "trustkit-1", tls=tls) as tk1, \
-                    peers.TrustkitServer(scratch / "trustkit-2", tls=tls, extra_args=["--workers", "2"]) as tk2:
-                servers = [Server("notary-server", notary.url, notary.ca_path, notary.host_port),
-                           Server("trustkit --workers 1", tk1.url, tk1.ca_path, tk1.host_port),
-                           Server("trustkit --workers 2", tk2.url, tk2.ca_path, tk2.host_port)]
+            with (
+                peers.TrustkitServer(scratch / "trustkit-1", tls=tls) as tk1,
+                peers.TrustkitServer(scratch / "trustkit-2", tls=tls, extra_args=["--workers", "2"]) as tk2,
+            ):
+                servers = [
+                    Server("notary-server", notary.url, notary.ca_path, notary.host_port),
+                    Server("trustkit --workers 1", tk1.url, tk1.ca_path, tk1.host_port),
+                    Server("trustkit --workers 2", tk2.url, tk2.ca_path, tk2.host_port),
+                ]
                 measure(servers, scratch, result)
-                result.notes.extend(profile(tk1, f"{tk1.url}/v2/{servers[1].gun('read')}/_trust/tuf/targets.json",
-                                            scratch))
+                result.notes.extend(
+                    profile(tk1, f"{tk1.url}/v2/{servers[1].gun('read')}/_trust/tuf/targets.json", scratch)
+                )
                 for server in (tk1, tk2):
-                    failures = [line for line in server.log_path.read_text(errors="replace").splitlines()
-                                if '"status": 5' in line or "Traceback" in line]
+                    failures = [
+                        line
+                        for line in server.log_path.read_text(errors="replace").splitlines()
+                        if '"status": 5' in line or "Traceback" in line
+                    ]
                     if failures:
                         raise AssertionError(f"{server.url} answered 5xx or failed:\n" + "\n".join(failures[:5]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    result.notes.append("ratios in this table are RATES (trustkit / notary requests or publishes per second): "
-                        "above 1 means trustkit is faster; the goal is ≥ 1")
+    result.notes.append(
+        "ratios in this table are RATES (trustkit / notary requests or publishes per second): "
+        "above 1 means trustkit is faster; the goal is ≥ 1"
+    )
     return result
 
 
@@ -213,17 +225,24 @@ def measure(servers: list[Server], scratch: Path, result: Result) -> None:
                 latency.setdefault((role, server.label), []).append(mean_latency)
         for trustkit in trustkits:
             setup = trustkit.label.removeprefix("trustkit ")
-            result.rows.append(RateRow(
-                f"GET {role}.json, wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} ({setup})",
-                Figure.from_samples(rates[(role, trustkit.label)], unit="req/s"),
-                Figure.from_samples(rates[(role, notary.label)], unit="req/s"), target=TARGET_RATIO))
-        result.notes.append(f"{role}.json ({', '.join(sizes)}) mean latency per round: " + "; ".join(
-            f"{server.label} {', '.join(latency[(role, server.label)])}" for server in servers))
+            result.rows.append(
+                RateRow(
+                    f"GET {role}.json, wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} ({setup})",
+                    Figure.from_samples(rates[(role, trustkit.label)], unit="req/s"),
+                    Figure.from_samples(rates[(role, notary.label)], unit="req/s"),
+                    target=TARGET_RATIO,
+                )
+            )
+        result.notes.append(
+            f"{role}.json ({', '.join(sizes)}) mean latency per round: "
+            + "; ".join(f"{server.label} {', '.join(latency[(role, server.label)])}" for server in servers)
+        )
 
     # Publishes per second: the same client loops for every server.
     loops: list[tuple[str, Callable[..., float], int]] = [
         ("publish: sign targets + POST (raw loop)", raw_publishes, RAW_PUBLISHES),
-        ("publish: sign_tags (refresh + sign + POST)", library_publishes, LIBRARY_PUBLISHES)]
+        ("publish: sign_tags (refresh + sign + POST)", library_publishes, LIBRARY_PUBLISHES),
+    ]
     for label, loop, count in loops:
         done: dict[str, list[float]] = {}
         for round_ in range(PUBLISH_ROUNDS):
@@ -231,13 +250,24 @@ def measure(servers: list[Server], scratch: Path, result: Result) -> None:
                 log(f"{label} on {server.label}: {count} publishes (round {round_ + 1}/{PUBLISH_ROUNDS})")
                 first = 10_000 * (round_ + 1) + (100_000 if loop is library_publishes else 0)
                 done.setdefault(server.label, []).append(
-                    loop(server.url, server.ca, server.gun("publish"), scratch / f"trust-publish-{server.label}",
-                         count, first))
+                    loop(
+                        server.url,
+                        server.ca,
+                        server.gun("publish"),
+                        scratch / f"trust-publish-{server.label}",
+                        count,
+                        first,
+                    )
+                )
         for trustkit in trustkits:
-            result.rows.append(RateRow(f"{label} ({trustkit.label.removeprefix('trustkit ')})",
-                                       Figure.from_samples(done[trustkit.label], unit="publishes/s"),
-                                       Figure.from_samples(done[notary.label], unit="publishes/s"),
-                                       target=TARGET_RATIO))
+            result.rows.append(
+                RateRow(
+                    f"{label} ({trustkit.label.removeprefix('trustkit ')})",
+                    Figure.from_samples(done[trustkit.label], unit="publishes/s"),
+                    Figure.from_samples(done[notary.label], unit="publishes/s"),
+                    target=TARGET_RATIO,
+                )
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,13 +275,19 @@ def measure(servers: list[Server], scratch: Path, result: Result) -> None:
 
 _IDLE = ("Condition.wait", "EpollSelector.select", "Queue.get", "Event.wait", "_worker")
 _CATEGORIES = [  # first match of the sampled (innermost) frame's file wins
-    ("database: SQLAlchemy Core + sqlite3 (query, fetch, connections)",
-     ("sqlalchemy/", "server/storage.py", "sqlite3")),
-    ("TLS and socket writes/reads (ssl, asyncio sslproto/selector)", ("ssl.py", "sslproto.py", "selector_events.py",
-                                                                      "asyncio/")),
+    (
+        "database: SQLAlchemy Core + sqlite3 (query, fetch, connections)",
+        ("sqlalchemy/", "server/storage.py", "sqlite3"),
+    ),
+    (
+        "TLS and socket writes/reads (ssl, asyncio sslproto/selector)",
+        ("ssl.py", "sslproto.py", "selector_events.py", "asyncio/"),
+    ),
     ("HTTP/1.1 parsing and ASGI glue (uvicorn h11_impl, h11)", ("uvicorn/", "h11/")),
-    ("Starlette routing/middleware and the anyio thread-pool hop", ("starlette/", "anyio/", "threading.py",
-                                                                    "queue.py", "concurrent/")),
+    (
+        "Starlette routing/middleware and the anyio thread-pool hop",
+        ("starlette/", "anyio/", "threading.py", "queue.py", "concurrent/"),
+    ),
     ("access log (logging)", ("logging/",)),
     ("trustkit handlers and metadata parsing", ("trustkit/", "json/")),
 ]
@@ -261,14 +297,37 @@ def profile(server: peers.TrustkitServer, url: str, scratch: Path) -> list[str]:
     """Sample the one-worker server with py-spy during a wrk run and say where its Python time goes."""
     spy = shutil.which("py-spy")
     if spy is None:
-        return [("no profile: py-spy is not on PATH (`pip install py-spy`, then rerun) to see where the "
-                "one-worker server spends its time")]
+        return [
+            (
+                "no profile: py-spy is not on PATH (`pip install py-spy`, then rerun) to see where the "
+                "one-worker server spends its time"
+            )
+        ]
     pid = server.pid
     raw = scratch / "py-spy.txt"
     log(f"py-spy on the one-worker server (pid {pid}) during wrk of targets.json")
-    recorder = subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(WRK_SECONDS), "-r", "250", "-f", "raw",
-                                 "-o", str(raw), "--nonblocking", "--gil"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    recorder = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(WRK_SECONDS),
+            "-r",
+            "250",
+            "-f",
+            "raw",
+            "-o",
+            str(raw),
+            "--nonblocking",
+            "--gil",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     rate, _ = wrk(url, WRK_SECONDS)
     output = recorder.communicate(timeout=60)[0]
     if recorder.returncode != 0 or not raw.is_file():
@@ -287,6 +346,10 @@ def profile(server: peers.TrustkitServer, url: str, scratch: Path) -> list[str]:
         return ["no profile: py-spy recorded no busy samples"]
     shares = ", ".join(f"{name} {100 * n / total:.0f}%" for name, n in sorted(busy.items(), key=lambda x: -x[1]))
     held = 100 * total / (WRK_SECONDS * 250)
-    return [(f"profile of trustkit --workers 1 serving targets.json under wrk ({rate:,.0f} req/s while sampled; py-spy "
-             f"--gil: only samples where a thread holds the GIL, i.e. Python CPU time, by innermost frame; the GIL "
-             f"was held in {held:.0f}% of samples): {shares}")]
+    return [
+        (
+            f"profile of trustkit --workers 1 serving targets.json under wrk ({rate:,.0f} req/s while sampled; py-spy "
+            f"--gil: only samples where a thread holds the GIL, i.e. Python CPU time, by innermost frame; the GIL "
+            f"was held in {held:.0f}% of samples): {shares}"
+        )
+    ]

@@ -60,8 +60,9 @@ def run() -> Result:
             command = bench.trustkit(tk_trust, "sign", gun, "--from-file", str(tag_file))
             log(f"trustkit sign --from-file ({TAGS} tags), repetition {rep + 1}/{TRUSTKIT_REPEATS}")
             tk_times.append(wall_time(partial(run_checked, command, bench.tk_env, what="trustkit sign --from-file")))
-            expect_output(bench.run_trustkit(tk_trust, "verify", f"{gun}:{last_tag}"), last_hex,
-                          "trustkit verify after bulk sign")
+            expect_output(
+                bench.run_trustkit(tk_trust, "verify", f"{gun}:{last_tag}"), last_hex, "trustkit verify after bulk sign"
+            )
 
         # ---- notary: N x addhash + publish per repetition, each into its own repository.
         notary = bench.notary(bench.path("notary-trust"))
@@ -85,8 +86,15 @@ def run() -> Result:
                 f"machine: it signed {count} tags and its time was multiplied by {TAGS / count:g} "
                 "(linear scaling; its single publish is scaled too, a slight overestimate)"
             )
-        result.rows.append(Row(f"sign {TAGS} tags (trustkit: 1 command; notary: {TAGS} addhash + publish)",
-                               trustkit, notary_fig, target=TARGET_RATIO, target_strict=True))
+        result.rows.append(
+            Row(
+                f"sign {TAGS} tags (trustkit: 1 command; notary: {TAGS} addhash + publish)",
+                trustkit,
+                notary_fig,
+                target=TARGET_RATIO,
+                target_strict=True,
+            )
+        )
 
         # Where notary's time goes: per-command process start-up and staging, versus the one publish.
         publish = Figure.from_samples(publish_times)
@@ -98,8 +106,7 @@ def run() -> Result:
     return result
 
 
-def _notary_bulk(notary: peers.NotaryCLI, gun: str,
-                 tags: list[tuple[str, str, int]]) -> tuple[float, float, int]:
+def _notary_bulk(notary: peers.NotaryCLI, gun: str, tags: list[tuple[str, str, int]]) -> tuple[float, float, int]:
     """Stage ``tags`` with one ``notary addhash`` each, then ``notary publish``.
 
     Returns the wall time of the whole, the time of the publish alone, and how many tags were
@@ -115,8 +122,9 @@ def _notary_bulk(notary: peers.NotaryCLI, gun: str,
                 log(f"notary projects to {projected:.0f} s for {len(tags)} tags; reducing to {REDUCED_TAGS}")
                 tags = tags[:REDUCED_TAGS]
         tag, hexdigest, size = tags[index]
-        run_checked(notary.argv("addhash", gun, tag, str(size), "--sha256", hexdigest), notary.env,
-                    what="notary addhash")
+        run_checked(
+            notary.argv("addhash", gun, tag, str(size), "--sha256", hexdigest), notary.env, what="notary addhash"
+        )
         index += 1
     publish_start = time.perf_counter()
     published = run_checked(notary.argv("publish", gun), notary.env, what="notary publish")

@@ -38,8 +38,9 @@ def run() -> Result:
         tk_trust = bench.path("trustkit-trust")
         tk_gun = bench.gun("trustkit")
         bench.run_trustkit(tk_trust, "init", tk_gun)
-        tk_command = bench.trustkit(tk_trust, "sign", f"{tk_gun}:{TAG}",
-                                    "--digest", f"sha256:{digest}", "--size", str(SIZE))
+        tk_command = bench.trustkit(
+            tk_trust, "sign", f"{tk_gun}:{TAG}", "--digest", f"sha256:{digest}", "--size", str(SIZE)
+        )
 
         # notary's repository, on the same server.
         notary = bench.notary(bench.path("notary-trust"))
@@ -48,13 +49,14 @@ def run() -> Result:
         nt_command = notary.argv("addhash", nt_gun, TAG, str(SIZE), "--sha256", digest, "-p")
 
         # Checked runs: both sign the tag, and the signature is visible to the other tool.
-        expect_output(run_checked(tk_command, bench.tk_env, what="trustkit sign"),
-                      f"sha256:{digest}", "trustkit sign")
-        expect_output(run_checked(nt_command, notary.env, what="notary addhash -p"),
-                      "Successfully published", "notary addhash -p")
+        expect_output(run_checked(tk_command, bench.tk_env, what="trustkit sign"), f"sha256:{digest}", "trustkit sign")
+        expect_output(
+            run_checked(nt_command, notary.env, what="notary addhash -p"), "Successfully published", "notary addhash -p"
+        )
         expect_output(notary.run("lookup", tk_gun, TAG), digest, "notary lookup of trustkit's tag")
-        expect_output(bench.run_trustkit(tk_trust, "verify", f"{nt_gun}:{TAG}"), digest,
-                      "trustkit verify of notary's tag")
+        expect_output(
+            bench.run_trustkit(tk_trust, "verify", f"{nt_gun}:{TAG}"), digest, "trustkit verify of notary's tag"
+        )
 
         trustkit = hyperfine(tk_command, bench.tk_env, name="trustkit sign")
         notary_fig = hyperfine(nt_command, notary.env, name="notary addhash -p")

@@ -89,8 +89,7 @@ class Figure:
         def mul(value: float | None) -> float | None:
             return None if value is None else value * factor
 
-        return Figure(self.mean * factor, mul(self.stddev), mul(self.min), mul(self.max),
-                      self.runs, self.unit, note)
+        return Figure(self.mean * factor, mul(self.stddev), mul(self.min), mul(self.max), self.runs, self.unit, note)
 
     def text(self) -> str:
         """Human form: ``123.4 ms ± 2.1 (n=10)`` or ``1520 keys/s (n=3)``."""
@@ -111,8 +110,14 @@ class Figure:
         def r(value: float | None) -> float | None:
             return None if value is None else float(f"{value:.5g}")
 
-        out: dict[str, Any] = {"mean": r(self.mean), "stddev": r(self.stddev), "min": r(self.min),
-                               "max": r(self.max), "runs": self.runs, "unit": self.unit}
+        out: dict[str, Any] = {
+            "mean": r(self.mean),
+            "stddev": r(self.stddev),
+            "min": r(self.min),
+            "max": r(self.max),
+            "runs": self.runs,
+            "unit": self.unit,
+        }
         if self.note:
             out["note"] = self.note
         return out
@@ -179,8 +184,11 @@ class Result:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rows": [row.to_json() for row in self.rows], "notes": self.notes,
-                               "seconds": round(self.seconds, 1)}
+        out: dict[str, Any] = {
+            "rows": [row.to_json() for row in self.rows],
+            "notes": self.notes,
+            "seconds": round(self.seconds, 1),
+        }
         if self.error:
             out["error"] = self.error
         return out
@@ -223,18 +231,23 @@ class Bench:
             raise
         docker_config = self.path("docker-config")
         docker_config.mkdir(mode=0o700)
-        self.tk_env = {k: v for k, v in os.environ.items()
-                       if not k.startswith(_STEERING_PREFIXES) and k != "PYTHONDONTWRITEBYTECODE"}
-        self.tk_env.update({
-            # An installed trustkit runs from cached bytecode; a caller's PYTHONDONTWRITEBYTECODE
-            # would make every run recompile trustkit from source. The cache goes to scratch
-            # space (not __pycache__ in the source tree) and the first, untimed runs fill it.
-            "PYTHONPYCACHEPREFIX": str(self.path("pycache")),
-            "DOCKER_CONFIG": str(docker_config),
-            "DOCKER_CONTENT_TRUST_SERVER": self._server.url,
-            "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
-            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE,
-        })
+        self.tk_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_STEERING_PREFIXES) and k != "PYTHONDONTWRITEBYTECODE"
+        }
+        self.tk_env.update(
+            {
+                # An installed trustkit runs from cached bytecode; a caller's PYTHONDONTWRITEBYTECODE
+                # would make every run recompile trustkit from source. The cache goes to scratch
+                # space (not __pycache__ in the source tree) and the first, untimed runs fill it.
+                "PYTHONPYCACHEPREFIX": str(self.path("pycache")),
+                "DOCKER_CONFIG": str(docker_config),
+                "DOCKER_CONTENT_TRUST_SERVER": self._server.url,
+                "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
+                "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE,
+            }
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -257,8 +270,7 @@ class Bench:
 
     def trustkit(self, trust_dir: Path, *args: str) -> list[str]:
         """``trustkit --trust-dir D --tls-ca CA ARGS`` (run it with :attr:`tk_env`)."""
-        return [*trustkit_program(), "--trust-dir", str(trust_dir), "--tls-ca",
-                str(self._server.ca_path), *args]
+        return [*trustkit_program(), "--trust-dir", str(trust_dir), "--tls-ca", str(self._server.ca_path), *args]
 
     def notary(self, trust_dir: Path) -> peers.NotaryCLI:
         """A notary client with its own trust dir; its config file sits *beside* the trust dir,
@@ -293,11 +305,19 @@ class Bench:
         return fetched
 
 
-def run_checked(argv: Sequence[str], env: Mapping[str, str], *, what: str,
-                timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_checked(
+    argv: Sequence[str], env: Mapping[str, str], *, what: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run a command with stdin closed; raise with its output if it fails."""
-    result = subprocess.run(list(argv), env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
-                            text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        list(argv),
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if result.returncode != 0:
         raise peers.PeerCommandFailed(
             f"{what} failed with exit status {result.returncode}: {shlex.join(argv)}\n"
@@ -317,8 +337,15 @@ def expect_output(result: subprocess.CompletedProcess[str], needle: str, what: s
 # timing
 
 
-def hyperfine(command: Sequence[str], env: Mapping[str, str], *, name: str,
-              prepare: Sequence[str] | None = None, warmup: int = 2, runs: int = 10) -> Figure:
+def hyperfine(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    name: str,
+    prepare: Sequence[str] | None = None,
+    warmup: int = 2,
+    runs: int = 10,
+) -> Figure:
     """Time a whole command with hyperfine and return its mean wall time.
 
     ``-N`` (no intermediate shell): both tools are measured as plain exec'd processes, so no
@@ -331,15 +358,26 @@ def hyperfine(command: Sequence[str], env: Mapping[str, str], *, name: str,
     log(f"hyperfine {name}: {warmup} warm-up + {runs} runs")
     with tempfile.TemporaryDirectory(prefix="trustkit-hyperfine-") as scratch:
         export = Path(scratch) / "hyperfine.json"
-        argv = [binary, "-N", "--style", "none", "--warmup", str(warmup), "--runs", str(runs),
-                "--export-json", str(export), "--command-name", name]
+        argv = [
+            binary,
+            "-N",
+            "--style",
+            "none",
+            "--warmup",
+            str(warmup),
+            "--runs",
+            str(runs),
+            "--export-json",
+            str(export),
+            "--command-name",
+            name,
+        ]
         if prepare is not None:
             argv += ["--prepare", shlex.join(prepare)]
         argv.append(shlex.join(command))
         run_checked(argv, env, what=f"hyperfine ({name})", timeout=3600)
         data = json.loads(export.read_text())["results"][0]
-    return Figure(mean=data["mean"], stddev=data["stddev"], min=data["min"], max=data["max"],
-                  runs=len(data["times"]))
+    return Figure(mean=data["mean"], stddev=data["stddev"], min=data["min"], max=data["max"], runs=len(data["times"]))
 
 
 def wall_time(action: Callable[[], object]) -> float:
@@ -349,8 +387,7 @@ def wall_time(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def throughput(operation: Callable[[], object], unit: str, *, min_seconds: float = 1.0,
-               rounds: int = 3) -> Figure:
+def throughput(operation: Callable[[], object], unit: str, *, min_seconds: float = 1.0, rounds: int = 3) -> Figure:
     """Operations per second of an in-process call: ``rounds`` rounds of at least
     ``min_seconds`` each; the figure is the mean over rounds (spread = their stddev)."""
     rates = []
@@ -400,8 +437,9 @@ def machine_info() -> dict[str, str]:
 
     def version(argv: list[str]) -> str:
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                 timeout=30, check=False).stdout
+            out = subprocess.run(
+                argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30, check=False
+            ).stdout
         except (OSError, subprocess.TimeoutExpired):
             return "?"
         return " ".join(out.split())
@@ -416,6 +454,6 @@ def machine_info() -> dict[str, str]:
         "trustkit": f"{' '.join(trustkit_program())} (run from cached bytecode)",
         # Debian's build leaves `notary version` blank but for the Go version; ask dpkg too.
         "notary": f"{version(['dpkg-query', '-W', '-f', '${Version}', 'notary']) or '?'} "
-                  f"({version([peers.require('notary'), 'version'])})",
+        f"({version([peers.require('notary'), 'version'])})",
         "hyperfine": version(["hyperfine", "--version"]),
     }

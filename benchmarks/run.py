@@ -28,16 +28,20 @@ import bench_sign_2000
 import bench_sign_one
 from harness import Result, machine_info
 
-BENCHMARKS = {module.NAME: module for module in (bench_keys, bench_sign_one, bench_sign_2000, bench_lookup_10k,
-                                                   bench_push, bench_server)}
+BENCHMARKS = {
+    module.NAME: module
+    for module in (bench_keys, bench_sign_one, bench_sign_2000, bench_lookup_10k, bench_push, bench_server)
+}
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the summary (default: {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
@@ -81,9 +85,15 @@ def print_result(result: Result) -> None:
     for row in result.rows:
         ratio = row.ratio
         target = f"{row.target_text} {'met' if row.met else 'NOT met'}" if row.met is not None else ""
-        lines.append([row.operation, row.trustkit.text(),
-                      row.notary.text() if row.notary else f"n/a ({row.note})" if row.note else "n/a",
-                      f"{ratio:.2f}" if ratio is not None else "-", target])
+        lines.append(
+            [
+                row.operation,
+                row.trustkit.text(),
+                row.notary.text() if row.notary else f"n/a ({row.note})" if row.note else "n/a",
+                f"{ratio:.2f}" if ratio is not None else "-",
+                target,
+            ]
+        )
     if lines:
         widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
         for cells in [header, ["-" * w for w in widths], *lines]:

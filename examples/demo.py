@@ -31,16 +31,24 @@ def main() -> None:
         # DOCKER_CONTENT_TRUST_SERVER, passphrases in the DOCKER_CONTENT_TRUST_* variables.
         (docker_config / "tls" / server.host_port).mkdir(parents=True)
         shutil.copyfile(server.ca_path, docker_config / "tls" / server.host_port / "ca.crt")
-        env = {**os.environ, "DOCKER_CONFIG": str(docker_config), "DOCKER_CONTENT_TRUST_SERVER": server.url,
-               "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "demo-root-passphrase",
-               "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "demo-repo-passphrase"}
+        env = {
+            **os.environ,
+            "DOCKER_CONFIG": str(docker_config),
+            "DOCKER_CONTENT_TRUST_SERVER": server.url,
+            "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "demo-root-passphrase",
+            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "demo-repo-passphrase",
+        }
         repo = f"{registry.host_port}/demo/app"
 
         def trustkit(*args: str, ok: tuple[int, ...] = (0,), extra: dict[str, str] | None = None) -> None:
             shown = " ".join(f"{k}={v}" for k, v in (extra or {}).items())
             print(f"\n$ {shown + ' ' if shown else ''}trustkit {' '.join(args)}", flush=True)
-            code = subprocess.run([sys.executable, "-m", "trustkit", *args], env={**env, **(extra or {})},
-                                  stdin=subprocess.DEVNULL, check=False).returncode  # `ok` says which codes pass
+            code = subprocess.run(
+                [sys.executable, "-m", "trustkit", *args],
+                env={**env, **(extra or {})},
+                stdin=subprocess.DEVNULL,
+                check=False,
+            ).returncode  # `ok` says which codes pass
             if code not in ok:
                 sys.exit(f"demo failed: exit status {code}")
             if code:

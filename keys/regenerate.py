@@ -89,9 +89,7 @@ def _keyid(keytype: str, public: str) -> str:
     For these objects (ASCII strings, a null) sorted compact json.dumps is canonical JSON.
     """
     obj = {"keytype": keytype, "keyval": {"private": None, "public": public}}
-    return hashlib.sha256(
-        json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _algorithm(key) -> str:
@@ -114,9 +112,7 @@ def _key_details(public_key) -> dict:
 
 def canonical_keyid(public_key) -> str:
     """Canonical key ID: keytype ecdsa|rsa, public = base64(DER SubjectPublicKeyInfo)."""
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return _keyid(_algorithm(public_key), _b64(der))
 
 
@@ -178,11 +174,7 @@ def decrypt_with_openssl(path: Path, passphrase: str):
     """
     text = path.read_text()
     pem_type, headers = pem_block_info(text)
-    body = [
-        line
-        for line in text.splitlines()[1 + len(headers) :]
-        if line and not line.startswith("-----")
-    ]
+    body = [line for line in text.splitlines()[1 + len(headers) :] if line and not line.startswith("-----")]
     pem = f"-----BEGIN {pem_type}-----\n" + "\n".join(body) + f"\n-----END {pem_type}-----\n"
     env = dict(os.environ, TRUSTKIT_FIXTURE_PASS=passphrase)
     out = subprocess.run(
@@ -193,9 +185,7 @@ def decrypt_with_openssl(path: Path, passphrase: str):
         check=False,
     )
     if out.returncode != 0:
-        raise SystemExit(
-            f"openssl could not decrypt {path} with the recorded passphrase:\n{out.stderr.decode()}"
-        )
+        raise SystemExit(f"openssl could not decrypt {path} with the recorded passphrase:\n{out.stderr.decode()}")
     return serialization.load_pem_private_key(out.stdout, None)
 
 
@@ -203,11 +193,7 @@ def load_public(pem: bytes):
     """Load a PUBLIC KEY PEM, tolerating notary/docker's ``role:`` header."""
     text = pem.decode()
     pem_type, headers = pem_block_info(text)
-    body = [
-        line
-        for line in text.splitlines()[1 + len(headers) :]
-        if line and not line.startswith("-----")
-    ]
+    body = [line for line in text.splitlines()[1 + len(headers) :] if line and not line.startswith("-----")]
     der = base64.b64decode("".join(body))
     return pem_type, headers, serialization.load_der_public_key(der)
 
@@ -231,9 +217,7 @@ class Recorder:
             if p.is_file()
         }
 
-    def run(
-        self, cli, command: str, *, input: str | None = None, note: str
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, cli, command: str, *, input: str | None = None, note: str) -> subprocess.CompletedProcess[str]:
         """Run ``command`` (shell-quoted, program name first) with ``cli``; record its effect."""
         argv = shlex.split(command)
         before = self._snapshot()
@@ -260,9 +244,7 @@ class Recorder:
     def save_stdout(self, result: subprocess.CompletedProcess[str], path: Path) -> None:
         path.write_text(result.stdout, encoding="utf-8")
         """Save the stdout of the step just run; produced_by = that command + "  (stdout)"."""
-        self.writer[path.relative_to(self.stage).as_posix()] = (
-            self.steps[-1]["command"] + "  (stdout)"
-        )
+        self.writer[path.relative_to(self.stage).as_posix()] = self.steps[-1]["command"] + "  (stdout)"
 
     def note_python(self, path: Path, how: str) -> None:
         self.writer[path.relative_to(self.stage).as_posix()] = f"keys/regenerate.py: {how}"
@@ -300,13 +282,9 @@ def make_inputs(stage: Path, rec: Recorder) -> None:
         ),
     )
     (ni / "releases.pub").write_bytes(
-        rel.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        rel.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    rec.note_python(
-        ni / "releases-key.pem", "ec.generate_private_key(SECP256R1), PKCS#8 PEM, unencrypted"
-    )
+    rec.note_python(ni / "releases-key.pem", "ec.generate_private_key(SECP256R1), PKCS#8 PEM, unencrypted")
     rec.note_python(ni / "releases.pub", "public key of releases-key.pem, SubjectPublicKeyInfo PEM")
 
     # targets/qa delegate: RSA 2048, PKCS#1 ("RSA PRIVATE KEY") for `notary key import`, and a
@@ -322,9 +300,7 @@ def make_inputs(stage: Path, rec: Recorder) -> None:
     )
     (ni / "qa.crt").write_bytes(make_cert(qa, "targets/qa"))
     rec.note_python(ni / "qa-key.pem", "rsa.generate_private_key(2048), PKCS#1 PEM, unencrypted")
-    rec.note_python(
-        ni / "qa.crt", "self-signed x509 (CN=targets/qa, code signing, 10 years) of qa-key.pem"
-    )
+    rec.note_python(ni / "qa.crt", "self-signed x509 (CN=targets/qa, code signing, 10 years) of qa-key.pem")
 
     # docker `trust key load` inputs: carol = EC SEC1 ("EC PRIVATE KEY"), dave = RSA PKCS#8.
     # docker refuses key files that are group/other readable, hence mode 0600.
@@ -339,9 +315,7 @@ def make_inputs(stage: Path, rec: Recorder) -> None:
         ),
     )
     (di / "carol.pub").write_bytes(
-        carol.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        carol.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     rec.note_python(di / "carol.pem", "ec.generate_private_key(SECP256R1), SEC1 PEM, unencrypted")
     rec.note_python(di / "carol.pub", "public key of carol.pem, SubjectPublicKeyInfo PEM")
@@ -355,9 +329,7 @@ def make_inputs(stage: Path, rec: Recorder) -> None:
         ),
     )
     (di / "dave.pub").write_bytes(
-        dave.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        dave.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     rec.note_python(di / "dave.pem", "rsa.generate_private_key(2048), PKCS#8 PEM, unencrypted")
     rec.note_python(di / "dave.pub", "public key of dave.pem, SubjectPublicKeyInfo PEM")
@@ -376,9 +348,7 @@ def make_inputs(stage: Path, rec: Recorder) -> None:
         separators=(",", ":"),
     ).encode()
     (di / "v1-manifest.json").write_bytes(manifest)
-    rec.note_python(
-        di / "v1-manifest.json", "a minimal OCI image manifest (target content for tag v1)"
-    )
+    rec.note_python(di / "v1-manifest.json", "a minimal OCI image manifest (target content for tag v1)")
 
 
 def notary_scenario(stage: Path, rec: Recorder, server: peers.NotaryServer) -> None:
@@ -522,9 +492,7 @@ def docker_scenario(stage: Path, rec: Recorder, server: peers.NotaryServer) -> N
     )
     out = rec.run(docker, f"docker trust inspect {g}", note="saved as docker/inspect.json")
     rec.save_stdout(out, stage / "docker" / "inspect.json")
-    out = rec.run(
-        docker, f"docker trust inspect --pretty {g}", note="saved as docker/inspect-pretty.txt"
-    )
+    out = rec.run(docker, f"docker trust inspect --pretty {g}", note="saved as docker/inspect-pretty.txt")
     rec.save_stdout(out, stage / "docker" / "inspect-pretty.txt")
     shutil.rmtree(stage / "docker" / "tls")  # the throwaway server's CA; not a fixture
 
@@ -533,9 +501,7 @@ def docker_scenario(stage: Path, rec: Recorder, server: peers.NotaryServer) -> N
 # downloading and describing
 
 
-def download(
-    server: peers.NotaryServer, gun: str, dest: Path, rec: Recorder, *, server_snapshot: bool
-) -> list[str]:
+def download(server: peers.NotaryServer, gun: str, dest: Path, rec: Recorder, *, server_snapshot: bool) -> list[str]:
     """Save every role file (and the server's timestamp/snapshot public keys) exactly as served.
 
     ``GET .../snapshot.key`` *creates* a server snapshot key when there is none, so it is only
@@ -604,9 +570,7 @@ def _key_index(stage: Path) -> tuple[dict[str, str], dict[str, set[str]]]:
             if f.exists():
                 for r in json.loads(f.read_bytes())["signed"]["delegations"]["roles"]:
                     for kid in r["keyids"]:
-                        used_by.setdefault(alias_to_canonical.get(kid, kid), set()).add(
-                            f"{name}:{r['name']}"
-                        )
+                        used_by.setdefault(alias_to_canonical.get(kid, kid), set()).add(f"{name}:{r['name']}")
     return alias_to_canonical, used_by
 
 
@@ -705,16 +669,12 @@ class _Fixtures:
             type=signed["_type"],
             version=signed["version"],
             expires=signed["expires"],
-            signatures=[
-                {"keyid": s["keyid"], "method": s["method"]} for s in env["signatures"]
-            ],
+            signatures=[{"keyid": s["keyid"], "method": s["method"]} for s in env["signatures"]],
         )
         if cached:
             served = self.stage / repo / "metadata" / f"{rp}.json"
             entry["same_bytes_as"] = (
-                served.relative_to(self.stage).as_posix()
-                if served.exists() and served.read_bytes() == data
-                else None
+                served.relative_to(self.stage).as_posix() if served.exists() and served.read_bytes() == data else None
             )
         return entry
 
@@ -790,9 +750,7 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
         }
 
     def root_versions(repo: str) -> int:
-        return json.loads((stage / repo / "metadata" / "root.json").read_bytes())["signed"][
-            "version"
-        ]
+        return json.loads((stage / repo / "metadata" / "root.json").read_bytes())["signed"]["version"]
 
     def delegations(repo: str) -> dict[str, dict]:
         """Delegations as listed by the served targets.json (one level; no nested delegations)."""
@@ -812,11 +770,7 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
     def signed_into(repo: str, tag: str) -> list[str]:
         mdir = stage / repo / "metadata"
         roles = [f"targets/{p.stem}" for p in sorted((mdir / "targets").glob("*.json"))]
-        return [
-            r
-            for r in roles
-            if tag in json.loads((mdir / f"{r}.json").read_bytes())["signed"]["targets"]
-        ]
+        return [r for r in roles if tag in json.loads((mdir / f"{r}.json").read_bytes())["signed"]["targets"]]
 
     def expiries(repo: str) -> dict[str, str]:
         return {
@@ -835,7 +789,7 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
             "root": peers.ROOT_PASSPHRASE,
             "repository": peers.REPO_PASSPHRASE,
             "note": "root keys use 'root'; every other key (targets, snapshot, delegation, docker signer) "
-                    "uses 'repository'",
+            "uses 'repository'",
         },
         "repositories": {
             "notary": {
@@ -855,9 +809,7 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
                 "metadata_dir": "docker/metadata",
                 "root_versions": root_versions("docker"),
                 "snapshot_signed_by": "server (server-managed snapshot key, see docker/metadata/snapshot.key)",
-                "targets": target_table(
-                    {DOCKER_TAG: ("targets/releases", "docker/inputs/v1-manifest.json")}
-                ),
+                "targets": target_table({DOCKER_TAG: ("targets/releases", "docker/inputs/v1-manifest.json")}),
                 "tag_signed_into": signed_into("docker", DOCKER_TAG),
                 "delegations": delegations("docker"),
                 "expires": expiries("docker"),
@@ -865,14 +817,13 @@ def build_manifest(stage: Path, rec: Recorder, generated_at: str, tools: dict) -
         },
         "kinds": {
             "key": "encrypted private key file exactly as the peer wrote it "
-                   "(PEM 'ENCRYPTED PRIVATE KEY' with role/gun headers)",
+            "(PEM 'ENCRYPTED PRIVATE KEY' with role/gun headers)",
             "plain-key": "UNENCRYPTED input private key made by regenerate.py and given to `notary key import` / "
-                         "`docker trust key load`; stored_as = the peer's encrypted copy",
+            "`docker trust key load`; stored_as = the peer's encrypted copy",
             "pub": "PUBLIC KEY PEM (keyid = canonical key ID)",
-            "cert": "x509 certificate PEM "
-                    "(keyid = canonical ID of its public key, cert_keyid = ID of the x509 key)",
+            "cert": "x509 certificate PEM (keyid = canonical ID of its public key, cert_keyid = ID of the x509 key)",
             "metadata": "a role file exactly as served by notary-server "
-                        "(GET /v2/<gun>/_trust/tuf/<role>.json or <n>.root.json)",
+            "(GET /v2/<gun>/_trust/tuf/<role>.json or <n>.root.json)",
             "cache": "a role file in the CLI's trust_dir/tuf/<gun>/metadata cache, exactly as the CLI wrote it",
             "server-key": "the server's answer to GET .../<role>.key (its public timestamp/snapshot key)",
             "target": "a target's content (its sha256/length are what the target entry records)",
@@ -915,8 +866,10 @@ def render_readme(manifest: dict) -> str:
     t = manifest["tools"]
     root_pass, repo_pass = manifest["passphrases"]["root"], manifest["passphrases"]["repository"]
     root_envs = "`NOTARY_ROOT_PASSPHRASE`, `DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE`"
-    repo_envs = ("`NOTARY_TARGETS_PASSPHRASE`, `NOTARY_SNAPSHOT_PASSPHRASE`, `NOTARY_DELEGATION_PASSPHRASE`, "
-                 "`DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE`")
+    repo_envs = (
+        "`NOTARY_TARGETS_PASSPHRASE`, `NOTARY_SNAPSHOT_PASSPHRASE`, `NOTARY_DELEGATION_PASSPHRASE`, "
+        "`DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE`"
+    )
     docker_gun = manifest["repositories"]["docker"]["gun"]
 
     def served(repo: str) -> str:
@@ -1088,11 +1041,7 @@ regenerate.py checks before writing: every `key` decrypts with its recorded pass
 def tool_versions() -> dict[str, str]:
     def out(*argv: str) -> str:
         r = subprocess.run(argv, capture_output=True, text=True, check=False)
-        return (
-            (r.stdout or r.stderr).strip().splitlines()[0]
-            if (r.stdout or r.stderr).strip()
-            else "?"
-        )
+        return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr).strip() else "?"
 
     return {
         "notary": out("dpkg-query", "-W", "-f", "${Version} (Debian package notary)", "notary"),
@@ -1104,20 +1053,13 @@ def tool_versions() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=KEYS_DIR, help="output directory (default: keys/)"
-    )
+    parser.add_argument("--out", type=Path, default=KEYS_DIR, help="output directory (default: keys/)")
     args = parser.parse_args(argv)
     out: Path = args.out.resolve()
 
     for binary in ("notary", "notary-server", "docker", "openssl"):
         peers.require(binary)
-    generated_at = (
-        datetime.datetime.now(datetime.UTC)
-        .replace(microsecond=0)
-        .isoformat()
-        .replace("+00:00", "Z")
-    )
+    generated_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     tools = tool_versions()
 
     with tempfile.TemporaryDirectory(prefix="trustkit-keys-") as tmp:
@@ -1139,9 +1081,7 @@ def main(argv: list[str] | None = None) -> int:
         # Sanity: the docker-generated public key belongs to alice's private key.
         alice_pub = next(e for e in manifest["fixtures"] if e["path"] == "docker/alice.pub")
         if not (stage / "docker" / "trust" / "private" / f"{alice_pub['keyid']}.key").exists():
-            raise SystemExit(
-                "docker/alice.pub does not match a private key in docker/trust/private"
-            )
+            raise SystemExit("docker/alice.pub does not match a private key in docker/trust/private")
 
         (stage / "manifest.json").write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

@@ -78,8 +78,9 @@ def docker_cli(
 
 
 @pytest.fixture
-def trustkit_cli(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Callable[..., peers.TrustkitCLI]:
+def trustkit_cli(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., peers.TrustkitCLI]:
     """Factory: ``trustkit_cli(config_dir=None, server=None, **kwargs) -> peers.TrustkitCLI``
     (defaults: a new ``DOCKER_CONFIG`` and this test's ``notary_server``)."""
 

@@ -89,9 +89,17 @@ def _add_to_index(layout: Path, ref: str | None, media_type: str, digest: str, s
     _write_index(layout, index)
 
 
-def build_oci_layout(layout: str | os.PathLike[str], *, ref: str = "latest", layers: int = 3,
-                     layer_size: int = 64 * 1024, sizes: list[int] | None = None, arch: str = "amd64",
-                     add_to_index: bool = True, level: int = 1) -> BuiltImage:
+def build_oci_layout(
+    layout: str | os.PathLike[str],
+    *,
+    ref: str = "latest",
+    layers: int = 3,
+    layer_size: int = 64 * 1024,
+    sizes: list[int] | None = None,
+    arch: str = "amd64",
+    add_to_index: bool = True,
+    level: int = 1,
+) -> BuiltImage:
     """Write an image with ``layers`` random layers (or one per entry of ``sizes``) into the
     layout at ``layout`` (created if needed; other images already there are kept)."""
     root = Path(layout)
@@ -103,37 +111,64 @@ def build_oci_layout(layout: str | os.PathLike[str], *, ref: str = "latest", lay
         digest = _write_blob(root, blob)
         layer_descs.append({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": len(blob)})
         diff_ids.append(diff_id)
-    config = json.dumps({
-        "architecture": arch, "os": "linux",
-        "config": {"Cmd": ["/bin/true"], "Labels": {"nonce": os.urandom(8).hex()}},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": f"trustkit test layer {i}"} for i in range(len(sizes))],
-    }, separators=(",", ":")).encode()
+    config = json.dumps(
+        {
+            "architecture": arch,
+            "os": "linux",
+            "config": {"Cmd": ["/bin/true"], "Labels": {"nonce": os.urandom(8).hex()}},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created_by": f"trustkit test layer {i}"} for i in range(len(sizes))],
+        },
+        separators=(",", ":"),
+    ).encode()
     config_digest = _write_blob(root, config)
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
-        "layers": layer_descs,
-    }, separators=(",", ":")).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+            "layers": layer_descs,
+        },
+        separators=(",", ":"),
+    ).encode()
     digest = _write_blob(root, manifest)
     if add_to_index:
         _add_to_index(root, ref, OCI_MANIFEST, digest, len(manifest))
-    return BuiltImage(root, ref, digest, len(manifest), manifest, OCI_MANIFEST,
-                      [d["digest"] for d in layer_descs], config_digest)
+    return BuiltImage(
+        root, ref, digest, len(manifest), manifest, OCI_MANIFEST, [d["digest"] for d in layer_descs], config_digest
+    )
 
 
-def build_oci_index(layout: str | os.PathLike[str], *, ref: str = "multi", arches: tuple[str, ...] = ("amd64", "arm64"),
-                    layers: int = 2, layer_size: int = 32 * 1024) -> tuple[BuiltImage, list[BuiltImage]]:
+def build_oci_index(
+    layout: str | os.PathLike[str],
+    *,
+    ref: str = "multi",
+    arches: tuple[str, ...] = ("amd64", "arm64"),
+    layers: int = 2,
+    layer_size: int = 32 * 1024,
+) -> tuple[BuiltImage, list[BuiltImage]]:
     """A multi-arch image: one image per architecture and an OCI index over them, tagged ``ref``."""
     root = Path(layout)
-    children = [build_oci_layout(root, ref=f"{ref}-{arch}", layers=layers, layer_size=layer_size, arch=arch,
-                                 add_to_index=False) for arch in arches]
-    index = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_INDEX,
-        "manifests": [{"mediaType": OCI_MANIFEST, "digest": c.digest, "size": c.size,
-                       "platform": {"architecture": arch, "os": "linux"}}
-                      for c, arch in zip(children, arches, strict=True)],
-    }, separators=(",", ":")).encode()
+    children = [
+        build_oci_layout(root, ref=f"{ref}-{arch}", layers=layers, layer_size=layer_size, arch=arch, add_to_index=False)
+        for arch in arches
+    ]
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": c.digest,
+                    "size": c.size,
+                    "platform": {"architecture": arch, "os": "linux"},
+                }
+                for c, arch in zip(children, arches, strict=True)
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
     digest = _write_blob(root, index)
     _add_to_index(root, ref, OCI_INDEX, digest, len(index))
     return BuiltImage(root, ref, digest, len(index), index, OCI_INDEX), children
@@ -142,6 +177,12 @@ def build_oci_index(layout: str | os.PathLike[str], *, ref: str = "multi", arche
 def docker_archive(layout: Path, ref: str, archive: Path, name: str) -> Path:
     """``skopeo copy oci:LAYOUT:REF docker-archive:ARCHIVE:NAME`` (a ``docker save`` tarball)."""
     archive.unlink(missing_ok=True)
-    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{layout}:{ref}", f"docker-archive:{archive}:{name}"],
-                   check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{layout}:{ref}", f"docker-archive:{archive}:{name}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
     return archive

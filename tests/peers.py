@@ -218,9 +218,7 @@ def make_tls(directory: str | os.PathLike[str], *, days: int = 30) -> tuple[Path
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_path = d / "tls.crt"
@@ -298,9 +296,9 @@ class NotaryServer:
     Usage::
 
         with NotaryServer() as server:
-            server.url        # "https://127.0.0.1:40123"
+            server.url  # "https://127.0.0.1:40123"
             server.host_port  # "127.0.0.1:40123" (docker's tls/<host:port>/ dir name)
-            server.ca_path    # PEM to verify the server with
+            server.ca_path  # PEM to verify the server with
             server.get("/v2/example.com/a/_trust/tuf/root.json")
 
     The config follows wire spec section 10: ``storage.backend=memory``,
@@ -465,8 +463,7 @@ class NotaryServer:
                     if "address already in use" in tail and not last_attempt:
                         return False
                     raise PeerError(
-                        f"notary-server exited at startup with status {status};"
-                        f" log {self.log_path}:\n{tail}"
+                        f"notary-server exited at startup with status {status}; log {self.log_path}:\n{tail}"
                     )
                 try:
                     response = client.get(health)
@@ -486,11 +483,14 @@ class NotaryServer:
 # notary CLI
 
 
-def _server_url_and_ca(server: NotaryServer | None, url: str | None,
-                       ca_path: str | os.PathLike[str] | None) -> tuple[str | None, str | os.PathLike[str] | None]:
+def _server_url_and_ca(
+    server: NotaryServer | None, url: str | None, ca_path: str | os.PathLike[str] | None
+) -> tuple[str | None, str | os.PathLike[str] | None]:
     """Explicit ``url``/``ca_path`` win over the running ``server``'s."""
-    return (url if url is not None else (server.url if server else None),
-            ca_path if ca_path is not None else (server.ca_path if server else None))
+    return (
+        url if url is not None else (server.url if server else None),
+        ca_path if ca_path is not None else (server.ca_path if server else None),
+    )
 
 
 class NotaryCLI:
@@ -709,12 +709,19 @@ class TrustkitCLI:
     def trust_dir(self) -> Path:
         return self.config_dir / "trust"
 
-    def run(self, *args: str | os.PathLike[str], check: bool = True,
-            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str | os.PathLike[str], check: bool = True, timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``trustkit *args``; with ``check`` a non-zero exit raises with stdout/stderr."""
-        return run_command([*self.argv0, *map(str, args)], env=self.env, cwd=None,
-                    timeout=timeout if timeout is not None else self.timeout, input=None, check=check,
-                    what="trustkit")
+        return run_command(
+            [*self.argv0, *map(str, args)],
+            env=self.env,
+            cwd=None,
+            timeout=timeout if timeout is not None else self.timeout,
+            input=None,
+            check=check,
+            what="trustkit",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -735,9 +742,17 @@ class TrustkitServer:
     so the notary CLI, docker CLI and trustkit fixtures work with either.
     """
 
-    def __init__(self, workdir: str | os.PathLike[str] | None = None, *, database: str | None = None,
-                 passphrase: str = "test-server-passphrase", extra_args: Sequence[str] = (),
-                 port: int | None = None, tls: tuple[Path, Path] | None = None, startup_timeout: float = 30.0):
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        database: str | None = None,
+        passphrase: str = "test-server-passphrase",
+        extra_args: Sequence[str] = (),
+        port: int | None = None,
+        tls: tuple[Path, Path] | None = None,
+        startup_timeout: float = 30.0,
+    ):
         import sys
 
         self._owns_workdir = workdir is None
@@ -784,14 +799,28 @@ class TrustkitServer:
         return _tail(self.log_path, lines)
 
     def argv(self) -> list[str]:
-        return [self._python, "-m", "trustkit", "server", "--listen", self.host_port, "--database", self.database,
-                "--tls-cert", str(self.cert_path), "--tls-key", str(self.key_path), *self.extra_args]
+        return [
+            self._python,
+            "-m",
+            "trustkit",
+            "server",
+            "--listen",
+            self.host_port,
+            "--database",
+            self.database,
+            "--tls-cert",
+            str(self.cert_path),
+            "--tls-key",
+            str(self.key_path),
+            *self.extra_args,
+        ]
 
     def start(self) -> None:
         env = {**os.environ, "TRUSTKIT_SERVER_PASSPHRASE": self.passphrase, "XDG_DATA_HOME": str(self.workdir)}
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self._proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                      env=env, cwd=self.workdir)
+        self._proc = subprocess.Popen(
+            self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
+        )
         log.close()
         deadline = time.monotonic() + self.startup_timeout
         last: object = None
@@ -853,8 +882,8 @@ class Registry:
     Usage::
 
         with Registry() as registry:
-            registry.host_port          # "127.0.0.1:40125" (the image reference's registry part)
-            registry.manifest_status("team/app", "v1")   # 200 / 404
+            registry.host_port  # "127.0.0.1:40125" (the image reference's registry part)
+            registry.manifest_status("team/app", "v1")  # 200 / 404
 
     Plain HTTP by default (docker and trustkit allow it for loopback registries); ``tls=True``
     serves HTTPS with a :func:`make_tls` certificate (``ca_path``). ``htpasswd`` (a path) turns
@@ -866,9 +895,15 @@ class Registry:
     ordinary upload session; an empty upload session reports ``Range: 0-0``.
     """
 
-    def __init__(self, workdir: str | os.PathLike[str] | None = None, *, tls: bool = False,
-                 htpasswd: str | os.PathLike[str] | None = None, startup_timeout: float = 20.0,
-                 stop_timeout: float = 5.0):
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        tls: bool = False,
+        htpasswd: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 20.0,
+        stop_timeout: float = 5.0,
+    ):
         self._binary = require("docker-registry")
         self._own_workdir = workdir is None
         self._workdir_arg = workdir
@@ -917,11 +952,15 @@ class Registry:
             return c.get(path, **kwargs)
 
     def manifest_status(self, repository: str, reference: str, *, auth: tuple[str, str] | None = None) -> int:
-        accept = ", ".join(["application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
-                            "application/vnd.docker.distribution.manifest.v2+json",
-                            "application/vnd.docker.distribution.manifest.list.v2+json"])
-        return self.get(f"/v2/{repository}/manifests/{reference}", headers={"Accept": accept},
-                        auth=auth).status_code
+        accept = ", ".join(
+            [
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.oci.image.index.v1+json",
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+            ]
+        )
+        return self.get(f"/v2/{repository}/manifests/{reference}", headers={"Accept": accept}, auth=auth).status_code
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log_path, lines)
@@ -987,8 +1026,13 @@ class Registry:
         if self._log_file is not None:
             self._log_file.close()
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen([self._binary, "serve", str(config_path)], cwd=self.workdir,
-                                      stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(
+            [self._binary, "serve", str(config_path)],
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + self.startup_timeout
         last_error: object = None
         with self.client() as client:
@@ -999,16 +1043,19 @@ class Registry:
                     self._proc = None
                     if "address already in use" in tail and not last_attempt:
                         return False
-                    raise PeerError(f"docker-registry exited at startup with status {status}; log "
-                                    f"{self.log_path}:\n{tail}")
+                    raise PeerError(
+                        f"docker-registry exited at startup with status {status}; log {self.log_path}:\n{tail}"
+                    )
                 try:
                     if client.get("/v2/").status_code in (200, 401):
                         return True
                 except httpx.TransportError as e:
                     last_error = e
                 time.sleep(0.05)
-        raise PeerError(f"docker-registry did not answer on {self.url}/v2/ within {self.startup_timeout}s "
-                        f"(last: {last_error!r}); log {self.log_path}:\n{self.log_tail()}")
+        raise PeerError(
+            f"docker-registry did not answer on {self.url}/v2/ within {self.startup_timeout}s "
+            f"(last: {last_error!r}); log {self.log_path}:\n{self.log_tail()}"
+        )
 
 
 def write_htpasswd(path: str | os.PathLike[str], users: Mapping[str, str]) -> Path:
@@ -1016,8 +1063,13 @@ def write_htpasswd(path: str | os.PathLike[str], users: Mapping[str, str]) -> Pa
     import bcrypt
 
     target = Path(path)
-    target.write_text("".join(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
-                              for user, password in users.items()), encoding="utf-8")
+    target.write_text(
+        "".join(
+            f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+            for user, password in users.items()
+        ),
+        encoding="utf-8",
+    )
     return target
 
 
@@ -1149,8 +1201,12 @@ class CountingProxy:
                         time.sleep(self.delay)
                     client.sendall(response)
                     status = int(response.split(b" ", 2)[1])
-                    self._copy_body(from_upstream, client, response,
-                                    bodiless=method == b"HEAD" or status in (204, 304) or status < 200)
+                    self._copy_body(
+                        from_upstream,
+                        client,
+                        response,
+                        bodiless=method == b"HEAD" or status in (204, 304) or status < 200,
+                    )
                 finally:
                     if is_upload:
                         with self._lock:
@@ -1243,8 +1299,10 @@ class NotaryDatabase:
             admin_url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
             base = admin_url.rsplit("/", 1)[0]
             self.url = f"{base}/{self.name}"
-            self.dsn = f"{POSTGRES_URL.rsplit('/', 1)[0].replace('postgresql://', 'postgres://', 1)}/{self.name}" \
-                       "?sslmode=disable"
+            self.dsn = (
+                f"{POSTGRES_URL.rsplit('/', 1)[0].replace('postgresql://', 'postgres://', 1)}/{self.name}"
+                "?sslmode=disable"
+            )
             self._admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
         elif backend == "mysql":
             self.url = f"{MARIADB_ROOT_URL.rstrip('/')}/{self.name}"
@@ -1256,8 +1314,10 @@ class NotaryDatabase:
             with self._admin.connect() as conn:
                 conn.execute(sa.text(f"CREATE DATABASE {self.name}"))
         except sa.exc.OperationalError as exc:
-            raise PeerMissing(f"{backend} is not running on 127.0.0.1 ({exc.__class__.__name__}); "
-                              "./dev test starts PostgreSQL and MariaDB") from None
+            raise PeerMissing(
+                f"{backend} is not running on 127.0.0.1 ({exc.__class__.__name__}); "
+                "./dev test starts PostgreSQL and MariaDB"
+            ) from None
         engine = sa.create_engine(self.url)
         with engine.begin() as conn:
             for statement in _NOTARY_SCHEMA[backend][part]:
@@ -1282,8 +1342,15 @@ class NotarySigner:
     operator sets it).  :meth:`server_config` is the ``trust_service`` section a
     :class:`NotaryServer` needs to use it."""
 
-    def __init__(self, workdir: str | os.PathLike[str], database: NotaryDatabase, *, alias: str = "timestamp_1",
-                 passphrase: str = "signer-test-passphrase", startup_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        database: NotaryDatabase,
+        *,
+        alias: str = "timestamp_1",
+        passphrase: str = "signer-test-passphrase",
+        startup_timeout: float = 20.0,
+    ) -> None:
         self._binary = require("notary-signer")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -1297,15 +1364,23 @@ class NotarySigner:
 
     def config(self) -> dict[str, object]:
         return {
-            "server": {"grpc_addr": f"127.0.0.1:{self.port}", "tls_cert_file": str(self.cert_path),
-                       "tls_key_file": str(self.key_path)},
+            "server": {
+                "grpc_addr": f"127.0.0.1:{self.port}",
+                "tls_cert_file": str(self.cert_path),
+                "tls_key_file": str(self.key_path),
+            },
             "logging": {"level": "info"},
             "storage": {"backend": self.database.backend, "db_url": self.database.dsn, "default_alias": self.alias},
         }
 
     def server_config(self) -> dict[str, object]:
-        return {"type": "remote", "hostname": "127.0.0.1", "port": str(self.port),
-                "tls_ca_file": str(self.cert_path), "key_algorithm": "ecdsa"}
+        return {
+            "type": "remote",
+            "hostname": "127.0.0.1",
+            "port": str(self.port),
+            "tls_ca_file": str(self.cert_path),
+            "key_algorithm": "ecdsa",
+        }
 
     @property
     def environment(self) -> dict[str, str]:
@@ -1322,9 +1397,14 @@ class NotarySigner:
         self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n", encoding="utf-8")
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it; closed below
         try:
-            self._proc = subprocess.Popen([self._binary, "-config", str(self.config_path), "-logf", "logfmt"],
-                                          cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, env={**os.environ, **self.environment})
+            self._proc = subprocess.Popen(
+                [self._binary, "-config", str(self.config_path), "-logf", "logfmt"],
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.environment},
+            )
         finally:
             log.close()
         deadline = time.monotonic() + self.startup_timeout

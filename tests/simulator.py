@@ -20,9 +20,9 @@ Typical use::
     sim = Simulator()
     sim.add_delegation(RELEASES)
     sim.add_target("v1", role=RELEASES)
-    sim.publish()                                   # targets, releases, snapshot, timestamp v1
-    sim.updater(trust_dir).refresh()                # a good update fills the cache
-    sim.replace(TIMESTAMP, sim.old(TIMESTAMP, 1))   # then the attack
+    sim.publish()  # targets, releases, snapshot, timestamp v1
+    sim.updater(trust_dir).refresh()  # a good update fills the cache
+    sim.replace(TIMESTAMP, sim.old(TIMESTAMP, 1))  # then the attack
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ from trustkit.trust.trusted_set import TrustPinning
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GUN = "registry.example.com/team/app"
 SERVER_URL = "https://notary.example.test"
-_NOT_FOUND = (b'{"errors":[{"code":"METADATA_NOT_FOUND",'
-              b'"message":"You have requested metadata that does not exist.","detail":{}}]}\n')
+_NOT_FOUND = (
+    b'{"errors":[{"code":"METADATA_NOT_FOUND",'
+    b'"message":"You have requested metadata that does not exist.","detail":{}}]}\n'
+)
 _HEADERS = {"Content-Type": "text/plain; charset=utf-8"}
 
 
@@ -111,14 +113,14 @@ def with_whitespace(data: bytes) -> bytes:
     """The same document with one extra space: every signature still verifies, the hash and
     length change (notary's swizzler ``AddExtraSpace``)."""
     assert data.startswith(b'{"signed":')
-    return b'{"signed": ' + data[len(b'{"signed":'):]
+    return b'{"signed": ' + data[len(b'{"signed":') :]
 
 
 def reordered(data: bytes) -> bytes:
     """The same document with ``signatures`` before ``signed``: same length, same meaning,
     signatures still valid, a different hash."""
     doc = json.loads(data)
-    signed = data[len(b'{"signed":'):data.rindex(b',"signatures":')]
+    signed = data[len(b'{"signed":') : data.rindex(b',"signatures":')]
     sigs = json.dumps(doc["signatures"], separators=(",", ":")).encode()
     out = b'{"signatures":' + sigs + b',"signed":' + signed + b"}"
     assert len(out) == len(data)
@@ -151,8 +153,9 @@ class Simulator:
     timestamp.  Expiries are the notary defaults counted from ``now`` (which tests may move).
     """
 
-    def __init__(self, gun: str = GUN, now: datetime = NOW, *, targets_keys: int = 1,
-                 targets_threshold: int = 1) -> None:
+    def __init__(
+        self, gun: str = GUN, now: datetime = NOW, *, targets_keys: int = 1, targets_threshold: int = 1
+    ) -> None:
         self.gun = gun
         self.now = now
         self.files: dict[str, bytes] = {}
@@ -164,8 +167,12 @@ class Simulator:
             SNAPSHOT: [new_key()],
             TIMESTAMP: [new_key()],
         }
-        self.root = Root(expires=self._expiry(ROOT), version=0, keys={},
-                         roles={role: RoleKeys([k.keyid for k in self.keys[role]]) for role in BASE_ROLES})
+        self.root = Root(
+            expires=self._expiry(ROOT),
+            version=0,
+            keys={},
+            roles={role: RoleKeys([k.keyid for k in self.keys[role]]) for role in BASE_ROLES},
+        )
         self.root.roles[TARGETS].threshold = targets_threshold
         self._sync_root_keys()
         self.targets: dict[str, Targets] = {TARGETS: Targets(expires=self._expiry(TARGETS), version=0)}
@@ -186,8 +193,7 @@ class Simulator:
             self._http = httpx.Client(transport=self.transport())
         return NotaryClient(SERVER_URL, self.gun, self._http, retries=0, sleep=lambda _: None)
 
-    def updater(self, trust_dir: Path, *, now: datetime | None = None,
-                pinning: TrustPinning | None = None) -> Updater:
+    def updater(self, trust_dir: Path, *, now: datetime | None = None, pinning: TrustPinning | None = None) -> Updater:
         return Updater(self.client(), self.gun, Path(trust_dir), now=now or self.now, pinning=pinning)
 
     def close(self) -> None:
@@ -203,8 +209,9 @@ class Simulator:
         self.dirty.add(role)
         return meta
 
-    def add_delegation(self, role: str, *, keys: int | list[Key] = 1, threshold: int = 1,
-                       paths: Iterable[str] = ("",)) -> list[Key]:
+    def add_delegation(
+        self, role: str, *, keys: int | list[Key] = 1, threshold: int = 1, paths: Iterable[str] = ("",)
+    ) -> list[Key]:
         """Delegate ``role`` from its parent to new keys (or the ``keys`` given)."""
         chosen = [new_key() for _ in range(keys)] if isinstance(keys, int) else list(keys)
         parent = self.targets[parent_role(role)].delegations
@@ -215,14 +222,23 @@ class Simulator:
         self.dirty |= {parent_role(role), role}
         return chosen
 
-    def rotate_root(self, new_keys: int | list[Key] = 1, threshold: int = 1, *,
-                    sign_with: str | list[Key] = "both", version_step: int = 1) -> bytes:
+    def rotate_root(
+        self,
+        new_keys: int | list[Key] = 1,
+        threshold: int = 1,
+        *,
+        sign_with: str | list[Key] = "both",
+        version_step: int = 1,
+    ) -> bytes:
         """Replace the root keys and threshold in a new root version, signed by the old keys,
         the new ones, ``both`` (a proper rotation) or the keys given; then publish snapshot and
         timestamp."""
         old = self.keys[ROOT]
-        new = [new_root_key(self.gun, issued=self.now) for _ in range(new_keys)] if isinstance(new_keys, int) \
+        new = (
+            [new_root_key(self.gun, issued=self.now) for _ in range(new_keys)]
+            if isinstance(new_keys, int)
             else list(new_keys)
+        )
         self.keys[ROOT] = new
         self.root.roles[ROOT] = RoleKeys([k.keyid for k in new], threshold)
         self._sync_root_keys()
@@ -250,9 +266,14 @@ class Simulator:
         self._store(ROOT, self.root.version, data)
         return data
 
-    def publish(self, *, roles: Iterable[str] = (), expires: Mapping[str, datetime] | None = None,
-                sign_with: Mapping[str, list[Key]] | None = None,
-                listed: Mapping[str, bytes | None] | None = None) -> None:
+    def publish(
+        self,
+        *,
+        roles: Iterable[str] = (),
+        expires: Mapping[str, datetime] | None = None,
+        sign_with: Mapping[str, list[Key]] | None = None,
+        listed: Mapping[str, bytes | None] | None = None,
+    ) -> None:
         """What a publish plus the server's signing produce: every changed targets role (and
         ``roles``) at version + 1, then a new snapshot and timestamp.
 
@@ -267,27 +288,37 @@ class Simulator:
             self._store(role, payload.version, self._sign(payload, sign_with.get(role, self.keys[role])))
         self.dirty.clear()
         meta = {ROOT: FileMeta.for_bytes(self.files[f"{ROOT}.json"])}
-        meta.update({role: FileMeta.for_bytes(self.files[f"{role}.json"])
-                     for role in self.targets if f"{role}.json" in self.files})
+        meta.update(
+            {
+                role: FileMeta.for_bytes(self.files[f"{role}.json"])
+                for role in self.targets
+                if f"{role}.json" in self.files
+            }
+        )
         for role, data in (listed or {}).items():
             if data is None:
                 meta.pop(role, None)
             else:
                 meta[role] = FileMeta.for_bytes(data)
         version = self.snapshot.version + 1 if self.snapshot else 1
-        self.snapshot = Snapshot(expires=format_expires(expires.get(SNAPSHOT, self.now + EXPIRY[SNAPSHOT])),
-                                 version=version, meta=meta)
+        self.snapshot = Snapshot(
+            expires=format_expires(expires.get(SNAPSHOT, self.now + EXPIRY[SNAPSHOT])), version=version, meta=meta
+        )
         self._store(SNAPSHOT, version, self._sign(self.snapshot, sign_with.get(SNAPSHOT, self.keys[SNAPSHOT])))
         self.publish_timestamp(expires=expires.get(TIMESTAMP), sign_with=sign_with.get(TIMESTAMP))
 
-    def publish_timestamp(self, snapshot: bytes | None = None, *, expires: datetime | None = None,
-                          sign_with: list[Key] | None = None) -> bytes:
+    def publish_timestamp(
+        self, snapshot: bytes | None = None, *, expires: datetime | None = None, sign_with: list[Key] | None = None
+    ) -> bytes:
         """A new timestamp for the current snapshot, or for the ``snapshot`` bytes given (the
         server holds the timestamp key, so it can point at any snapshot it ever had)."""
         listed = snapshot if snapshot is not None else self.files[f"{SNAPSHOT}.json"]
         version = self.timestamp.version + 1 if self.timestamp else 1
-        self.timestamp = Timestamp(expires=format_expires(expires or self.now + EXPIRY[TIMESTAMP]),
-                                   version=version, meta={SNAPSHOT: FileMeta.for_bytes(listed)})
+        self.timestamp = Timestamp(
+            expires=format_expires(expires or self.now + EXPIRY[TIMESTAMP]),
+            version=version,
+            meta={SNAPSHOT: FileMeta.for_bytes(listed)},
+        )
         data = self._sign(self.timestamp, sign_with if sign_with is not None else self.keys[TIMESTAMP])
         self._store(TIMESTAMP, version, data)
         return data
@@ -343,13 +374,17 @@ class Simulator:
             self.accept_upload(_multipart_files(request))
             return httpx.Response(200)
         if request.method == "GET" and path.endswith((".key",)) and path.startswith(prefix):
-            role = path[len(prefix):-len(".key")]
+            role = path[len(prefix) : -len(".key")]
             key = self.keys[role][0].public
-            return httpx.Response(200, content=json.dumps(
-                {"keytype": key.keytype, "keyval": {"public": key.public, "private": None}}).encode())
+            return httpx.Response(
+                200,
+                content=json.dumps(
+                    {"keytype": key.keytype, "keyval": {"public": key.public, "private": None}}
+                ).encode(),
+            )
         if request.method != "GET" or not path.startswith(prefix):
             return httpx.Response(404, content=_NOT_FOUND, headers={"Content-Type": "application/json"})
-        name = path[len(prefix):]
+        name = path[len(prefix) :]
         self.requests.append(name)
         body = self.overrides[name] if name in self.overrides else self.files.get(name)
         if body is None:
@@ -383,9 +418,21 @@ def _multipart_files(request: httpx.Request) -> dict[str, bytes]:
 
     body = request.read()
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + body)
+        b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + body
+    )
     return {part.get_filename().removesuffix(".json"): part.get_payload(decode=True) for part in message.iter_parts()}
 
 
-__all__ = ["GUN", "NOW", "SERVER_URL", "Endless", "Key", "Simulator", "cache_state", "new_key", "new_root_key",
-           "reordered", "with_whitespace"]
+__all__ = [
+    "GUN",
+    "NOW",
+    "SERVER_URL",
+    "Endless",
+    "Key",
+    "Simulator",
+    "cache_state",
+    "new_key",
+    "new_root_key",
+    "reordered",
+    "with_whitespace",
+]

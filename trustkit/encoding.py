@@ -87,8 +87,7 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_strict_object, **_OPTIONS)
 _CASED_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object, **_OPTIONS)
 
 
-def loads_strict(data: bytes | str, *, max_size: int | None = None, what: str = "JSON",
-                 fold_case: bool = True) -> Any:
+def loads_strict(data: bytes | str, *, max_size: int | None = None, what: str = "JSON", fold_case: bool = True) -> Any:
     """Parse untrusted JSON strictly.
 
     ``fold_case`` refuses objects with keys that differ only in case.  Trust metadata turns it
@@ -141,8 +140,11 @@ def loads_canonical(data: bytes) -> tuple[Any, bytes] | None:
         return None
     signatures = doc["signatures"]
     if not isinstance(signatures, list) or not all(
-            isinstance(sig, dict) and list(sig) == ["keyid", "method", "sig"]
-            and all(isinstance(v, str) for v in sig.values()) for sig in signatures):
+        isinstance(sig, dict)
+        and list(sig) == ["keyid", "method", "sig"]
+        and all(isinstance(v, str) for v in sig.values())
+        for sig in signatures
+    ):
         return None
     try:
         signed = canonical_json(doc["signed"], parsed=True)
@@ -196,8 +198,7 @@ def canonical_json(value: Any, *, parsed: bool = False) -> bytes:
         text = _C_ENCODE(value)
     except (TypeError, ValueError, RecursionError):
         text = None
-    if text is None or ("\\" in text and _CONTROL_ESCAPE.search(text)) or (
-            not parsed and _MAYBE_FLOAT.search(text)):
+    if text is None or ("\\" in text and _CONTROL_ESCAPE.search(text)) or (not parsed and _MAYBE_FLOAT.search(text)):
         parts: list[str] = []
         _encode(value, parts)
         text = "".join(parts)
@@ -276,8 +277,7 @@ def envelope_bytes(signed_canonical: bytes, signatures: list[dict[str, str]]) ->
     """The exact file bytes of a signed metadata document (§1.1): ``signed`` first, then
     ``signatures`` with keys in the order keyid, method, sig."""
     sigs = b",".join(
-        b'{"keyid":%s,"method":%s,"sig":%s}'
-        % (_go_string(s["keyid"]), _go_string(s["method"]), _go_string(s["sig"]))
+        b'{"keyid":%s,"method":%s,"sig":%s}' % (_go_string(s["keyid"]), _go_string(s["method"]), _go_string(s["sig"]))
         for s in signatures
     )
     return b'{"signed":' + wire_escape(signed_canonical) + b',"signatures":[' + sigs + b"]}"
@@ -312,9 +312,7 @@ def b64decode(text: str, *, what: str = "base64 value") -> bytes:
 # --------------------------------------------------------------------------------------------
 # Time: Go's RFC3339Nano (§1.4)
 
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})\Z"
-)
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 
 def format_expires(moment: datetime) -> str:
@@ -349,8 +347,7 @@ def parse_expires(text: str) -> datetime:
     year, month, day, hour, minute, second, frac, zone = match.groups()
     micro = int((frac or "0").ljust(6, "0")[:6])
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro,
-                          tzinfo=UTC)
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=UTC)
     except ValueError as exc:
         raise EncodingError(f'expires "{text}" is not a valid time: {exc}') from None
     if zone not in ("Z", "z"):

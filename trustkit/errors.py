@@ -148,8 +148,9 @@ class NotAuthorizedError(TrustkitError):
 class ServerRejectedError(TrustkitError):
     """A 4xx answer with notary's error envelope."""
 
-    def __init__(self, message: str, *, status: int, code: str = "", detail: object = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int, code: str = "", detail: object = None, hint: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.code = code

@@ -167,7 +167,7 @@ def match(method: str, rest: str) -> RouteMatch | None:
         for cut in cuts:  # longest GUN first
             if cut == 0 or 0 <= star < cut:
                 continue  # the GUN is [^*]+: not empty, no '*'
-            fields = _tail(name, rest[cut + len(_CUT):])
+            fields = _tail(name, rest[cut + len(_CUT) :])
             if fields is not None:
                 return RouteMatch(name, rest[:cut], **fields)
     return None
@@ -192,7 +192,7 @@ def _tail(name: str, tail: str) -> dict[str, str] | None:
         return {} if tail == name else None
     if not tail.startswith("tuf/"):
         return None
-    file = tail[len("tuf/"):]
+    file = tail[len("tuf/") :]
     if name == "update":
         return {} if file == "" else None
     if name == "key":
@@ -200,16 +200,18 @@ def _tail(name: str, tail: str) -> dict[str, str] | None:
         return {"role": role} if file.endswith(".key") and role in SERVER_KEY_ROLES else None
     if not file.endswith(".json"):
         return None
-    stem = file[:-len(".json")]
+    stem = file[: -len(".json")]
     if name == "current":
         return {"role": stem} if _ROLE.fullmatch(stem) else None
     if name == "checksum":  # a checksum has no dot: it follows the last one
         role, dot, checksum = stem.rpartition(".")
-        return {"role": role, "checksum": checksum} if dot and _CHECKSUM.fullmatch(checksum) and _ROLE.fullmatch(
-            role) else None
+        return (
+            {"role": role, "checksum": checksum}
+            if dot and _CHECKSUM.fullmatch(checksum) and _ROLE.fullmatch(role)
+            else None
+        )
     version, dot, role = stem.partition(".")  # "version": digits have no dot, they precede the first one
-    return {"role": role, "version": version} if dot and _VERSION.fullmatch(version) and _ROLE.fullmatch(
-        role) else None
+    return {"role": role, "version": version} if dot and _VERSION.fullmatch(version) and _ROLE.fullmatch(role) else None
 
 
 def stored_version(digits: str) -> int | None:
@@ -300,26 +302,29 @@ class ErrorCode:
 # notary's codes (server/errors/errors.go, group notary.api.v1), the distribution errcode ones it
 # answers with (UNAUTHORIZED, UNKNOWN), and trustkit's own (DENIED, TOO_LARGE).  The messages are
 # the exact wire strings (MALFORMED_JSON has no period).
-ERROR_CODES: dict[str, ErrorCode] = {e.code: e for e in (
-    ErrorCode("METADATA_NOT_FOUND", 404, "You have requested metadata that does not exist."),
-    ErrorCode("GENERIC_NOT_FOUND", 404, "You have requested a resource that does not exist."),
-    ErrorCode("INVALID_UPDATE", 400, "Update sent by the client is invalid."),
-    ErrorCode("VERSION", 400, "A newer version of metadata is already available."),
-    ErrorCode("INVALID_ROLE", 400, "The role you are attempting to operate on is invalid."),
-    ErrorCode("MALFORMED_JSON", 400, "JSON sent by the client could not be parsed by the server"),
-    ErrorCode("MALFORMED_UPLOAD", 400, "The body of your request is malformed."),
-    ErrorCode("NO_FILENAME", 400, "No file/role name provided."),
-    ErrorCode("INVALID_GUN", 400, "The server does not support actions on images of this name."),
-    ErrorCode("INVALID_PARAMETERS", 400, "The parameters provided are not valid."),
-    ErrorCode("UNAUTHORIZED", 401, "authentication required"),
-    ErrorCode("DENIED", 403, "requested access to the resource is denied"),
-    ErrorCode("TOO_LARGE", 413, "The request is larger than the server accepts."),
-    ErrorCode("UPDATING", 500, "An error has occurred while updating the TUF repository."),
-    ErrorCode("NO_STORAGE", 500, "The server is misconfigured and has no storage."),
-    ErrorCode("NO_CRYPTOSERVICE", 500, "The server does not have a signing service configured."),
-    ErrorCode("NO_KEYALGORITHM", 500, "The server does not have a key algorithm configured."),
-    ErrorCode("UNKNOWN", 500, "unknown error"),
-)}
+ERROR_CODES: dict[str, ErrorCode] = {
+    e.code: e
+    for e in (
+        ErrorCode("METADATA_NOT_FOUND", 404, "You have requested metadata that does not exist."),
+        ErrorCode("GENERIC_NOT_FOUND", 404, "You have requested a resource that does not exist."),
+        ErrorCode("INVALID_UPDATE", 400, "Update sent by the client is invalid."),
+        ErrorCode("VERSION", 400, "A newer version of metadata is already available."),
+        ErrorCode("INVALID_ROLE", 400, "The role you are attempting to operate on is invalid."),
+        ErrorCode("MALFORMED_JSON", 400, "JSON sent by the client could not be parsed by the server"),
+        ErrorCode("MALFORMED_UPLOAD", 400, "The body of your request is malformed."),
+        ErrorCode("NO_FILENAME", 400, "No file/role name provided."),
+        ErrorCode("INVALID_GUN", 400, "The server does not support actions on images of this name."),
+        ErrorCode("INVALID_PARAMETERS", 400, "The parameters provided are not valid."),
+        ErrorCode("UNAUTHORIZED", 401, "authentication required"),
+        ErrorCode("DENIED", 403, "requested access to the resource is denied"),
+        ErrorCode("TOO_LARGE", 413, "The request is larger than the server accepts."),
+        ErrorCode("UPDATING", 500, "An error has occurred while updating the TUF repository."),
+        ErrorCode("NO_STORAGE", 500, "The server is misconfigured and has no storage."),
+        ErrorCode("NO_CRYPTOSERVICE", 500, "The server does not have a signing service configured."),
+        ErrorCode("NO_KEYALGORITHM", 500, "The server does not have a key algorithm configured."),
+        ErrorCode("UNKNOWN", 500, "unknown error"),
+    )
+}
 
 
 def envelope(code: str, detail: Any = None) -> tuple[int, bytes]:

@@ -85,14 +85,18 @@ class TrustSession:
     def updater(self) -> Updater:
         return Updater(self.client, self.gun, self.trust_dir, now=self.now, pinning=self.pinning)
 
-    def load(self, *, delegations: str = "all", offline: bool = False,
-             allow_expired: bool = False) -> TrustedSet | None:
+    def load(
+        self, *, delegations: str = "all", offline: bool = False, allow_expired: bool = False
+    ) -> TrustedSet | None:
         """The validated trust data, or None when the repository has none yet.
         ``allow_expired`` is for editing (re-signing expired roles), never for trusting."""
         updater = self.updater()
         try:
-            trusted = updater.load_offline(delegations=delegations) if offline else updater.refresh(
-                delegations=delegations, allow_expired=allow_expired)
+            trusted = (
+                updater.load_offline(delegations=delegations)
+                if offline
+                else updater.refresh(delegations=delegations, allow_expired=allow_expired)
+            )
         except NotSignedError:
             if offline:
                 raise
@@ -100,8 +104,9 @@ class TrustSession:
         self.last_trusted = trusted
         return trusted
 
-    def repository(self, *, initialize: bool = True, local_snapshot: bool = False,
-                   root_keyid: str | None = None) -> Repository:
+    def repository(
+        self, *, initialize: bool = True, local_snapshot: bool = False, root_keyid: str | None = None
+    ) -> Repository:
         """The repository to edit; a new one (docker's defaults) when the server has none.
         Expired roles are loaded too: editing is how they get re-signed (notary #1662)."""
         trusted = self.load(allow_expired=True)
@@ -147,8 +152,10 @@ def init_repository(session: TrustSession, *, local_snapshot: bool = False, root
         TrustkitError: when it is already initialised, or anything underneath fails.
     """
     if session.load() is not None:
-        raise TrustkitError(f"{session.gun} is already initialised on the trust server",
-                            hint="use `trustkit key rotate` to change its keys")
+        raise TrustkitError(
+            f"{session.gun} is already initialised on the trust server",
+            hint="use `trustkit key rotate` to change its keys",
+        )
     repo = session.repository(local_snapshot=local_snapshot, root_keyid=root_keyid)
     return session.publish(repo)
 
@@ -218,15 +225,18 @@ def verify_tag(session: TrustSession, tag: str, *, digest: str | None = None, of
         if RELEASES in trusted.failed:
             raise trusted.failed[RELEASES]
         _raise_if_pending(session, trusted, tag)
-        raise NotSignedError(f"no trust data for {session.reference.familiar}:{tag}",
-                             hint="the tag is not signed in targets/releases or targets")
+        raise NotSignedError(
+            f"no trust data for {session.reference.familiar}:{tag}",
+            hint="the tag is not signed in targets/releases or targets",
+        )
     role, meta = found
     trusted_digest = meta.sha256_hex
     if trusted_digest is None:
         raise NotSignedError(f"{tag} has no sha256 digest in {role}")
     if digest is not None and digest.removeprefix("sha256:") != trusted_digest:
-        raise DigestMismatchError(f"{session.reference.familiar}:{tag} is signed for sha256:{trusted_digest}, "
-                                  f"not {digest}")
+        raise DigestMismatchError(
+            f"{session.reference.familiar}:{tag} is signed for sha256:{trusted_digest}, not {digest}"
+        )
     return VerifiedTag(tag, trusted_digest, meta.length, role, session.warnings())
 
 
@@ -247,17 +257,25 @@ def _raise_if_pending(session: TrustSession, trusted: TrustedSet, tag: str) -> N
         if rule is None:
             continue
         result = staged.verify_by(rule)
-        raise ThresholdError(f"{session.reference.familiar}:{tag} has {len(result.signed)} of the {rule.threshold} "
-                             f"signatures {role} needs", hint=f"the rest are pending in {path}")
+        raise ThresholdError(
+            f"{session.reference.familiar}:{tag} has {len(result.signed)} of the {rule.threshold} "
+            f"signatures {role} needs",
+            hint=f"the rest are pending in {path}",
+        )
 
 
 def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
     """The ``docker trust inspect`` entry for one repository (None when it has no trust data)."""
     if trusted is None:
         return None
-    signed_tags = [{"SignedTag": row.tag, "Digest": row.digest,
-                    "Signers": sorted(s.removeprefix("targets/") for s in row.signers) or [REPO_ADMIN]}
-                   for row in released_tags(DelegationTree.of(trusted.targets))]
+    signed_tags = [
+        {
+            "SignedTag": row.tag,
+            "Digest": row.digest,
+            "Signers": sorted(s.removeprefix("targets/") for s in row.signers) or [REPO_ADMIN],
+        }
+        for row in released_tags(DelegationTree.of(trusted.targets))
+    ]
     top = trusted.targets.get(TARGETS)
     roles = top.signed.delegations.roles if top else []
     keys = top.signed.delegations.keys if top else {}
@@ -268,8 +286,10 @@ def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
         ids = sorted({keys[k].canonical_id for k in entry.keyids if k in keys})
         signers.append({"Name": entry.name.removeprefix("targets/"), "Keys": [{"ID": i} for i in ids]})
     root = trusted.root.signed
-    admin = [{"Name": "Root", "Keys": [{"ID": k} for k in sorted(root.roles[ROOT].keyids)]},
-             {"Name": "Repository", "Keys": [{"ID": k} for k in sorted(root.roles[TARGETS].keyids)]}]
+    admin = [
+        {"Name": "Root", "Keys": [{"ID": k} for k in sorted(root.roles[ROOT].keyids)]},
+        {"Name": "Repository", "Keys": [{"ID": k} for k in sorted(root.roles[TARGETS].keyids)]},
+    ]
     return {"Name": name, "SignedTags": signed_tags, "Signers": signers, "AdministrativeKeys": admin}
 
 
@@ -306,8 +326,9 @@ class PreparedSigning:
     def check_immutable(self, digest: str) -> None:
         """Refuse when the repository is immutable and the tag is signed for another digest (the
         settings are read only in that case; a notary-server has none: never immutable)."""
-        check_immutable_tag(self.session, self.tag, digest,
-                            lambda: bool(self.session.client.settings().get("immutable", False)))
+        check_immutable_tag(
+            self.session, self.tag, digest, lambda: bool(self.session.client.settings().get("immutable", False))
+        )
 
     def sign(self, digest: str, size: int) -> list[str]:
         """Sign the tag for ``digest`` (``sha256:HEX``) and ``size``, publish; returns the roles.
@@ -339,11 +360,19 @@ def check_immutable_tag(session: TrustSession, tag: str, digest: str, immutable:
     if immutable():
         raise ImmutableTagError(
             f"{session.reference.familiar}:{tag} is already signed for sha256:{signed_hex} and the repository "
-            "is immutable; nothing was pushed", hint="push under a new tag")
+            "is immutable; nothing was pushed",
+            hint="push under a new tag",
+        )
 
 
-def add_signer(session: TrustSession, name: str, keys: list[PublicKey], *, threshold: int | None = None,
-               paths: list[str] | None = None) -> tuple[list[str], list[str]]:
+def add_signer(
+    session: TrustSession,
+    name: str,
+    keys: list[PublicKey],
+    *,
+    threshold: int | None = None,
+    paths: list[str] | None = None,
+) -> tuple[list[str], list[str]]:
     """Delegate to signer ``name`` (initialising the repository when needed); returns the
     roles published and warnings."""
     repo = session.repository()
@@ -360,8 +389,10 @@ def remove_signer(session: TrustSession, name: str, *, force: bool = False) -> t
 def rotate_key(session: TrustSession, role: str, *, server_managed: bool = False) -> PublicKey:
     """A new key for ``role``: local, or held by the server (snapshot, and always timestamp)."""
     if role not in (ROOT, TARGETS, SNAPSHOT, TIMESTAMP):
-        raise TrustkitError(f'rotate root, targets, snapshot or timestamp, not "{role}"',
-                            hint="delegation keys change with `trustkit signer add/remove`")
+        raise TrustkitError(
+            f'rotate root, targets, snapshot or timestamp, not "{role}"',
+            hint="delegation keys change with `trustkit signer add/remove`",
+        )
     repo = session.repository(initialize=False)
     server_key = session.client.rotate_key(role) if role == TIMESTAMP or (server_managed and role == SNAPSHOT) else None
     if server_managed and role not in (SNAPSHOT, TIMESTAMP):
@@ -371,8 +402,7 @@ def rotate_key(session: TrustSession, role: str, *, server_managed: bool = False
     return new_key
 
 
-def refresh(session: TrustSession, *, roles: list[str] | None = None,
-            window: timedelta = EXPIRY_WARNING) -> list[str]:
+def refresh(session: TrustSession, *, roles: list[str] | None = None, window: timedelta = EXPIRY_WARNING) -> list[str]:
     """Re-sign the roles this user can sign that expire within ``window`` (or ``roles``),
     expired ones included: notary's ``witness`` plus publish."""
     repo = session.repository(initialize=False)
@@ -406,8 +436,9 @@ def roles_left_unsignable(store: KeyStore, keyid: str) -> list[str]:
             if isinstance(meta.signed, Root):
                 listings.append((gun, meta.signed.keys, [(r, e.keyids) for r, e in meta.signed.roles.items()]))
             elif isinstance(meta.signed, Targets):
-                listings.append((gun, meta.signed.delegations.keys,
-                                 [(d.name, d.keyids) for d in meta.signed.delegations.roles]))
+                listings.append(
+                    (gun, meta.signed.delegations.keys, [(d.name, d.keyids) for d in meta.signed.delegations.roles])
+                )
         for gun_name, keys, roles in listings:
             for role, keyids in roles:
                 canonical = {keys[k].canonical_id for k in keyids if k in keys}
@@ -426,12 +457,34 @@ def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPI
     for role, meta in roles:
         left = meta.signed.expires_at - now
         if left < window:
-            out.append((role, f"{role} of {trusted.gun} expires in {max(left.days, 0)} days "
-                               f"({meta.signed.expires}); its signers must re-sign it before then"))
+            out.append(
+                (
+                    role,
+                    f"{role} of {trusted.gun} expires in {max(left.days, 0)} days "
+                    f"({meta.signed.expires}); its signers must re-sign it before then",
+                )
+            )
     return out
 
 
-__all__ = ["PreparedSigning", "SignResult", "TagTarget", "TrustSession", "VerifiedTag", "add_signer",
-           "check_immutable_tag", "content_trust_enabled", "expiry_warnings", "init_repository", "inspect",
-           "refresh", "released_target", "remove_signer", "revoke", "roles_left_unsignable", "rotate_key",
-           "sign_tags", "verify_tag"]
+__all__ = [
+    "PreparedSigning",
+    "SignResult",
+    "TagTarget",
+    "TrustSession",
+    "VerifiedTag",
+    "add_signer",
+    "check_immutable_tag",
+    "content_trust_enabled",
+    "expiry_warnings",
+    "init_repository",
+    "inspect",
+    "refresh",
+    "released_target",
+    "remove_signer",
+    "revoke",
+    "roles_left_unsignable",
+    "rotate_key",
+    "sign_tags",
+    "verify_tag",
+]

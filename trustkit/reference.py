@@ -102,17 +102,11 @@ def _digest_problem(digest: str) -> str | None:
     if not colon or not _DIGEST_ALGORITHM.fullmatch(algorithm):
         return f"digest {_quote(digest)} must be <algorithm>:<hex>, e.g. sha256:<64 hex digits>"
     if algorithm != "sha256":
-        return (
-            f"digest algorithm {_quote(algorithm)} is not supported; "
-            "content trust signs sha256 digests only"
-        )
+        return f"digest algorithm {_quote(algorithm)} is not supported; content trust signs sha256 digests only"
     if not _LOWER_HEX.fullmatch(hex_part):
         return f"digest {_quote(digest)} must be sha256: followed by lowercase hex [0-9a-f]"
     if len(hex_part) != _SHA256_HEX:
-        return (
-            f"digest {_quote(digest)} has {len(hex_part)} hex digits; "
-            f"a sha256 digest has {_SHA256_HEX}"
-        )
+        return f"digest {_quote(digest)} has {len(hex_part)} hex digits; a sha256 digest has {_SHA256_HEX}"
     return None
 
 
@@ -139,9 +133,7 @@ def _registry_problem(registry: str) -> str | None:
                 )
     # Docker's grammar takes any run of digits; we also refuse ports no TCP connection can
     # use.  Leading zeros stay (docker keeps them, and they are part of the GUN).
-    if port is not None and not (
-        _PORT.fullmatch(port) and len(port.lstrip("0")) <= 5 and 0 < int(port) <= 65535
-    ):
+    if port is not None and not (_PORT.fullmatch(port) and len(port.lstrip("0")) <= 5 and 0 < int(port) <= 65535):
         return f"registry port {_quote(port)} must be a number from 1 to 65535"
     return None
 
@@ -162,17 +154,11 @@ def _path_problem(path: str) -> str | None:
         return "repository name must be lowercase"
     for component in path.split("/"):
         if not component:
-            return (
-                f"repository path {_quote(path)} has an empty component "
-                "(leading, trailing or doubled '/')"
-            )
+            return f"repository path {_quote(path)} has an empty component (leading, trailing or doubled '/')"
         if not _PATH_COMPONENT.fullmatch(component):
             return f"repository path component {_quote(component)} {_PATH_RULE}"
     if len(path) < REPOSITORY_MIN:
-        return (
-            f"repository {_quote(path)} is {len(path)} character; "
-            f"repository names are at least {REPOSITORY_MIN}"
-        )
+        return f"repository {_quote(path)} is {len(path)} character; repository names are at least {REPOSITORY_MIN}"
     return None
 
 
@@ -182,10 +168,7 @@ def _name_problem(registry: str, repository: str) -> str | None:
         return problem
     name = f"{registry}/{repository}"
     if len(name) > NAME_MAX:
-        return (
-            f"name {_quote(name)} is {len(name)} characters; names are at most {NAME_MAX}, "
-            "registry included"
-        )
+        return f"name {_quote(name)} is {len(name)} characters; names are at most {NAME_MAX}, registry included"
     return None
 
 
@@ -355,8 +338,7 @@ def parse_repository(text: str) -> ImageReference:
     ref = _split(text, "repository")
     if ref.digest is not None:
         raise InvalidReferenceError(
-            f"invalid repository {_quote(text)}: a repository name has no digest "
-            f"(found {_quote('@' + ref.digest)})"
+            f"invalid repository {_quote(text)}: a repository name has no digest (found {_quote('@' + ref.digest)})"
         )
     if ref.tag is not None:
         hint = None
@@ -364,8 +346,7 @@ def parse_repository(text: str) -> ImageReference:
             # "localhost:5000" reads as Docker Hub's "localhost" with tag "5000".
             hint = f"if {text} is a registry, add the repository path: {text}/<repository>"
         raise InvalidReferenceError(
-            f"invalid repository {_quote(text)}: a repository name has no tag "
-            f"(found {_quote(':' + ref.tag)})",
+            f"invalid repository {_quote(text)}: a repository name has no tag (found {_quote(':' + ref.tag)})",
             hint=hint,
         )
     return ref
@@ -382,8 +363,9 @@ def tag_sort_key(text: str) -> tuple[object, ...]:
     differ.  Text runs compare as strings.  A total order on all strings; never raises.
     """
     parts = _DIGIT_RUN.split(text)  # str, digits, str, digits, ..., str: same kinds at the same places
-    return tuple(part if i % 2 == 0 else (len(part.lstrip("0")), part.lstrip("0"), part)
-                 for i, part in enumerate(parts))
+    return tuple(
+        part if i % 2 == 0 else (len(part.lstrip("0")), part.lstrip("0"), part) for i, part in enumerate(parts)
+    )
 
 
 def is_loopback_host(host: str) -> bool:

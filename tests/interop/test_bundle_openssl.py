@@ -53,8 +53,15 @@ class OpenSSL:
         (workdir / "ext.cnf").write_text(EXTENSIONS)
 
     def run(self, *args: str | Path) -> None:
-        peers.run_command([self.binary, *map(str, args)], env={"PATH": "/usr/bin:/bin"}, cwd=self.workdir, timeout=60,
-                   input=None, check=True, what="openssl")
+        peers.run_command(
+            [self.binary, *map(str, args)],
+            env={"PATH": "/usr/bin:/bin"},
+            cwd=self.workdir,
+            timeout=60,
+            input=None,
+            check=True,
+            what="openssl",
+        )
 
     def key(self, path: Path, algorithm: str = "ec") -> Path:
         options = ["-pkeyopt", "ec_paramgen_curve:P-256"] if algorithm == "ec" else ["-pkeyopt", "rsa_keygen_bits:2048"]
@@ -77,8 +84,21 @@ class CA:
         folder.mkdir()
         key = openssl.key(folder / "ca.key")
         cert = folder / "ca.pem"
-        openssl.run("req", "-x509", "-new", "-key", key, "-out", cert, "-days", "3650", "-subj", f"/CN={name}",
-                    "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        openssl.run(
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "3650",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        )
         return cls(openssl, folder, cert, key).with_database()
 
     def intermediate(self, name: str) -> CA:
@@ -94,11 +114,13 @@ class CA:
         (self.folder / "ca.cnf").write_text(
             f"[ca]\ndefault_ca = this\n[this]\ndir = {self.folder}\ndatabase = $dir/index.txt\n"
             "new_certs_dir = $dir/new\nserial = $dir/serial\ndefault_md = sha256\npolicy = any\n"
-            "unique_subject = no\n[any]\ncommonName = supplied\n")
+            "unique_subject = no\n[any]\ncommonName = supplied\n"
+        )
         return self
 
-    def issue(self, folder: Path, cn: str, extensions: str, *, algorithm: str = "ec",
-              dates: tuple[str, str] | None = None) -> tuple[Path, Path]:
+    def issue(
+        self, folder: Path, cn: str, extensions: str, *, algorithm: str = "ec", dates: tuple[str, str] | None = None
+    ) -> tuple[Path, Path]:
         """``openssl ca`` signs a CSR for ``cn`` with the ``extensions`` section of ext.cnf."""
         folder.mkdir(parents=True, exist_ok=True)
         key = self.openssl.key(folder / "key.pem", algorithm)
@@ -106,9 +128,26 @@ class CA:
         self.openssl.run("req", "-new", "-key", key, "-subj", f"/CN={cn}", "-out", csr)
         validity = ["-startdate", dates[0], "-enddate", dates[1]] if dates else ["-days", "30"]
         cert = folder / "cert.pem"
-        self.openssl.run("ca", "-batch", "-notext", "-config", self.folder / "ca.cnf", "-cert", self.cert,
-                         "-keyfile", self.key, "-in", csr, "-out", cert, "-extfile", "ext.cnf",
-                         "-extensions", extensions, *validity)
+        self.openssl.run(
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            self.folder / "ca.cnf",
+            "-cert",
+            self.cert,
+            "-keyfile",
+            self.key,
+            "-in",
+            csr,
+            "-out",
+            cert,
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            extensions,
+            *validity,
+        )
         csr.unlink()
         return cert, key
 
@@ -117,8 +156,11 @@ class CA:
 def cas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CA]:
     openssl = OpenSSL(tmp_path_factory.mktemp("openssl"))
     cluster = CA.root(openssl, "UCP Client Root CA")
-    return {"cluster": cluster, "other": CA.root(openssl, "Another Cluster CA"),
-            "intermediate": cluster.intermediate("UCP Intermediate CA")}
+    return {
+        "cluster": cluster,
+        "other": CA.root(openssl, "Another Cluster CA"),
+        "intermediate": cluster.intermediate("UCP Intermediate CA"),
+    }
 
 
 def build(case: str, cas: dict[str, CA], folder: Path) -> Path:
@@ -173,8 +215,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("case", "import_error", "signer_error"), CASES, ids=[c[0] for c in CASES])
-def test_bundle_import_and_signer_add_check_the_chain(case, import_error, signer_error, cas, trustkit_cli,
-                                                      notary_server, tmp_path):
+def test_bundle_import_and_signer_add_check_the_chain(
+    case, import_error, signer_error, cas, trustkit_cli, notary_server, tmp_path
+):
     bundle = build(case, cas, tmp_path / "bundle")
     member = trustkit_cli()
     imported = member.run("bundle", "import", bundle, "--format", "json", check=False)
@@ -188,8 +231,19 @@ def test_bundle_import_and_signer_add_check_the_chain(case, import_error, signer
 
     gun = f"{notary_server.host_port}/team/{case.replace('_', '-')}"
     admin = trustkit_cli()
-    added = admin.run("signer", "add", "dev1", gun, "--key", bundle / "cert.pem", "--ca", bundle / "ca.pem",
-                      "--format", "json", check=False)
+    added = admin.run(
+        "signer",
+        "add",
+        "dev1",
+        gun,
+        "--key",
+        bundle / "cert.pem",
+        "--ca",
+        bundle / "ca.pem",
+        "--format",
+        "json",
+        check=False,
+    )
     if signer_error is None:
         assert added.returncode == 0, added.stderr
         assert json.loads(added.stdout)[0]["signer"] == "dev1"

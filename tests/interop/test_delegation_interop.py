@@ -27,18 +27,33 @@ def make_bundle(folder, cn="dev1", *, days_valid=(-1, 365), key=None, cert_key=N
     ca_key = generate()
     now = datetime.now(UTC)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "UCP Client Root CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(1).not_valid_before(now - timedelta(days=2)).not_valid_after(now + timedelta(days=3650))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca_name).public_key(cert_key.public_key()).serial_number(2)
-            .not_valid_before(now + timedelta(days=days_valid[0])).not_valid_after(now + timedelta(days=days_valid[1]))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=2))
+        .not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_name)
+        .public_key(cert_key.public_key())
+        .serial_number(2)
+        .not_valid_before(now + timedelta(days=days_valid[0]))
+        .not_valid_after(now + timedelta(days=days_valid[1]))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return folder
 
 
@@ -102,8 +117,9 @@ def test_two_of_three_needs_two_signers(notary_server, trustkit_cli, tmp_path):
     keys = [arg for name in ("m1", "m2", "m3") for arg in ("--key", tmp_path / f"{name}.pub")]
     admin.run("signer", "add", "team", gun, *keys, "--threshold", "2")
     stage = tmp_path / "shared-staging"
-    first = members[0].run("--staging-dir", stage, "sign", f"{gun}:v1", "--digest", DIGEST, "--size", "5",
-                           "--format", "json")
+    first = members[0].run(
+        "--staging-dir", stage, "sign", f"{gun}:v1", "--digest", DIGEST, "--size", "5", "--format", "json"
+    )
     assert json.loads(first.stdout)["published"] == [] and "targets/team" in json.loads(first.stdout)["pending"]
     not_yet = members[2].run("--staging-dir", stage, "verify", f"{gun}:v1", check=False)
     assert not_yet.returncode == 6 and "1 of the 2 signatures" in not_yet.stderr
@@ -136,8 +152,7 @@ def test_targets_rotation_retires_the_old_key(notary_server, notary_cli, trustki
     old_targets = Metadata.from_bytes(notary_server.get(f"/v2/{gun}/_trust/tuf/targets.json").content, role="targets")
     admin.run("key", "rotate", gun, "targets")
     root = Metadata.from_bytes(notary_server.get(f"/v2/{gun}/_trust/tuf/root.json").content, role="root")
-    new_targets = Metadata.from_bytes(notary_server.get(f"/v2/{gun}/_trust/tuf/targets.json").content,
-                                      role="targets")
+    new_targets = Metadata.from_bytes(notary_server.get(f"/v2/{gun}/_trust/tuf/targets.json").content, role="targets")
     old_id = old_targets.signatures[0].keyid
     assert root.signed.roles["targets"].keyids != [old_id] and old_id not in root.signed.keys
     # The old key's signature no longer counts: the old targets file fails under the new root.
@@ -188,12 +203,15 @@ def test_tag_signed_only_by_a_removed_signer_is_not_trusted(notary_server, trust
     assert result.returncode in (3, 6), result.stderr  # releases no longer carries a valid signature for it
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"days_valid": (-10, -1)}, "expired"),
-    ({"days_valid": (5, 365)}, "not valid until"),
-    ({"cert_key": "other"}, "does not belong to cert.pem"),
-    ({"cn": "Not A Name"}, "--name"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"days_valid": (-10, -1)}, "expired"),
+        ({"days_valid": (5, 365)}, "not valid until"),
+        ({"cert_key": "other"}, "does not belong to cert.pem"),
+        ({"cn": "Not A Name"}, "--name"),
+    ],
+)
 def test_bad_bundles_are_refused_and_store_nothing(trustkit_cli, tmp_path, change, message):
     if change.get("cert_key") == "other":
         change = {"cert_key": generate()}
@@ -204,14 +222,17 @@ def test_bad_bundles_are_refused_and_store_nothing(trustkit_cli, tmp_path, chang
     assert json.loads(member.run("key", "list", "--format", "json").stdout) == []
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["targets/../x"], "must match"),
-    ([""], "empty"),
-    (["a" * 256], "255"),
-    (["releases"], "reserved"),
-    (["ok", "--threshold", "0"], "between 1"),
-    (["ok", "--threshold", "2"], "between 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["targets/../x"], "must match"),
+        ([""], "empty"),
+        (["a" * 256], "255"),
+        (["releases"], "reserved"),
+        (["ok", "--threshold", "0"], "between 1"),
+        (["ok", "--threshold", "2"], "between 1"),
+    ],
+)
 def test_bad_signer_arguments_publish_nothing(notary_server, trustkit_cli, tmp_path, args, message):
     gun = f"{notary_server.host_port}/team/bad-signer"
     admin = trustkit_cli()
@@ -227,8 +248,9 @@ def test_key_remove_names_the_roles_it_would_orphan(notary_server, trustkit_cli,
     admin.run("key", "generate", "alice", "--dir", tmp_path)
     admin.run("signer", "add", "alice", gun, "--key", tmp_path / "alice.pub")
     admin.run("sign", f"{gun}:v1", "--digest", DIGEST, "--size", "1")  # caches the delegations
-    keyid = next(k["keyid"] for k in json.loads(admin.run("key", "list", "--format", "json").stdout)
-                 if k["role"] == "alice")
+    keyid = next(
+        k["keyid"] for k in json.loads(admin.run("key", "list", "--format", "json").stdout) if k["role"] == "alice"
+    )
     refused = admin.run("key", "remove", keyid, "--yes", check=False)
     assert refused.returncode == 1
     assert f"{gun} targets/alice" in refused.stderr and f"{gun} targets/releases" in refused.stderr

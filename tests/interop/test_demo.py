@@ -11,7 +11,8 @@ pytestmark = pytest.mark.interop
 
 def test_demo_runs_end_to_end():
     demo = Path(__file__).parents[2] / "examples" / "demo.py"
-    result = subprocess.run([sys.executable, str(demo)], capture_output=True, text=True, timeout=300,
-                            stdin=subprocess.DEVNULL, check=False)
+    result = subprocess.run(
+        [sys.executable, str(demo)], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Signed" in result.stdout and "Revoked" in result.stdout and "Traceback" not in result.stderr

@@ -25,10 +25,13 @@ pytestmark = pytest.mark.interop
 KEYS = Path(__file__).parents[2] / "keys"
 MANIFEST = json.loads((KEYS / "manifest.json").read_text())
 GENERATED = datetime.fromisoformat(MANIFEST["generated_at"].replace("Z", "+00:00"))
-PASS_ENV = {"DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
-            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE}
-METADATA_FIXTURES = [f for f in MANIFEST["fixtures"] if f["kind"] in ("metadata", "cache")
-                     and f["path"].endswith(".json")]
+PASS_ENV = {
+    "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
+    "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE,
+}
+METADATA_FIXTURES = [
+    f for f in MANIFEST["fixtures"] if f["kind"] in ("metadata", "cache") and f["path"].endswith(".json")
+]
 KEY_FIXTURES = [f for f in MANIFEST["fixtures"] if f["kind"] == "key"]
 
 
@@ -162,16 +165,37 @@ def publish_with_trustkit(server: peers.NotaryServer, gun: str, trust_dir: Path)
         targets_signer = CryptoSigner(targets_private)
         keys = {root_key.keyid: root_key, targets_signer.public_key.keyid: targets_signer.public_key}
         keys.update({k.keyid: k for k in server_keys.values()})
-        role_ids = {"root": root_key.keyid, "targets": targets_signer.public_key.keyid,
-                    **{r: k.keyid for r, k in server_keys.items()}}
-        root = Metadata(Root(expires=format_expires(now + timedelta(days=3650)), version=1, keys=keys,
-                             roles={r: RoleKeys([role_ids[r]]) for r in BASE_ROLES}))
-        targets = Metadata(Targets(expires=format_expires(now + timedelta(days=1095)), version=1,
-                                   targets={"from-trustkit": FileMeta.for_digest("ab" * 32, 42)}))
-        parts = [("files", ("root", root.sign([(CryptoSigner(root_private), root_key.keyid)]),
-                            "application/octet-stream")),
-                 ("files", ("targets", targets.sign([(targets_signer, targets_signer.public_key.keyid)]),
-                            "application/octet-stream"))]
+        role_ids = {
+            "root": root_key.keyid,
+            "targets": targets_signer.public_key.keyid,
+            **{r: k.keyid for r, k in server_keys.items()},
+        }
+        root = Metadata(
+            Root(
+                expires=format_expires(now + timedelta(days=3650)),
+                version=1,
+                keys=keys,
+                roles={r: RoleKeys([role_ids[r]]) for r in BASE_ROLES},
+            )
+        )
+        targets = Metadata(
+            Targets(
+                expires=format_expires(now + timedelta(days=1095)),
+                version=1,
+                targets={"from-trustkit": FileMeta.for_digest("ab" * 32, 42)},
+            )
+        )
+        parts = [
+            ("files", ("root", root.sign([(CryptoSigner(root_private), root_key.keyid)]), "application/octet-stream")),
+            (
+                "files",
+                (
+                    "targets",
+                    targets.sign([(targets_signer, targets_signer.public_key.keyid)]),
+                    "application/octet-stream",
+                ),
+            ),
+        ]
         response = http.post(f"/v2/{gun}/_trust/tuf/", files=parts)
         assert response.status_code == 200, response.text
     return targets_signer
@@ -208,7 +232,8 @@ def test_docker_generated_key_is_listed_and_used_by_trustkit(docker_cli, tmp_pat
     main(["key", "list", "--format", "json"])
     listed = json.loads(capsys.readouterr().out)
     assert [(k["keyid"], k["role"], k["gun"], k["algorithm"]) for k in listed] == [
-        (public.keyid, "alice", None, "ecdsa")]
+        (public.keyid, "alice", None, "ecdsa")
+    ]
     store = KeyStore(docker.trust_dir, EnvPassphrases(PASS_ENV))
     signer, _ = store.load(public.keyid)
     assert public.verify(signer.method, b"payload", signer.sign(b"payload"))

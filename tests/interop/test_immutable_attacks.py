@@ -67,12 +67,14 @@ def assert_v1_still_signed(gun, trustkit_server, trustkit_cli, notary_cli, tmp_p
     """Fresh clients (no cache) of every kind still resolve v1 to the signed digest."""
     reader = trustkit_cli(server=trustkit_server, config_dir=tmp_path / f"reader-{name}")
     assert reader.run("verify", f"{gun}:v1").stdout.split()[1] == DIGEST_A
-    assert listed(notary_cli(trust_dir=tmp_path / f"notary-{name}", server=trustkit_server), gun)["v1"] == \
-        DIGEST_A.removeprefix("sha256:")
+    assert listed(notary_cli(trust_dir=tmp_path / f"notary-{name}", server=trustkit_server), gun)[
+        "v1"
+    ] == DIGEST_A.removeprefix("sha256:")
 
 
-def test_narrowing_the_releases_paths_then_shadowing_the_tag_is_refused(repo, trustkit_server, trustkit_cli,
-                                                                        notary_cli, tmp_path):
+def test_narrowing_the_releases_paths_then_shadowing_the_tag_is_refused(
+    repo, trustkit_server, trustkit_cli, notary_cli, tmp_path
+):
     gun, _, attacker = repo
     before = timestamp_version(trustkit_server, gun)
     # The reproduction from the issue: the delegation loses every path, then v1 is added to targets.
@@ -88,16 +90,14 @@ def test_narrowing_the_releases_paths_then_shadowing_the_tag_is_refused(repo, tr
     assert_v1_still_signed(gun, trustkit_server, trustkit_cli, notary_cli, tmp_path, "paths")
 
 
-def test_removing_the_delegation_or_its_only_key_is_refused(repo, trustkit_server, trustkit_cli, notary_cli,
-                                                             tmp_path):
+def test_removing_the_delegation_or_its_only_key_is_refused(repo, trustkit_server, trustkit_cli, notary_cli, tmp_path):
     gun, admin, attacker = repo
     before = timestamp_version(trustkit_server, gun)
     removed = attacker.run("delegation", "remove", gun, "targets/releases", "-p", input="yes\n", check=False)
     assert_refused(removed, gun)
     attacker.run("reset", gun, "--all")
     # notary writes the key-less delegation as "keyids": null; it parses, and it moves v1 to nothing.
-    dropped = attacker.run("delegation", "remove", gun, "targets/releases", signer_key(admin, gun), "-p",
-                           check=False)
+    dropped = attacker.run("delegation", "remove", gun, "targets/releases", signer_key(admin, gun), "-p", check=False)
     assert_refused(dropped, gun)
     attacker.run("reset", gun, "--all")
     assert timestamp_version(trustkit_server, gun) == before
@@ -135,8 +135,7 @@ def test_changes_that_move_no_tag_stay_allowed(repo, trustkit_server, trustkit_c
     assert_v1_still_signed(gun, trustkit_server, trustkit_cli, notary_cli, tmp_path, "allowed")
 
 
-def test_a_mutable_repository_accepts_notarys_key_less_delegation(trustkit_server, trustkit_cli, notary_cli,
-                                                                   tmp_path):
+def test_a_mutable_repository_accepts_notarys_key_less_delegation(trustkit_server, trustkit_cli, notary_cli, tmp_path):
     """Removing a delegation's last key is an ordinary notary operation (it writes "keyids": null);
     the server stores it as notary-server does, and every client still reads the repository."""
     gun = f"{trustkit_server.host_port}/team/keyless"
@@ -146,8 +145,9 @@ def test_a_mutable_repository_accepts_notarys_key_less_delegation(trustkit_serve
     owner = notary_cli(trust_dir=admin.trust_dir, server=trustkit_server)
     owner.run("delegation", "add", gun, "targets/qa", tmp_path / "qa.pub", "--all-paths", "-p")
     qa = owner.run("delegation", "list", gun).stdout
-    keyid = next(word for line in qa.splitlines() if line.startswith("targets/qa") for word in line.split()
-                 if len(word) == 64)
+    keyid = next(
+        word for line in qa.splitlines() if line.startswith("targets/qa") for word in line.split() if len(word) == 64
+    )
     owner.run("delegation", "remove", gun, "targets/qa", keyid, "-p")
     served = json.loads(trustkit_server.get(f"/v2/{gun}/_trust/tuf/targets.json").content)
     assert [r["keyids"] for r in served["signed"]["delegations"]["roles"] if r["name"] == "targets/qa"] == [None]
@@ -155,4 +155,5 @@ def test_a_mutable_repository_accepts_notarys_key_less_delegation(trustkit_serve
     assert reader.run("verify", f"{gun}:v1").stdout.split()[1] == DIGEST_A
     assert json.loads(reader.run("inspect", gun).stdout)[0]["Signers"] == [{"Name": "qa", "Keys": []}]
     assert listed(notary_cli(trust_dir=tmp_path / "notary-reader", server=trustkit_server), gun) == {
-        "v1": DIGEST_A.removeprefix("sha256:")}
+        "v1": DIGEST_A.removeprefix("sha256:")
+    }

@@ -43,13 +43,23 @@ def test_signer_add_refuses_one_key_spelled_twice_for_a_threshold(trustkit_serve
     admin = trustkit_cli(server=trustkit_server)
     admin.run("sign", f"{gun}:v1", "--digest", DIGEST, "--size", "1")
     before = trustkit_server.get(f"/v2/{gun}/_trust/tuf/targets.json").content
-    refused = admin.run("signer", "add", "team", gun, "--key", spellings["pem"], "--key", spellings[second],
-                        "--threshold", "2", check=False)
+    refused = admin.run(
+        "signer",
+        "add",
+        "team",
+        gun,
+        "--key",
+        spellings["pem"],
+        "--key",
+        spellings[second],
+        "--threshold",
+        "2",
+        check=False,
+    )
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "same key" in refused.stderr or "different keys" in refused.stderr, refused.stderr
     assert trustkit_server.get(f"/v2/{gun}/_trust/tuf/targets.json").content == before  # nothing published
 
-    admin.run("signer", "add", "team", gun, "--key", spellings["pem"], "--key", spellings["other"],
-              "--threshold", "2")
+    admin.run("signer", "add", "team", gun, "--key", spellings["pem"], "--key", spellings["other"], "--threshold", "2")
     signers = json.loads(admin.run("inspect", gun).stdout)[0]["Signers"]
     assert [(s["Name"], len(s["Keys"])) for s in signers] == [("team", 2)]

@@ -18,8 +18,13 @@ def _multipart(*parts: tuple[str | None, bytes]) -> bytes:
     body = b""
     for filename, data in parts:
         disposition = 'form-data; name="files"' + (f'; filename="{filename}"' if filename is not None else "")
-        body += (f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n"
-                 "Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
+        body += (
+            (
+                f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     return body + f"--{BOUNDARY}--\r\n".encode()
 
 
@@ -35,8 +40,11 @@ def test_the_table_has_notary_servers_wire_messages(tmp_path: Path) -> None:
         "NO_FILENAME": ("POST", tuf, {"content": _multipart((None, b"{}")), "headers": multipart}),
         "MALFORMED_JSON": ("POST", tuf, {"content": _multipart(("root", b"x")), "headers": multipart}),
         "INVALID_ROLE": ("POST", tuf, {"content": _multipart(("zzz", b"{}")), "headers": multipart}),
-        "INVALID_UPDATE": ("POST", tuf, {"content": _multipart(("targets", b'{"signed":{},"signatures":[]}')),
-                                         "headers": multipart}),
+        "INVALID_UPDATE": (
+            "POST",
+            tuf,
+            {"content": _multipart(("targets", b'{"signed":{},"signatures":[]}')), "headers": multipart},
+        ),
         "INVALID_GUN": ("POST", "/v2/example.com/app/_trust/tuf/", {"content": _multipart(), "headers": multipart}),
     }
     overrides = {"repositories": {"gun_prefixes": ["docker.io/"]}}

@@ -111,10 +111,7 @@ def test_golden_fixtures_match_manifest() -> None:
     manifest = json.loads((keys / "manifest.json").read_text(encoding="utf-8"))
     listed = {e["path"]: e for e in manifest["fixtures"]}
     on_disk = {
-        p.relative_to(keys).as_posix()
-        for sub in ("notary", "docker")
-        for p in (keys / sub).rglob("*")
-        if p.is_file()
+        p.relative_to(keys).as_posix() for sub in ("notary", "docker") for p in (keys / sub).rglob("*") if p.is_file()
     }
     assert set(listed) == on_disk
     for path, entry in listed.items():

@@ -28,8 +28,9 @@ def push_json(tk: peers.TrustkitCLI, source: str, image: str, *args: str) -> dic
 
 
 def skopeo(*args: str) -> str:
-    result = subprocess.run(["skopeo", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
-                            check=False)
+    result = subprocess.run(
+        ["skopeo", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -91,12 +92,17 @@ def test_docker_archive_push_is_read_back_by_skopeo(registry, tmp_path):
     assert pushed["layers_uploaded"] == 3
     assert inspect_digest(registry, "team/archived:v1") == pushed["digest"]
     manifest = json.loads(raw_manifest(registry, "team/archived:v1"))
-    assert [layer["mediaType"] for layer in manifest["layers"]] == \
-        ["application/vnd.docker.image.rootfs.diff.tar.gzip"] * 3
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    ] * 3
     # skopeo pulls it into a docker archive of its own: it decompresses every layer and checks
     # the result against the config's diff_ids.
-    skopeo("copy", "--src-tls-verify=false", f"docker://{registry.host_port}/team/archived:v1",
-           f"docker-archive:{tmp_path / 'back.tar'}:example.com/back:v1")
+    skopeo(
+        "copy",
+        "--src-tls-verify=false",
+        f"docker://{registry.host_port}/team/archived:v1",
+        f"docker-archive:{tmp_path / 'back.tar'}:example.com/back:v1",
+    )
     # The same archive again (selected by its name): same digests, nothing uploaded.
     again = push_json(tk, f"docker-archive:{archive}:example.com/team/app:v1", f"{registry.host_port}/team/archived:v2")
     assert again["digest"] == pushed["digest"] and again["layers_uploaded"] == 0
@@ -125,8 +131,11 @@ def test_multi_arch_index_pushes_children_then_the_index(registry, tmp_path):
     assert raw_manifest(registry, "team/multi:v1") == index.manifest
     for child in children:
         assert registry.manifest_status("team/multi", child.digest) == 200
-    arm = json.loads(skopeo("inspect", "--tls-verify=false", "--override-arch", "arm64",
-                            f"docker://{registry.host_port}/team/multi:v1"))
+    arm = json.loads(
+        skopeo(
+            "inspect", "--tls-verify=false", "--override-arch", "arm64", f"docker://{registry.host_port}/team/multi:v1"
+        )
+    )
     assert arm["Digest"] == index.digest and arm["Architecture"] == "arm64"
 
 
@@ -166,15 +175,21 @@ def test_large_blobs_go_up_in_chunks(registry, tmp_path):
         patches = [path for method, path in proxy.requests if method == "PATCH"]
         assert len(patches) >= 3
     assert inspect_digest(registry, "team/chunked:v1") == image.digest
-    skopeo("copy", "--src-tls-verify=false", f"docker://{registry.host_port}/team/chunked:v1", f"oci:{tmp_path / 'back'}:v1")
+    skopeo(
+        "copy",
+        "--src-tls-verify=false",
+        f"docker://{registry.host_port}/team/chunked:v1",
+        f"oci:{tmp_path / 'back'}:v1",
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # content trust
 
 
-def test_push_with_content_trust_is_seen_by_notary_and_docker(registry, notary_server, notary_cli, docker_cli,
-                                                             tmp_path):
+def test_push_with_content_trust_is_seen_by_notary_and_docker(
+    registry, notary_server, notary_cli, docker_cli, tmp_path
+):
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=2)
     gun = f"{registry.host_port}/team/signed"
     tk = tk_for(tmp_path, notary_server, extra_env={"DOCKER_CONTENT_TRUST": "1"})
@@ -182,13 +197,16 @@ def test_push_with_content_trust_is_seen_by_notary_and_docker(registry, notary_s
     assert pushed["signed"] is True and pushed["signed_roles"] == ["targets"]
     assert notary_targets(notary_cli(), gun) == {"v1": (image.digest.removeprefix("sha256:"), image.size)}
     inspect = json.loads(docker_cli().run("trust", "inspect", gun).stdout)
-    assert [(t["SignedTag"], t["Digest"]) for t in inspect[0]["SignedTags"]] == \
-        [("v1", image.digest.removeprefix("sha256:"))]
+    assert [(t["SignedTag"], t["Digest"]) for t in inspect[0]["SignedTags"]] == [
+        ("v1", image.digest.removeprefix("sha256:"))
+    ]
     # An index is signed with the index digest.
     index, _ = images.build_oci_index(tmp_path / "multi", ref="multi")
     multi = push_json(tk, f"oci:{index.layout}:multi", f"{gun}:multi")
-    assert multi["signed"] and notary_targets(notary_cli(), gun)["multi"] == \
-        (index.digest.removeprefix("sha256:"), index.size)
+    assert multi["signed"] and notary_targets(notary_cli(), gun)["multi"] == (
+        index.digest.removeprefix("sha256:"),
+        index.size,
+    )
     # --disable-content-trust wins over the variable.
     unsigned = push_json(tk, f"oci:{image.layout}:v1", f"{gun}:plain", "--disable-content-trust")
     assert unsigned["signed"] is False and "plain" not in notary_targets(notary_cli(), gun)
@@ -226,8 +244,7 @@ def _assert_nothing_pushed(registry: peers.Registry, repo: str, tag: str, blob: 
 def test_no_passphrase_and_no_tty_fails_before_uploading(registry, notary_server, tmp_path):
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=2)
     tk = tk_for(tmp_path, notary_server, passphrases=False, extra_env={"DOCKER_CONTENT_TRUST": "1"})
-    line = one_error_line(tk.run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/team/nopass:v1",
-                                 check=False))
+    line = one_error_line(tk.run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/team/nopass:v1", check=False))
     assert "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE" in line
     _assert_nothing_pushed(registry, "team/nopass", "v1", image.layer_digests[0])
 
@@ -237,9 +254,16 @@ def test_wrong_passphrase_fails_before_uploading(registry, notary_server, tmp_pa
     gun = f"{registry.host_port}/team/wrongpass"
     good = tk_for(tmp_path, notary_server)
     good.run("init", gun)
-    bad = peers.TrustkitCLI(good.config_dir, notary_server, passphrases=False, extra_env={
-        "DOCKER_CONTENT_TRUST": "1", "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "wrong",
-        "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "wrong"})
+    bad = peers.TrustkitCLI(
+        good.config_dir,
+        notary_server,
+        passphrases=False,
+        extra_env={
+            "DOCKER_CONTENT_TRUST": "1",
+            "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "wrong",
+            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "wrong",
+        },
+    )
     line = one_error_line(bad.run("push", f"oci:{image.layout}:v1", f"{gun}:v1", check=False))
     assert "passphrase" in line.lower() or "decrypt" in line.lower()
     _assert_nothing_pushed(registry, "team/wrongpass", "v1", image.layer_digests[0])
@@ -247,8 +271,13 @@ def test_wrong_passphrase_fails_before_uploading(registry, notary_server, tmp_pa
 
 def test_unreachable_trust_server_fails_before_uploading(registry, tmp_path):
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=2)
-    tk = tk_for(tmp_path, extra_env={"DOCKER_CONTENT_TRUST": "1",
-                                     "DOCKER_CONTENT_TRUST_SERVER": f"https://127.0.0.1:{peers.free_port()}"})
+    tk = tk_for(
+        tmp_path,
+        extra_env={
+            "DOCKER_CONTENT_TRUST": "1",
+            "DOCKER_CONTENT_TRUST_SERVER": f"https://127.0.0.1:{peers.free_port()}",
+        },
+    )
     line = one_error_line(tk.run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/team/nots:v1", check=False))
     assert "trust server" in line
     _assert_nothing_pushed(registry, "team/nots", "v1", image.layer_digests[0])
@@ -258,8 +287,9 @@ def test_a_blob_that_does_not_match_its_digest(registry, tmp_path):
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=3)
     victim = image.blob_path(image.layer_digests[1])
     victim.write_bytes(os.urandom(victim.stat().st_size))  # same size, other bytes
-    line = one_error_line(tk_for(tmp_path).run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/team/bad:v1",
-                                               check=False))
+    line = one_error_line(
+        tk_for(tmp_path).run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/team/bad:v1", check=False)
+    )
     assert image.layer_digests[1] in line and "does not match its digest" in line
     _assert_nothing_pushed(registry, "team/bad", "v1", image.layer_digests[1])
 
@@ -267,8 +297,9 @@ def test_a_blob_that_does_not_match_its_digest(registry, tmp_path):
 def test_a_missing_blob(registry, tmp_path):
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=3)
     image.blob_path(image.layer_digests[2]).unlink()
-    line = one_error_line(tk_for(tmp_path).run("push", f"oci:{image.layout}:v1",
-                                               f"{registry.host_port}/team/missing:v1", check=False))
+    line = one_error_line(
+        tk_for(tmp_path).run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/team/missing:v1", check=False)
+    )
     assert image.layer_digests[2] in line and "missing" in line
     _assert_nothing_pushed(registry, "team/missing", "v1", image.layer_digests[0])
 
@@ -277,13 +308,15 @@ def test_a_129_character_tag_is_refused_before_any_network_work(registry, tmp_pa
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=1)
     tag = "t" * 129
     with peers.CountingProxy(registry.host_port) as proxy:
-        line = one_error_line(tk_for(tmp_path).run("push", f"oci:{image.layout}:v1",
-                                                   f"{proxy.host_port}/team/longtag:{tag}", check=False))
+        line = one_error_line(
+            tk_for(tmp_path).run("push", f"oci:{image.layout}:v1", f"{proxy.host_port}/team/longtag:{tag}", check=False)
+        )
         assert proxy.requests == []
     assert "129 characters" in line and "at most 128" in line
     assert registry.get("/v2/_catalog").json()["repositories"] == []
-    short = one_error_line(tk_for(tmp_path).run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/a:v1",
-                                                check=False))
+    short = one_error_line(
+        tk_for(tmp_path).run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/a:v1", check=False)
+    )
     assert "at least 2" in short
 
 
@@ -294,8 +327,9 @@ def test_signing_failure_after_the_push_is_not_reported_as_success(registry, not
     tk = tk_for(tmp_path, notary_server, extra_env={"DOCKER_CONTENT_TRUST": "1"})
     with peers.CountingProxy(registry.host_port, delay=0.5) as proxy:
         command = [*tk.argv0, "push", f"oci:{image.layout}:v1", f"{proxy.host_port}/team/late:v1", "--format", "json"]
-        process = subprocess.Popen(command, env=tk.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            command, env=tk.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 60
         while proxy.max_in_flight == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -317,14 +351,21 @@ def test_login_writes_docker_config_and_push_authenticates(tmp_path):
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=1)
     with peers.Registry(tmp_path / "auth-registry", htpasswd=htpasswd) as registry:
         tk = tk_for(tmp_path)
-        refused = one_error_line(tk.run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/team/app:v1",
-                                        check=False))
+        refused = one_error_line(
+            tk.run("push", f"oci:{image.layout}:v1", f"{registry.host_port}/team/app:v1", check=False)
+        )
         assert "trustkit login" in refused
 
         def login(password: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([*tk.argv0, "login", registry.host_port, "-u", "alice", "--password-stdin"],
-                                  input=password + "\n", env=tk.env, capture_output=True, text=True, timeout=60,
-                                  check=False)
+            return subprocess.run(
+                [*tk.argv0, "login", registry.host_port, "-u", "alice", "--password-stdin"],
+                input=password + "\n",
+                env=tk.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
 
         wrong = login("nope")
         assert wrong.returncode == 1 and "refused" in wrong.stderr
@@ -370,11 +411,28 @@ def test_memory_stays_flat_whatever_the_layer_size(registry, tmp_path):
     """An 80 MB layer goes up (in chunks) while the trustkit process stays far below 80 MB."""
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", sizes=[80 * 1024 * 1024], level=0)
     tk = tk_for(tmp_path)
-    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    result = subprocess.run([tk.argv0[0], "-c", probe, *tk.argv0, "push", f"oci:{image.layout}:v1",
-                             f"{registry.host_port}/team/big:v1", "--quiet"], env=tk.env, capture_output=True,
-                            text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    result = subprocess.run(
+        [
+            tk.argv0[0],
+            "-c",
+            probe,
+            *tk.argv0,
+            "push",
+            f"oci:{image.layout}:v1",
+            f"{registry.host_port}/team/big:v1",
+            "--quiet",
+        ],
+        env=tk.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     peak_mb = int(result.stdout.split()[-1]) / 1024
     assert peak_mb < 60, f"peak RSS {peak_mb:.0f} MB for an 80 MB layer"
@@ -387,9 +445,14 @@ def test_progress_bars_on_a_terminal(registry, tmp_path):
 
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=2)
     tk = tk_for(tmp_path)
-    child = pexpect.spawn(tk.argv0[0], [*tk.argv0[1:], "push", f"oci:{image.layout}:v1",
-                                        f"{registry.host_port}/team/tty:v1"], env=tk.env, encoding="utf-8",
-                          timeout=60, dimensions=(40, 160))
+    child = pexpect.spawn(
+        tk.argv0[0],
+        [*tk.argv0[1:], "push", f"oci:{image.layout}:v1", f"{registry.host_port}/team/tty:v1"],
+        env=tk.env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 160),
+    )
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before

@@ -99,10 +99,12 @@ def test_notary_cli_whole_lifecycle(trustkit_server, notary, tmp_path):
 
     # notary init keeps the snapshot key on the client; -r hands it to the server.
     assert served(trustkit_server, gun, "root").signed.roles["snapshot"].keyids != [
-        server_key(trustkit_server, gun, "snapshot")]
+        server_key(trustkit_server, gun, "snapshot")
+    ]
     admin.run("key", "rotate", gun, "snapshot", "-r")
     assert served(trustkit_server, gun, "root").signed.roles["snapshot"].keyids == [
-        server_key(trustkit_server, gun, "snapshot")]
+        server_key(trustkit_server, gun, "snapshot")
+    ]
     # Nothing is staged now: notary sends an empty multipart form, which must be accepted.
     admin.run("publish", gun)
     admin.run("add", gun, "v2", artifact, "-p")  # the server signs this snapshot
@@ -171,8 +173,11 @@ def test_trustkit_threshold_signers(trustkit_server, tk, tmp_path):
     keys = [arg for name in ("m1", "m2", "m3") for arg in ("--key", tmp_path / f"{name}.pub")]
     admin.run("signer", "add", "team", gun, *keys, "--threshold", "2")
     stage = tmp_path / "shared-staging"
-    first = json.loads(members[0].run("--staging-dir", stage, "sign", f"{gun}:v1", "--digest", DIGEST_A,
-                                      "--size", "5", "--format", "json").stdout)
+    first = json.loads(
+        members[0]
+        .run("--staging-dir", stage, "sign", f"{gun}:v1", "--digest", DIGEST_A, "--size", "5", "--format", "json")
+        .stdout
+    )
     assert first["published"] == [] and "targets/team" in first["pending"]
     not_yet = tk().run("verify", f"{gun}:v1", check=False)
     assert not_yet.returncode == 3, not_yet.stderr  # nothing reached the server yet
@@ -214,15 +219,19 @@ def test_every_client_keeps_publishing_after_a_restart(trustkit_server, tk, nota
     (tmp_path / "pub").mkdir()
     docker_admin.run("trust", "key", "generate", "dora", "--dir", tmp_path / "pub")
     docker_admin.run("trust", "signer", "add", "--key", tmp_path / "pub" / "dora.pub", "dora", docker_gun)
-    keys_before = {gun: (server_key(trustkit_server, gun, "timestamp"), server_key(trustkit_server, gun, "snapshot"))
-                   for gun in (tk_gun, notary_gun, docker_gun)}
+    keys_before = {
+        gun: (server_key(trustkit_server, gun, "timestamp"), server_key(trustkit_server, gun, "snapshot"))
+        for gun in (tk_gun, notary_gun, docker_gun)
+    }
 
     trustkit_server.restart()
 
     # The server's keys survived (notary-server's local signer would have lost them): the same
     # keys are served, and every client publishes with them.
-    assert {gun: (server_key(trustkit_server, gun, "timestamp"), server_key(trustkit_server, gun, "snapshot"))
-            for gun in keys_before} == keys_before
+    assert {
+        gun: (server_key(trustkit_server, gun, "timestamp"), server_key(trustkit_server, gun, "snapshot"))
+        for gun in keys_before
+    } == keys_before
     admin.run("sign", f"{tk_gun}:v2", "--digest", DIGEST_B, "--size", "2")
     notary_admin.run("add", notary_gun, "v2", artifact, "-p")
     tk(config_dir=docker_admin.config_dir).run("sign", f"{docker_gun}:v1", "--digest", DIGEST_A, "--size", "3")
@@ -305,8 +314,12 @@ def test_immutable_repository_refuses_changes_from_every_client(trustkit_server,
 def test_immutable_needs_the_admin_scope(trustkit_cli, tmp_path):
     htpasswd = tmp_path / "htpasswd"
     users = {"alice": "alice-password", "admin": "admin-password"}
-    htpasswd.write_text("".join(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
-                                for user, password in users.items()))
+    htpasswd.write_text(
+        "".join(
+            f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
+            for user, password in users.items()
+        )
+    )
     args = ["--auth", "htpasswd", "--htpasswd", str(htpasswd), "--admin", "admin"]
     with peers.TrustkitServer(tmp_path / "server", extra_args=args) as server:
         gun = f"{server.host_port}/team/locked"
@@ -325,10 +338,16 @@ def test_immutable_needs_the_admin_scope(trustkit_cli, tmp_path):
         anonymous = client(None).run("repo", "immutable", gun, check=False)
         assert anonymous.returncode == 1 and "anonymous" in anonymous.stderr, anonymous.stderr
         with server.client() as http:  # the raw answer to a token without the admin scope
-            token = http.get("/auth/token", params={"service": "trustkit", "scope": f"repository:{gun}:admin"},
-                             auth=("alice", users["alice"])).json()["token"]
-            put = http.put(f"/v2/{gun}/_trust/settings", content=b'{"immutable": true}',
-                           headers={"Authorization": f"Bearer {token}"})
+            token = http.get(
+                "/auth/token",
+                params={"service": "trustkit", "scope": f"repository:{gun}:admin"},
+                auth=("alice", users["alice"]),
+            ).json()["token"]
+            put = http.put(
+                f"/v2/{gun}/_trust/settings",
+                content=b'{"immutable": true}',
+                headers={"Authorization": f"Bearer {token}"},
+            )
             assert put.status_code in (401, 403), put.text
         alice.run("sign", f"{gun}:v1", "--digest", DIGEST_B, "--size", "1")  # still mutable
 

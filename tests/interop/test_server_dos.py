@@ -79,17 +79,25 @@ def warm_up(server: TrustkitServer) -> None:
 
 PREFIXES = ["registry.example.com/allowed/", "docker.io/"]
 OUTSIDE = "registry.example.com/other/app"
-PREFIX_REQUESTS = [("GET", "_trust/tuf/timestamp.key"), ("GET", "_trust/tuf/snapshot.key"),
-                   ("POST", "_trust/tuf/timestamp.key"), ("GET", "_trust/tuf/root.json"),
-                   ("GET", "_trust/tuf/1.root.json"), ("DELETE", "_trust/tuf/"), ("POST", "_trust/tuf/"),
-                   ("GET", "_trust/changefeed?records=10")]
+PREFIX_REQUESTS = [
+    ("GET", "_trust/tuf/timestamp.key"),
+    ("GET", "_trust/tuf/snapshot.key"),
+    ("POST", "_trust/tuf/timestamp.key"),
+    ("GET", "_trust/tuf/root.json"),
+    ("GET", "_trust/tuf/1.root.json"),
+    ("DELETE", "_trust/tuf/"),
+    ("POST", "_trust/tuf/"),
+    ("GET", "_trust/changefeed?records=10"),
+]
 
 
 def answers(server: TrustkitServer | NotaryServer) -> list[tuple[str, int, object]]:
     with server.client() as http:
-        return [(f"{method} {tail}", response.status_code, response.json())
-                for method, tail in PREFIX_REQUESTS
-                for response in [http.request(method, f"/v2/{OUTSIDE}/{tail}")]]
+        return [
+            (f"{method} {tail}", response.status_code, response.json())
+            for method, tail in PREFIX_REQUESTS
+            for response in [http.request(method, f"/v2/{OUTSIDE}/{tail}")]
+        ]
 
 
 def test_gun_prefixes_hold_on_every_route_as_on_notary_server(tmp_path: Path) -> None:
@@ -118,8 +126,9 @@ def test_anonymous_60_mib_posts_are_refused_without_buffering_them(tmp_path: Pat
 
         def post() -> None:
             with server.client() as http:
-                response = http.post(f"/v2/{GUN}/_trust/tuf/", content=body,
-                                     headers={"Content-Type": "multipart/form-data; boundary=b"})
+                response = http.post(
+                    f"/v2/{GUN}/_trust/tuf/", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+                )
                 statuses.append(response.status_code)
 
         threads = [threading.Thread(target=post) for _ in range(4)]
@@ -136,11 +145,17 @@ def test_anonymous_60_mib_posts_are_refused_without_buffering_them(tmp_path: Pat
 # item 10: read timeouts
 
 
-@pytest.mark.parametrize("sent", [b"", b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\n",
-                                  b"POST /v2/" + GUN.encode() + b"/_trust/tuf/ HTTP/1.1\r\nHost: localhost\r\n"
-                                  b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 33554432\r\n\r\n"
-                                  b"--b\r\nContent-Disposition: form-data; filename=\"targets\"\r\n\r\n" + b"x" * MIB],
-                         ids=["nothing", "half-a-head", "half-a-body"])
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",
+        b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\n",
+        b"POST /v2/" + GUN.encode() + b"/_trust/tuf/ HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 33554432\r\n\r\n"
+        b'--b\r\nContent-Disposition: form-data; filename="targets"\r\n\r\n' + b"x" * MIB,
+    ],
+    ids=["nothing", "half-a-head", "half-a-body"],
+)
 def test_a_stalled_request_is_closed_in_time(timed_server: TrustkitServer, sent: bytes) -> None:
     with tls_socket(timed_server) as sock:
         sock.sendall(sent)
@@ -166,9 +181,11 @@ def test_stalled_bodies_are_dropped_and_their_memory_with_them(timed_server: Tru
     process does not keep what they sent."""
     warm_up(timed_server)
     before = memory(timed_server)
-    head = (b"POST /v2/" + GUN.encode() + b"/_trust/tuf/ HTTP/1.1\r\nHost: localhost\r\n"
-            b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 33554432\r\n\r\n"
-            b"--b\r\nContent-Disposition: form-data; filename=\"targets\"\r\n\r\n")
+    head = (
+        b"POST /v2/" + GUN.encode() + b"/_trust/tuf/ HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 33554432\r\n\r\n"
+        b'--b\r\nContent-Disposition: form-data; filename="targets"\r\n\r\n'
+    )
     sockets = [tls_socket(timed_server) for _ in range(20)]
     try:
         for sock in sockets:
@@ -194,11 +211,11 @@ def test_a_64_mib_publish_body_grows_the_server_by_less_than_three_times_its_siz
         warm_up(server)
         before = memory(server)["VmHWM"]
         part = b" " * (63 * MIB)  # under the 64 MiB cap with its headers
-        body = (b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"zzz\"\r\n\r\n" + part
-                + b"\r\n--b--\r\n")
+        body = b'--b\r\nContent-Disposition: form-data; name="files"; filename="zzz"\r\n\r\n' + part + b"\r\n--b--\r\n"
         with server.client() as http:
-            response = http.post(f"/v2/{GUN}/_trust/tuf/", content=body,
-                                 headers={"Content-Type": "multipart/form-data; boundary=b"})
+            response = http.post(
+                f"/v2/{GUN}/_trust/tuf/", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+            )
         grown = memory(server)["VmHWM"] - before
     # the role is checked after the body is parsed: "zzz" is no role
     assert (response.status_code, response.json()["errors"][0]["code"]) == (400, "INVALID_ROLE")
@@ -219,13 +236,19 @@ def test_three_workers_start_on_a_fresh_folder_with_htpasswd(tmp_path: Path) -> 
         folder.mkdir()
         with TrustkitServer(folder / "server", extra_args=["--workers", "3", *htpasswd_args(folder)]) as server:
             with server.client() as http:
-                token = http.get("/auth/token", params={"service": "trustkit", "scope": f"repository:{GUN}:pull"},
-                                 auth=("alice", USERS["alice"])).json()["token"]
+                token = http.get(
+                    "/auth/token",
+                    params={"service": "trustkit", "scope": f"repository:{GUN}:pull"},
+                    auth=("alice", USERS["alice"]),
+                ).json()["token"]
             statuses = set()
             for _ in range(30):
                 with server.client() as http:  # a new connection each time
-                    statuses.add(http.get(f"/v2/{GUN}/_trust/tuf/root.json",
-                                          headers={"Authorization": f"Bearer {token}"}).status_code)
+                    statuses.add(
+                        http.get(
+                            f"/v2/{GUN}/_trust/tuf/root.json", headers={"Authorization": f"Bearer {token}"}
+                        ).status_code
+                    )
             log = server.log_path.read_text(errors="replace")
         assert statuses == {404}, f"try {attempt}: {statuses}\n{log[-3000:]}"
         assert "Traceback" not in log, f"try {attempt}:\n{log[-3000:]}"
@@ -239,11 +262,16 @@ def test_htpasswd_starts_with_its_folders_made_0700(tmp_path: Path, backend: str
     else:
         folder = workdir / "new" / "folder"
         database = f"sqlite:///{folder / 'server.db'}"
-    with TrustkitServer(workdir, database=database, extra_args=htpasswd_args(tmp_path)) as server, \
-            server.client() as http:
-            token = http.get("/auth/token", params={"service": "trustkit", "scope": f"repository:{GUN}:pull"},
-                             auth=("alice", USERS["alice"])).json()["token"]
-            status = http.get(f"/v2/{GUN}/_trust/tuf/root.json", headers={"Authorization": f"Bearer {token}"})
+    with (
+        TrustkitServer(workdir, database=database, extra_args=htpasswd_args(tmp_path)) as server,
+        server.client() as http,
+    ):
+        token = http.get(
+            "/auth/token",
+            params={"service": "trustkit", "scope": f"repository:{GUN}:pull"},
+            auth=("alice", USERS["alice"]),
+        ).json()["token"]
+        status = http.get(f"/v2/{GUN}/_trust/tuf/root.json", headers={"Authorization": f"Bearer {token}"})
     assert status.status_code == 404
     assert folder.stat().st_mode & 0o777 == 0o700
     if backend != "postgresql":

@@ -53,8 +53,10 @@ from trustkit.roles import SNAPSHOT, TARGETS, TIMESTAMP
 pytestmark = pytest.mark.interop
 
 PUBLISHERS = 50
-PASSPHRASES = {"DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
-               "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE}
+PASSPHRASES = {
+    "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
+    "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,8 +119,14 @@ class Tally:
                 setattr(self, name, getattr(self, name) + value)
 
 
-def publisher(make_session: Callable[[], TrustSession], tag: str, tally: Tally, *, deadline: float,
-              start: threading.Barrier | None = None) -> None:
+def publisher(
+    make_session: Callable[[], TrustSession],
+    tag: str,
+    tally: Tally,
+    *,
+    deadline: float,
+    start: threading.Barrier | None = None,
+) -> None:
     """Sign ``tag`` until the server accepts it: a lost race (VERSION) and an unreachable server
     are retried after a short random pause; anything else is an error."""
     session = None
@@ -153,13 +161,25 @@ def publisher(make_session: Callable[[], TrustSession], tag: str, tally: Tally, 
             session.client.client.close()
 
 
-def run_publishers(tags: list[str], make_session: Callable[[str], TrustSession], tally: Tally,
-                   *, timeout: float = 90.0, during: Callable[[], None] | None = None) -> None:
+def run_publishers(
+    tags: list[str],
+    make_session: Callable[[str], TrustSession],
+    tally: Tally,
+    *,
+    timeout: float = 90.0,
+    during: Callable[[], None] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     start = threading.Barrier(len(tags) + (1 if during else 0))
-    threads = [threading.Thread(target=publisher, args=(lambda t=tag: make_session(t), tag, tally),
-                                kwargs={"deadline": deadline, "start": start}, name=f"publisher-{tag}")
-               for tag in tags]
+    threads = [
+        threading.Thread(
+            target=publisher,
+            args=(lambda t=tag: make_session(t), tag, tally),
+            kwargs={"deadline": deadline, "start": start},
+            name=f"publisher-{tag}",
+        )
+        for tag in tags
+    ]
     for thread in threads:
         thread.start()
     if during is not None:
@@ -210,7 +230,8 @@ def assert_chain_pairs(server: peers.TrustkitServer, gun: str) -> int:
     with server.client() as client:
         feed = client.get(f"/v2/{gun}/_trust/changefeed", params={"change_id": "0", "records": "1000"}).json()
     assert [(r["Version"], r["SHA256"]) for r in feed["records"]] == [
-        (number, hashlib.sha256(data).hexdigest()) for number, data in enumerate(timestamps, 1)]
+        (number, hashlib.sha256(data).hexdigest()) for number, data in enumerate(timestamps, 1)
+    ]
     return len(targets)
 
 
@@ -259,8 +280,10 @@ def access_statuses(server: peers.TrustkitServer) -> Counter[int]:
 
 def test_fifty_publishers_two_servers_one_postgres(tmp_path: Path, pg_url: str) -> None:
     tls = peers.make_tls(tmp_path / "tls")
-    with peers.TrustkitServer(tmp_path / "a", database=pg_url, tls=tls) as a, \
-            peers.TrustkitServer(tmp_path / "b", database=pg_url, tls=tls) as b:
+    with (
+        peers.TrustkitServer(tmp_path / "a", database=pg_url, tls=tls) as a,
+        peers.TrustkitServer(tmp_path / "b", database=pg_url, tls=tls) as b,
+    ):
         gun = "registry.example.com/load/fifty"
         admin = admin_init(a, gun, tmp_path / "admin")
         servers = [a, b]
@@ -275,8 +298,10 @@ def test_fifty_publishers_two_servers_one_postgres(tmp_path: Path, pg_url: str) 
         started = time.monotonic()
         run_publishers(tags, make_session, tally)
         elapsed = time.monotonic() - started
-        print(f"{PUBLISHERS} publishers: {tally.successes} publishes, {tally.version_retries} VERSION retries, "
-              f"{elapsed:.1f} s; statuses a={dict(access_statuses(a))} b={dict(access_statuses(b))}")
+        print(
+            f"{PUBLISHERS} publishers: {tally.successes} publishes, {tally.version_retries} VERSION retries, "
+            f"{elapsed:.1f} s; statuses a={dict(access_statuses(a))} b={dict(access_statuses(b))}"
+        )
 
         assert tally.errors == []
         assert tally.successes == PUBLISHERS and tally.network_retries == 0
@@ -302,8 +327,9 @@ KILL_PUBLISHERS = 16
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_sigkill_during_publishes_leaves_nothing_partial(tmp_path: Path, backend: str,
-                                                         request: pytest.FixtureRequest) -> None:
+def test_sigkill_during_publishes_leaves_nothing_partial(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     database = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     with peers.TrustkitServer(tmp_path / "server", database=database) as server:
         gun = f"registry.example.com/load/kill-{backend}"
@@ -331,9 +357,11 @@ def test_sigkill_during_publishes_leaves_nothing_partial(tmp_path: Path, backend
             server.start()
 
         run_publishers(tags, make_session, tally, during=kill_and_restart)
-        print(f"SIGKILL ({backend}) after {at_kill['successes']} publishes: {tally.successes} publishes, "
-              f"{tally.version_retries} VERSION retries, {tally.network_retries} network retries "
-              f"({tally.ambiguous} cut off mid-request)")
+        print(
+            f"SIGKILL ({backend}) after {at_kill['successes']} publishes: {tally.successes} publishes, "
+            f"{tally.version_retries} VERSION retries, {tally.network_retries} network retries "
+            f"({tally.ambiguous} cut off mid-request)"
+        )
 
         assert tally.errors == []
         assert tally.successes == KILL_PUBLISHERS
@@ -388,8 +416,17 @@ class InProcessServer:
         app = create_app(self.storage, ServerKeys(self.storage, passphrase), ServerSettings(clock=clock))
         self.port = peers.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="off", access_log=False, backlog=512))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+                backlog=512,
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
 
     def __enter__(self) -> Self:
@@ -410,13 +447,19 @@ class InProcessServer:
 def test_hundred_gets_of_an_expired_timestamp(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
     database = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 'ts.db'}"
     clock = ShiftedClock()
-    with InProcessServer(database, "ts-passphrase", clock) as a, \
-            InProcessServer(database, "ts-passphrase", lambda: clock(timedelta(seconds=1))) as b:
+    with (
+        InProcessServer(database, "ts-passphrase", clock) as a,
+        InProcessServer(database, "ts-passphrase", lambda: clock(timedelta(seconds=1))) as b,
+    ):
         gun = "registry.example.com/load/expired"
         trust_dir = tmp_path / "admin"
         with httpx.Client(timeout=30) as http:
-            session = TrustSession(parse_repository(gun), NotaryClient(a.url, gun, http),
-                                   KeyStore(trust_dir, EnvPassphrases(PASSPHRASES)), trust_dir)
+            session = TrustSession(
+                parse_repository(gun),
+                NotaryClient(a.url, gun, http),
+                KeyStore(trust_dir, EnvPassphrases(PASSPHRASES)),
+                trust_dir,
+            )
             sign_tags(session, [TagTarget("v1", digest_of("v1"), 10)])  # initialises, then publishes
             sign_tags(session, [TagTarget("v2", digest_of("v2"), 20)])
         before = stored_timestamps(a)
@@ -431,8 +474,9 @@ def test_hundred_gets_of_an_expired_timestamp(tmp_path: Path, backend: str, requ
             assert statuses == Counter({200: 100})
             assert len(set(bodies)) == 1, f"round {round_}: {len(set(bodies))} different timestamps served"
             after = stored_timestamps(a)
-            assert [version for version, _ in after] == list(range(1, 3 + round_)), \
+            assert [version for version, _ in after] == list(range(1, 3 + round_)), (
                 f"round {round_}: not exactly one new timestamp version"
+            )
             assert after[:-1] == before and after[-1][1] == bodies[0]
             fresh = Metadata.from_bytes(bodies[0], role=TIMESTAMP).signed
             assert fresh.version == 2 + round_ and not fresh.is_expired(clock())
@@ -450,8 +494,11 @@ def stored_rows(server: InProcessServer, role: str) -> list[tuple[int, bytes]]:
     from trustkit.server.storage import TUF_FILES
 
     with server.storage.engine.connect() as conn:
-        rows = conn.execute(sa.select(TUF_FILES.c.version, TUF_FILES.c.data).where(TUF_FILES.c.role == role)
-                            .order_by(TUF_FILES.c.version)).all()
+        rows = conn.execute(
+            sa.select(TUF_FILES.c.version, TUF_FILES.c.data)
+            .where(TUF_FILES.c.role == role)
+            .order_by(TUF_FILES.c.version)
+        ).all()
     return [(row.version, row.data) for row in rows]
 
 

@@ -91,8 +91,9 @@ def test_notary_reads_anonymously_only_with_public_read(notary_cli, tmp_path):
 def test_the_web_page_of_a_real_server_asks_for_a_login(notary_cli, tmp_path):
     browser = chromium()  # fail first, with the install command, when the browser is missing
     htpasswd = peers.write_htpasswd(tmp_path / "htpasswd", USERS)
-    with peers.TrustkitServer(tmp_path / "server", extra_args=["--auth", "htpasswd", "--htpasswd", str(htpasswd)]
-                              ) as server:
+    with peers.TrustkitServer(
+        tmp_path / "server", extra_args=["--auth", "htpasswd", "--htpasswd", str(htpasswd)]
+    ) as server:
         gun = f"{server.host_port}/team/web"
         artifact = tmp_path / "artifact"
         artifact.write_bytes(b"web page\n")
@@ -106,12 +107,30 @@ def test_the_web_page_of_a_real_server_asks_for_a_login(notary_cli, tmp_path):
         assert page.status_code == 200 and "Administrative keys" in page.text
 
         def dom(url: str) -> str:
-            command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                       "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                       "--no-proxy-server", "--ignore-certificate-errors", f"--user-data-dir={tmp_path / 'profile'}",
-                       "--dump-dom", url]
-            result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
-                                    stdin=subprocess.DEVNULL, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+            command = [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-proxy-server",
+                "--ignore-certificate-errors",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--dump-dom",
+                url,
+            ]
+            result = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            )
             assert result.returncode == 0, result.stderr[-3000:]
             return result.stdout
 

@@ -31,8 +31,11 @@ def chromium() -> str:
     """The Chromium binary; a missing one fails the test with the install command (never skips)."""
     found = shutil.which("chromium") or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
     if not found:
-        pytest.fail("headless Chromium is not installed: run `apt-get install -y chromium` "
-                    "(Debian's chromium package; ./dev test installs it)", pytrace=False)
+        pytest.fail(
+            "headless Chromium is not installed: run `apt-get install -y chromium` "
+            "(Debian's chromium package; ./dev test installs it)",
+            pytrace=False,
+        )
     return found
 
 
@@ -49,9 +52,22 @@ def server(tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "server.log").open("wb")
     env = {**os.environ, "TRUSTKIT_SERVER_PASSPHRASE": "web-interop-passphrase"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "trustkit", "server", "--listen", f"127.0.0.1:{port}",
-         "--database", f"sqlite:///{tmp_path / 'db'}"],
-        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "trustkit",
+            "server",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--database",
+            f"sqlite:///{tmp_path / 'db'}",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -77,12 +93,23 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 
 def trustkit(tmp_path: Path, url: str, *args: str) -> str:
-    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker"),
-           "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "web-root-passphrase",
-           "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "web-repo-passphrase"}
+    env = {
+        **os.environ,
+        "DOCKER_CONFIG": str(tmp_path / "docker"),
+        "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "web-root-passphrase",
+        "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "web-repo-passphrase",
+    }
     env.pop("DOCKER_CONTENT_TRUST_SERVER", None)
-    result = subprocess.run([sys.executable, "-m", "trustkit", "--server", url, *args], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "trustkit", "--server", url, *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     assert result.returncode == 0, f"trustkit {' '.join(args)}:\n{result.stdout}{result.stderr}"
     return result.stdout
 
@@ -90,12 +117,30 @@ def trustkit(tmp_path: Path, url: str, *args: str) -> str:
 def browse(tmp_path: Path, url: str, *, screenshot: Path | None = None) -> str:
     """Run headless Chromium on ``url``: the rendered DOM (``--dump-dom``), or a screenshot."""
     profile = tmp_path / "chromium-profile"
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", "--no-proxy-server", f"--user-data-dir={profile}"]
+    command = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--no-proxy-server",
+        f"--user-data-dir={profile}",
+    ]
     command += [f"--screenshot={screenshot}", "--window-size=1280,900"] if screenshot else ["--dump-dom"]
-    result = subprocess.run([*command, url], capture_output=True, text=True, timeout=120, check=False,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "HOME": str(tmp_path)})
+    result = subprocess.run(
+        [*command, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, f"chromium failed on {url}:\n{result.stderr[-3000:]}"
     return result.stdout
 

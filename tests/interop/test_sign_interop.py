@@ -26,11 +26,15 @@ def test_init_and_sign_are_seen_by_notary_and_docker(notary_server, notary_cli, 
     tk = trustkit_cli()
     tk.run("init", gun)
     tk.run("sign", f"{gun}:v1", f"{gun}:latest", "--digest", DIGEST, "--size", "1234")
-    assert notary_targets(notary_cli, gun) == {"v1": ("3f" * 32, 1234, "targets"),
-                                               "latest": ("3f" * 32, 1234, "targets")}
+    assert notary_targets(notary_cli, gun) == {
+        "v1": ("3f" * 32, 1234, "targets"),
+        "latest": ("3f" * 32, 1234, "targets"),
+    }
     inspect = json.loads(docker_cli().run("trust", "inspect", gun).stdout)
-    assert {(t["SignedTag"], t["Digest"]) for t in inspect[0]["SignedTags"]} == {("v1", "3f" * 32),
-                                                                                ("latest", "3f" * 32)}
+    assert {(t["SignedTag"], t["Digest"]) for t in inspect[0]["SignedTags"]} == {
+        ("v1", "3f" * 32),
+        ("latest", "3f" * 32),
+    }
     # trustkit's inspect has docker's shape and content.
     ours = json.loads(tk.run("inspect", gun).stdout)
     assert ours == inspect
@@ -49,8 +53,7 @@ def test_verify_accepts_a_notary_signed_target_and_says_why_not(notary_server, n
     cli.run("addhash", gun, "v1", "1234", "--sha256", "3f" * 32, "-p")
     tk = trustkit_cli()
     ok = tk.run("verify", f"{gun}:v1", "--format", "json")
-    assert json.loads(ok.stdout) == {"repository": gun, "tag": "v1", "digest": DIGEST, "size": 1234,
-                                         "role": "targets"}
+    assert json.loads(ok.stdout) == {"repository": gun, "tag": "v1", "digest": DIGEST, "size": 1234, "role": "targets"}
     assert tk.run("verify", f"{gun}:v1", "--digest", DIGEST).returncode == 0
     wrong = tk.run("verify", f"{gun}:v1", "--digest", OTHER, check=False)
     assert wrong.returncode == 4 and "signed for " + DIGEST in wrong.stderr
@@ -102,9 +105,14 @@ def test_wrong_passphrase_is_a_clear_error(notary_server, trustkit_cli):
     config = trustkit_cli().config_dir
     good = trustkit_cli(config_dir=config)
     good.run("init", f"{gun}2")
-    bad = trustkit_cli(config_dir=config, passphrases=False,
-                       extra_env={"DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "wrong",
-                                  "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "wrong"})
+    bad = trustkit_cli(
+        config_dir=config,
+        passphrases=False,
+        extra_env={
+            "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "wrong",
+            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "wrong",
+        },
+    )
     result = bad.run("sign", f"{gun}2:v1", "--digest", DIGEST, "--size", "1", check=False)
     assert result.returncode == 1 and "does not decrypt" in result.stderr
 

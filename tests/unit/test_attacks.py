@@ -109,61 +109,154 @@ def _resigned(role, transform):
     def tamper(sim):
         sim.publish(roles=[TARGETS])
         sim.replace(role, transform(sim.current(role)))
+
     return tamper
 
 
 ATTACKS = [
     # rollback (§7.5)
-    ("timestamp-rollback", lambda s: s.replace(TIMESTAMP, s.old(TIMESTAMP, 1)),
-     RollbackError, r"timestamp version 1 is older than the trusted version 2"),
-    ("snapshot-rollback", lambda s: s.publish_timestamp(s.old(SNAPSHOT, 1)),
-     RollbackError, r"snapshot version 1 is older than the trusted version 2"),
-    ("targets-rollback", lambda s: s.publish(listed={TARGETS: s.old(TARGETS, 1)}),
-     RollbackError, r"targets version 1 is older than the trusted version 2"),
-    ("delegation-rollback", lambda s: s.publish(listed={RELEASES: s.old(RELEASES, 1)}),
-     RollbackError, r"targets/releases version 1 is older than the trusted version 2"),
-    ("delegation-dropped-from-snapshot", lambda s: s.publish(listed={RELEASES: None}),
-     RollbackError, r"no longer lists targets/releases"),
+    (
+        "timestamp-rollback",
+        lambda s: s.replace(TIMESTAMP, s.old(TIMESTAMP, 1)),
+        RollbackError,
+        r"timestamp version 1 is older than the trusted version 2",
+    ),
+    (
+        "snapshot-rollback",
+        lambda s: s.publish_timestamp(s.old(SNAPSHOT, 1)),
+        RollbackError,
+        r"snapshot version 1 is older than the trusted version 2",
+    ),
+    (
+        "targets-rollback",
+        lambda s: s.publish(listed={TARGETS: s.old(TARGETS, 1)}),
+        RollbackError,
+        r"targets version 1 is older than the trusted version 2",
+    ),
+    (
+        "delegation-rollback",
+        lambda s: s.publish(listed={RELEASES: s.old(RELEASES, 1)}),
+        RollbackError,
+        r"targets/releases version 1 is older than the trusted version 2",
+    ),
+    (
+        "delegation-dropped-from-snapshot",
+        lambda s: s.publish(listed={RELEASES: None}),
+        RollbackError,
+        r"no longer lists targets/releases",
+    ),
     # freeze (§7.7)
-    ("timestamp-expired", lambda s: s.publish(expires={TIMESTAMP: PAST}),
-     ExpiredError, r"the timestamp metadata of .* expired"),
-    ("snapshot-expired", lambda s: s.publish(expires={SNAPSHOT: PAST}),
-     ExpiredError, r"the snapshot metadata of .* expired"),
-    ("targets-expired", lambda s: s.publish(roles=[TARGETS], expires={TARGETS: PAST}),
-     ExpiredError, r"the targets metadata of .* expired"),
-    ("delegation-expired", lambda s: s.publish(roles=[RELEASES], expires={RELEASES: PAST}),
-     ExpiredError, r"the targets/releases metadata of .* expired"),
+    (
+        "timestamp-expired",
+        lambda s: s.publish(expires={TIMESTAMP: PAST}),
+        ExpiredError,
+        r"the timestamp metadata of .* expired",
+    ),
+    (
+        "snapshot-expired",
+        lambda s: s.publish(expires={SNAPSHOT: PAST}),
+        ExpiredError,
+        r"the snapshot metadata of .* expired",
+    ),
+    (
+        "targets-expired",
+        lambda s: s.publish(roles=[TARGETS], expires={TARGETS: PAST}),
+        ExpiredError,
+        r"the targets metadata of .* expired",
+    ),
+    (
+        "delegation-expired",
+        lambda s: s.publish(roles=[RELEASES], expires={RELEASES: PAST}),
+        ExpiredError,
+        r"the targets/releases metadata of .* expired",
+    ),
     # mix-and-match (§7.8): the parent's hash or length does not match the bytes served
-    ("snapshot-lists-other-targets", _mix_same_length_targets,
-     HashMismatchError, r"targets does not match what its parent lists: sha256 hash does not match"),
-    ("snapshot-lists-longer-targets", _mix_shorter_targets,
-     HashMismatchError, r"targets does not match what its parent lists: length is \d+, expected \d+"),
-    ("timestamp-lists-other-snapshot", _mix_snapshot,
-     HashMismatchError, r"snapshot does not match what its parent lists: sha256 hash"),
-    ("targets-keys-reordered", _resigned(TARGETS, reordered),  # signatures still valid
-     HashMismatchError, r"targets does not match what its parent lists: sha256 hash"),
-    ("snapshot-keys-reordered", _resigned(SNAPSHOT, reordered),
-     HashMismatchError, r"snapshot does not match what its parent lists: sha256 hash"),
+    (
+        "snapshot-lists-other-targets",
+        _mix_same_length_targets,
+        HashMismatchError,
+        r"targets does not match what its parent lists: sha256 hash does not match",
+    ),
+    (
+        "snapshot-lists-longer-targets",
+        _mix_shorter_targets,
+        HashMismatchError,
+        r"targets does not match what its parent lists: length is \d+, expected \d+",
+    ),
+    (
+        "timestamp-lists-other-snapshot",
+        _mix_snapshot,
+        HashMismatchError,
+        r"snapshot does not match what its parent lists: sha256 hash",
+    ),
+    (
+        "targets-keys-reordered",
+        _resigned(TARGETS, reordered),  # signatures still valid
+        HashMismatchError,
+        r"targets does not match what its parent lists: sha256 hash",
+    ),
+    (
+        "snapshot-keys-reordered",
+        _resigned(SNAPSHOT, reordered),
+        HashMismatchError,
+        r"snapshot does not match what its parent lists: sha256 hash",
+    ),
     # arbitrary installation / key compromise: signatures
-    ("timestamp-wrong-key", lambda s: s.publish(sign_with={TIMESTAMP: [new_key()]}),
-     ThresholdError, r"threshold for timestamp: 0 of 1 required"),
-    ("snapshot-wrong-key", lambda s: s.publish(sign_with={SNAPSHOT: [new_key()]}),
-     ThresholdError, r"threshold for snapshot: 0 of 1 required"),
-    ("targets-wrong-key", lambda s: s.publish(roles=[TARGETS], sign_with={TARGETS: [new_key()]}),
-     ThresholdError, r"threshold for targets: 0 of 1 required"),
-    ("targets-unsigned", lambda s: s.publish(roles=[TARGETS], sign_with={TARGETS: []}),
-     ThresholdError, r"threshold for targets: 0 of 1 required"),
+    (
+        "timestamp-wrong-key",
+        lambda s: s.publish(sign_with={TIMESTAMP: [new_key()]}),
+        ThresholdError,
+        r"threshold for timestamp: 0 of 1 required",
+    ),
+    (
+        "snapshot-wrong-key",
+        lambda s: s.publish(sign_with={SNAPSHOT: [new_key()]}),
+        ThresholdError,
+        r"threshold for snapshot: 0 of 1 required",
+    ),
+    (
+        "targets-wrong-key",
+        lambda s: s.publish(roles=[TARGETS], sign_with={TARGETS: [new_key()]}),
+        ThresholdError,
+        r"threshold for targets: 0 of 1 required",
+    ),
+    (
+        "targets-unsigned",
+        lambda s: s.publish(roles=[TARGETS], sign_with={TARGETS: []}),
+        ThresholdError,
+        r"threshold for targets: 0 of 1 required",
+    ),
     # endless data (§7.10): the client's size caps
-    ("timestamp-over-1MiB", lambda s: s.replace(TIMESTAMP, s.current(TIMESTAMP) + b" " * MAX_TIMESTAMP_SIZE),
-     OversizedError, rf"timestamp.json of {GUN} is larger than {MAX_TIMESTAMP_SIZE} bytes"),
-    ("timestamp-endless", lambda s: s.replace(TIMESTAMP, Endless()),
-     OversizedError, rf"timestamp.json of {GUN} is larger than {MAX_TIMESTAMP_SIZE} bytes"),
-    ("root-oversized", lambda s: s.replace(ROOT, s.current(ROOT) + b" " * MAX_ROOT_SIZE),
-     OversizedError, rf"root.json of {GUN} is larger than {MAX_ROOT_SIZE} bytes"),
-    ("targets-whitespace-longer-than-listed", _resigned(TARGETS, with_whitespace),
-     OversizedError, r"targets.json of .* is larger than \d+ bytes"),
-    ("snapshot-longer-than-listed", _resigned(SNAPSHOT, lambda data: data + b"\n"),
-     OversizedError, r"snapshot.json of .* is larger than \d+ bytes"),
+    (
+        "timestamp-over-1MiB",
+        lambda s: s.replace(TIMESTAMP, s.current(TIMESTAMP) + b" " * MAX_TIMESTAMP_SIZE),
+        OversizedError,
+        rf"timestamp.json of {GUN} is larger than {MAX_TIMESTAMP_SIZE} bytes",
+    ),
+    (
+        "timestamp-endless",
+        lambda s: s.replace(TIMESTAMP, Endless()),
+        OversizedError,
+        rf"timestamp.json of {GUN} is larger than {MAX_TIMESTAMP_SIZE} bytes",
+    ),
+    (
+        "root-oversized",
+        lambda s: s.replace(ROOT, s.current(ROOT) + b" " * MAX_ROOT_SIZE),
+        OversizedError,
+        rf"root.json of {GUN} is larger than {MAX_ROOT_SIZE} bytes",
+    ),
+    (
+        "targets-whitespace-longer-than-listed",
+        _resigned(TARGETS, with_whitespace),
+        OversizedError,
+        r"targets.json of .* is larger than \d+ bytes",
+    ),
+    (
+        "snapshot-longer-than-listed",
+        _resigned(SNAPSHOT, lambda data: data + b"\n"),
+        OversizedError,
+        r"snapshot.json of .* is larger than \d+ bytes",
+    ),
 ]
 
 
@@ -240,10 +333,13 @@ def test_root_rotation_to_new_keys_and_threshold_is_walked_and_cached(sim, trust
     rejected(sim, trust_dir, RollbackError, r"root version 1, older than the trusted version 3")
 
 
-@pytest.mark.parametrize("new_keys", [
-    pytest.param(lambda: [new_root_key(cn="registry.example.com/team/*")], id="wildcard-cn"),
-    pytest.param(lambda: [new_root_key(), new_root_key(), new_root_key()], id="three-keys"),
-])
+@pytest.mark.parametrize(
+    "new_keys",
+    [
+        pytest.param(lambda: [new_root_key(cn="registry.example.com/team/*")], id="wildcard-cn"),
+        pytest.param(lambda: [new_root_key(), new_root_key(), new_root_key()], id="three-keys"),
+    ],
+)
 def test_other_valid_root_rotations(sim, trust_dir, new_keys):
     refresh(sim, trust_dir)
     keys = new_keys()
@@ -290,32 +386,59 @@ def _too_many(sim):
 
 
 BAD_ROOTS = [
-    ("signed-only-by-new-keys", lambda s: s.rotate_root(sign_with="new"),
-     ThresholdError, r"threshold for root \(by the previous root\): 0 of 1"),
-    ("signed-only-by-old-keys", lambda s: s.rotate_root(sign_with="old"),
-     ThresholdError, r"threshold for root: 0 of 1"),
-    ("threshold-raised-not-met", _threshold_raised_but_not_met,
-     ThresholdError, r"threshold for root: 1 of 2"),
-    ("intermediate-not-cross-signed", _intermediate_not_cross_signed,
-     ThresholdError, r"threshold for root \(by the previous root\): 0 of 1"),
-    ("version-skipped", lambda s: s.rotate_root(version_step=2),
-     VerificationError, r"missing root version 2"),
-    ("url-version-mismatch", _url_version_mismatch,
-     RollbackError, r"root version 3 does not follow 1"),
-    ("same-version-reissued", _reissued,
-     VerificationError, r"root version 1 differs from the trusted one"),
-    ("same-version-reformatted", lambda s: s.replace(ROOT, with_whitespace(s.current(ROOT))),
-     VerificationError, r"root version 1 differs from the trusted one"),
-    ("too-many-rotations", _too_many,
-     VerificationError, rf"offers {MAX_ROOT_ROTATIONS + 1} root rotations at once"),
-    ("cn-is-another-gun", lambda s: s.rotate_root([new_root_key(cn="registry.example.com/other")]),
-     VerificationError, r"another repository \(CN does not match"),
-    ("certificate-expired", lambda s: s.rotate_root([new_root_key(issued=NOW - timedelta(days=3651))]),
-     VerificationError, r"certificate expired on"),
-    ("certificate-not-yet-valid", lambda s: s.rotate_root([new_root_key(issued=NOW + timedelta(days=2))]),
-     VerificationError, r"certificate is not valid until"),
-    ("bare-key-not-certificate", lambda s: s.rotate_root([new_key()]),
-     VerificationError, r"is a bare key, not a certificate"),
+    (
+        "signed-only-by-new-keys",
+        lambda s: s.rotate_root(sign_with="new"),
+        ThresholdError,
+        r"threshold for root \(by the previous root\): 0 of 1",
+    ),
+    (
+        "signed-only-by-old-keys",
+        lambda s: s.rotate_root(sign_with="old"),
+        ThresholdError,
+        r"threshold for root: 0 of 1",
+    ),
+    ("threshold-raised-not-met", _threshold_raised_but_not_met, ThresholdError, r"threshold for root: 1 of 2"),
+    (
+        "intermediate-not-cross-signed",
+        _intermediate_not_cross_signed,
+        ThresholdError,
+        r"threshold for root \(by the previous root\): 0 of 1",
+    ),
+    ("version-skipped", lambda s: s.rotate_root(version_step=2), VerificationError, r"missing root version 2"),
+    ("url-version-mismatch", _url_version_mismatch, RollbackError, r"root version 3 does not follow 1"),
+    ("same-version-reissued", _reissued, VerificationError, r"root version 1 differs from the trusted one"),
+    (
+        "same-version-reformatted",
+        lambda s: s.replace(ROOT, with_whitespace(s.current(ROOT))),
+        VerificationError,
+        r"root version 1 differs from the trusted one",
+    ),
+    ("too-many-rotations", _too_many, VerificationError, rf"offers {MAX_ROOT_ROTATIONS + 1} root rotations at once"),
+    (
+        "cn-is-another-gun",
+        lambda s: s.rotate_root([new_root_key(cn="registry.example.com/other")]),
+        VerificationError,
+        r"another repository \(CN does not match",
+    ),
+    (
+        "certificate-expired",
+        lambda s: s.rotate_root([new_root_key(issued=NOW - timedelta(days=3651))]),
+        VerificationError,
+        r"certificate expired on",
+    ),
+    (
+        "certificate-not-yet-valid",
+        lambda s: s.rotate_root([new_root_key(issued=NOW + timedelta(days=2))]),
+        VerificationError,
+        r"certificate is not valid until",
+    ),
+    (
+        "bare-key-not-certificate",
+        lambda s: s.rotate_root([new_key()]),
+        VerificationError,
+        r"is a bare key, not a certificate",
+    ),
 ]
 
 
@@ -364,12 +487,15 @@ def test_reformatted_root_on_first_contact_verifies_but_does_not_match_snapshot(
 # Thresholds (§7.4)
 
 
-@pytest.mark.parametrize(("signers", "error"), [
-    pytest.param(lambda k: k[:1], r"1 of 2 required", id="one-of-two"),
-    pytest.param(lambda k: [k[0], k[0]], r"1 of 2 required", id="same-key-twice"),
-    pytest.param(lambda k: [k[0], new_key()], r"1 of 2 required", id="one-plus-stranger"),
-    pytest.param(lambda k: [*k, new_key()], None, id="two-plus-stranger-passes"),
-])
+@pytest.mark.parametrize(
+    ("signers", "error"),
+    [
+        pytest.param(lambda k: k[:1], r"1 of 2 required", id="one-of-two"),
+        pytest.param(lambda k: [k[0], k[0]], r"1 of 2 required", id="same-key-twice"),
+        pytest.param(lambda k: [k[0], new_key()], r"1 of 2 required", id="one-plus-stranger"),
+        pytest.param(lambda k: [*k, new_key()], None, id="two-plus-stranger-passes"),
+    ],
+)
 def test_targets_threshold_counts_distinct_valid_keys(trust_dir, signers, error):
     sim = Simulator(targets_keys=2, targets_threshold=2)
     sim.publish()

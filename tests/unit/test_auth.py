@@ -164,7 +164,9 @@ def test_parse_escapes_spaces_token68_and_unquoted_urls() -> None:
     ]
 
 
-@pytest.mark.parametrize("garbage", ["", " , ,", '"', "=", 'Bearer realm="unterminated', "Bearer ,,,realm=", "\x00\x01"])
+@pytest.mark.parametrize(
+    "garbage", ["", " , ,", '"', "=", 'Bearer realm="unterminated', "Bearer ,,,realm=", "\x00\x01"]
+)
 def test_parse_garbage_never_raises(garbage: str) -> None:
     for challenge in parse_www_authenticate(garbage):
         assert isinstance(challenge.params, dict)
@@ -297,7 +299,10 @@ def test_a_rejected_cached_token_is_replaced() -> None:
 def test_401_after_the_token_is_not_authorized() -> None:
     fake = FakeRegistry()
     fake.reject_all_tokens = True
-    with client_for(fake, TokenAuth(Credentials("alice", "secret"), registry="registry.example.com")) as client, pytest.raises(NotAuthorizedError) as info:
+    with (
+        client_for(fake, TokenAuth(Credentials("alice", "secret"), registry="registry.example.com")) as client,
+        pytest.raises(NotAuthorizedError) as info,
+    ):
         client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
     text = str(info.value)
     assert "registry.example.com" in text
@@ -313,14 +318,20 @@ def test_anonymous_pull_only_token_cannot_push() -> None:
 
 def test_token_server_refusing_the_password() -> None:
     fake = FakeRegistry()
-    with client_for(fake, TokenAuth(Credentials("alice", "wrong"))) as client, pytest.raises(NotAuthorizedError, match="token server.*refused") as info:
+    with (
+        client_for(fake, TokenAuth(Credentials("alice", "wrong"))) as client,
+        pytest.raises(NotAuthorizedError, match="token server.*refused") as info,
+    ):
         client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
     assert "notary.example.com" in str(info.value)  # the registry defaults to the request host
 
 
 def test_token_server_refusing_the_identity_token() -> None:
     fake = FakeRegistry()
-    with client_for(fake, TokenAuth(Credentials("", "", identity_token="stale"))) as client, pytest.raises(NotAuthorizedError, match="identity token"):
+    with (
+        client_for(fake, TokenAuth(Credentials("", "", identity_token="stale"))) as client,
+        pytest.raises(NotAuthorizedError, match="identity token"),
+    ):
         client.get(f"{API}/v2/{GUN}/_trust/tuf/root.json")
 
 
@@ -339,7 +350,10 @@ def test_token_server_nonsense_is_a_server_error(response: httpx.Response, messa
             return response
         return httpx.Response(401, headers={"WWW-Authenticate": f'Bearer realm="{REALM}",service="s"'})
 
-    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(None)) as client, pytest.raises(ServerError, match=message):
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(None)) as client,
+        pytest.raises(ServerError, match=message),
+    ):
         client.get(f"{API}/v2/")
 
 
@@ -374,21 +388,28 @@ def test_an_endless_token_answer_is_cut_off() -> None:
             produced[0] += 1
             yield b" " * 65536
 
-    with httpx.Client(transport=streaming_token_server(endless()), auth=TokenAuth(None)) as client, \
-            pytest.raises(ServerError, match="more than"):
+    with (
+        httpx.Client(transport=streaming_token_server(endless()), auth=TokenAuth(None)) as client,
+        pytest.raises(ServerError, match="more than"),
+    ):
         client.get(f"{API}/v2/")
     assert produced[0] <= 17  # 1 MiB and one chunk past it
 
 
-@pytest.mark.parametrize(("body", "headers", "message"), [
-    # A token answer is read capped on the wire; gzip could decode to far more, so it is refused.
-    (gzip.compress(b'{"token":"streamed-token"}'), {"Content-Encoding": "gzip"}, "compressed"),
-    # Nesting that overflows a recursive JSON parser is an answer that is not JSON, not a crash.
-    (b"[" * 200_000, None, "not JSON"),
-])
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        # A token answer is read capped on the wire; gzip could decode to far more, so it is refused.
+        (gzip.compress(b'{"token":"streamed-token"}'), {"Content-Encoding": "gzip"}, "compressed"),
+        # Nesting that overflows a recursive JSON parser is an answer that is not JSON, not a crash.
+        (b"[" * 200_000, None, "not JSON"),
+    ],
+)
 def test_hostile_token_answers_are_server_errors(body: bytes, headers: dict[str, str] | None, message: str) -> None:
-    with httpx.Client(transport=streaming_token_server(iter([body]), headers), auth=TokenAuth(None)) as client, \
-            pytest.raises(ServerError, match=message):
+    with (
+        httpx.Client(transport=streaming_token_server(iter([body]), headers), auth=TokenAuth(None)) as client,
+        pytest.raises(ServerError, match=message),
+    ):
         client.get(f"{API}/v2/")
 
 
@@ -404,7 +425,10 @@ def test_credentials_are_never_sent_to_a_plain_http_realm() -> None:
         assert request.url.host != "evil.example.com", "credentials leaked"
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://evil.example.com/t"'})
 
-    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "secret"))) as client, pytest.raises(NotAuthorizedError, match="not https"):
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "secret"))) as client,
+        pytest.raises(NotAuthorizedError, match="not https"),
+    ):
         client.get(f"{API}/v2/")
 
 
@@ -427,7 +451,10 @@ def test_basic_challenge_with_wrong_password_is_not_authorized() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="registry"'})
 
-    with httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "nope"))) as client, pytest.raises(NotAuthorizedError, match="trustkit login"):
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler), auth=TokenAuth(Credentials("alice", "nope"))) as client,
+        pytest.raises(NotAuthorizedError, match="trustkit login"),
+    ):
         client.get(f"{API}/v2/")
 
 

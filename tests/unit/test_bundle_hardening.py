@@ -32,8 +32,17 @@ MiB = 1 << 20
 
 
 def _usage(**allowed: bool) -> x509.KeyUsage:
-    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-             "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    names = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    )
     return x509.KeyUsage(**{name: allowed.get(name, False) for name in names})
 
 
@@ -42,22 +51,36 @@ def bundle_pems(cn: str = "dev1") -> dict[str, bytes]:
     now = datetime.now(UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "UCP Client Root CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(1).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(_usage(key_cert_sign=True, crl_sign=True), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_usage(digital_signature=True, key_encipherment=True), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_usage(key_cert_sign=True, crl_sign=True), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_usage(digital_signature=True, key_encipherment=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     return {
         "cert.pem": cert.public_bytes(serialization.Encoding.PEM),
-        "key.pem": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()),
+        "key.pem": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
         "ca.pem": ca.public_bytes(serialization.Encoding.PEM),
     }
 
@@ -102,8 +125,9 @@ def peak_bytes(call) -> tuple[int, BaseException | None]:
 @pytest.fixture(scope="module")
 def deflate_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The issue's shape: ~260 KB on disk, 256 MiB inflated, 700 bytes declared."""
-    return write_bomb(tmp_path_factory.mktemp("bomb") / "bundle.zip", method=zipfile.ZIP_DEFLATED, real_mib=256,
-                      declared=700)
+    return write_bomb(
+        tmp_path_factory.mktemp("bomb") / "bundle.zip", method=zipfile.ZIP_DEFLATED, real_mib=256, declared=700
+    )
 
 
 @pytest.fixture
@@ -170,13 +194,34 @@ def test_cli_peak_memory_on_the_zip_bomb(deflate_bomb: Path, tmp_path: Path) -> 
     """The real command in a child process: its peak RSS stays near an ordinary import's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "NOTARY_", "TRUSTKIT_"))}
     env.update(DOCKER_CONFIG=str(tmp_path / "docker"), DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE=PASS)
-    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-             "sys.stderr.write(r.stderr); print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    probe = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "sys.stderr.write(r.stderr); print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
 
     def measure(bundle: Path) -> tuple[int, float, str]:
-        result = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "trustkit", "bundle", "import",
-                                 str(bundle), "--dir", str(tmp_path)], env=env, capture_output=True, text=True,
-                                timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path, check=False)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                probe,
+                sys.executable,
+                "-m",
+                "trustkit",
+                "bundle",
+                "import",
+                str(bundle),
+                "--dir",
+                str(tmp_path),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            check=False,
+        )
         code, rss_kib = result.stdout.split()
         return int(code), int(rss_kib) / 1024, result.stderr
 
@@ -236,7 +281,7 @@ def test_an_unreadable_zip_is_a_corrupt_bundle(run, tmp_path: Path) -> None:
     bundle = write_zip(tmp_path / "bundle.zip", sorted(bundle_pems().items()))
     raw = bytearray(bundle.read_bytes())
     start = raw.index(b"key.pem") + len(b"key.pem")  # deflate data of key.pem follows its local header
-    raw[start:start + 64] = b"\xff" * 64
+    raw[start : start + 64] = b"\xff" * 64
     bundle.write_bytes(bytes(raw))
     assert_refused(run("bundle", "import", str(bundle)), "corrupt", tmp_path)
 
@@ -251,11 +296,23 @@ def test_an_encrypted_member_is_refused_clearly(run, tmp_path: Path) -> None:
     assert_refused(run("bundle", "import", str(bundle)), "encrypted", tmp_path)
 
 
-@pytest.mark.parametrize(("layout", "message"), [
-    ([("cert.pem", "cert"), ("cert.pem", "cert2"), ("key.pem", "key"), ("ca.pem", "ca")], "cert.pem twice"),
-    ([("a/cert.pem", "cert"), ("a/key.pem", "key"), ("a/ca.pem", "ca"),
-      ("b/cert.pem", "cert2"), ("b/key.pem", "key"), ("b/ca.pem", "ca")], "several bundles"),
-])
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ([("cert.pem", "cert"), ("cert.pem", "cert2"), ("key.pem", "key"), ("ca.pem", "ca")], "cert.pem twice"),
+        (
+            [
+                ("a/cert.pem", "cert"),
+                ("a/key.pem", "key"),
+                ("a/ca.pem", "ca"),
+                ("b/cert.pem", "cert2"),
+                ("b/key.pem", "key"),
+                ("b/ca.pem", "ca"),
+            ],
+            "several bundles",
+        ),
+    ],
+)
 def test_ambiguous_bundles_are_refused(run, tmp_path: Path, layout: list[tuple[str, str]], message: str) -> None:
     pems, other = bundle_pems(), bundle_pems("mallory")
     data = {"cert": pems["cert.pem"], "cert2": other["cert.pem"], "key": pems["key.pem"], "ca": pems["ca.pem"]}
@@ -265,10 +322,15 @@ def test_ambiguous_bundles_are_refused(run, tmp_path: Path, layout: list[tuple[s
 
 def test_bundle_files_come_from_one_folder(run, tmp_path: Path) -> None:
     pems = bundle_pems()
-    nested = write_zip(tmp_path / "nested.zip", [(f"ucp-bundle-dev1/{name}", data) for name, data in pems.items()]
-                       + [("ucp-bundle-dev1/env.sh", b"export DOCKER_HOST=tcp://ucp:443\n")])
-    mixed = write_zip(tmp_path / "mixed.zip", [("cert.pem", pems["cert.pem"]), ("ca.pem", pems["ca.pem"]),
-                                               ("old/key.pem", pems["key.pem"])])
+    nested = write_zip(
+        tmp_path / "nested.zip",
+        [(f"ucp-bundle-dev1/{name}", data) for name, data in pems.items()]
+        + [("ucp-bundle-dev1/env.sh", b"export DOCKER_HOST=tcp://ucp:443\n")],
+    )
+    mixed = write_zip(
+        tmp_path / "mixed.zip",
+        [("cert.pem", pems["cert.pem"]), ("ca.pem", pems["ca.pem"]), ("old/key.pem", pems["key.pem"])],
+    )
     assert_refused(run("bundle", "import", str(mixed)), "no key.pem", tmp_path)  # not cert and key of two folders
     code, out, err = run("bundle", "import", str(nested))  # one subfolder, as unpacked copies have it: fine
     assert code == 0 and "Imported key" in out, err

@@ -70,9 +70,7 @@ def test_generate_list_export_remove(run, tmp_path):
     code, out, err = run("key", "generate", "alice", "--format", "json", env=REPO_ENV)
     assert code == 0, err
     info = json.loads(out)
-    assert (
-        Path(info["public_key"]).read_text().startswith("-----BEGIN PUBLIC KEY-----\nrole: alice")
-    )
+    assert Path(info["public_key"]).read_text().startswith("-----BEGIN PUBLIC KEY-----\nrole: alice")
     code, out, _ = run("key", "list", "--format", "json")
     assert [k["keyid"] for k in json.loads(out)] == [info["keyid"]]
     code, out, _ = run("key", "export", info["keyid"][:8])
@@ -94,13 +92,9 @@ def test_passwd(run, tmp_path):
     _, out, _ = run("key", "generate", "alice", "--format", "json", env=REPO_ENV)
     keyid = json.loads(out)["keyid"]
     (tmp_path / "new").write_text("another-passphrase\n")
-    code, _, err = run(
-        "key", "passwd", keyid, "--new-passphrase-file", str(tmp_path / "new"), env=REPO_ENV
-    )
+    code, _, err = run("key", "passwd", keyid, "--new-passphrase-file", str(tmp_path / "new"), env=REPO_ENV)
     assert code == 0, err
-    code, _, err = run(
-        "key", "passwd", keyid, "--new-passphrase-file", str(tmp_path / "new"), env=REPO_ENV
-    )
+    code, _, err = run("key", "passwd", keyid, "--new-passphrase-file", str(tmp_path / "new"), env=REPO_ENV)
     assert_one_line_error(code, err, "does not decrypt")  # the old passphrase no longer works
 
 

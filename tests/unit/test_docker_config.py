@@ -56,7 +56,9 @@ def test_auths_entry_is_decoded(tmp_path: Path) -> None:
     assert load_credentials("other.example.com", tmp_path, environ={}) is None
 
 
-@pytest.mark.parametrize("key", ["https://registry.example.com:5000", "https://registry.example.com:5000/v2/", "registry.example.com:5000"])
+@pytest.mark.parametrize(
+    "key", ["https://registry.example.com:5000", "https://registry.example.com:5000/v2/", "registry.example.com:5000"]
+)
 def test_auths_keys_with_scheme_and_path(tmp_path: Path, key: str) -> None:
     write_config(tmp_path, {"auths": {key: {"auth": b64("bob:pw")}}})
     assert load_credentials("registry.example.com:5000", tmp_path, environ={}) == Credentials("bob", "pw")
@@ -88,7 +90,9 @@ def test_malformed_config_is_a_clear_error(tmp_path: Path) -> None:
 def test_notary_auth_overrides_the_config(tmp_path: Path) -> None:
     write_config(tmp_path, {"auths": {"r.example.com": {"auth": b64("alice:pw")}}})
     env = {"NOTARY_AUTH": b64("notaryuser:npw")}
-    assert load_credentials("r.example.com", tmp_path, environ=env, notary_auth=True) == Credentials("notaryuser", "npw")
+    assert load_credentials("r.example.com", tmp_path, environ=env, notary_auth=True) == Credentials(
+        "notaryuser", "npw"
+    )
     assert load_credentials("r.example.com", tmp_path, environ=env) == Credentials("alice", "pw")
     with pytest.raises(TrustkitError, match="NOTARY_AUTH"):
         load_credentials("r.example.com", tmp_path, environ={"NOTARY_AUTH": b64("no-colon")}, notary_auth=True)
@@ -132,10 +136,13 @@ esac
 def test_cred_helpers_entry_runs_the_helper(tmp_path: Path, helper_env) -> None:
     bin_dir, env = helper_env
     install_helper(bin_dir, "fake", FAKE_HELPER)
-    config = write_config(tmp_path / "cfg", {
-        "credHelpers": {"registry.example.com": "fake"},
-        "auths": {"registry.example.com": {"auth": b64("ignored:ignored")}},
-    })
+    config = write_config(
+        tmp_path / "cfg",
+        {
+            "credHelpers": {"registry.example.com": "fake"},
+            "auths": {"registry.example.com": {"auth": b64("ignored:ignored")}},
+        },
+    )
     assert load_credentials("registry.example.com", config, environ=env) == Credentials("alice", "s3cret")
     assert (bin_dir / "calls.log").read_text() == "get registry.example.com\n"
 
@@ -204,8 +211,10 @@ esac
 """
 
 
-@pytest.mark.parametrize("helper_key", ["registry.example.com:5000", "https://registry.example.com:5000",
-                                        "https://registry.example.com:5000/v2/"])
+@pytest.mark.parametrize(
+    "helper_key",
+    ["registry.example.com:5000", "https://registry.example.com:5000", "https://registry.example.com:5000/v2/"],
+)
 def test_login_and_credentials_use_the_same_helper(tmp_path: Path, helper_env, helper_key: str) -> None:
     """docker matches credHelpers keys as host names when it stores and when it reads; a key
     spelled with a scheme used to be missed by the write, which then put the password in the file."""

@@ -25,20 +25,26 @@ from trustkit.errors import EncodingError
 # Strings notary can sign: no lone surrogates, no control characters (§2.3).
 signable_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")))
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-MAX_SAFE_INT, MAX_SAFE_INT), signable_text)
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(signable_text, inner, max_size=4)), max_leaves=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(signable_text, inner, max_size=4)),
+    max_leaves=20,
+)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ({"b": 1, "a": [True, None, "x"]}, b'{"a":[true,null,"x"],"b":1}'),
-    ("quote\" back\\", b'"quote\\" back\\\\"'),
-    ("a<b>&c", b'"a<b>&c"'),               # canonical form keeps these raw (§2.1)
-    ("tab\tnl\n", b'"tab\tnl\n"'),          # control characters are not escaped in canonical mode
-    ("é\u2028", '"é\u2028"'.encode()),
-    ({"é": 1, "z": 2, "a": 3}, '{"a":3,"z":2,"é":1}'.encode()),  # UTF-8 byte order
-    ([], b"[]"),
-    ({}, b"{}"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"b": 1, "a": [True, None, "x"]}, b'{"a":[true,null,"x"],"b":1}'),
+        ('quote" back\\', b'"quote\\" back\\\\"'),
+        ("a<b>&c", b'"a<b>&c"'),  # canonical form keeps these raw (§2.1)
+        ("tab\tnl\n", b'"tab\tnl\n"'),  # control characters are not escaped in canonical mode
+        ("é\u2028", '"é\u2028"'.encode()),
+        ({"é": 1, "z": 2, "a": 3}, '{"a":3,"z":2,"é":1}'.encode()),  # UTF-8 byte order
+        ([], b"[]"),
+        ({}, b"{}"),
+    ],
+)
 def test_canonical_json_matches_notary(value, expected):
     assert canonical_json(value) == expected
 
@@ -74,25 +80,28 @@ def test_wire_form_parses_to_the_same_value(value):
     assert json.loads(wire_escape(canonical_json(value))) == value
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (b'{"a":1,"a":2}', "duplicate key"),
-    (b'{"version":1,"Version":2}', "differ only in case"),
-    (b'{"a":NaN}', "NaN"),
-    (b'{"a":Infinity}', "Infinity"),
-    (b'{"a":-Infinity}', "Infinity"),
-    (b'{"a":1.5}', "not an integer"),
-    (b'{"a":1e2}', "not an integer"),
-    (b'{"a":' + b"9" * 5000 + b"}", "too large"),
-    (b'{"a":9007199254740993}', "too large"),
-    (b"[" * 100_000 + b"]" * 100_000, "nested"),
-    (b"[" * 70 + b"]" * 70, "nested more than"),
-    (b'{"a":1} x', "extra data"),
-    (b"\xef\xbb\xbf{}", "byte-order mark"),
-    (b'{"a":"\xff"}', "UTF-8"),
-    (b'{"a":"\x01"}', "not valid JSON"),
-    (b"", "not valid JSON"),
-    (b'{"a":', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"a":1,"a":2}', "duplicate key"),
+        (b'{"version":1,"Version":2}', "differ only in case"),
+        (b'{"a":NaN}', "NaN"),
+        (b'{"a":Infinity}', "Infinity"),
+        (b'{"a":-Infinity}', "Infinity"),
+        (b'{"a":1.5}', "not an integer"),
+        (b'{"a":1e2}', "not an integer"),
+        (b'{"a":' + b"9" * 5000 + b"}", "too large"),
+        (b'{"a":9007199254740993}', "too large"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
+        (b"[" * 70 + b"]" * 70, "nested more than"),
+        (b'{"a":1} x', "extra data"),
+        (b"\xef\xbb\xbf{}", "byte-order mark"),
+        (b'{"a":"\xff"}', "UTF-8"),
+        (b'{"a":"\x01"}', "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b'{"a":', "not valid JSON"),
+    ],
+)
 def test_loads_strict_refuses(data, message):
     with pytest.raises(EncodingError, match=message):
         loads_strict(data)
@@ -133,19 +142,21 @@ def test_der_to_raw_refuses_oversized_and_garbage():
         der_to_raw_ecdsa(b"\x30\x00garbage", 32)
 
 
-@pytest.mark.parametrize(("moment", "text"), [
-    (datetime(2026, 12, 10, 16, 53, 13, 955098, tzinfo=UTC), "2026-12-10T16:53:13.955098Z"),
-    (datetime(2026, 12, 10, 16, 53, 13, 950000, tzinfo=UTC), "2026-12-10T16:53:13.95Z"),
-    (datetime(2026, 12, 10, 16, 53, 13, tzinfo=UTC), "2026-12-10T16:53:13Z"),
-    (datetime(2026, 12, 10, 11, 53, 13, tzinfo=timezone(timedelta(hours=-5))), "2026-12-10T16:53:13Z"),
-])
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(2026, 12, 10, 16, 53, 13, 955098, tzinfo=UTC), "2026-12-10T16:53:13.955098Z"),
+        (datetime(2026, 12, 10, 16, 53, 13, 950000, tzinfo=UTC), "2026-12-10T16:53:13.95Z"),
+        (datetime(2026, 12, 10, 16, 53, 13, tzinfo=UTC), "2026-12-10T16:53:13Z"),
+        (datetime(2026, 12, 10, 11, 53, 13, tzinfo=timezone(timedelta(hours=-5))), "2026-12-10T16:53:13Z"),
+    ],
+)
 def test_format_expires_is_go_rfc3339nano_utc(moment, text):
     assert format_expires(moment) == text
 
 
 def test_parse_expires_handles_nanoseconds_and_offsets():
-    assert parse_expires("2116-07-03T17:56:36.027379879-05:00") == datetime(2116, 7, 3, 22, 56, 36, 27379,
-                                                                           tzinfo=UTC)
+    assert parse_expires("2116-07-03T17:56:36.027379879-05:00") == datetime(2116, 7, 3, 22, 56, 36, 27379, tzinfo=UTC)
     for bad in ("2026-13-01T00:00:00Z", "2026-12-10 16:53:13Z", "2026-12-10T16:53:13", "", 5):
         with pytest.raises(EncodingError):
             parse_expires(bad)  # type: ignore[arg-type]  # 5: a non-string from a JSON document

@@ -29,29 +29,44 @@ digests64 = st.binary(min_size=64, max_size=64).map(b64encode)
 hash_maps = st.one_of(
     st.fixed_dictionaries({"sha256": digests32}),
     st.fixed_dictionaries({"sha256": digests32, "sha512": digests64}),
-    st.dictionaries(st.sampled_from(["sha256", "sha512", "SHA256", "md5", ""]),
-                    st.one_of(digests32, digests64, st.text(max_size=5), st.integers()), max_size=3),
+    st.dictionaries(
+        st.sampled_from(["sha256", "sha512", "SHA256", "md5", ""]),
+        st.one_of(digests32, digests64, st.text(max_size=5), st.integers()),
+        max_size=3,
+    ),
 )
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**60), 2**60), st.text(max_size=4))
 file_metas = st.one_of(
     st.fixed_dictionaries({"hashes": hash_maps, "length": st.integers(-2, 2**54)}),
-    st.fixed_dictionaries({"hashes": hash_maps, "length": st.integers(0, 99)},
-                          optional={"custom": st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=2)
-                                                           | st.dictionaries(st.text(max_size=3), inner, max_size=2),
-                                                           max_leaves=6)}),
+    st.fixed_dictionaries(
+        {"hashes": hash_maps, "length": st.integers(0, 99)},
+        optional={
+            "custom": st.recursive(
+                json_scalars,
+                lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
+                max_leaves=6,
+            )
+        },
+    ),
     st.dictionaries(st.sampled_from(["hashes", "length", "Length", "custom", "x"]), json_scalars, max_size=3),
 )
 
 
 def targets_document(entries: dict[str, Any], version: int = 1) -> dict[str, Any]:
-    return {"_type": "Targets", "delegations": {"keys": {}, "roles": []}, "expires": "2030-01-01T00:00:00Z",
-            "targets": entries, "version": version}
+    return {
+        "_type": "Targets",
+        "delegations": {"keys": {}, "roles": []},
+        "expires": "2030-01-01T00:00:00Z",
+        "targets": entries,
+        "version": version,
+    }
 
 
 def signed_file(signed: dict[str, Any]) -> bytes:
     """notary's exact layout, with one (unverified) signature: the fast path's input."""
-    return envelope_bytes(canonical_json(signed, parsed=True), [{"keyid": "ab" * 32, "method": "ecdsa",
-                                                                 "sig": b64encode(b"\x01" * 64)}])
+    return envelope_bytes(
+        canonical_json(signed, parsed=True), [{"keyid": "ab" * 32, "method": "ecdsa", "sig": b64encode(b"\x01" * 64)}]
+    )
 
 
 def parse(data: bytes, *, fast: bool) -> tuple[str, Any]:
@@ -65,8 +80,13 @@ def parse(data: bytes, *, fast: bool) -> tuple[str, Any]:
         return "refused", type(exc).__name__
     finally:
         envelope_module.loads_canonical = original
-    return "ok", (meta.signed.to_dict(), [s.to_dict() for s in meta.signatures], meta.raw, meta.signed_bytes,
-                  meta.signed_dict)
+    return "ok", (
+        meta.signed.to_dict(),
+        [s.to_dict() for s in meta.signatures],
+        meta.raw,
+        meta.signed_bytes,
+        meta.signed_dict,
+    )
 
 
 def assert_same(data: bytes) -> None:
@@ -111,14 +131,31 @@ def test_mutated_targets_parse_the_same_on_both_paths(entries: dict[str, Any], d
     mutants = [original]
     if data is not None:
         position = data.draw(st.integers(0, len(original)))
-        insert = data.draw(st.sampled_from([b" ", b"\n", rb"\u0041", b'"', b",", b"0", b"9" * 17, b"\xff",
-                                            b"\xed\xa0\x80", "\ufeff".encode()]))
-        mutants += [original[:position] + insert + original[position:],
-                    original[:position] + original[position + 1:],
-                    original.replace(b'"version":1', data.draw(st.sampled_from(
-                        [b'"version":1,"version":2', b'"version":1,"Version":2', b'"version":1.0',
-                         b'"version":true', b'"version":12345678901234567890', b'"version":-0']))),
-                    original.upper() if data.draw(st.booleans()) else original.lower()]
+        insert = data.draw(
+            st.sampled_from(
+                [b" ", b"\n", rb"\u0041", b'"', b",", b"0", b"9" * 17, b"\xff", b"\xed\xa0\x80", "\ufeff".encode()]
+            )
+        )
+        mutants += [
+            original[:position] + insert + original[position:],
+            original[:position] + original[position + 1 :],
+            original.replace(
+                b'"version":1',
+                data.draw(
+                    st.sampled_from(
+                        [
+                            b'"version":1,"version":2',
+                            b'"version":1,"Version":2',
+                            b'"version":1.0',
+                            b'"version":true',
+                            b'"version":12345678901234567890',
+                            b'"version":-0',
+                        ]
+                    )
+                ),
+            ),
+            original.upper() if data.draw(st.booleans()) else original.lower(),
+        ]
     for mutant in mutants:
         assert_same(mutant)
 
@@ -135,11 +172,14 @@ def test_filemeta_fast_is_none_or_the_strict_result(value: Any) -> None:
         assert strict is not None and fast == strict
 
 
-@pytest.mark.parametrize("value", [
-    {"hashes": {"sha256": b64encode(b"\x01" * 32)}, "length": True},
-    {"hashes": {"sha256": b64encode(b"\x01" * 31) + "A="}, "length": 1},
-    {"hashes": {"sha256": b64encode(b"\x01" * 32), "sha512": "x"}, "length": 1},
-    {"hashes": {}, "length": 1},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"hashes": {"sha256": b64encode(b"\x01" * 32)}, "length": True},
+        {"hashes": {"sha256": b64encode(b"\x01" * 31) + "A="}, "length": 1},
+        {"hashes": {"sha256": b64encode(b"\x01" * 32), "sha512": "x"}, "length": 1},
+        {"hashes": {}, "length": 1},
+    ],
+)
 def test_filemeta_fast_declines_what_the_strict_path_must_judge(value: Any) -> None:
     assert FileMeta.fast(value) is None

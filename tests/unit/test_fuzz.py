@@ -33,15 +33,23 @@ from trustkit.server.app import ServerSettings, create_app
 from trustkit.server.keys import ServerKeys
 from trustkit.server.storage import Storage
 
-FUZZ = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 GUN = "registry.example.com/fuzz/app"
 
-json_leaves = st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.text(max_size=8),
-                        st.sampled_from(["", "targets", "targets/releases", "2030-01-01T00:00:00Z", "ecdsa",
-                                         b64encode(b"\0" * 32)]))
-json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=10)
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**64), 2**64),
+    st.text(max_size=8),
+    st.sampled_from(["", "targets", "targets/releases", "2030-01-01T00:00:00Z", "ecdsa", b64encode(b"\0" * 32)]),
+)
+json_values = st.recursive(
+    json_leaves,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=10,
+)
 
 
 def _sample_files() -> dict[str, bytes]:
@@ -91,7 +99,7 @@ def mutated_metadata(draw: st.DrawFn) -> tuple[str, bytes]:
     data = json.dumps(doc, separators=spacing, ensure_ascii=draw(st.booleans())).encode()
     if draw(st.booleans()):  # byte-level damage too
         position = draw(st.integers(0, len(data)))
-        data = data[:position] + draw(st.binary(max_size=4)) + data[position + draw(st.integers(0, 3)):]
+        data = data[:position] + draw(st.binary(max_size=4)) + data[position + draw(st.integers(0, 3)) :]
     return draw(st.sampled_from([role, None])), data
 
 
@@ -112,8 +120,15 @@ def test_metadata_is_parsed_and_round_trips_or_refused(case: tuple[str | None, b
 
 # ---- key files
 
-_PEM_TYPES = ["PUBLIC KEY", "CERTIFICATE", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "EC PRIVATE KEY",
-              "RSA PRIVATE KEY", "X"]
+_PEM_TYPES = [
+    "PUBLIC KEY",
+    "CERTIFICATE",
+    "PRIVATE KEY",
+    "ENCRYPTED PRIVATE KEY",
+    "EC PRIVATE KEY",
+    "RSA PRIVATE KEY",
+    "X",
+]
 
 
 @st.composite
@@ -121,12 +136,21 @@ def pem_texts(draw: st.DrawFn) -> bytes:
     blocks = []
     for _ in range(draw(st.integers(0, 3))):
         kind = draw(st.sampled_from(_PEM_TYPES))
-        headers = draw(st.sampled_from(["", "role: targets\n", "role: root\ngun: a/b\n",
-                                        "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n", "bad header\n"]))
+        headers = draw(
+            st.sampled_from(
+                [
+                    "",
+                    "role: targets\n",
+                    "role: root\ngun: a/b\n",
+                    "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n",
+                    "bad header\n",
+                ]
+            )
+        )
         body = b64encode(draw(st.binary(max_size=300)))
         if draw(st.booleans()):
             body = body[: draw(st.integers(0, len(body)))]
-        lines = "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+        lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
         blocks.append(f"-----BEGIN {kind}-----\n{headers}\n{lines}\n-----END {kind}-----\n")
     text = "".join(blocks).encode()
     if draw(st.booleans()):
@@ -154,8 +178,11 @@ def test_key_files_parse_or_are_refused(text: bytes, passphrase: str | None) -> 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     storage = Storage("sqlite:///" + str(tmp_path_factory.mktemp("fuzz") / "server.db"))
-    app = create_app(storage, ServerKeys(storage, "fuzz-passphrase"),
-                     ServerSettings(max_body=1 << 20, clock=lambda: NOW + timedelta(minutes=1)))
+    app = create_app(
+        storage,
+        ServerKeys(storage, "fuzz-passphrase"),
+        ServerSettings(max_body=1 << 20, clock=lambda: NOW + timedelta(minutes=1)),
+    )
     with TestClient(app) as client:  # a repository with a few versions to find
         for role in (SNAPSHOT, TIMESTAMP):
             assert client.get(f"/v2/{GUN}/_trust/tuf/{role}.key").status_code == 200
@@ -163,16 +190,36 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     storage.close()
 
 
-def call(app: Any, method: str, raw_path: str, *, query: bytes = b"", body: bytes = b"",
-         content_type: str = "multipart/form-data; boundary=b") -> tuple[int, bytes, str]:
+def call(
+    app: Any,
+    method: str,
+    raw_path: str,
+    *,
+    query: bytes = b"",
+    body: bytes = b"",
+    content_type: str = "multipart/form-data; boundary=b",
+) -> tuple[int, bytes, str]:
     """One request straight into the ASGI app, the path exactly as given."""
     from urllib.parse import unquote
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": unquote(raw_path, errors="surrogateescape"), "raw_path": raw_path.encode(),
-             "query_string": query, "root_path": "", "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
-             "headers": [(b"host", b"testserver"), (b"content-type", content_type.encode("latin-1")),
-                         (b"content-length", str(len(body)).encode())]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": unquote(raw_path, errors="surrogateescape"),
+        "raw_path": raw_path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
     sent: list[dict[str, Any]] = []
     delivered = False
 
@@ -189,8 +236,11 @@ def call(app: Any, method: str, raw_path: str, *, query: bytes = b"", body: byte
     anyio.run(app, scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     headers = {k.decode().lower(): v.decode("latin-1") for k, v in start["headers"]}
-    return start["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"), \
-        headers.get("content-type", "")
+    return (
+        start["status"],
+        b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"),
+        headers.get("content-type", ""),
+    )
 
 
 def assert_answered(status: int, body: bytes, content_type: str) -> None:
@@ -201,9 +251,33 @@ def assert_answered(status: int, body: bytes, content_type: str) -> None:
 
 
 _SEGMENTS = st.one_of(
-    st.sampled_from(["v2", "_trust", "tuf", "root.json", "targets.json", "timestamp.key", "snapshot.key",
-                     "changefeed", "settings", "targets", "releases", "..", ".", "", "%2e%2e", "%00", "%ff",
-                     "%2F", "1.root.json", "9" * 5000 + ".targets.json", "a" * 300, "*", "targets" * 2000]),
+    st.sampled_from(
+        [
+            "v2",
+            "_trust",
+            "tuf",
+            "root.json",
+            "targets.json",
+            "timestamp.key",
+            "snapshot.key",
+            "changefeed",
+            "settings",
+            "targets",
+            "releases",
+            "..",
+            ".",
+            "",
+            "%2e%2e",
+            "%00",
+            "%ff",
+            "%2F",
+            "1.root.json",
+            "9" * 5000 + ".targets.json",
+            "a" * 300,
+            "*",
+            "targets" * 2000,
+        ]
+    ),
     st.text(max_size=12).map(lambda text: quote(text, safe="")),
     st.integers(0, 2**70).map(lambda n: f"{n}.targets.json"),
     st.text(alphabet="0123456789abcdef", min_size=60, max_size=130).map(lambda h: f"targets.{h}.json"),
@@ -211,8 +285,7 @@ _SEGMENTS = st.one_of(
 
 
 @FUZZ
-@given(st.lists(_SEGMENTS, max_size=9), st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD"]),
-       st.booleans())
+@given(st.lists(_SEGMENTS, max_size=9), st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD"]), st.booleans())
 @example(["9" * 5000 + ".targets.json"], "GET", True)
 @example(["targets" + "/targets" * 9000 + ".json"], "GET", True)
 def test_any_url_gets_an_answer_below_500(app: Any, segments: list[str], method: str, prefixed: bool) -> None:
@@ -221,10 +294,14 @@ def test_any_url_gets_an_answer_below_500(app: Any, segments: list[str], method:
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["records", "change_id", "x"]),
-                       st.one_of(st.integers(-(2**70), 2**70).map(str), st.text(max_size=8),
-                                 st.just("9" * 5000)), max_size=3),
-       st.booleans())
+@given(
+    st.dictionaries(
+        st.sampled_from(["records", "change_id", "x"]),
+        st.one_of(st.integers(-(2**70), 2**70).map(str), st.text(max_size=8), st.just("9" * 5000)),
+        max_size=3,
+    ),
+    st.booleans(),
+)
 @example({"records": str(2**63)}, False)
 @example({"change_id": str(2**63)}, True)
 @example({"records": "9" * 5000}, False)
@@ -239,21 +316,56 @@ def multipart_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
     boundary = draw(st.sampled_from(["b", "trustkit", "x" * 70, "", '"quoted"']))
     parts = []
     for _ in range(draw(st.integers(0, 4))):
-        name = draw(st.sampled_from(["root", "targets", "snapshot", "timestamp", "targets/releases",
-                                     "targets/../x", "", "a" * 300, "root.json", "ta\"rgets"]))
-        disposition = draw(st.sampled_from([f'form-data; name="files"; filename="{name}"',
-                                            f"form-data; name=files; filename={name}", "form-data; name=files",
-                                            f'attachment; filename="{name}"']))
-        data = draw(st.one_of(st.sampled_from(list(SAMPLES.values())), st.binary(max_size=60),
-                              json_values.map(lambda v: json.dumps(v).encode())))
+        name = draw(
+            st.sampled_from(
+                [
+                    "root",
+                    "targets",
+                    "snapshot",
+                    "timestamp",
+                    "targets/releases",
+                    "targets/../x",
+                    "",
+                    "a" * 300,
+                    "root.json",
+                    'ta"rgets',
+                ]
+            )
+        )
+        disposition = draw(
+            st.sampled_from(
+                [
+                    f'form-data; name="files"; filename="{name}"',
+                    f"form-data; name=files; filename={name}",
+                    "form-data; name=files",
+                    f'attachment; filename="{name}"',
+                ]
+            )
+        )
+        data = draw(
+            st.one_of(
+                st.sampled_from(list(SAMPLES.values())),
+                st.binary(max_size=60),
+                json_values.map(lambda v: json.dumps(v).encode()),
+            )
+        )
         parts.append(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n")
     body = b"".join(parts) + draw(st.sampled_from([f"--{boundary}--\r\n".encode(), b"", b"--", b"\r\n"]))
     if draw(st.booleans()):
         cut = draw(st.integers(0, len(body)))
         body = body[:cut] + draw(st.binary(max_size=6)) + body[cut:]
-    content_type = draw(st.sampled_from([f"multipart/form-data; boundary={boundary}",
-                                         f'multipart/form-data; boundary="{boundary}"', "multipart/form-data",
-                                         "application/json", "", f"multipart/mixed; boundary={boundary}"]))
+    content_type = draw(
+        st.sampled_from(
+            [
+                f"multipart/form-data; boundary={boundary}",
+                f'multipart/form-data; boundary="{boundary}"',
+                "multipart/form-data",
+                "application/json",
+                "",
+                f"multipart/mixed; boundary={boundary}",
+            ]
+        )
+    )
     return content_type, body
 
 

@@ -45,29 +45,35 @@ def caused_by(cause: BaseException, message: str = "") -> httpx.ConnectError:
 # TLS failures: one heuristic for both clients
 
 
-@pytest.mark.parametrize("exc", [
-    # An untrusted certificate, with its cause kept (real httpx) or only its text (a mock transport).
-    caused_by(ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")),
-    httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate"),
-    # A handshake that failed for another reason: plain HTTP on the port, a refused client cert.
-    caused_by(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)")),
-    httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)"),
-    httpx.ConnectError("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required (_ssl.c:2580)"),
-    httpx.ConnectError("EOF occurred in violation of protocol (_ssl.c:1006)"),
-    caused_by(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), "connection closed"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        # An untrusted certificate, with its cause kept (real httpx) or only its text (a mock transport).
+        caused_by(ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")),
+        httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate"),
+        # A handshake that failed for another reason: plain HTTP on the port, a refused client cert.
+        caused_by(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)")),
+        httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)"),
+        httpx.ConnectError("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required (_ssl.c:2580)"),
+        httpx.ConnectError("EOF occurred in violation of protocol (_ssl.c:1006)"),
+        caused_by(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), "connection closed"),
+    ],
+)
 def test_tls_failures_are_recognised_however_they_arrive(exc: BaseException) -> None:
     assert is_tls_failure(exc)
     assert describe_failure(exc).startswith("TLS failure")
     assert not may_retry(exc, idempotent=True)  # it would fail the same way again
 
 
-@pytest.mark.parametrize("exc", [
-    httpx.ConnectError("[Errno 111] Connection refused"),
-    httpx.ConnectError("[Errno -2] Name or service not known"),
-    httpx.ReadTimeout("timed out"),
-    caused_by(ConnectionResetError(104, "Connection reset by peer")),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ConnectError("[Errno -2] Name or service not known"),
+        httpx.ReadTimeout("timed out"),
+        caused_by(ConnectionResetError(104, "Connection reset by peer")),
+    ],
+)
 def test_other_failures_are_not_tls_failures(exc: BaseException) -> None:
     assert not is_tls_failure(exc)
 
@@ -144,15 +150,18 @@ def test_read_buffered_refuses_a_compressed_body() -> None:
         read_buffered(streamed(bomb, {"Content-Encoding": "gzip"}), 1 << 20, "token")
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    (b'{"errors":[{"code":"VERSION","message":"m","detail":{"a":1}}]}', ErrorEnvelope("VERSION", "m", {"a": 1})),
-    (b'{"errors":[{"code":7}]}', ErrorEnvelope("", "", None)),
-    (b'{"errors":[]}', None),
-    (b'{"errors":[{"code":"A"}],"errors":[]}', None),  # duplicate keys: not an envelope we trust
-    (b"<html>502</html>", None),
-    (b"\xff\xfe", None),
-    (b"[" * 100_000, None),  # nesting that overflows a recursive parser
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"errors":[{"code":"VERSION","message":"m","detail":{"a":1}}]}', ErrorEnvelope("VERSION", "m", {"a": 1})),
+        (b'{"errors":[{"code":7}]}', ErrorEnvelope("", "", None)),
+        (b'{"errors":[]}', None),
+        (b'{"errors":[{"code":"A"}],"errors":[]}', None),  # duplicate keys: not an envelope we trust
+        (b"<html>502</html>", None),
+        (b"\xff\xfe", None),
+        (b"[" * 100_000, None),  # nesting that overflows a recursive parser
+    ],
+)
 def test_error_envelope(body: bytes, expected: ErrorEnvelope | None) -> None:
     assert error_envelope(body) == expected
 
@@ -162,8 +171,16 @@ def test_error_envelope(body: bytes, expected: ErrorEnvelope | None) -> None:
 
 
 def test_proxy_from_the_environment_but_never_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY",
-                 "all_proxy"):
+    for name in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("https_proxy", "http://proxy.example.com:3128")
     monkeypatch.setenv("no_proxy", "internal.example.com")
@@ -187,8 +204,9 @@ def test_a_registry_also_reads_its_certs_d_folder(tmp_path: Path, pki: dict[str,
     shutil.copy(pki["ca"], certs_d / "ca.crt")
     shutil.copy(pki["cert"], certs_d / "client.cert")
     shutil.copy(pki["key"], certs_d / "client.key")
-    context, pair = tls_settings("https://registry.example.com:5000", config_dir=tmp_path / "cfg",
-                                 certs_d=tmp_path / "certs.d")
+    context, pair = tls_settings(
+        "https://registry.example.com:5000", config_dir=tmp_path / "cfg", certs_d=tmp_path / "certs.d"
+    )
     assert "localhost" in [dict(x[0] for x in c["subject"]).get("commonName") for c in context.get_ca_certs()]
     assert pair == (certs_d / "client.cert", certs_d / "client.key")
     without, none = tls_settings("https://registry.example.com:5000", config_dir=tmp_path / "cfg")

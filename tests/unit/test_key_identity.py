@@ -80,8 +80,12 @@ def test_signer_add_refuses_the_same_key_twice(tmp_path):
     store.add(sim.keys[TARGETS][0].signer.private_key, role=TARGETS)
     session = TrustSession(parse_repository(GUN), sim.client(), store, tmp_path, now=NOW)
     forms = spellings(new_key())
-    for first, second in (("uncompressed", "compressed"), ("compressed", "compressed"),
-                          ("uncompressed", "certificate"), ("unused-bits", "uncompressed")):
+    for first, second in (
+        ("uncompressed", "compressed"),
+        ("compressed", "compressed"),
+        ("uncompressed", "certificate"),
+        ("unused-bits", "uncompressed"),
+    ):
         with pytest.raises(TrustkitError, match="same key is given"):
             add_signer(session, "team", [forms[first], forms[second]], threshold=2)
     add_signer(session, "team", [forms["uncompressed"]])
@@ -97,11 +101,15 @@ def test_the_server_refuses_a_delegation_whose_threshold_only_one_key_meets(tmp_
         forms = spellings(key)
         doc = targets_doc(3, ["v1", "v2"])
         twins = [forms["uncompressed"], forms["compressed"]]
-        doc["delegations"] = {"keys": {k.keyid: k.to_dict() for k in twins},
-                              "roles": [{"keyids": [k.keyid for k in twins], "name": "targets/team", "paths": [""],
-                                         "threshold": 2}]}
-        response = repo.client.post(repo.tuf(), content=multipart([("targets", sign(doc, repo.targets_key))]),
-                                    headers={"Content-Type": CONTENT_TYPE})
+        doc["delegations"] = {
+            "keys": {k.keyid: k.to_dict() for k in twins},
+            "roles": [{"keyids": [k.keyid for k in twins], "name": "targets/team", "paths": [""], "threshold": 2}],
+        }
+        response = repo.client.post(
+            repo.tuf(),
+            content=multipart([("targets", sign(doc, repo.targets_key))]),
+            headers={"Content-Type": CONTENT_TYPE},
+        )
         assert response.status_code == 400, response.text
         assert "targets/team needs 2 signatures but lists only 1 different key" in response.text
         assert repo.client.get(f"{repo.tuf()}targets.json").content == repo.targets_bytes  # nothing stored
@@ -109,8 +117,11 @@ def test_the_server_refuses_a_delegation_whose_threshold_only_one_key_meets(tmp_
         other = new_key()  # two different keys: accepted
         doc["delegations"]["keys"] = {k.keyid: k.public.to_dict() for k in (key, other)}
         doc["delegations"]["roles"][0]["keyids"] = [key.keyid, other.keyid]
-        response = repo.client.post(repo.tuf(), content=multipart([("targets", sign(doc, repo.targets_key))]),
-                                    headers={"Content-Type": CONTENT_TYPE})
+        response = repo.client.post(
+            repo.tuf(),
+            content=multipart([("targets", sign(doc, repo.targets_key))]),
+            headers={"Content-Type": CONTENT_TYPE},
+        )
         assert response.status_code == 200, response.text
 
 
@@ -126,7 +137,8 @@ def test_the_server_refuses_a_root_whose_threshold_one_key_meets(tmp_path):
         root["roles"] = {**root["roles"], "root": {"keyids": [first.keyid, second.keyid], "threshold": 2}}
         root["version"] = 2
         data = sign(root, repo.root_key, first, second)
-        response = repo.client.post(repo.tuf(), content=multipart([("root", data)]),
-                                    headers={"Content-Type": CONTENT_TYPE})
+        response = repo.client.post(
+            repo.tuf(), content=multipart([("root", data)]), headers={"Content-Type": CONTENT_TYPE}
+        )
         assert response.status_code == 400, response.text
         assert "root needs 2 signatures but lists only 1 different key" in response.text

@@ -82,8 +82,11 @@ def test_pyca_cannot_read_notary_ec_but_we_can(keys):
 
 
 def test_openssl_style_encrypted_pkcs8_is_read(keys):
-    pem = keys["ecdsa"].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.BestAvailableEncryption(PASS.encode()))
+    pem = keys["ecdsa"].private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASS.encode()),
+    )
     key = load_private_key_block(der.parse_pem(pem)[0], PASS)
     assert CryptoSigner(key).public_key == CryptoSigner(keys["ecdsa"]).public_key
 
@@ -114,13 +117,16 @@ def test_any_passphrase_round_trips(passphrase):
     assert decrypt(block.der, passphrase)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (b"garbage", "no PEM block"),
-    (b"\xff\xfe", "not a PEM text file"),
-    (b"-----BEGIN PRIVATE KEY-----\nMIIB\n", "truncated"),
-    (b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n", "not valid base64"),
-    (b"-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n", "not a PKCS#8"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"garbage", "no PEM block"),
+        (b"\xff\xfe", "not a PEM text file"),
+        (b"-----BEGIN PRIVATE KEY-----\nMIIB\n", "truncated"),
+        (b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n", "not valid base64"),
+        (b"-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n", "not a PKCS#8"),
+    ],
+)
 def test_bad_pem_is_refused(tmp_path, text, message):
     store = KeyStore(tmp_path, fixed())
     with pytest.raises(KeyFormatError, match=message):
@@ -136,13 +142,13 @@ def test_wrong_type_pem_names_what_it_found(tmp_path, keys):
 
 def test_small_rsa_and_odd_curves_are_refused(tmp_path):
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - must be refused
-    pem = small.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())
+    pem = small.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     with pytest.raises(KeyFormatError, match="at least 2048"):
         import_key(KeyStore(tmp_path, fixed()), pem)
     k1 = ec.generate_private_key(ec.SECP256K1())
-    pem = k1.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                           serialization.NoEncryption())
+    pem = k1.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     with pytest.raises(KeyFormatError):
         import_key(KeyStore(tmp_path, fixed()), pem)
 
@@ -212,13 +218,16 @@ def test_sslib_signer_adapter_makes_notary_signatures():
     assert adapter.public_key.verify("ecdsa", b"payload", sig)
 
 
-@pytest.mark.parametrize("data", [
-    {"keytype": "ecdsa"},
-    {"keytype": "ecdsa", "keyval": {"public": "AA=="}},
-    {"keytype": "ecdsa", "keyval": {"private": "x", "public": "AA=="}},
-    {"keytype": 1, "keyval": {"private": None, "public": "AA=="}},
-    {"keytype": "ecdsa", "keyval": {"private": None, "public": "AA=="}, "scheme": "x"},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"keytype": "ecdsa"},
+        {"keytype": "ecdsa", "keyval": {"public": "AA=="}},
+        {"keytype": "ecdsa", "keyval": {"private": "x", "public": "AA=="}},
+        {"keytype": 1, "keyval": {"private": None, "public": "AA=="}},
+        {"keytype": "ecdsa", "keyval": {"private": None, "public": "AA=="}, "scheme": "x"},
+    ],
+)
 def test_malformed_key_objects(data):
     from trustkit.errors import MetadataError
 
@@ -325,15 +334,18 @@ def test_valid_key_names(name):
 # ---- passphrase sources
 
 
-@pytest.mark.parametrize(("role", "env", "value"), [
-    ("root", {"DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "d", "NOTARY_ROOT_PASSPHRASE": "n"}, "d"),
-    ("root", {"NOTARY_ROOT_PASSPHRASE": "n"}, "n"),
-    ("targets", {"NOTARY_TARGETS_PASSPHRASE": "t"}, "t"),
-    ("targets", {"DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "r"}, "r"),
-    ("snapshot", {"NOTARY_SNAPSHOT_PASSPHRASE": "s"}, "s"),
-    ("targets/releases", {"NOTARY_DELEGATION_PASSPHRASE": "x"}, "x"),
-    ("alice", {"DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "r"}, "r"),
-])
+@pytest.mark.parametrize(
+    ("role", "env", "value"),
+    [
+        ("root", {"DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "d", "NOTARY_ROOT_PASSPHRASE": "n"}, "d"),
+        ("root", {"NOTARY_ROOT_PASSPHRASE": "n"}, "n"),
+        ("targets", {"NOTARY_TARGETS_PASSPHRASE": "t"}, "t"),
+        ("targets", {"DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "r"}, "r"),
+        ("snapshot", {"NOTARY_SNAPSHOT_PASSPHRASE": "s"}, "s"),
+        ("targets/releases", {"NOTARY_DELEGATION_PASSPHRASE": "x"}, "x"),
+        ("alice", {"DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "r"}, "r"),
+    ],
+)
 def test_env_passphrases(role, env, value):
     assert EnvPassphrases(env)(PassphraseRequest(role, None, "ab" * 32, False)) == value
 
@@ -351,8 +363,11 @@ def test_env_passphrase_falls_back_to_prompt():
 
 
 def test_import_encrypted_key_keeps_its_passphrase(tmp_path, keys):
-    pem = keys["ecdsa"].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                      serialization.BestAvailableEncryption(PASS.encode()))
+    pem = keys["ecdsa"].private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.BestAvailableEncryption(PASS.encode()),
+    )
     store = KeyStore(tmp_path, fixed())
     stored = import_key(store, pem, name="ci")
     assert stored.role == "ci"

@@ -66,7 +66,8 @@ MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports(module: str, *, top_level_only: bool) -> set[str]:
@@ -157,7 +158,9 @@ def test_no_import_cycles():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]) if nxt in stack else f"{node} -> {nxt}")
+                cycles.append(
+                    " -> ".join(stack[stack.index(nxt) :] + [node, nxt]) if nxt in stack else f"{node} -> {nxt}"
+                )
             elif nxt not in state:
                 walk(nxt, [*stack, node])
         state[node] = 2
@@ -170,8 +173,9 @@ def test_no_import_cycles():
 
 def _loaded_by(entry: str) -> set[str]:
     code = f"import sys, json; import {entry}; print(json.dumps(sorted(sys.modules)))"
-    return set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                         check=True).stdout))
+    return set(
+        json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    )
 
 
 def test_what_each_layer_really_loads():
@@ -183,11 +187,25 @@ def test_what_each_layer_really_loads():
     httpx_itself = _loaded_by("httpx")
     checks = {
         "trustkit.trust": {"httpx", "starlette", "sqlalchemy", "click", "rich", "trustkit.client", "trustkit.server"},
-        "trustkit.client.notary": {"starlette", "sqlalchemy", "uvicorn", "click", "rich", "trustkit.server",
-                                   "trustkit.cli"},
+        "trustkit.client.notary": {
+            "starlette",
+            "sqlalchemy",
+            "uvicorn",
+            "click",
+            "rich",
+            "trustkit.server",
+            "trustkit.cli",
+        },
         "trustkit.ops": {"starlette", "sqlalchemy", "uvicorn", "click", "rich", "trustkit.server", "trustkit.cli"},
-        "trustkit.server.app": {"httpx", "click", "rich", "trustkit.client", "trustkit.oci", "trustkit.ops",
-                                "trustkit.cli"},
+        "trustkit.server.app": {
+            "httpx",
+            "click",
+            "rich",
+            "trustkit.client",
+            "trustkit.oci",
+            "trustkit.ops",
+            "trustkit.cli",
+        },
     }
     for entry, forbidden in checks.items():
         loaded = _loaded_by(entry)

@@ -44,9 +44,12 @@ def signers():
 def make_root(signers, version=1):
     root_key = root_key_for(signers["root"].private_key, GUN, now=NOW)
     tkey = signers["targets"].public_key
-    root = Root(expires=format_expires(NOW + timedelta(days=3650)), version=version,
-                keys={root_key.keyid: root_key, tkey.keyid: tkey},
-                roles={r: RoleKeys([root_key.keyid if r == "root" else tkey.keyid]) for r in BASE_ROLES})
+    root = Root(
+        expires=format_expires(NOW + timedelta(days=3650)),
+        version=version,
+        keys={root_key.keyid: root_key, tkey.keyid: tkey},
+        roles={r: RoleKeys([root_key.keyid if r == "root" else tkey.keyid]) for r in BASE_ROLES},
+    )
     meta = Metadata(root)
     meta.sign([(signers["root"], root_key.keyid)])
     return meta, root_key
@@ -71,14 +74,17 @@ def test_root_sign_parse_verify(signers):
 
 
 def test_targets_wire_shape(signers):
-    targets = Targets(expires="2029-11-25T16:53:55.619240011Z", version=2,
-                      targets={"v1": FileMeta.for_digest("ab" * 32, 1234)})
+    targets = Targets(
+        expires="2029-11-25T16:53:55.619240011Z", version=2, targets={"v1": FileMeta.for_digest("ab" * 32, 1234)}
+    )
     meta = Metadata(targets)
     data = meta.sign([(signers["targets"], signers["targets"].public_key.keyid)])
-    assert data.startswith(b'{"signed":{"_type":"Targets","delegations":{"keys":{},"roles":[]},'
-                           b'"expires":"2029-11-25T16:53:55.619240011Z","targets":{"v1":{"hashes":'
-                           b'{"sha256":"q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="},"length":1234}},'
-                           b'"version":2},"signatures":[{"keyid":"')
+    assert data.startswith(
+        b'{"signed":{"_type":"Targets","delegations":{"keys":{},"roles":[]},'
+        b'"expires":"2029-11-25T16:53:55.619240011Z","targets":{"v1":{"hashes":'
+        b'{"sha256":"q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="},"length":1234}},'
+        b'"version":2},"signatures":[{"keyid":"'
+    )
 
 
 def test_delegation_paths_omitted_when_empty():
@@ -145,10 +151,10 @@ def test_verification_uses_received_bytes_not_reserialisation(signers):
 BAD_DOCUMENTS = [
     (b'{"signed":{},"signatures":[],"signed":{}}', "duplicate key"),
     (b'{"signed":{"_type":"Targets","version":NaN},"signatures":[]}', "NaN"),
-    (b'{"signed":{"_type":"Targets","version":' + b"1" * 5000 + b"},\"signatures\":[]}", "too large"),
+    (b'{"signed":{"_type":"Targets","version":' + b"1" * 5000 + b'},"signatures":[]}', "too large"),
     (b'{"signed":' + b'{"a":' * 100 + b"1" + b"}" * 100 + b',"signatures":[]}', "nested"),
     (b'{"signed":{},"signatures":[]}', "missing field"),
-    (b'[1]', "exactly"),
+    (b"[1]", "exactly"),
     (b'{"signed":{},"signatures":{}}', "must be a list"),
     (b'{"signed":{},"signatures":[{"keyid":"a","sig":"b"}]}', "keyid"),
 ]
@@ -161,8 +167,13 @@ def test_malformed_documents(data, message):
 
 
 def _targets_doc(**changes):
-    signed = {"_type": "Targets", "delegations": {"keys": {}, "roles": []}, "expires": "2030-01-01T00:00:00Z",
-              "targets": {}, "version": 1}
+    signed = {
+        "_type": "Targets",
+        "delegations": {"keys": {}, "roles": []},
+        "expires": "2030-01-01T00:00:00Z",
+        "targets": {},
+        "version": 1,
+    }
     signed.update(changes)
     return signed
 
@@ -170,34 +181,59 @@ def _targets_doc(**changes):
 _ONE_KEY = PublicKey.from_crypto(generate("ecdsa").public_key())
 
 
-@pytest.mark.parametrize(("signed", "message"), [
-    (_targets_doc(version=True), "must be an integer, not bool"),
-    (_targets_doc(version=0), "at least 1"),
-    (_targets_doc(version="1"), "must be an integer"),
-    (_targets_doc(_type="Root"), "_type"),
-    (_targets_doc(_type="targets"), "_type"),
-    (_targets_doc(expires="tomorrow"), "RFC 3339"),
-    (_targets_doc(extra=1), "unknown field"),
-    (_targets_doc(targets={"t": {"hashes": {}, "length": 1}}), "non-empty"),
-    (_targets_doc(targets={"t": {"hashes": {"sha256": "AAAA"}, "length": 1}}), "32 bytes"),
-    (_targets_doc(targets={"t": {"hashes": {"sha256": "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="},
-                                 "length": -1}}), "at least 0"),
-    (_targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets/../x", "threshold": 1}]}),
-     "may contain only"),
-    (_targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets//x", "threshold": 1}]}),
-     "clean path"),
-    (_targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets/a/b", "threshold": 1}]}),
-     "direct child"),
-    (_targets_doc(delegations={"keys": {}, "roles": [{"keyids": ["k"], "name": "targets/a", "threshold": 1}]}),
-     "not in delegations.keys"),
-    (_targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets/a", "threshold": 0}]}),
-     "at least 1"),
-    (_targets_doc(delegations={"keys": {_ONE_KEY.keyid: _ONE_KEY.to_dict()},
-                               "roles": [{"keyids": [_ONE_KEY.keyid], "name": "targets/a", "threshold": 2}]}),
-     "threshold 2 is more than"),
-    (_targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "Targets/A", "threshold": 1}]}),
-     "base role nor a delegation"),
-])
+@pytest.mark.parametrize(
+    ("signed", "message"),
+    [
+        (_targets_doc(version=True), "must be an integer, not bool"),
+        (_targets_doc(version=0), "at least 1"),
+        (_targets_doc(version="1"), "must be an integer"),
+        (_targets_doc(_type="Root"), "_type"),
+        (_targets_doc(_type="targets"), "_type"),
+        (_targets_doc(expires="tomorrow"), "RFC 3339"),
+        (_targets_doc(extra=1), "unknown field"),
+        (_targets_doc(targets={"t": {"hashes": {}, "length": 1}}), "non-empty"),
+        (_targets_doc(targets={"t": {"hashes": {"sha256": "AAAA"}, "length": 1}}), "32 bytes"),
+        (
+            _targets_doc(
+                targets={"t": {"hashes": {"sha256": "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="}, "length": -1}}
+            ),
+            "at least 0",
+        ),
+        (
+            _targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets/../x", "threshold": 1}]}),
+            "may contain only",
+        ),
+        (
+            _targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets//x", "threshold": 1}]}),
+            "clean path",
+        ),
+        (
+            _targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets/a/b", "threshold": 1}]}),
+            "direct child",
+        ),
+        (
+            _targets_doc(delegations={"keys": {}, "roles": [{"keyids": ["k"], "name": "targets/a", "threshold": 1}]}),
+            "not in delegations.keys",
+        ),
+        (
+            _targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "targets/a", "threshold": 0}]}),
+            "at least 1",
+        ),
+        (
+            _targets_doc(
+                delegations={
+                    "keys": {_ONE_KEY.keyid: _ONE_KEY.to_dict()},
+                    "roles": [{"keyids": [_ONE_KEY.keyid], "name": "targets/a", "threshold": 2}],
+                }
+            ),
+            "threshold 2 is more than",
+        ),
+        (
+            _targets_doc(delegations={"keys": {}, "roles": [{"keyids": [], "name": "Targets/A", "threshold": 1}]}),
+            "base role nor a delegation",
+        ),
+    ],
+)
 def test_strict_targets_rules(signed, message):
     with pytest.raises(MetadataError, match=message):
         Targets.from_dict(signed)
@@ -247,22 +283,29 @@ target_names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"))
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.dictionaries(target_names, st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, 2**40)),
-                       max_size=5),
-       st.integers(1, 2**31), st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(9000, 1, 1),
-                                           timezones=st.just(UTC)))
+@given(
+    st.dictionaries(target_names, st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, 2**40)), max_size=5),
+    st.integers(1, 2**31),
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(9000, 1, 1), timezones=st.just(UTC)),
+)
 def test_targets_round_trip(signers, entries, version, expires):
-    targets = Targets(expires=format_expires(expires), version=version,
-                      targets={name: FileMeta.for_digest(digest.hex(), size)
-                               for name, (digest, size) in entries.items()},
-                      delegations=Delegations())
+    targets = Targets(
+        expires=format_expires(expires),
+        version=version,
+        targets={name: FileMeta.for_digest(digest.hex(), size) for name, (digest, size) in entries.items()},
+        delegations=Delegations(),
+    )
     meta = Metadata(targets)
     data = meta.sign([(signers["targets"], signers["targets"].public_key.keyid)])
     again = Metadata.from_bytes(data, role="targets")
     assert again.to_bytes() == data
     assert again.signed.to_dict() == targets.to_dict()
-    assert again.verify({signers["targets"].public_key.keyid: signers["targets"].public_key},
-                        [signers["targets"].public_key.keyid], 1, "targets")
+    assert again.verify(
+        {signers["targets"].public_key.keyid: signers["targets"].public_key},
+        [signers["targets"].public_key.keyid],
+        1,
+        "targets",
+    )
 
 
 def test_a_delegation_with_null_keyids_reads_and_re_serialises_as_notary_wrote_it():
@@ -270,9 +313,16 @@ def test_a_delegation_with_null_keyids_reads_and_re_serialises_as_notary_wrote_i
     from trustkit.encoding import canonical_json, envelope_bytes
 
     key = PublicKey.from_crypto(generate("ecdsa").public_key())
-    signed = {"_type": "Targets", "delegations": {"keys": {key.keyid: key.to_dict()}, "roles": [
-        {"keyids": None, "name": "targets/qa", "paths": [""], "threshold": 1}]},
-        "expires": "2030-01-01T00:00:00Z", "targets": {}, "version": 3}
+    signed = {
+        "_type": "Targets",
+        "delegations": {
+            "keys": {key.keyid: key.to_dict()},
+            "roles": [{"keyids": None, "name": "targets/qa", "paths": [""], "threshold": 1}],
+        },
+        "expires": "2030-01-01T00:00:00Z",
+        "targets": {},
+        "version": 3,
+    }
     data = envelope_bytes(canonical_json(signed), [])
     meta = Metadata.from_bytes(data, role="targets")
     role = meta.signed.delegations.role("targets/qa")

@@ -79,8 +79,18 @@ def answer(status: int, body: dict | bytes | None = None, **kwargs) -> Handler:
         ("registry.example.com:5000", None, {}, "https://registry.example.com:5000"),
         ("docker.io", None, {}, DOCKER_HUB_NOTARY),
         ("index.docker.io", None, {}, DOCKER_HUB_NOTARY),
-        ("docker.io", None, {"DOCKER_CONTENT_TRUST_SERVER": "https://n.example.com:4443/"}, "https://n.example.com:4443"),
-        ("r.example.com", "https://explicit.example.com//", {"DOCKER_CONTENT_TRUST_SERVER": "https://env"}, "https://explicit.example.com"),
+        (
+            "docker.io",
+            None,
+            {"DOCKER_CONTENT_TRUST_SERVER": "https://n.example.com:4443/"},
+            "https://n.example.com:4443",
+        ),
+        (
+            "r.example.com",
+            "https://explicit.example.com//",
+            {"DOCKER_CONTENT_TRUST_SERVER": "https://env"},
+            "https://explicit.example.com",
+        ),
         ("r.example.com", "http://127.0.0.1:4443", {}, "http://127.0.0.1:4443"),
         ("r.example.com", "http://127.1.2.3", {}, "http://127.1.2.3"),
         ("r.example.com", "http://localhost:8080/", {}, "http://localhost:8080"),
@@ -307,8 +317,12 @@ def parse_multipart(request: httpx.Request) -> list[tuple[str | None, str | None
     raw = b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + request.content
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
     return [
-        (part.get_param("name", header="content-disposition"), part.get_filename(), part.get_content_type(),
-         part.get_payload(decode=True))
+        (
+            part.get_param("name", header="content-disposition"),
+            part.get_filename(),
+            part.get_content_type(),
+            part.get_payload(decode=True),
+        )
         for part in message.iter_parts()
     ]
 
@@ -372,7 +386,9 @@ def test_ping_does_not_start_the_token_flow() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.host)
-        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example.com/t",scope="registry:catalog:*"'})
+        return httpx.Response(
+            401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example.com/t",scope="registry:catalog:*"'}
+        )
 
     notary(handler, auth=TokenAuth(Credentials("alice", "pw"))).ping()
     assert calls == ["notary.example.com"]
@@ -398,21 +414,46 @@ def test_requests_name_their_scope_for_the_auth_layer() -> None:
 @pytest.mark.parametrize(
     ("code", "message", "detail", "expected"),
     [
-        ("VERSION", "A newer version of metadata is already available.", {},
-         f"the trust server already has a newer version of {GUN} (someone published meanwhile); run the command again"),
-        ("INVALID_UPDATE", "Update sent by the client is invalid.",
-         {"Name": "ErrBadRoot", "Error": {"Msg": "Root modifications must increment the version. Current 1, new 3"}},
-         (f"the trust server rejected the update of {GUN}: Root modifications must increment the version. "
-         "Current 1, new 3 (ErrBadRoot)")),
-        ("MALFORMED_JSON", "JSON sent by the client could not be parsed by the server", None,
-         f"the trust server could not parse the metadata sent for {GUN}"),
-        ("INVALID_ROLE", "The role you are attempting to operate on is invalid.", "releases",
-         f'the trust server does not accept role "releases" for {GUN}'),
-        ("INVALID_GUN", "The server does not support actions on images of this name.",
-         "Require GUNs with prefix: [docker.io/]", (f"the trust server does not serve repository {GUN} "
-         "(Require GUNs with prefix: [docker.io/])")),
-        ("MALFORMED_UPLOAD", "The body of your request is malformed.", None,
-         f"the trust server refused the upload for {GUN} as malformed: The body of your request is malformed."),
+        (
+            "VERSION",
+            "A newer version of metadata is already available.",
+            {},
+            f"the trust server already has a newer version of {GUN} (someone published meanwhile); "
+            "run the command again",
+        ),
+        (
+            "INVALID_UPDATE",
+            "Update sent by the client is invalid.",
+            {"Name": "ErrBadRoot", "Error": {"Msg": "Root modifications must increment the version. Current 1, new 3"}},
+            (
+                f"the trust server rejected the update of {GUN}: Root modifications must increment the version. "
+                "Current 1, new 3 (ErrBadRoot)"
+            ),
+        ),
+        (
+            "MALFORMED_JSON",
+            "JSON sent by the client could not be parsed by the server",
+            None,
+            f"the trust server could not parse the metadata sent for {GUN}",
+        ),
+        (
+            "INVALID_ROLE",
+            "The role you are attempting to operate on is invalid.",
+            "releases",
+            f'the trust server does not accept role "releases" for {GUN}',
+        ),
+        (
+            "INVALID_GUN",
+            "The server does not support actions on images of this name.",
+            "Require GUNs with prefix: [docker.io/]",
+            (f"the trust server does not serve repository {GUN} (Require GUNs with prefix: [docker.io/])"),
+        ),
+        (
+            "MALFORMED_UPLOAD",
+            "The body of your request is malformed.",
+            None,
+            f"the trust server refused the upload for {GUN} as malformed: The body of your request is malformed.",
+        ),
         ("SOMETHING_NEW", "A new thing.", None, f"the trust server refused the request for {GUN}: A new thing."),
     ],
 )

@@ -9,15 +9,19 @@ from trustkit.keys import KeyStore
 
 
 def spawn(tmp_path, *args):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DOCKER_CONTENT_TRUST", "NOTARY_")) and k != "CI"}
-    return pexpect.spawn(sys.executable, ["-m", "trustkit", "--trust-dir", str(tmp_path / "trust"), *args],
-                         env=env, encoding="utf-8", timeout=30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_CONTENT_TRUST", "NOTARY_")) and k != "CI"}
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "trustkit", "--trust-dir", str(tmp_path / "trust"), *args],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
 
 
 def test_new_key_passphrase_is_asked_twice_and_checked(tmp_path):
     child = spawn(tmp_path, "key", "generate", "alice", "--dir", str(tmp_path))
-    child.expect("Enter a new passphrase for signer \"alice\" key")
+    child.expect('Enter a new passphrase for signer "alice" key')
     child.sendline("short")
     child.expect("Repeat passphrase")
     child.sendline("short")

@@ -104,15 +104,19 @@ class FakeRegistry:
                 data = json.loads(body)
                 for blob in [data.get("config")] + data.get("layers", []) if "layers" in data else []:
                     if not self.has(repo, blob["digest"]):
-                        return httpx.Response(400, json=envelope("MANIFEST_BLOB_UNKNOWN", "blob unknown",
-                                                                 blob["digest"]))
+                        return httpx.Response(
+                            400, json=envelope("MANIFEST_BLOB_UNKNOWN", "blob unknown", blob["digest"])
+                        )
                 self.manifests[(repo, ref)] = (body, request.headers["content-type"])
                 self.manifests[(repo, digest_of(body))] = (body, request.headers["content-type"])
                 return httpx.Response(201, headers={"Docker-Content-Digest": digest_of(body)})
             if (repo, ref) in self.manifests:
                 body, media_type = self.manifests[(repo, ref)]
-                return httpx.Response(200, content=body if method == "GET" else b"",
-                                      headers={"Content-Type": media_type, "Docker-Content-Digest": digest_of(body)})
+                return httpx.Response(
+                    200,
+                    content=body if method == "GET" else b"",
+                    headers={"Content-Type": media_type, "Docker-Content-Digest": digest_of(body)},
+                )
             return httpx.Response(404, json=envelope("MANIFEST_UNKNOWN", "manifest unknown"))
         return httpx.Response(404)
 
@@ -128,8 +132,9 @@ class FakeRegistry:
                 self.counter += 1
                 uuid = f"u{self.counter}"
                 self.uploads[uuid] = (repo, bytearray())
-            return httpx.Response(202, headers={"Location": f"/v2/{repo}/blobs/uploads/{uuid}?_state=x",
-                                                "Range": "0-0"})
+            return httpx.Response(
+                202, headers={"Location": f"/v2/{repo}/blobs/uploads/{uuid}?_state=x", "Range": "0-0"}
+            )
         uuid = parts[-1]
         if method == "DELETE":
             self.deleted.append(uuid)
@@ -150,8 +155,10 @@ class FakeRegistry:
                 start, end = map(int, request.headers["content-range"].split("-"))
                 assert start == len(data) and end == start + len(body) - 1
                 data += body
-                return httpx.Response(202, headers={"Location": f"/v2/{repo}/blobs/uploads/{uuid}?_state=y",
-                                                    "Range": f"0-{len(data) - 1}"})
+                return httpx.Response(
+                    202,
+                    headers={"Location": f"/v2/{repo}/blobs/uploads/{uuid}?_state=y", "Range": f"0-{len(data) - 1}"},
+                )
             data += body
             digest = request.url.params["digest"]
             if digest_of(bytes(data)) != digest:
@@ -191,8 +198,9 @@ def test_chunked_upload_sends_content_ranges_and_commits_last(tmp_path, monkeypa
     data = bytes(range(256)) * 40  # 10,240 bytes
     with fake.client(chunk_threshold=4096, chunk_size=4096) as client:
         seen: list[int] = []
-        client.upload_blob("team/app", digest_of(data), len(data), open_file(blob_file(tmp_path, data)),
-                           progress=seen.append)
+        client.upload_blob(
+            "team/app", digest_of(data), len(data), open_file(blob_file(tmp_path, data)), progress=seen.append
+        )
     assert [m for m, p in fake.log if "uploads" in p] == ["POST", "PATCH", "PATCH", "PATCH", "PUT"]
     assert fake.blobs[digest_of(data)] == data
     assert seen[-1] == len(data) and seen == sorted(seen)
@@ -265,15 +273,18 @@ def test_blob_size_comes_from_the_head_answer_however_large():
     assert client.blob_size("a/b", "sha256:" + "0" * 64) == 5 << 30
 
 
-@pytest.mark.parametrize(("status", "body", "error", "text"), [
-    (401, envelope("UNAUTHORIZED", "authentication required"), NotAuthorizedError, "trustkit login"),
-    (403, envelope("DENIED", "requested access to the resource is denied"), NotAuthorizedError, "denied"),
-    (404, envelope("NAME_UNKNOWN", "repository name not known to registry"), NotFoundError, "not known"),
-    (400, envelope("MANIFEST_BLOB_UNKNOWN", "blob unknown", "sha256:ab"), ServerRejectedError, "sha256:ab"),
-    (400, envelope("TAG_INVALID", "manifest tag did not match URI"), ServerRejectedError, "TAG_INVALID"),
-    (400, envelope("DIGEST_INVALID", "provided digest did not match"), HashMismatchError, "digest"),
-    (500, b"oops", ServerError, "HTTP 500"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "error", "text"),
+    [
+        (401, envelope("UNAUTHORIZED", "authentication required"), NotAuthorizedError, "trustkit login"),
+        (403, envelope("DENIED", "requested access to the resource is denied"), NotAuthorizedError, "denied"),
+        (404, envelope("NAME_UNKNOWN", "repository name not known to registry"), NotFoundError, "not known"),
+        (400, envelope("MANIFEST_BLOB_UNKNOWN", "blob unknown", "sha256:ab"), ServerRejectedError, "sha256:ab"),
+        (400, envelope("TAG_INVALID", "manifest tag did not match URI"), ServerRejectedError, "TAG_INVALID"),
+        (400, envelope("DIGEST_INVALID", "provided digest did not match"), HashMismatchError, "digest"),
+        (500, b"oops", ServerError, "HTTP 500"),
+    ],
+)
 def test_registry_errors_map_to_trustkit_errors(status, body, error, text):
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, content=body if isinstance(body, bytes) else json.dumps(body).encode())
@@ -286,6 +297,7 @@ def test_registry_errors_map_to_trustkit_errors(status, body, error, text):
 
 def test_a_hostile_error_body_is_a_clean_error():
     """An error body nested deeper than a recursive parser goes is no envelope, not a crash."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, content=b"[" * 60_000)
 
@@ -356,8 +368,11 @@ def _legacy_archive(path: Path, layers: list[bytes], name: str = "example.com/ap
             tar.addfile(info, io.BytesIO(content))
         tars.append(raw.getvalue())
     diff_ids = [digest_of(t) for t in tars]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    ).encode()
     with tarfile.open(path, "w") as archive:
+
         def add(member: str, data: bytes) -> None:
             info = tarfile.TarInfo(member)
             info.size = len(data)
@@ -370,8 +385,18 @@ def _legacy_archive(path: Path, layers: list[bytes], name: str = "example.com/ap
         link.type = tarfile.SYMTYPE
         link.linkname = "layer0/layer.tar"
         archive.addfile(link)
-        add("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": [name],
-                                         "Layers": ["shared.tar"] + [f"layer{i}/layer.tar" for i in range(1, len(tars))]}]).encode())
+        add(
+            "manifest.json",
+            json.dumps(
+                [
+                    {
+                        "Config": "config.json",
+                        "RepoTags": [name],
+                        "Layers": ["shared.tar"] + [f"layer{i}/layer.tar" for i in range(1, len(tars))],
+                    }
+                ]
+            ).encode(),
+        )
     return diff_ids
 
 
@@ -388,8 +413,7 @@ def test_docker_archive_builds_a_deterministic_schema2_manifest(tmp_path):
     assert sum(1 for e in events if e[0] == "compressing") == 2
     # The same bytes again, another source: same manifest, and the cache spares the compression.
     events.clear()
-    second = DockerArchiveSource(archive, "example.com/app:v1", cache=cache,
-                                 progress=lambda *e: events.append(e))
+    second = DockerArchiveSource(archive, "example.com/app:v1", cache=cache, progress=lambda *e: events.append(e))
     assert second.root().digest == manifest.digest and not events
     # Uploading a cached layer compresses it then, and it must match.
     layer = plan_image(second).blobs[1][0]
@@ -437,8 +461,9 @@ def test_existing_blobs_are_skipped_and_known_ones_mounted(tmp_path):
     with fake.client() as client:
         first = push_image(source, parse("registry.test/team/app:v1"), client, cache=cache)
         again = push_image(source, parse("registry.test/team/app:v1"), client, cache=cache)
-        mounted = push_image(source, parse("registry.test/team/other:v1"), client,
-                             cache=BlobLocationCache(tmp_path / "cache.json"))  # read back from disk
+        mounted = push_image(
+            source, parse("registry.test/team/other:v1"), client, cache=BlobLocationCache(tmp_path / "cache.json")
+        )  # read back from disk
     assert first.layers_uploaded == 3 and first.bytes_uploaded > 0
     assert (again.layers_uploaded, again.layers_skipped, again.bytes_uploaded) == (0, 3, 0)
     assert (mounted.layers_mounted, mounted.layers_uploaded) == (3, 0)
@@ -481,8 +506,9 @@ def test_docker_source_copies_and_tag_mounts(tmp_path):
     fake = FakeRegistry()
     with fake.client() as client:
         push_image(source, parse("registry.test/team/src:v1"), client)
-        copied = push_image(RegistrySource(client, parse("registry.test/team/src:v1")),
-                            parse("registry.test/team/dst:v1"), client)
+        copied = push_image(
+            RegistrySource(client, parse("registry.test/team/src:v1")), parse("registry.test/team/dst:v1"), client
+        )
         assert copied.layers_mounted == 2
         tagged = tag_image(client, parse("registry.test/team/src:v1"), parse("registry.test/team/src:v2"))
         assert tagged.digest == built.digest and fake.manifests[("team/src", "v2")][0] == built.manifest
@@ -539,8 +565,12 @@ def test_signing_failure_after_the_push_says_not_signed(tmp_path):
     built, source = _image(tmp_path, layers=2)
     fake = FakeRegistry()
     with fake.client() as client, pytest.raises(PushedNotSignedError) as caught:
-        push_image(source, parse("registry.test/team/app:v1"), client,
-                   signing=lambda: _Signing(NetworkError("trust server went away")))  # type: ignore[arg-type]
+        push_image(
+            source,
+            parse("registry.test/team/app:v1"),
+            client,
+            signing=lambda: _Signing(NetworkError("trust server went away")),
+        )  # type: ignore[arg-type]
     assert "was pushed" in str(caught.value) and "NOT signed" in str(caught.value)
     assert caught.value.summary is not None and caught.value.summary.signed is False
     assert ("team/app", "v1") in fake.manifests
@@ -550,14 +580,17 @@ def test_signing_failure_after_the_push_says_not_signed(tmp_path):
 # immutability
 
 
-@pytest.mark.parametrize(("status", "body", "expected"), [
-    (404, b"", False),
-    (200, b'{"immutable": true}', True),
-    (200, b'{"immutable": false}', False),
-    (200, b'{"immutable": "yes"}', ServerError),
-    (200, b"not json", ServerError),
-    (500, b"", ServerError),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (404, b"", False),
+        (200, b'{"immutable": true}', True),
+        (200, b'{"immutable": false}', False),
+        (200, b'{"immutable": "yes"}', ServerError),
+        (200, b"not json", ServerError),
+        (500, b"", ServerError),
+    ],
+)
 def test_the_push_reads_immutability_through_the_notary_client(status, body, expected):
     seen: list[str] = []
 
@@ -588,14 +621,16 @@ class _Session:
 
 
 def test_an_immutable_repository_refuses_a_signed_tag_for_another_digest(monkeypatch):
-    monkeypatch.setattr("trustkit.ops.released_target",
-                        lambda trusted, tag: ("targets", _Target("aa" * 32)) if tag == "v1" else None)
+    monkeypatch.setattr(
+        "trustkit.ops.released_target", lambda trusted, tag: ("targets", _Target("aa" * 32)) if tag == "v1" else None
+    )
     asked: list[bool] = []
 
     def immutable(value: bool):
         def ask() -> bool:
             asked.append(value)
             return value
+
         return ask
 
     session = _Session("aa" * 32)

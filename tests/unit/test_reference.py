@@ -427,12 +427,8 @@ _registries = st.one_of(
         st.one_of(st.just(""), _port),
     ),
 )
-_tags = st.one_of(
-    st.none(), st.from_regex(r"[\w][\w.-]{0,127}", fullmatch=True).filter(lambda t: t.isascii())
-)
-_digests = st.one_of(
-    st.none(), st.from_regex(r"[a-f0-9]{64}", fullmatch=True).map(lambda h: "sha256:" + h)
-)
+_tags = st.one_of(st.none(), st.from_regex(r"[\w][\w.-]{0,127}", fullmatch=True).filter(lambda t: t.isascii()))
+_digests = st.one_of(st.none(), st.from_regex(r"[a-f0-9]{64}", fullmatch=True).map(lambda h: "sha256:" + h))
 
 
 @st.composite

@@ -42,10 +42,13 @@ class Hosts:
         self.seen: dict[str, list[tuple[str, str, str | None]]] = {}
 
     def client(self, credentials: Credentials | None = ALICE_LOGIN) -> RegistryClient:
-        mounts = {f"https://{host}": httpx.MockTransport(handler) for host, handler in (
-            (REGISTRY, self.registry), ("auth.test", self.auth), ("cdn.test", self.cdn))}
-        http = httpx.Client(transport=httpx.MockTransport(self.elsewhere), mounts=mounts,
-                            auth=registry_auth(REGISTRY, credentials))
+        mounts = {
+            f"https://{host}": httpx.MockTransport(handler)
+            for host, handler in ((REGISTRY, self.registry), ("auth.test", self.auth), ("cdn.test", self.cdn))
+        }
+        http = httpx.Client(
+            transport=httpx.MockTransport(self.elsewhere), mounts=mounts, auth=registry_auth(REGISTRY, credentials)
+        )
         return RegistryClient(REGISTRY, http, f"https://{REGISTRY}", sleep=lambda s: None)
 
     def record(self, request: httpx.Request) -> str | None:
@@ -55,8 +58,9 @@ class Hosts:
 
     def registry(self, request: httpx.Request) -> httpx.Response:
         if self.record(request) != f"Bearer {TOKEN}":
-            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.test/token",'
-                                                                    'service="registry.test"'})
+            return httpx.Response(
+                401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.test/token",service="registry.test"'}
+            )
         if request.url.path == "/v2/":
             return httpx.Response(200, json={})
         if request.url.path == f"/v2/{REPO}/blobs/{DIGEST}":
@@ -101,11 +105,14 @@ def test_blob_reads_follow_the_storage_redirect_without_any_credentials() -> Non
     assert "elsewhere" not in hosts.seen
 
 
-@pytest.mark.parametrize("challenge", [
-    'Bearer realm="https://cdn.test/token",service="cdn"',
-    'Bearer realm="https://auth.test/token",service="registry.test"',  # even naming the registry's own realm
-    'Basic realm="storage"',
-])
+@pytest.mark.parametrize(
+    "challenge",
+    [
+        'Bearer realm="https://cdn.test/token",service="cdn"',
+        'Bearer realm="https://auth.test/token",service="registry.test"',  # even naming the registry's own realm
+        'Basic realm="storage"',
+    ],
+)
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_a_challenge_from_the_storage_host_gets_no_stored_credentials(challenge: str, method: str) -> None:
     hosts = Hosts(cdn_challenge=challenge)

@@ -48,8 +48,9 @@ SERVICE = "trustkit"
 
 
 def htpasswd_file(path: Path, users: dict[str, str], rounds: int = 4) -> Path:
-    path.write_text("".join(f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds)).decode()}\n"
-                            for user, pw in users.items()))
+    path.write_text(
+        "".join(f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds)).decode()}\n" for user, pw in users.items())
+    )
     return path
 
 
@@ -96,8 +97,12 @@ def server(tmp_path, monkeypatch):
 
 
 def htpasswd_settings(tmp_path: Path, **more) -> dict:
-    return {"auth": "htpasswd", "htpasswd": str(htpasswd_file(tmp_path / "htpasswd", USERS)), "admins": ["root"],
-            **more}
+    return {
+        "auth": "htpasswd",
+        "htpasswd": str(htpasswd_file(tmp_path / "htpasswd", USERS)),
+        "admins": ["root"],
+        **more,
+    }
 
 
 def shows(page: httpx.Response, gun: str) -> bool:
@@ -165,12 +170,24 @@ def token_issuer(tmp_path):
 
     def sign(access: list[dict], **claims) -> str:
         now = int(time.time())
-        body = {"iss": "issuer.example", "aud": SERVICE, "sub": "bob", "iat": now, "nbf": now, "exp": now + 300,
-                "access": access, **claims}
+        body = {
+            "iss": "issuer.example",
+            "aud": SERVICE,
+            "sub": "bob",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "access": access,
+            **claims,
+        }
         return jwt.encode(body, key, algorithm="ES256", headers={"kid": libtrust_key_id(key)})
 
-    settings = {"auth": "token", "token_realm": "https://auth.example/token", "token_issuer": "issuer.example",
-                "token_root_certs": str(tmp_path / "token-ca.pem")}
+    settings = {
+        "auth": "token",
+        "token_realm": "https://auth.example/token",
+        "token_issuer": "issuer.example",
+        "token_root_certs": str(tmp_path / "token-ca.pem"),
+    }
     return sign, settings
 
 
@@ -180,7 +197,8 @@ def test_the_page_follows_token_auth(server, token_issuer):
     anonymous = client.get(f"/repositories/{OPEN}")
     assert anonymous.status_code == 401 and client.digests[OPEN] not in anonymous.text
     assert anonymous.headers["www-authenticate"] == (
-        f'Bearer realm="https://auth.example/token",service="{SERVICE}",scope="repository:{OPEN}:pull"')
+        f'Bearer realm="https://auth.example/token",service="{SERVICE}",scope="repository:{OPEN}:pull"'
+    )
     assert client.get("/").status_code == 401
     assert client.get("/", auth=("alice", USERS["alice"])).status_code == 401  # no passwords here
 
@@ -221,16 +239,20 @@ def test_public_read_lets_anonymous_clients_pull_and_nothing_more(server, tmp_pa
     assert claims_of(token)["access"] == [{"type": "repository", "name": SECRET, "actions": ["pull"]}]
     assert "sub" not in claims_of(token)
     assert client.get(f"/v2/{SECRET}/_trust/tuf/targets.json", headers=bearer(token)).status_code == 200
-    assert token_for(client, "registry:catalog:*").json()["token"] and not claims_of(
-        token_for(client, "registry:catalog:*").json()["token"])["access"]
+    assert (
+        token_for(client, "registry:catalog:*").json()["token"]
+        and not claims_of(token_for(client, "registry:catalog:*").json()["token"])["access"]
+    )
 
     # writes still need a login, with or without the anonymous token
     for headers in ({}, bearer(token)):
         assert client.post(f"/v2/{SECRET}/_trust/tuf/", headers=headers).status_code == 401
         assert client.delete(f"/v2/{SECRET}/_trust/tuf/", headers=headers).status_code == 401
         assert client.post(f"/v2/{SECRET}/_trust/tuf/snapshot.key", headers=headers).status_code == 401
-        assert client.put(f"/v2/{SECRET}/_trust/settings", content=b'{"immutable": true}',
-                          headers=headers).status_code == 401
+        assert (
+            client.put(f"/v2/{SECRET}/_trust/settings", content=b'{"immutable": true}', headers=headers).status_code
+            == 401
+        )
     assert client.get("/v2/").status_code == 401  # the catalog is not a repository
     # credentials that are sent are checked: a wrong password is not quietly made anonymous
     assert token_for(client, f"repository:{SECRET}:pull", auth=("alice", "wrong")).status_code == 401
@@ -358,16 +380,22 @@ def test_an_ipv6_host_counts_as_its_whole_64():
 
 def test_concurrent_guesses_cannot_overrun_the_bucket(tmp_path):
     keys = generate_token_keypair("trustkit")
-    issuer = HtpasswdTokenIssuer(htpasswd_path=htpasswd_file(tmp_path / "htpasswd", USERS, rounds=6),
-                                 issuer="trustkit", service=SERVICE, signing_key_pem=keys[0], cert_pem=keys[1],
-                                 throttle=LoginThrottle(burst=5, interval=60))
+    issuer = HtpasswdTokenIssuer(
+        htpasswd_path=htpasswd_file(tmp_path / "htpasswd", USERS, rounds=6),
+        issuer="trustkit",
+        service=SERVICE,
+        signing_key_pem=keys[0],
+        cert_pem=keys[1],
+        throttle=LoginThrottle(burst=5, interval=60),
+    )
     app = Starlette(routes=[Route("/auth/token", issuer.endpoint)])
 
     async def guesses() -> list[int]:
         transport = httpx.ASGITransport(app=app, client=("10.9.9.9", 1))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            answers = await asyncio.gather(*(client.get("/auth/token", auth=("alice", f"guess-{n}"))
-                                             for n in range(30)))
+            answers = await asyncio.gather(
+                *(client.get("/auth/token", auth=("alice", f"guess-{n}")) for n in range(30))
+            )
         return [answer.status_code for answer in answers]
 
     statuses = asyncio.run(guesses())
@@ -389,8 +417,9 @@ def seconds(check, runs: int = 3) -> float:
 def test_an_unknown_user_takes_as_long_as_the_costliest_entry_after_a_reload(tmp_path):
     path = htpasswd_file(tmp_path / "htpasswd", {"cheap": "pw"}, rounds=4)
     keys = generate_token_keypair("trustkit")
-    issuer = HtpasswdTokenIssuer(htpasswd_path=path, issuer="trustkit", service=SERVICE, signing_key_pem=keys[0],
-                                 cert_pem=keys[1])
+    issuer = HtpasswdTokenIssuer(
+        htpasswd_path=path, issuer="trustkit", service=SERVICE, signing_key_pem=keys[0], cert_pem=keys[1]
+    )
     costly = bcrypt.hashpw(b"slow-password", bcrypt.gensalt(12)).decode()
     path.write_text(path.read_text() + f"slow:{costly}\n")  # the cost-4 entry stays first
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 2_000_000_000))
@@ -399,7 +428,8 @@ def test_an_unknown_user_takes_as_long_as_the_costliest_entry_after_a_reload(tmp
     known = seconds(lambda: issuer.check_password("slow", "wrong"))
     unknown = seconds(lambda: issuer.check_password("nobody", "wrong"))
     cheap = seconds(lambda: issuer.check_password("cheap", "wrong"))
-    print(f"\ncost-12 user {known * 1000:.1f} ms, unknown user {unknown * 1000:.1f} ms, cost-4 user "
-          f"{cheap * 1000:.1f} ms")
+    print(
+        f"\ncost-12 user {known * 1000:.1f} ms, unknown user {unknown * 1000:.1f} ms, cost-4 user {cheap * 1000:.1f} ms"
+    )
     assert 0.5 < unknown / known < 2, (unknown, known)
     assert not issuer.check_password("nobody", "slow-password")  # the costliest hash, but not a login

@@ -389,8 +389,12 @@ def test_x5c_chain_rules(clock) -> None:
     good = make_cert("signer", leaf_key, issuer_cert=root, issuer_key=root_key)
     assert verdict(good)
     expired = make_cert(
-        "signer", leaf_key, issuer_cert=root, issuer_key=root_key,
-        not_before=now_dt - timedelta(days=10), not_after=now_dt - timedelta(days=1),
+        "signer",
+        leaf_key,
+        issuer_cert=root,
+        issuer_key=root_key,
+        not_before=now_dt - timedelta(days=10),
+        not_after=now_dt - timedelta(days=1),
     )
     assert not verdict(expired)
     not_yet = make_cert(
@@ -424,9 +428,13 @@ def test_x5c_chain_is_walked_by_the_one_strict_walk(clock) -> None:
     root_key, inter_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Lenient Root")])
     root = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(root_key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(root_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now_dt - timedelta(days=1)).not_valid_after(now_dt + timedelta(days=30))
+        .not_valid_before(now_dt - timedelta(days=1))
+        .not_valid_after(now_dt + timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=False)
         .sign(root_key, hashes.SHA256())
     )
@@ -439,15 +447,27 @@ def test_x5c_chain_is_walked_by_the_one_strict_walk(clock) -> None:
 
     inter = make_cert("Intermediate", inter_key, issuer_cert=root, issuer_key=root_key, ca=True)
     assert verdict(make_cert("signer", leaf_key, issuer_cert=inter, issuer_key=inter_key), inter)
-    old_inter = make_cert("Intermediate", inter_key, issuer_cert=root, issuer_key=root_key, ca=True,
-                          not_before=now_dt - timedelta(days=10), not_after=now_dt - timedelta(seconds=1))
+    old_inter = make_cert(
+        "Intermediate",
+        inter_key,
+        issuer_cert=root,
+        issuer_key=root_key,
+        ca=True,
+        not_before=now_dt - timedelta(days=10),
+        not_after=now_dt - timedelta(seconds=1),
+    )
     assert not verdict(make_cert("signer", leaf_key, issuer_cert=old_inter, issuer_key=inter_key), old_inter)
     unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
     odd_leaf = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "signer")]))
-        .issuer_name(name).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now_dt - timedelta(days=1)).not_valid_after(now_dt + timedelta(days=30))
-        .add_extension(unknown, critical=True).sign(root_key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "signer")]))
+        .issuer_name(name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now_dt - timedelta(days=1))
+        .not_valid_after(now_dt + timedelta(days=30))
+        .add_extension(unknown, critical=True)
+        .sign(root_key, hashes.SHA256())
     )
     assert not verdict(odd_leaf)
 
@@ -510,7 +530,11 @@ def test_expired_and_not_yet_valid_with_leeway(authorizer, issuer_key, kid, cloc
 
 def test_wrong_issuer_or_audience(authorizer, issuer_key, kid) -> None:
     wrong = (
-        claims(iss="someone-else"), claims(iss=None), claims(aud="other"), claims(aud=["a", "b"]), claims(aud=None)
+        claims(iss="someone-else"),
+        claims(iss=None),
+        claims(aud="other"),
+        claims(aud=["a", "b"]),
+        claims(aud=None),
     )
     for bad in wrong:
         assert invalid(authorizer.authorize(bearer(sign(issuer_key, bad, kid=kid)), PULL))
@@ -638,7 +662,11 @@ def test_insufficient_scope(authorizer, issuer_key, kid) -> None:
     # another repository, a registry port in the name, an empty access claim
     assert not decide(authorizer, issuer_key, kid, ["push", "pull"], PUSH_PULL, name="docker.io/library/other").allowed
     assert decide(
-        authorizer, issuer_key, kid, ["pull"], [Access("repository", "localhost:5000/app", ("pull",))],
+        authorizer,
+        issuer_key,
+        kid,
+        ["pull"],
+        [Access("repository", "localhost:5000/app", ("pull",))],
         name="localhost:5000/app",
     ).allowed
     no_access = sign(issuer_key, claims(access=None), kid=kid)
@@ -832,9 +860,7 @@ def test_issued_token_claims(issuer, issuer_key, kid, clock) -> None:
     assert body["iss"] == ISSUER and body["sub"] == "alice" and body["aud"] == SERVICE
     assert body["exp"] - body["iat"] == 300 and body["nbf"] == body["iat"] == issued == int(clock.now)
     assert body["access"] == [{"type": "repository", "name": GUN, "actions": ["pull"]}]
-    assert body["jti"] != jwt.decode(
-        issuer.issue("alice", [])[0], options={"verify_signature": False}
-    )["jti"]
+    assert body["jti"] != jwt.decode(issuer.issue("alice", [])[0], options={"verify_signature": False})["jti"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -71,19 +71,30 @@ def now() -> datetime:
 def sign(signed: dict[str, Any], *keys: Key) -> bytes:
     """The file bytes of ``signed`` with a signature by each key (notary's layout)."""
     message = canonical_json(signed)
-    signatures = [{"keyid": k.keyid, "method": k.signer.method, "sig": b64encode(k.signer.sign(message))}
-                  for k in keys]
+    signatures = [{"keyid": k.keyid, "method": k.signer.method, "sig": b64encode(k.signer.sign(message))} for k in keys]
     return envelope_bytes(message, signatures)
 
 
 def root_doc(root_key: Key, targets_key: Key, server_keys: dict[str, PublicKey], version: int = 1) -> dict[str, Any]:
-    keys = {root_key.keyid: root_key.public, targets_key.keyid: targets_key.public,
-            **{key.keyid: key for key in server_keys.values()}}
-    roles = {ROOT: [root_key.keyid], TARGETS: [targets_key.keyid],
-             SNAPSHOT: [server_keys[SNAPSHOT].keyid], TIMESTAMP: [server_keys[TIMESTAMP].keyid]}
-    return {"_type": "Root", "consistent_snapshot": False, "expires": format_expires(now() + timedelta(days=3650)),
-            "keys": {keyid: key.to_dict() for keyid, key in keys.items()},
-            "roles": {role: {"keyids": ids, "threshold": 1} for role, ids in roles.items()}, "version": version}
+    keys = {
+        root_key.keyid: root_key.public,
+        targets_key.keyid: targets_key.public,
+        **{key.keyid: key for key in server_keys.values()},
+    }
+    roles = {
+        ROOT: [root_key.keyid],
+        TARGETS: [targets_key.keyid],
+        SNAPSHOT: [server_keys[SNAPSHOT].keyid],
+        TIMESTAMP: [server_keys[TIMESTAMP].keyid],
+    }
+    return {
+        "_type": "Root",
+        "consistent_snapshot": False,
+        "expires": format_expires(now() + timedelta(days=3650)),
+        "keys": {keyid: key.to_dict() for keyid, key in keys.items()},
+        "roles": {role: {"keyids": ids, "threshold": 1} for role, ids in roles.items()},
+        "version": version,
+    }
 
 
 def target(name: str, length: int = 1234) -> dict[str, Any]:
@@ -92,9 +103,13 @@ def target(name: str, length: int = 1234) -> dict[str, Any]:
 
 
 def targets_doc(version: int, tags: list[str]) -> dict[str, Any]:
-    return {"_type": "Targets", "delegations": {"keys": {}, "roles": []},
-            "expires": format_expires(now() + timedelta(days=1095)),
-            "targets": {tag: target(tag) for tag in tags}, "version": version}
+    return {
+        "_type": "Targets",
+        "delegations": {"keys": {}, "roles": []},
+        "expires": format_expires(now() + timedelta(days=1095)),
+        "targets": {tag: target(tag) for tag in tags},
+        "version": version,
+    }
 
 
 def multipart(parts: list[tuple[str | None, bytes]], boundary: str = BOUNDARY) -> bytes:
@@ -103,8 +118,13 @@ def multipart(parts: list[tuple[str | None, bytes]], boundary: str = BOUNDARY) -
     out = b""
     for filename, data in parts:
         disposition = 'form-data; name="files"' + (f'; filename="{filename}"' if filename is not None else "")
-        out += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
-                f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
+        out += (
+            (
+                f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     return out + f"--{boundary}--\r\n".encode()
 
 
@@ -115,19 +135,27 @@ def build_repo(database: Path) -> Repo:
     storage = Storage(f"sqlite:///{database}")
     app = create_app(storage, ServerKeys(storage, "bad-input-test"), ServerSettings(max_body=MAX_BODY))
     client = TestClient(app)
-    server_keys = {role: PublicKey.from_dict(client.get(f"/v2/{GUN}/_trust/tuf/{role}.key").json())
-                   for role in (SNAPSHOT, TIMESTAMP)}
+    server_keys = {
+        role: PublicKey.from_dict(client.get(f"/v2/{GUN}/_trust/tuf/{role}.key").json())
+        for role in (SNAPSHOT, TIMESTAMP)
+    }
     root_key, targets_key = new_root_key(GUN, issued=now()), new_key()
     root = root_doc(root_key, targets_key, server_keys)
     root_bytes = sign(root, root_key)
     first = sign(targets_doc(1, ["v1"]), targets_key)
-    response = client.post(f"/v2/{GUN}/_trust/tuf/", content=multipart([("root", root_bytes), ("targets", first)]),
-                           headers={"Content-Type": CONTENT_TYPE})
+    response = client.post(
+        f"/v2/{GUN}/_trust/tuf/",
+        content=multipart([("root", root_bytes), ("targets", first)]),
+        headers={"Content-Type": CONTENT_TYPE},
+    )
     assert response.status_code == 200, response.text
     targets = targets_doc(2, ["v1", "v2"])
     targets_bytes = sign(targets, targets_key)
-    response = client.post(f"/v2/{GUN}/_trust/tuf/", content=multipart([("targets", targets_bytes)]),
-                           headers={"Content-Type": CONTENT_TYPE})
+    response = client.post(
+        f"/v2/{GUN}/_trust/tuf/",
+        content=multipart([("targets", targets_bytes)]),
+        headers={"Content-Type": CONTENT_TYPE},
+    )
     assert response.status_code == 200, response.text
     return Repo(client, app, storage, root_key, targets_key, server_keys, root, targets, root_bytes, targets_bytes)
 
@@ -168,8 +196,9 @@ def spoiled_targets(change: Callable[[dict[str, Any]], object]) -> Callable[[Rep
     return build
 
 
-def spoiled_root(change: Callable[[dict[str, Any], Repo], object], *, extra_signers: Callable[[Repo], list[Key]]
-                 = lambda repo: []) -> Callable[[Repo], bytes]:
+def spoiled_root(
+    change: Callable[[dict[str, Any], Repo], object], *, extra_signers: Callable[[Repo], list[Key]] = lambda repo: []
+) -> Callable[[Repo], bytes]:
     """Root version 2 with ``change`` applied, signed by the current root key (and others)."""
 
     def build(repo: Repo) -> bytes:
@@ -215,16 +244,16 @@ def delete_key(path: str) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-def delegating(*roles: dict[str, Any], keys: Callable[[Key], dict[str, Any]] | None = None
-               ) -> Callable[[Repo], bytes]:
+def delegating(*roles: dict[str, Any], keys: Callable[[Key], dict[str, Any]] | None = None) -> Callable[[Repo], bytes]:
     """Next targets delegating ``roles`` (keyids default to one fresh delegate key)."""
 
     def build(repo: Repo) -> bytes:
         delegate = new_key()
         doc = next_targets(repo)
         doc["delegations"]["keys"] = keys(delegate) if keys else {delegate.keyid: delegate.public.to_dict()}
-        doc["delegations"]["roles"] = [{"keyids": [delegate.keyid], "paths": [""], "threshold": 1, **role}
-                                       for role in roles]
+        doc["delegations"]["roles"] = [
+            {"keyids": [delegate.keyid], "paths": [""], "threshold": 1, **role} for role in roles
+        ]
         return sign(doc, repo.targets_key)
 
     return build
@@ -237,8 +266,10 @@ def delegating(*roles: dict[str, Any], keys: Callable[[Key], dict[str, Any]] | N
 def db_rows(storage: Storage) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in primary-key order."""
     with storage.engine.connect() as conn:
-        return {table.name: [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key))]
-                for table in TABLES.sorted_tables}
+        return {
+            table.name: [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key))]
+            for table in TABLES.sorted_tables
+        }
 
 
 def error_code(body: bytes) -> str | None:
@@ -264,15 +295,29 @@ def post(repo: Repo, body: bytes, *, content_type: str = CONTENT_TYPE, gun: str 
     return response.status_code, response.content
 
 
-def asgi(app: Any, method: str, raw_path: str, body: bytes = b"", content_type: str = CONTENT_TYPE
-         ) -> tuple[int, bytes]:
+def asgi(
+    app: Any, method: str, raw_path: str, body: bytes = b"", content_type: str = CONTENT_TYPE
+) -> tuple[int, bytes]:
     """One request straight into the ASGI app with the path exactly as given (percent-decoded
     into ``path`` as uvicorn does, never dot-segment-normalised as HTTP clients do)."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": unquote(raw_path), "raw_path": raw_path.encode(), "query_string": b"",
-             "root_path": "", "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
-             "headers": [(b"host", b"testserver"), (b"content-type", content_type.encode()),
-                         (b"content-length", str(len(body)).encode())]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": unquote(raw_path),
+        "raw_path": raw_path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
     sent: list[dict[str, Any]] = []
     delivered = False
 
@@ -315,7 +360,7 @@ def test_body_over_the_cap_declared(repo: Repo) -> None:
 
 def test_body_over_the_cap_streamed_without_length(repo: Repo) -> None:
     def chunks() -> Iterator[bytes]:
-        yield multipart([("targets", b"")])[:-len(f"--{BOUNDARY}--\r\n")]
+        yield multipart([("targets", b"")])[: -len(f"--{BOUNDARY}--\r\n")]
         for _ in range(MAX_BODY // 4096 + 2):
             yield b" " * 4096
 
@@ -351,8 +396,16 @@ def test_the_same_role_twice_spelt_differently(repo: Repo) -> None:
     assert_refused(repo, lambda: post(repo, body), 400, "MALFORMED_UPLOAD")
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "", "multipart/mixed; boundary=" + BOUNDARY,
-                                          "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "text/plain",
+        "",
+        "multipart/mixed; boundary=" + BOUNDARY,
+        "application/x-www-form-urlencoded",
+    ],
+)
 def test_wrong_content_type(repo: Repo, content_type: str) -> None:
     body = multipart([("targets", valid_targets(repo))])
     assert_refused(repo, lambda: post(repo, body, content_type=content_type), 400, "MALFORMED_UPLOAD")
@@ -365,13 +418,16 @@ def test_no_boundary(repo: Repo) -> None:
 
 def test_a_boundary_that_is_not_the_one_used(repo: Repo) -> None:
     body = multipart([("targets", valid_targets(repo))])
-    assert_refused(repo, lambda: post(repo, body, content_type="multipart/form-data; boundary=other"), 400,
-                   "MALFORMED_UPLOAD")
+    assert_refused(
+        repo, lambda: post(repo, body, content_type="multipart/form-data; boundary=other"), 400, "MALFORMED_UPLOAD"
+    )
 
 
-@pytest.mark.parametrize("cut", [len(f"--{BOUNDARY}--\r\n"), len("--\r\n"), len("\r\n") + 1, 200],
-                         ids=["no-final-boundary", "final-boundary-without-dashes", "final-boundary-cut",
-                              "inside-the-part"])
+@pytest.mark.parametrize(
+    "cut",
+    [len(f"--{BOUNDARY}--\r\n"), len("--\r\n"), len("\r\n") + 1, 200],
+    ids=["no-final-boundary", "final-boundary-without-dashes", "final-boundary-cut", "inside-the-part"],
+)
 def test_truncated_body(repo: Repo, cut: int) -> None:
     body = multipart([("targets", valid_targets(repo))])[:-cut]
     assert_refused(repo, lambda: post(repo, body), 400, "MALFORMED_UPLOAD")
@@ -382,8 +438,9 @@ def test_empty_body(repo: Repo) -> None:
 
 
 def test_part_without_headers_separator(repo: Repo) -> None:
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"targets\"\r\n"
-            f"--{BOUNDARY}--\r\n").encode()
+    body = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="targets"\r\n--{BOUNDARY}--\r\n'
+    ).encode()
     assert_refused(repo, lambda: post(repo, body), 400, "MALFORMED_UPLOAD")
 
 
@@ -393,11 +450,29 @@ def test_part_with_no_filename(repo: Repo, filename: str | None) -> None:
     assert_refused(repo, lambda: post(repo, body), 400, "NO_FILENAME")
 
 
-@pytest.mark.parametrize("filename", ["../root.json", "../root", "targets%2F..json", "targets/../root.json",
-                                      "/targets.json", "targets/.json", "targets/./a.json", "targets//a.json",
-                                      "targets/a/.json", ".json.json", "targets.json.json", "Targets.json",
-                                      "targets\\..\\root.json", "targets/A.json", "targets/ö.json",
-                                      "targets/" + "a" * 250 + ".json", "snapshot/x", "timestamp.json.json"])
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "../root.json",
+        "../root",
+        "targets%2F..json",
+        "targets/../root.json",
+        "/targets.json",
+        "targets/.json",
+        "targets/./a.json",
+        "targets//a.json",
+        "targets/a/.json",
+        ".json.json",
+        "targets.json.json",
+        "Targets.json",
+        "targets\\..\\root.json",
+        "targets/A.json",
+        "targets/ö.json",
+        "targets/" + "a" * 250 + ".json",
+        "snapshot/x",
+        "timestamp.json.json",
+    ],
+)
 def test_filename_path_tricks(repo: Repo, filename: str) -> None:
     body = multipart([(filename, valid_targets(repo))])
     assert_refused(repo, lambda: post(repo, body), 400, "INVALID_ROLE")
@@ -429,10 +504,20 @@ def _refused_plain(repo: Repo, send: Callable[[], tuple[int, bytes]]) -> None:
     assert db_rows(repo.storage) == before
 
 
-@pytest.mark.parametrize("path", ["/v2/{gun}/_trust/tuf/root", "/v2/{gun}/_trust/tuf/root.jsonx",
-                                  "/v2/{gun}/_trust/tuf/unknown.json", "/v2/{gun}/_trust/", "/v3/{gun}/_trust/tuf/",
-                                  "/v2/{gun}/_trust/tuf/targets/.json", "/v2/{gun}/_trust/tuf/root.key",
-                                  "/v2/{gun}/_trust/tuf/targets.key", "/nothing"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/{gun}/_trust/tuf/root",
+        "/v2/{gun}/_trust/tuf/root.jsonx",
+        "/v2/{gun}/_trust/tuf/unknown.json",
+        "/v2/{gun}/_trust/",
+        "/v3/{gun}/_trust/tuf/",
+        "/v2/{gun}/_trust/tuf/targets/.json",
+        "/v2/{gun}/_trust/tuf/root.key",
+        "/v2/{gun}/_trust/tuf/targets.key",
+        "/nothing",
+    ],
+)
 def test_unknown_paths(repo: Repo, path: str) -> None:
     def send() -> tuple[int, bytes]:
         response = repo.client.get(path.format(gun=GUN))
@@ -444,9 +529,21 @@ def test_unknown_paths(repo: Repo, path: str) -> None:
 # ---- versions and checksums in the URL
 
 
-@pytest.mark.parametrize("name", ["007.root.json", "0.root.json", "00.targets.json", "2147483648.root.json",
-                                  "99999999999999999999999999999.root.json", "-1.root.json", "1.5.root.json",
-                                  "1e0.root.json", "+1.root.json", " 1.root.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "007.root.json",
+        "0.root.json",
+        "00.targets.json",
+        "2147483648.root.json",
+        "99999999999999999999999999999.root.json",
+        "-1.root.json",
+        "1.5.root.json",
+        "1e0.root.json",
+        "+1.root.json",
+        " 1.root.json",
+    ],
+)
 def test_version_url_forms(repo: Repo, name: str) -> None:
     def send() -> tuple[int, bytes]:
         response = repo.client.get(repo.tuf() + quote(name))
@@ -459,7 +556,7 @@ def _one_letter_upper(hex_digest: str) -> str:
     """The digest with its first letter upper-case: always differs from it (the first ten
     characters upper-cased did not when they were all digits)."""
     at = next(i for i, ch in enumerate(hex_digest) if ch in "abcdef")
-    return hex_digest[:at] + hex_digest[at].upper() + hex_digest[at + 1:]
+    return hex_digest[:at] + hex_digest[at].upper() + hex_digest[at + 1 :]
 
 
 def checksum_urls() -> list[tuple[str, Callable[[bytes], str]]]:
@@ -481,8 +578,10 @@ def test_checksum_url_forms(repo: Repo, form: str, make: Callable[[bytes], str])
         response = repo.client.get(f"{repo.tuf()}root.{make(repo.root_bytes)}.json")
         return response.status_code, response.content
 
-    assert repo.client.get(f"{repo.tuf()}root.{hashlib.sha256(repo.root_bytes).hexdigest()}.json").content == \
-        repo.root_bytes  # the lower-case sha256 is what names it
+    assert (
+        repo.client.get(f"{repo.tuf()}root.{hashlib.sha256(repo.root_bytes).hexdigest()}.json").content
+        == repo.root_bytes
+    )  # the lower-case sha256 is what names it
     assert_refused(repo, send, 404, "METADATA_NOT_FOUND")
 
 
@@ -492,14 +591,43 @@ def test_checksum_url_forms(repo: Repo, form: str, make: Callable[[bytes], str])
 LONG_GUN = "registry.example.com/" + "a" * 240
 
 
-@pytest.mark.parametrize("gun", ["registry.example.com//app", "registry.example.com/app/", "/registry.example.com/app",
-                                 "registry.example.com/%2e%2e/app", "registry.example.com/%2E%2E", "%2e%2e",
-                                 "registry.example.com/./app", "registry.example.com/a%00b", "registry.example.com/a b",
-                                 "registry.example.com/a%0db", "registry.example.com/a%09b", "registry.example.com/a%5cb", "registry.example.com/a%25b",
-                                 LONG_GUN, LONG_GUN + "/é"],
-                         ids=["double-slash", "trailing-slash", "leading-slash", "dotdot-encoded", "dotdot-upper",
-                              "only-dotdot", "dot-encoded", "nul", "space", "carriage-return", "tab", "backslash", "percent",
-                              "over-255-bytes", "over-255-bytes-utf8"])
+@pytest.mark.parametrize(
+    "gun",
+    [
+        "registry.example.com//app",
+        "registry.example.com/app/",
+        "/registry.example.com/app",
+        "registry.example.com/%2e%2e/app",
+        "registry.example.com/%2E%2E",
+        "%2e%2e",
+        "registry.example.com/./app",
+        "registry.example.com/a%00b",
+        "registry.example.com/a b",
+        "registry.example.com/a%0db",
+        "registry.example.com/a%09b",
+        "registry.example.com/a%5cb",
+        "registry.example.com/a%25b",
+        LONG_GUN,
+        LONG_GUN + "/é",
+    ],
+    ids=[
+        "double-slash",
+        "trailing-slash",
+        "leading-slash",
+        "dotdot-encoded",
+        "dotdot-upper",
+        "only-dotdot",
+        "dot-encoded",
+        "nul",
+        "space",
+        "carriage-return",
+        "tab",
+        "backslash",
+        "percent",
+        "over-255-bytes",
+        "over-255-bytes-utf8",
+    ],
+)
 def test_gun_path_tricks(repo: Repo, gun: str) -> None:
     body = multipart([("targets", valid_targets(repo))])
     assert_refused(repo, lambda: asgi(repo.app, "POST", f"/v2/{gun}/_trust/tuf/", body), 400, "INVALID_GUN")
@@ -515,8 +643,16 @@ def test_gun_with_a_newline(repo: Repo) -> None:
     assert_refused(repo, lambda: asgi(repo.app, "GET", f"/v2/{gun}/_trust/tuf/root.json"), 404, "METADATA_NOT_FOUND")
 
 
-@pytest.mark.parametrize("gun", ["registry.example.com/../app", "registry.example.com/badinput/app/..",
-                                 "../registry.example.com/badinput/app", "registry.example.com/./badinput/app", ".."])
+@pytest.mark.parametrize(
+    "gun",
+    [
+        "registry.example.com/../app",
+        "registry.example.com/badinput/app/..",
+        "../registry.example.com/badinput/app",
+        "registry.example.com/./badinput/app",
+        "..",
+    ],
+)
 def test_gun_with_literal_dot_segments(repo: Repo, gun: str) -> None:
     """Dot segments as sent by a client that does not normalise paths (curl --path-as-is)."""
     body = multipart([("targets", valid_targets(repo))])
@@ -625,10 +761,12 @@ def with_signatures(edit: Callable[[list[dict[str, Any]], Repo], object]) -> Cal
 
     def build(repo: Repo) -> bytes:
         data = valid_targets(repo)
-        signed = data[len(b'{"signed":'):data.rindex(b',"signatures":')]
+        signed = data[len(b'{"signed":') : data.rindex(b',"signatures":')]
         signatures = json.loads(data)["signatures"]
         edit(signatures, repo)
-        return b'{"signed":' + signed + b',"signatures":' + json.dumps(signatures, separators=(",", ":")).encode() + b"}"
+        return (
+            b'{"signed":' + signed + b',"signatures":' + json.dumps(signatures, separators=(",", ":")).encode() + b"}"
+        )
 
     return build
 
@@ -652,8 +790,10 @@ TARGETS_CASES: dict[str, tuple[Callable[[Repo], bytes], str]] = {
     "no-signed": (lambda repo: b'{"signatures":[]}', "INVALID_UPDATE"),
     "no-signatures": (lambda repo: b'{"signed":' + canonical_json(next_targets(repo)) + b"}", "INVALID_UPDATE"),
     "signatures-not-a-list": (with_signatures(lambda sigs, repo: sigs.__setitem__(0, "x")), "INVALID_UPDATE"),
-    "signatures-an-object": (lambda repo: b'{"signed":' + canonical_json(next_targets(repo)) + b',"signatures":{}}',
-                             "INVALID_UPDATE"),
+    "signatures-an-object": (
+        lambda repo: b'{"signed":' + canonical_json(next_targets(repo)) + b',"signatures":{}}',
+        "INVALID_UPDATE",
+    ),
     "extra-envelope-field": (lambda repo: valid_targets(repo)[:-1] + b',"extra":1}', "INVALID_UPDATE"),
     "json-null": (lambda repo: b"null", "INVALID_UPDATE"),
     "json-array": (lambda repo: b"[]", "INVALID_UPDATE"),
@@ -663,14 +803,18 @@ TARGETS_CASES: dict[str, tuple[Callable[[Repo], bytes], str]] = {
     "type-lower-case": (spoiled_targets(set_key("_type", "targets")), "INVALID_UPDATE"),
     "type-root": (spoiled_targets(set_key("_type", "Root")), "INVALID_UPDATE"),
     "type-missing": (spoiled_targets(delete_key("_type")), "INVALID_UPDATE"),
-    "snapshot-document-as-targets": (lambda repo: sign({"_type": "Snapshot", "expires": past(-30), "meta": {},
-                                                        "version": 3}, repo.targets_key), "INVALID_UPDATE"),
+    "snapshot-document-as-targets": (
+        lambda repo: sign({"_type": "Snapshot", "expires": past(-30), "meta": {}, "version": 3}, repo.targets_key),
+        "INVALID_UPDATE",
+    ),
     "root-document-as-targets": (lambda repo: sign({**repo.root, "version": 3}, repo.targets_key), "INVALID_UPDATE"),
     "unknown-field": (spoiled_targets(set_key("extra", 1)), "INVALID_UPDATE"),
     # Go would read "Version" into the version field: not one of the struct's fields here.  (Map
     # keys that differ only in case, tags V1 and v1, are two tags, as in notary's Go maps.)
-    "field-differing-in-case": (lambda repo: valid_targets(repo).replace(b'"version":3', b'"version":3,"Version":3'),
-                                "INVALID_UPDATE"),
+    "field-differing-in-case": (
+        lambda repo: valid_targets(repo).replace(b'"version":3', b'"version":3,"Version":3'),
+        "INVALID_UPDATE",
+    ),
     # version
     "version-0": (spoiled_targets(set_key("version", 0)), "INVALID_UPDATE"),
     "version-negative": (spoiled_targets(set_key("version", -3)), "INVALID_UPDATE"),
@@ -692,8 +836,10 @@ TARGETS_CASES: dict[str, tuple[Callable[[Repo], bytes], str]] = {
     "length-string": (spoiled_targets(set_key("targets.v3.length", "12")), "INVALID_UPDATE"),
     "length-bool": (spoiled_targets(set_key("targets.v3.length", True)), "INVALID_UPDATE"),
     "hashes-empty": (spoiled_targets(set_key("targets.v3.hashes", {})), "INVALID_UPDATE"),
-    "hash-wrong-length": (spoiled_targets(set_key("targets.v3.hashes", {"sha256": b64encode(b"x" * 31)})),
-                          "INVALID_UPDATE"),
+    "hash-wrong-length": (
+        spoiled_targets(set_key("targets.v3.hashes", {"sha256": b64encode(b"x" * 31)})),
+        "INVALID_UPDATE",
+    ),
     "hash-not-base64": (spoiled_targets(set_key("targets.v3.hashes", {"sha256": "!" * 44})), "INVALID_UPDATE"),
     "hash-hex-not-base64": (spoiled_targets(set_key("targets.v3.hashes", {"sha256": "ab" * 32})), "INVALID_UPDATE"),
     "targets-a-list": (spoiled_targets(set_key("targets", [])), "INVALID_UPDATE"),
@@ -721,17 +867,31 @@ TARGETS_CASES: dict[str, tuple[Callable[[Repo], bytes], str]] = {
     "delegation-unknown-keyid": (delegating({"name": "targets/a", "keyids": ["ab" * 32]}), "INVALID_UPDATE"),
     "delegation-paths-not-strings": (delegating({"name": "targets/a", "paths": [1]}), "INVALID_UPDATE"),
     "delegation-keyid-not-matching-key": (
-        delegating({"name": "targets/a", "keyids": ["ab" * 32]},
-                   keys=lambda key: {"ab" * 32: key.public.to_dict()}), "INVALID_UPDATE"),
+        delegating({"name": "targets/a", "keyids": ["ab" * 32]}, keys=lambda key: {"ab" * 32: key.public.to_dict()}),
+        "INVALID_UPDATE",
+    ),
     "delegation-key-bad-pem": (
-        delegating({"name": "targets/a"}, keys=lambda key: {key.keyid: {"keytype": "ecdsa", "keyval": {
-            "private": None, "public": b64encode(b"not a key")}}}), "INVALID_UPDATE"),
+        delegating(
+            {"name": "targets/a"},
+            keys=lambda key: {
+                key.keyid: {"keytype": "ecdsa", "keyval": {"private": None, "public": b64encode(b"not a key")}}
+            },
+        ),
+        "INVALID_UPDATE",
+    ),
     "delegation-ed25519-key-wrong-length": (
-        delegating({"name": "targets/a"}, keys=lambda key: {key.keyid: {"keytype": "ed25519", "keyval": {
-            "private": None, "public": b64encode(b"\x01" * 31)}}}), "INVALID_UPDATE"),
+        delegating(
+            {"name": "targets/a"},
+            keys=lambda key: {
+                key.keyid: {"keytype": "ed25519", "keyval": {"private": None, "public": b64encode(b"\x01" * 31)}}
+            },
+        ),
+        "INVALID_UPDATE",
+    ),
     "delegation-unknown-keytype": (
         delegating({"name": "targets/a"}, keys=lambda key: {key.keyid: {**key.public.to_dict(), "keytype": "dsa"}}),
-        "INVALID_UPDATE"),
+        "INVALID_UPDATE",
+    ),
     # signatures
     "unsigned": (with_signatures(lambda sigs, repo: sigs.clear()), "INVALID_UPDATE"),
     "signed-by-another-key": (other_key_signed(), "INVALID_UPDATE"),
@@ -739,19 +899,24 @@ TARGETS_CASES: dict[str, tuple[Callable[[Repo], bytes], str]] = {
     "signature-too-long": (with_signatures(long_signature), "INVALID_UPDATE"),
     "signature-empty": (with_signatures(lambda sigs, repo: sigs[0].update(sig="")), "INVALID_UPDATE"),
     "signature-not-base64": (with_signatures(lambda sigs, repo: sigs[0].update(sig="!!!!")), "INVALID_UPDATE"),
-    "signature-of-other-content": (with_signatures(
-        lambda sigs, repo: sigs.__setitem__(0, json.loads(repo.targets_bytes)["signatures"][0])), "INVALID_UPDATE"),
-    "signature-method-mismatch": (with_signatures(lambda sigs, repo: sigs[0].update(method="ed25519")),
-                                  "INVALID_UPDATE"),
+    "signature-of-other-content": (
+        with_signatures(lambda sigs, repo: sigs.__setitem__(0, json.loads(repo.targets_bytes)["signatures"][0])),
+        "INVALID_UPDATE",
+    ),
+    "signature-method-mismatch": (
+        with_signatures(lambda sigs, repo: sigs[0].update(method="ed25519")),
+        "INVALID_UPDATE",
+    ),
     "signature-method-rsa": (with_signatures(lambda sigs, repo: sigs[0].update(method="rsapss")), "INVALID_UPDATE"),
-    "signature-unknown-keyid": (with_signatures(lambda sigs, repo: sigs[0].update(keyid="ab" * 32)),
-                                "INVALID_UPDATE"),
+    "signature-unknown-keyid": (with_signatures(lambda sigs, repo: sigs[0].update(keyid="ab" * 32)), "INVALID_UPDATE"),
     "signature-by-the-root-key": (lambda repo: sign(next_targets(repo), repo.root_key), "INVALID_UPDATE"),
     "signature-missing-field": (with_signatures(lambda sigs, repo: sigs[0].pop("method")), "INVALID_UPDATE"),
     "signature-extra-field": (with_signatures(lambda sigs, repo: sigs[0].update(extra="x")), "INVALID_UPDATE"),
     "signature-keyid-not-a-string": (with_signatures(lambda sigs, repo: sigs[0].update(keyid=7)), "INVALID_UPDATE"),
     "signature-of-whitespace-changed-signed": (
-        lambda repo: valid_targets(repo).replace(b'"version":3', b'"version":4', 1), "INVALID_UPDATE"),
+        lambda repo: valid_targets(repo).replace(b'"version":3', b'"version":4', 1),
+        "INVALID_UPDATE",
+    ),
 }
 
 
@@ -845,11 +1010,15 @@ ROOT_CASES: dict[str, tuple[Callable[[Repo], bytes], str]] = {
     "keyid-without-key": (spoiled_root(_set("roles.targets.keyids", ["ef" * 32])), "INVALID_UPDATE"),
     "keyid-not-matching-key": (spoiled_root(_relabel_targets_key), "INVALID_UPDATE"),
     "timestamp-key-not-the-servers": (spoiled_root(_foreign_timestamp_key), "INVALID_UPDATE"),
-    "cert-cn-not-the-gun": (spoiled_root(_new_root_key("registry.example.com/someone/else"),
-                                         extra_signers=_with_new_key), "INVALID_UPDATE"),
+    "cert-cn-not-the-gun": (
+        spoiled_root(_new_root_key("registry.example.com/someone/else"), extra_signers=_with_new_key),
+        "INVALID_UPDATE",
+    ),
     "cert-cn-other-case": (spoiled_root(_new_root_key(GUN.upper()), extra_signers=_with_new_key), "INVALID_UPDATE"),
-    "cert-expired": (spoiled_root(_new_root_key(issued=now() - timedelta(days=3651)), extra_signers=_with_new_key),
-                     "INVALID_UPDATE"),
+    "cert-expired": (
+        spoiled_root(_new_root_key(issued=now() - timedelta(days=3651)), extra_signers=_with_new_key),
+        "INVALID_UPDATE",
+    ),
     "root-key-not-a-cert": (spoiled_root(_bare_root_key, extra_signers=_with_new_key), "INVALID_UPDATE"),
     "new-key-not-signed-by-old": (lambda repo: _only_new_key_signs(repo), "INVALID_UPDATE"),  # noqa: PLW0108 - defined below
     "expired": (spoiled_root(_set("expires", past())), "INVALID_UPDATE"),
@@ -886,8 +1055,9 @@ def test_root_schema_and_signatures(repo: Repo, case: str) -> None:
 # targets that only seems to have two (the whole publish is refused, the valid root included)
 
 
-def _threshold_two_publish(repo: Repo, second_listed: Callable[[Key], PublicKey],
-                           signers: Callable[[Key, PublicKey], list[tuple[Any, str]]]) -> bytes:
+def _threshold_two_publish(
+    repo: Repo, second_listed: Callable[[Key], PublicKey], signers: Callable[[Key, PublicKey], list[tuple[Any, str]]]
+) -> bytes:
     root = copy.deepcopy(repo.root)
     root["version"] = 2
     second = second_listed(repo.targets_key)
@@ -895,8 +1065,10 @@ def _threshold_two_publish(repo: Repo, second_listed: Callable[[Key], PublicKey]
     root["roles"][TARGETS] = {"keyids": [repo.targets_key.keyid, second.keyid], "threshold": 2}
     doc = next_targets(repo)
     message = canonical_json(doc)
-    signatures = [{"keyid": keyid, "method": signer.method, "sig": b64encode(signer.sign(message))}
-                  for signer, keyid in signers(repo.targets_key, second)]
+    signatures = [
+        {"keyid": keyid, "method": signer.method, "sig": b64encode(signer.sign(message))}
+        for signer, keyid in signers(repo.targets_key, second)
+    ]
     return multipart([("root", sign(root, repo.root_key)), ("targets", envelope_bytes(message, signatures))])
 
 
@@ -905,14 +1077,17 @@ def test_one_key_under_two_keyids_counts_once(repo: Repo) -> None:
     from trustkit.keys.certs import root_key_for
 
     body = _threshold_two_publish(
-        repo, lambda key: root_key_for(key.signer.private_key, GUN, now=now()),
-        lambda key, second: [(key.signer, key.keyid), (key.signer, second.keyid)])
+        repo,
+        lambda key: root_key_for(key.signer.private_key, GUN, now=now()),
+        lambda key, second: [(key.signer, key.keyid), (key.signer, second.keyid)],
+    )
     assert_refused(repo, lambda: post(repo, body), 400, "INVALID_UPDATE")
 
 
 def test_the_same_signature_twice_counts_once(repo: Repo) -> None:
-    body = _threshold_two_publish(repo, lambda key: new_key().public,
-                                  lambda key, second: [(key.signer, key.keyid), (key.signer, key.keyid)])
+    body = _threshold_two_publish(
+        repo, lambda key: new_key().public, lambda key, second: [(key.signer, key.keyid), (key.signer, key.keyid)]
+    )
     assert_refused(repo, lambda: post(repo, body), 400, "INVALID_UPDATE")
 
 
@@ -920,8 +1095,9 @@ def test_threshold_two_met_is_accepted(tmp_path: Path) -> None:
     """The control for the two above: two real signatures pass."""
     fresh = build_repo(tmp_path / "server.db")
     other = new_key()
-    body = _threshold_two_publish(fresh, lambda key: other.public,
-                                  lambda key, second: [(key.signer, key.keyid), (other.signer, other.keyid)])
+    body = _threshold_two_publish(
+        fresh, lambda key: other.public, lambda key, second: [(key.signer, key.keyid), (other.signer, other.keyid)]
+    )
     with fresh.client:
         assert post(fresh, body) == (200, b"")
     fresh.storage.close()
@@ -933,8 +1109,10 @@ def test_threshold_two_met_is_accepted(tmp_path: Path) -> None:
 def new_repository(repo: Repo, *, cn: str = OTHER_GUN, expires_days: int = 3650) -> bytes:
     """A first publish (root v1 + targets v1) for OTHER_GUN, with the server's keys for it;
     ``cn``/``expires_days`` spoil it."""
-    server_keys = {role: PublicKey.from_dict(repo.client.get(f"{repo.tuf(OTHER_GUN)}{role}.key").json())
-                   for role in (SNAPSHOT, TIMESTAMP)}  # creates the pending keys: before any check
+    server_keys = {
+        role: PublicKey.from_dict(repo.client.get(f"{repo.tuf(OTHER_GUN)}{role}.key").json())
+        for role in (SNAPSHOT, TIMESTAMP)
+    }  # creates the pending keys: before any check
     root_key = new_root_key(cn, issued=now())
     root = root_doc(root_key, repo.targets_key, server_keys)
     root["expires"] = format_expires(now() + timedelta(days=expires_days))
@@ -975,8 +1153,10 @@ def test_a_delegation_that_is_not_a_direct_child(repo: Repo) -> None:
     """targets delegates to targets/a; a file for targets/a/b arrives (targets/a does not list it)."""
     delegate = new_key()
     top = next_targets(repo)
-    top["delegations"] = {"keys": {delegate.keyid: delegate.public.to_dict()},
-                          "roles": [{"keyids": [delegate.keyid], "name": "targets/a", "paths": [""], "threshold": 1}]}
+    top["delegations"] = {
+        "keys": {delegate.keyid: delegate.public.to_dict()},
+        "roles": [{"keyids": [delegate.keyid], "name": "targets/a", "paths": [""], "threshold": 1}],
+    }
     child = targets_doc(1, ["v1"])
     body = multipart([("targets", sign(top, repo.targets_key)), ("targets/a/b", sign(child, delegate))])
     assert_refused(repo, lambda: post(repo, body), 400, "INVALID_UPDATE")
@@ -985,8 +1165,10 @@ def test_a_delegation_that_is_not_a_direct_child(repo: Repo) -> None:
 def test_a_delegation_signed_by_the_wrong_key(repo: Repo) -> None:
     delegate = new_key()
     top = next_targets(repo)
-    top["delegations"] = {"keys": {delegate.keyid: delegate.public.to_dict()},
-                          "roles": [{"keyids": [delegate.keyid], "name": "targets/a", "paths": [""], "threshold": 1}]}
+    top["delegations"] = {
+        "keys": {delegate.keyid: delegate.public.to_dict()},
+        "roles": [{"keyids": [delegate.keyid], "name": "targets/a", "paths": [""], "threshold": 1}],
+    }
     body = multipart([("targets", sign(top, repo.targets_key)), ("targets/a", sign(targets_doc(1, ["v1"]), new_key()))])
     assert_refused(repo, lambda: post(repo, body), 400, "INVALID_UPDATE")
 
@@ -996,8 +1178,12 @@ def test_a_delegation_signed_by_the_wrong_key(repo: Repo) -> None:
 
 def test_a_snapshot_signed_by_a_key_root_does_not_list(repo: Repo) -> None:
     data = valid_targets(repo)
-    snapshot = {"_type": "Snapshot", "expires": format_expires(now() + timedelta(days=30)), "version": 3,
-                "meta": {ROOT: _file_meta(repo.root_bytes), TARGETS: _file_meta(data)}}
+    snapshot = {
+        "_type": "Snapshot",
+        "expires": format_expires(now() + timedelta(days=30)),
+        "version": 3,
+        "meta": {ROOT: _file_meta(repo.root_bytes), TARGETS: _file_meta(data)},
+    }
     body = multipart([("targets", data), ("snapshot", sign(snapshot, new_key()))])
     assert_refused(repo, lambda: post(repo, body), 400, "INVALID_UPDATE")
 

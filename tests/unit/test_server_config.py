@@ -12,17 +12,20 @@ from trustkit.errors import TrustkitError
 from trustkit.server.config import ServerConfig
 
 
-@pytest.mark.parametrize(("setting", "value", "expected"), [
-    ("workers", "4", "must be a whole number"),
-    ("workers", True, "must be a whole number"),
-    ("workers", 1.5, "must be a whole number"),
-    ("header_timeout", "30", "must be a number"),
-    ("gun_prefixes", "registry.example.com/", "must be a list of strings"),
-    ("gun_prefixes", [1], "must be a list of strings"),
-    ("listen", 4443, "must be a string"),
-    ("tls_cert", ["a"], "must be a string"),
-    ("public_read", "yes", "must be true or false"),
-])
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("workers", "4", "must be a whole number"),
+        ("workers", True, "must be a whole number"),
+        ("workers", 1.5, "must be a whole number"),
+        ("header_timeout", "30", "must be a number"),
+        ("gun_prefixes", "registry.example.com/", "must be a list of strings"),
+        ("gun_prefixes", [1], "must be a list of strings"),
+        ("listen", 4443, "must be a string"),
+        ("tls_cert", ["a"], "must be a string"),
+        ("public_read", "yes", "must be true or false"),
+    ],
+)
 def test_a_config_file_value_of_the_wrong_type_is_refused_by_name(tmp_path, monkeypatch, setting, value, expected):
     monkeypatch.delenv(f"TRUSTKIT_SERVER_{setting.upper()}", raising=False)
     file = tmp_path / "server.json"

@@ -63,8 +63,14 @@ def make_app(storage: Storage, **options: Any) -> Any:
 def multipart(parts: list[tuple[str, bytes]]) -> bytes:
     out = b""
     for filename, data in parts:
-        out += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="{filename}"\r\n'
-                f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
+        out += (
+            (
+                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="{filename}"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     return out + f"--{BOUNDARY}--\r\n".encode()
 
 
@@ -84,18 +90,37 @@ class Sent:
         self.pulled = 0  # body messages the app asked for
 
 
-def asgi(app: Any, method: str, path: str, *, body_chunks: list[bytes] = (), headers: dict[str, str] | None = None,
-         query: str = "") -> Sent:
+def asgi(
+    app: Any,
+    method: str,
+    path: str,
+    *,
+    body_chunks: list[bytes] = (),
+    headers: dict[str, str] | None = None,
+    query: str = "",
+) -> Sent:
     """One request straight into the ASGI app: ``path`` as decoded (as uvicorn gives it), the
     body in the given messages."""
     sent = Sent()
-    messages = [{"type": "http.request", "body": chunk, "more_body": i < len(body_chunks) - 1}
-                for i, chunk in enumerate(body_chunks)] or [{"type": "http.request", "body": b"", "more_body": False}]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": path, "raw_path": quote(path).encode(), "query_string": query.encode(), "root_path": "",
-             "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
-             "headers": [(b"host", b"testserver")] + [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                                                       for k, v in (headers or {}).items()]}
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(body_chunks) - 1}
+        for i, chunk in enumerate(body_chunks)
+    ] or [{"type": "http.request", "body": b"", "more_body": False}]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": quote(path).encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "headers": [(b"host", b"testserver")]
+        + [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()],
+    }
 
     async def receive() -> dict[str, Any]:
         if sent.pulled < len(messages):
@@ -122,29 +147,44 @@ PREFIX = "registry.example.com/allowed/"
 OUTSIDE = "registry.example.com/other/app"
 
 
-@pytest.mark.parametrize(("method", "tail"), [
-    ("GET", "_trust/tuf/timestamp.key"), ("GET", "_trust/tuf/snapshot.key"), ("POST", "_trust/tuf/timestamp.key"),
-    ("GET", "_trust/tuf/root.json"), ("GET", "_trust/tuf/1.root.json"), ("GET", f"_trust/tuf/root.{'ab' * 32}.json"),
-    ("DELETE", "_trust/tuf/"), ("GET", "_trust/changefeed"), ("GET", "_trust/settings"), ("PUT", "_trust/settings"),
-])
+@pytest.mark.parametrize(
+    ("method", "tail"),
+    [
+        ("GET", "_trust/tuf/timestamp.key"),
+        ("GET", "_trust/tuf/snapshot.key"),
+        ("POST", "_trust/tuf/timestamp.key"),
+        ("GET", "_trust/tuf/root.json"),
+        ("GET", "_trust/tuf/1.root.json"),
+        ("GET", f"_trust/tuf/root.{'ab' * 32}.json"),
+        ("DELETE", "_trust/tuf/"),
+        ("GET", "_trust/changefeed"),
+        ("GET", "_trust/settings"),
+        ("PUT", "_trust/settings"),
+    ],
+)
 def test_a_gun_outside_the_prefixes_is_not_found_on_every_route(storage: Storage, method: str, tail: str) -> None:
     app = make_app(storage, gun_prefixes=(PREFIX,))
     sent = asgi(app, method, f"/v2/{OUTSIDE}/{tail}", query="records=10", body_chunks=[b'{"immutable": true}'])
     # notary-server: METADATA_NOT_FOUND without detail, before auth (server/server.go filterImagePrefixes)
-    assert (sent.status, json.loads(sent.body)) == (404, {"errors": [
-        {"code": "METADATA_NOT_FOUND", "message": "You have requested metadata that does not exist."}]})
+    assert (sent.status, json.loads(sent.body)) == (
+        404,
+        {"errors": [{"code": "METADATA_NOT_FOUND", "message": "You have requested metadata that does not exist."}]},
+    )
     with storage.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(SERVER_KEYS)).scalar() == 0, "a key was made"
 
 
 def test_a_publish_outside_the_prefixes_is_told_the_prefixes(storage: Storage) -> None:
     app = make_app(storage, gun_prefixes=(PREFIX, "docker.io/"))
-    sent = asgi(app, "POST", f"/v2/{OUTSIDE}/_trust/tuf/", headers={"content-type": CONTENT_TYPE},
-                body_chunks=[multipart([])])
+    sent = asgi(
+        app, "POST", f"/v2/{OUTSIDE}/_trust/tuf/", headers={"content-type": CONTENT_TYPE}, body_chunks=[multipart([])]
+    )
     assert sent.status == 400
     assert json.loads(sent.body)["errors"][0] == {
-        "code": "INVALID_GUN", "message": "The server does not support actions on images of this name.",
-        "detail": f"Require GUNs with prefix: [{PREFIX} docker.io/]"}  # Go's %v of a []string
+        "code": "INVALID_GUN",
+        "message": "The server does not support actions on images of this name.",
+        "detail": f"Require GUNs with prefix: [{PREFIX} docker.io/]",
+    }  # Go's %v of a []string
     assert sent.pulled == 0, "the body was read"
     inside = asgi(app, "GET", f"/v2/{PREFIX}app/_trust/tuf/timestamp.key")
     assert inside.status == 200 and json.loads(inside.body)["keytype"] == "ed25519"
@@ -157,18 +197,24 @@ def test_a_publish_outside_the_prefixes_is_told_the_prefixes(storage: Storage) -
 @pytest.fixture(scope="module")
 def token_authorizer() -> TokenAuthorizer:
     _, cert = generate_token_keypair("hardening-test")
-    return TokenAuthorizer(realm="https://testserver/auth/token", service="trustkit", issuer="hardening-test",
-                           root_certs_pem=cert)
+    return TokenAuthorizer(
+        realm="https://testserver/auth/token", service="trustkit", issuer="hardening-test", root_certs_pem=cert
+    )
 
 
-@pytest.mark.parametrize(("method", "tail", "content_type"), [
-    ("POST", "_trust/tuf/", CONTENT_TYPE), ("PUT", "_trust/settings", "application/json"),
-    ("POST", "_trust/tuf/", "text/plain"),  # even a body that could never be a publish
-])
-def test_an_anonymous_request_has_no_byte_of_its_body_read(storage: Storage, token_authorizer: TokenAuthorizer,
-                                                           method: str, tail: str, content_type: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "tail", "content_type"),
+    [
+        ("POST", "_trust/tuf/", CONTENT_TYPE),
+        ("PUT", "_trust/settings", "application/json"),
+        ("POST", "_trust/tuf/", "text/plain"),  # even a body that could never be a publish
+    ],
+)
+def test_an_anonymous_request_has_no_byte_of_its_body_read(
+    storage: Storage, token_authorizer: TokenAuthorizer, method: str, tail: str, content_type: str
+) -> None:
     app = make_app(storage, authorizer=token_authorizer)
-    chunks = [multipart([("targets", b" " * 60_000)])[i:i + 4096] for i in range(0, 60_000, 4096)]
+    chunks = [multipart([("targets", b" " * 60_000)])[i : i + 4096] for i in range(0, 60_000, 4096)]
     sent = asgi(app, method, f"/v2/{GUN}/{tail}", headers={"content-type": content_type}, body_chunks=chunks)
     assert (sent.status, envelope_code(sent.body)) == (401, "UNAUTHORIZED")
     assert sent.pulled == 0, f"{sent.pulled} body messages were read before the request was refused"
@@ -176,11 +222,21 @@ def test_an_anonymous_request_has_no_byte_of_its_body_read(storage: Storage, tok
 
 def test_a_declared_length_over_the_cap_is_refused_unread(storage: Storage) -> None:
     app = make_app(storage, max_body=1 << 20)
-    sent = asgi(app, "POST", f"/v2/{GUN}/_trust/tuf/", body_chunks=[b"x"],
-                headers={"content-type": CONTENT_TYPE, "content-length": str((1 << 20) + 1)})
+    sent = asgi(
+        app,
+        "POST",
+        f"/v2/{GUN}/_trust/tuf/",
+        body_chunks=[b"x"],
+        headers={"content-type": CONTENT_TYPE, "content-length": str((1 << 20) + 1)},
+    )
     assert (sent.status, envelope_code(sent.body), sent.pulled) == (413, "TOO_LARGE", 0)
-    sent = asgi(app, "POST", f"/v2/{GUN}/_trust/tuf/", body_chunks=[b"x"],
-                headers={"content-type": CONTENT_TYPE, "content-length": "9" * 5000})
+    sent = asgi(
+        app,
+        "POST",
+        f"/v2/{GUN}/_trust/tuf/",
+        body_chunks=[b"x"],
+        headers={"content-type": CONTENT_TYPE, "content-length": "9" * 5000},
+    )
     assert (sent.status, envelope_code(sent.body), sent.pulled) == (413, "TOO_LARGE", 0)
 
 
@@ -198,16 +254,28 @@ def test_a_settings_body_is_capped(storage: Storage) -> None:
 _ROLE = r"root|targets(?:/[^/\s]+)*|snapshot|timestamp"
 NOTARY_ROUTES = [
     ("update", re.compile(r"(?P<gun>[^*]+)/_trust/tuf/")),
-    ("checksum", re.compile(rf"(?P<gun>[^*]+)/_trust/tuf/(?P<role>{_ROLE})\.(?P<checksum>[a-fA-F0-9]{{64}}|"
-                            rf"[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json")),
+    (
+        "checksum",
+        re.compile(
+            rf"(?P<gun>[^*]+)/_trust/tuf/(?P<role>{_ROLE})\.(?P<checksum>[a-fA-F0-9]{{64}}|"
+            rf"[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json"
+        ),
+    ),
     ("version", re.compile(rf"(?P<gun>[^*]+)/_trust/tuf/(?P<version>[1-9]*[0-9]+)\.(?P<role>{_ROLE})\.json")),
     ("current", re.compile(rf"(?P<gun>[^*]+)/_trust/tuf/(?P<role>{_ROLE})\.json")),
     ("key", re.compile(r"(?P<gun>[^*]+)/_trust/tuf/(?P<role>snapshot|timestamp)\.key")),
     ("changefeed", re.compile(r"(?P<gun>[^*]+)/_trust/changefeed")),
     ("settings", re.compile(r"(?P<gun>[^*]+)/_trust/settings")),
 ]
-NOTARY_METHODS = {"update": ("POST", "DELETE"), "checksum": ("GET",), "version": ("GET",), "current": ("GET",),
-                  "key": ("GET", "POST"), "changefeed": ("GET",), "settings": ("GET", "PUT")}
+NOTARY_METHODS = {
+    "update": ("POST", "DELETE"),
+    "checksum": ("GET",),
+    "version": ("GET",),
+    "current": ("GET",),
+    "key": ("GET", "POST"),
+    "changefeed": ("GET",),
+    "settings": ("GET", "PUT"),
+}
 
 
 def notary_route(method: str, rest: str) -> tuple[str, str | None, str, str, str] | None:
@@ -219,8 +287,13 @@ def notary_route(method: str, rest: str) -> tuple[str, str | None, str, str, str
         found = pattern.fullmatch(rest)
         if found and method in NOTARY_METHODS[name]:
             fields = found.groupdict()
-            return (name, fields["gun"], fields.get("role") or "", fields.get("version") or "",
-                    fields.get("checksum") or "")
+            return (
+                name,
+                fields["gun"],
+                fields.get("role") or "",
+                fields.get("version") or "",
+                fields.get("checksum") or "",
+            )
     return None
 
 
@@ -229,9 +302,35 @@ def trustkit_route(method: str, rest: str) -> tuple[str, str | None, str, str, s
     return None if found is None else (found.name, found.gun, found.role, found.version, found.checksum)
 
 
-_PIECES = ["a", "b.c", "/", "_trust/", "/_trust/", "tuf/", "_trust/tuf/", "root", "targets", "targets/", "snapshot",
-           "timestamp", ".json", ".key", "*", " ", "\t", "1", "007", ".", "ab" * 32, "AB" * 48, "ab" * 64,
-           "changefeed", "settings", "releases", "x.y"]
+_PIECES = [
+    "a",
+    "b.c",
+    "/",
+    "_trust/",
+    "/_trust/",
+    "tuf/",
+    "_trust/tuf/",
+    "root",
+    "targets",
+    "targets/",
+    "snapshot",
+    "timestamp",
+    ".json",
+    ".key",
+    "*",
+    " ",
+    "\t",
+    "1",
+    "007",
+    ".",
+    "ab" * 32,
+    "AB" * 48,
+    "ab" * 64,
+    "changefeed",
+    "settings",
+    "releases",
+    "x.y",
+]
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,11 +340,19 @@ def test_the_routes_are_notary_routes(method: str, pieces: list[str]) -> None:
     assert trustkit_route(method, rest) == notary_route(method, rest)
 
 
-@pytest.mark.parametrize("rest", [
-    "g/_trust/tuf/a/_trust/tuf/root.json", "g/_trust/tuf/targets/_trust/x.json", "a/_trust/_trust/tuf/",
-    f"g/_trust/tuf/targets/x.{'a' * 128}.json", f"g/_trust/tuf/targets/x.{'a' * 64}.{'b' * 64}.json",
-    "g/_trust/tuf/12.targets/a.b.json", "g*x/_trust/tuf/root.json", "a*/_trust/tuf/b/_trust/tuf/root.json",
-])
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "g/_trust/tuf/a/_trust/tuf/root.json",
+        "g/_trust/tuf/targets/_trust/x.json",
+        "a/_trust/_trust/tuf/",
+        f"g/_trust/tuf/targets/x.{'a' * 128}.json",
+        f"g/_trust/tuf/targets/x.{'a' * 64}.{'b' * 64}.json",
+        "g/_trust/tuf/12.targets/a.b.json",
+        "g*x/_trust/tuf/root.json",
+        "a*/_trust/tuf/b/_trust/tuf/root.json",
+    ],
+)
 def test_routes_where_the_cut_is_ambiguous(rest: str) -> None:
     for method in ("GET", "POST", "DELETE", "PUT"):
         assert trustkit_route(method, rest) == notary_route(method, rest)
@@ -278,8 +385,12 @@ def test_a_64_kib_path_is_answered_at_once(storage: Storage) -> None:
 
 def test_a_huge_version_in_the_url_is_not_found(storage: Storage) -> None:
     app = make_app(storage)
-    for name in ["9" * 5000 + ".targets.json", "9" * 300 + ".root.json", "2147483649.root.json",
-                 "99999999999.root.json"]:
+    for name in [
+        "9" * 5000 + ".targets.json",
+        "9" * 300 + ".root.json",
+        "2147483649.root.json",
+        "99999999999.root.json",
+    ]:
         sent = asgi(app, "GET", f"/v2/{GUN}/_trust/tuf/{name}")
         assert (sent.status, envelope_code(sent.body)) == (404, "METADATA_NOT_FOUND"), name[:20]
 
@@ -328,8 +439,12 @@ def test_go_int32_stops_at_the_first_overflowing_digit() -> None:
 
 @pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"immutable": ' + b"[" * 50_000])
 def test_settings_nested_too_deep_is_malformed_json(storage: Storage, body: bytes) -> None:
-    sent = asgi(make_app(storage, max_body=1 << 20), "PUT", f"/v2/{GUN}/_trust/settings",
-                body_chunks=[body[i:i + 60_000] for i in range(0, len(body), 60_000)])
+    sent = asgi(
+        make_app(storage, max_body=1 << 20),
+        "PUT",
+        f"/v2/{GUN}/_trust/settings",
+        body_chunks=[body[i : i + 60_000] for i in range(0, len(body), 60_000)],
+    )
     # the settings body is capped at 64 KiB; under it, nesting is refused as JSON
     assert sent.status in (400, 413) and envelope_code(sent.body) in ("MALFORMED_JSON", "TOO_LARGE")
     small = asgi(make_app(storage), "PUT", f"/v2/{GUN}/_trust/settings", body_chunks=[b"[" * 30_000])
@@ -337,8 +452,13 @@ def test_settings_nested_too_deep_is_malformed_json(storage: Storage, body: byte
 
 
 def test_a_content_length_of_other_digits_is_no_server_fault(storage: Storage) -> None:
-    sent = asgi(make_app(storage), "POST", f"/v2/{GUN}/_trust/tuf/", body_chunks=[multipart([])],
-                headers={"content-type": CONTENT_TYPE, "content-length": "\u00b2"})
+    sent = asgi(
+        make_app(storage),
+        "POST",
+        f"/v2/{GUN}/_trust/tuf/",
+        body_chunks=[multipart([])],
+        headers={"content-type": CONTENT_TYPE, "content-length": "\u00b2"},
+    )
     assert sent.status < 500
 
 
@@ -359,9 +479,9 @@ def whole_body_split(content_type: str, body: bytes, max_parts: int) -> dict[str
         preamble_end = body.find(b"\r\n" + delimiter)
         if preamble_end < 0:
             raise UpdateError("MALFORMED_UPLOAD")
-        body = body[preamble_end + 2:]
+        body = body[preamble_end + 2 :]
     sections = body.split(b"\r\n" + delimiter)
-    sections = [sections[0][len(delimiter):], *sections[1:]]
+    sections = [sections[0][len(delimiter) :], *sections[1:]]
     if not sections[-1].startswith(b"--"):
         raise UpdateError("MALFORMED_UPLOAD")
     parts: dict[str, bytes] = {}
@@ -371,8 +491,14 @@ def whole_body_split(content_type: str, body: bytes, max_parts: int) -> dict[str
         head, sep, data = section[2:].partition(b"\r\n\r\n")
         if not sep:
             raise UpdateError("MALFORMED_UPLOAD")
-        disposition = next((line.split(b":", 1)[1].decode("latin-1") for line in head.split(b"\r\n")
-                            if line.lower().startswith(b"content-disposition:")), "")
+        disposition = next(
+            (
+                line.split(b":", 1)[1].decode("latin-1")
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-disposition:")
+            ),
+            "",
+        )
         found = re.search(r'filename="((?:[^"\\]|\\.)*)"|filename=([^;\s]+)', disposition, re.IGNORECASE)
         if not found:
             raise UpdateError("NO_FILENAME")
@@ -406,18 +532,36 @@ def fed_in_chunks(content_type: str, body: bytes, cuts: list[int], max_parts: in
 
 
 _B = b"bnd"
-_SECTION_PIECES = [b"\r\n", b"\r\n\r\n", b"--", b"--" + _B, b"\r\n--" + _B, b"\r\n--" + _B + b"--", b"x",
-                   b"Content-Disposition: form-data; name=\"files\"; filename=\"targets\"",
-                   b"Content-Disposition: form-data; filename=\"root.json\"",
-                   b'content-disposition: form-data; filename="a\\"b"', b"Content-Disposition: form-data",
-                   b"content-disposition: filename=.json", b"Content-Type: x", b"{}", b"-", b"\r", b"\n"]
+_SECTION_PIECES = [
+    b"\r\n",
+    b"\r\n\r\n",
+    b"--",
+    b"--" + _B,
+    b"\r\n--" + _B,
+    b"\r\n--" + _B + b"--",
+    b"x",
+    b'Content-Disposition: form-data; name="files"; filename="targets"',
+    b'Content-Disposition: form-data; filename="root.json"',
+    b'content-disposition: form-data; filename="a\\"b"',
+    b"Content-Disposition: form-data",
+    b"content-disposition: filename=.json",
+    b"Content-Type: x",
+    b"{}",
+    b"-",
+    b"\r",
+    b"\n",
+]
 
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(_SECTION_PIECES), max_size=24), st.lists(st.integers(0, 400), max_size=6),
-       st.integers(1, 3))
-def test_the_incremental_parser_answers_as_the_whole_body_split(pieces: list[bytes], cuts: list[int],
-                                                                 max_parts: int) -> None:
+@given(
+    st.lists(st.sampled_from(_SECTION_PIECES), max_size=24),
+    st.lists(st.integers(0, 400), max_size=6),
+    st.integers(1, 3),
+)
+def test_the_incremental_parser_answers_as_the_whole_body_split(
+    pieces: list[bytes], cuts: list[int], max_parts: int
+) -> None:
     body = b"".join(pieces)
     content_type = "multipart/form-data; boundary=bnd"
     expected = outcome(lambda: whole_body_split(content_type, body, max_parts))
@@ -425,23 +569,26 @@ def test_the_incremental_parser_answers_as_the_whole_body_split(pieces: list[byt
     assert outcome(lambda: fed_in_chunks(content_type, body, list(range(len(body))), max_parts)) == expected
 
 
-@pytest.mark.parametrize("body", [
-    multipart([("root", b'{"a": 1}\r\n--hardening-boundar'), ("targets/releases", b"\r\n\r\n--\r\n")]),
-    b"preamble\r\n" + multipart([("targets", b"x")]) + b"epilogue",
-    b"\r\n--" + BOUNDARY.encode() + b"--\r\n",  # Go's empty form
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        multipart([("root", b'{"a": 1}\r\n--hardening-boundar'), ("targets/releases", b"\r\n\r\n--\r\n")]),
+        b"preamble\r\n" + multipart([("targets", b"x")]) + b"epilogue",
+        b"\r\n--" + BOUNDARY.encode() + b"--\r\n",  # Go's empty form
+    ],
+)
 def test_parts_keep_their_exact_bytes(body: bytes) -> None:
     expected = whole_body_split(CONTENT_TYPE, body, 256)
     for size in (1, 2, 7, 64, len(body)):
         form = PublishForm(CONTENT_TYPE, 256)
         for i in range(0, len(body), size):
-            form.feed(body[i:i + size])
+            form.feed(body[i : i + size])
         assert form.finish() == expected
 
 
 def test_part_headers_are_capped() -> None:
     form = PublishForm(CONTENT_TYPE, 256)
-    form.feed(f"--{BOUNDARY}\r\nContent-Disposition: form-data; filename=\"targets\"\r\nX: ".encode())
+    form.feed(f'--{BOUNDARY}\r\nContent-Disposition: form-data; filename="targets"\r\nX: '.encode())
     with pytest.raises(UpdateError) as caught:
         for _ in range(100):
             form.feed(b"y" * 1024)
@@ -468,7 +615,7 @@ def test_a_publish_body_costs_little_more_than_its_parts(storage: Storage) -> No
     three times the body (the whole-body split took about five)."""
     app = make_app(storage, max_body=32 << 20)
     body = multipart([("zzz", b" " * (16 << 20))])  # a role no publish may name: refused after parsing
-    chunks = [body[i:i + (64 << 10)] for i in range(0, len(body), 64 << 10)]
+    chunks = [body[i : i + (64 << 10)] for i in range(0, len(body), 64 << 10)]
     asgi(app, "GET", "/v2/warm/_trust/tuf/root.json")
     tracemalloc.start()
     try:
@@ -500,16 +647,29 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         size += len(message.get("body", b""))
         more = message.get("more_body", False)
     body = str(size).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 @contextmanager
 def serving(protocol: type, **limits: Any) -> Iterator[int]:
     port = free_port()
-    config = uvicorn.Config(echo_app, host="127.0.0.1", port=port, http=partial(protocol, **limits), ws="none",
-                            lifespan="off", log_level="critical", access_log=False)
+    config = uvicorn.Config(
+        echo_app,
+        host="127.0.0.1",
+        port=port,
+        http=partial(protocol, **limits),
+        ws="none",
+        lifespan="off",
+        log_level="critical",
+        access_log=False,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -544,8 +704,11 @@ LIMITS = {"header_timeout": 0.5, "body_timeout": 0.5}
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS, ids=["httptools", "h11"])
-@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: x\r\n", b"GET /" + b"a" * 1000],
-                         ids=["nothing", "half-a-head", "half-a-request-line"])
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"GET / HTTP/1.1\r\nHost: x\r\n", b"GET /" + b"a" * 1000],
+    ids=["nothing", "half-a-head", "half-a-request-line"],
+)
 def test_a_head_that_does_not_come_closes_the_connection(protocol: type, sent: bytes) -> None:
     with serving(protocol, **LIMITS) as port, socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(sent)
@@ -554,8 +717,10 @@ def test_a_head_that_does_not_come_closes_the_connection(protocol: type, sent: b
 
 @pytest.mark.parametrize("protocol", PROTOCOLS, ids=["httptools", "h11"])
 def test_a_head_trickling_in_is_closed_at_its_deadline(protocol: type) -> None:
-    with serving(protocol, header_timeout=1.0, body_timeout=5.0) as port, \
-            socket.create_connection(("127.0.0.1", port)) as sock:
+    with (
+        serving(protocol, header_timeout=1.0, body_timeout=5.0) as port,
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
         started = time.monotonic()
         for char in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:  # a byte every 50 ms: 6 s in all
             try:
@@ -596,8 +761,10 @@ def test_time_the_app_takes_to_read_is_not_the_clients(protocol: type) -> None:
 
 
 def test_a_head_over_the_cap_gets_431() -> None:
-    with serving(TimedHttpToolsProtocol, max_head=64 << 10, **LIMITS) as port, \
-            socket.create_connection(("127.0.0.1", port)) as sock:
+    with (
+        serving(TimedHttpToolsProtocol, max_head=64 << 10, **LIMITS) as port,
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
         with suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (256 << 10))
         sock.settimeout(5)
@@ -618,8 +785,7 @@ def test_a_long_path_fits_in_a_head() -> None:
 # items 17, 18: the server's files, made once before the workers start
 
 
-def test_prepare_makes_the_folders_0700_and_the_token_key_once(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepare_makes_the_folders_0700_and_the_token_key_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRUSTKIT_SERVER_PASSPHRASE", "hardening-test")
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text("")
@@ -636,8 +802,9 @@ def test_prepare_makes_the_folders_0700_and_the_token_key_once(tmp_path: Path,
     assert key.read_bytes() == first
 
 
-def test_prepare_makes_the_data_folder_for_a_database_elsewhere(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepare_makes_the_data_folder_for_a_database_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With PostgreSQL the token key lives in the data folder, which nothing made (item 18):
     ``prepare`` makes it (here the database is SQLite elsewhere, to stay in-process)."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))

@@ -45,8 +45,9 @@ def test_delete_is_by_exact_name(storage):
 
 def test_changefeed(storage):
     for version in range(1, 6):
-        storage.update_many("g/a", [("timestamp", version, b"ts%d" % version)], now=NOW,
-                            change=(version, b"ts%d" % version))
+        storage.update_many(
+            "g/a", [("timestamp", version, b"ts%d" % version)], now=NOW, change=(version, b"ts%d" % version)
+        )
     storage.update_many("g/b", [("timestamp", 1, b"x")], now=NOW, change=(1, b"x"))
     storage.delete("g/a", now=NOW)
     everything = storage.changes(None, 0, 100)

@@ -33,8 +33,9 @@ def storage(tmp_path):
 
 @pytest.fixture
 def client(storage):
-    app = create_app(storage, ServerKeys(storage, "web-test-passphrase"),
-                     extra_routes=web_routes(storage, clock=lambda: LATER))
+    app = create_app(
+        storage, ServerKeys(storage, "web-test-passphrase"), extra_routes=web_routes(storage, clock=lambda: LATER)
+    )
     with TestClient(app) as test_client:
         yield test_client
 
@@ -94,7 +95,10 @@ def test_index_lists_repositories_with_links_times_and_the_immutable_badge(stora
     assert '<a href="/repositories/registry.example.com/team/other">' in html
     rows = re.findall(r"<tr><td class=\"tag\">.*?</tr>", html)
     assert [re.search(r">([^<]+)</a>", r).group(1) for r in rows] == [
-        GUN, "registry.example.com/team/not-yet", "registry.example.com/team/other"]
+        GUN,
+        "registry.example.com/team/not-yet",
+        "registry.example.com/team/other",
+    ]
     assert "badge immutable" in rows[0] and "badge mutable" in rows[2]
     assert "badge immutable" in rows[1] and "—" in rows[1]  # immutable before any publish
     assert "2026-03-01 12:00:00 UTC" in rows[0] and "3 hours ago" in rows[0]
@@ -162,7 +166,7 @@ def test_the_immutable_badge_on_the_repository_page(storage, client):
 
 
 def test_everything_is_escaped(storage, client):
-    gun = 'registry.example.com/<b>&"x\'/app'
+    gun = "registry.example.com/<b>&\"x'/app"
     sim = Simulator(gun)
     sim.add_delegation(RELEASES)
     evil = '<script>alert("x")</script>&amp;<img src=x onerror=1>'
@@ -203,8 +207,11 @@ def test_malformed_stored_files_are_skipped_with_a_visible_note(storage, client)
     sim, _ = signed_repo()
     store(storage, sim)
     # The server stores what its validation accepted; a damaged database must still render.
-    storage.update_many(GUN, [("targets/alice", 2, b'{"signed": not json'),
-                              (ROOT, 2, b'{"signed":{"_type":"Root"},"signatures":[]}')], now=LATER)
+    storage.update_many(
+        GUN,
+        [("targets/alice", 2, b'{"signed": not json'), (ROOT, 2, b'{"signed":{"_type":"Root"},"signatures":[]}')],
+        now=LATER,
+    )
     page = client.get(f"/repositories/{GUN}")
     assert page.status_code == 200
     html = page.text
@@ -278,8 +285,10 @@ def test_ten_thousand_tags_render_fast(storage, client):
         page = client.get(f"/repositories/{GUN}")
         timings.append(time.perf_counter() - started)
     best = min(timings)
-    print(f"\n10,000-tag repository page: {best * 1000:.0f} ms end to end (query, parse, render), "
-          f"{len(page.content) / 1e6:.1f} MB")
+    print(
+        f"\n10,000-tag repository page: {best * 1000:.0f} ms end to end (query, parse, render), "
+        f"{len(page.content) / 1e6:.1f} MB"
+    )
     assert page.status_code == 200
     rows = tag_rows(page.text)
     assert len(rows) == 10_000

@@ -28,10 +28,22 @@ LONG = "L" * 20_000
 # Raw control characters are refused by the metadata parser; JSON escapes of them parse.  The
 # placeholders are swapped for such escapes in the stored bytes (the page shows what is stored
 # and verifies no signature).
-ESCAPED = {"PLACEHOLDER-BEL": b"bel\\u0007x", "PLACEHOLDER-ESC": b"esc\\u001b[31mred",
-           "PLACEHOLDER-SURROGATE": b"half\\ud800pair", "PLACEHOLDER-NEWLINE": b"line\\nbreak"}
-HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "rtl\u202egpj.exe", "zero\u200bwidth",
-           "c1\u0085next", "&amp;lt;", HUGE, LONG]
+ESCAPED = {
+    "PLACEHOLDER-BEL": b"bel\\u0007x",
+    "PLACEHOLDER-ESC": b"esc\\u001b[31mred",
+    "PLACEHOLDER-SURROGATE": b"half\\ud800pair",
+    "PLACEHOLDER-NEWLINE": b"line\\nbreak",
+}
+HOSTILE = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "rtl\u202egpj.exe",
+    "zero\u200bwidth",
+    "c1\u0085next",
+    "&amp;lt;",
+    HUGE,
+    LONG,
+]
 
 
 @pytest.fixture
@@ -119,4 +131,3 @@ def _cells(html: str) -> list[str]:
     parsed = Text()
     parsed.feed(html)
     return parsed.cells
-

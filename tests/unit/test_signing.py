@@ -5,18 +5,21 @@ import pytest
 from trustkit.ops import content_trust_enabled
 
 
-@pytest.mark.parametrize(("env", "flag", "expected"), [
-    ({}, None, False),
-    ({"DOCKER_CONTENT_TRUST": "1"}, None, True),
-    ({"DOCKER_CONTENT_TRUST": "true"}, None, True),
-    ({"DOCKER_CONTENT_TRUST": "yes-please"}, None, True),  # docker: anything that is not false
-    ({"DOCKER_CONTENT_TRUST": "0"}, None, False),
-    ({"DOCKER_CONTENT_TRUST": "false"}, None, False),
-    ({"DOCKER_CONTENT_TRUST": "False"}, None, False),
-    ({"DOCKER_CONTENT_TRUST": ""}, None, False),
-    ({"DOCKER_CONTENT_TRUST": "1"}, False, False),  # --disable-content-trust wins
-    ({}, True, True),  # --sign wins
-])
+@pytest.mark.parametrize(
+    ("env", "flag", "expected"),
+    [
+        ({}, None, False),
+        ({"DOCKER_CONTENT_TRUST": "1"}, None, True),
+        ({"DOCKER_CONTENT_TRUST": "true"}, None, True),
+        ({"DOCKER_CONTENT_TRUST": "yes-please"}, None, True),  # docker: anything that is not false
+        ({"DOCKER_CONTENT_TRUST": "0"}, None, False),
+        ({"DOCKER_CONTENT_TRUST": "false"}, None, False),
+        ({"DOCKER_CONTENT_TRUST": "False"}, None, False),
+        ({"DOCKER_CONTENT_TRUST": ""}, None, False),
+        ({"DOCKER_CONTENT_TRUST": "1"}, False, False),  # --disable-content-trust wins
+        ({}, True, True),  # --sign wins
+    ],
+)
 def test_content_trust_switch(env, flag, expected):
     assert content_trust_enabled(flag, env) is expected
 

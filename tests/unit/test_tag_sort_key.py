@@ -18,7 +18,14 @@ def test_numbers_sort_by_value_and_text_by_code_point():
 
 def test_leading_zeros_compare_by_value_and_still_keep_names_apart():
     assert sorted(["v10", "v010", "v9", "v01", "v1", "v0", "v00"], key=tag_sort_key) == [
-        "v0", "v00", "v01", "v1", "v9", "v010", "v10"]
+        "v0",
+        "v00",
+        "v01",
+        "v1",
+        "v9",
+        "v010",
+        "v10",
+    ]
 
 
 def test_digit_runs_longer_than_int_accepts():

@@ -22,25 +22,41 @@ GUN = "example.com/org/app"
 
 def signed_root(private, root_key: PublicKey) -> bytes:
     other = CryptoSigner(generate()).public_key
-    root = Root(expires=format_expires(NOW + timedelta(days=365)), version=1,
-                keys={root_key.keyid: root_key, other.keyid: other},
-                roles={r: RoleKeys([root_key.keyid if r == "root" else other.keyid]) for r in BASE_ROLES})
+    root = Root(
+        expires=format_expires(NOW + timedelta(days=365)),
+        version=1,
+        keys={root_key.keyid: root_key, other.keyid: other},
+        roles={r: RoleKeys([root_key.keyid if r == "root" else other.keyid]) for r in BASE_ROLES},
+    )
     return Metadata(root).sign([(CryptoSigner(private), root_key.keyid)])
 
 
 def ca_issued_root():
     ca_private = generate()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
-    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(ca_private.public_key())
-          .serial_number(1).not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_private, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(ca_private.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_private, hashes.SHA256())
+    )
     leaf_private = generate()
-    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, GUN)]))
-            .issuer_name(name).public_key(leaf_private.public_key()).serial_number(2)
-            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(ca_private, hashes.SHA256()))
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, GUN)]))
+        .issuer_name(name)
+        .public_key(leaf_private.public_key())
+        .serial_number(2)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_private, hashes.SHA256())
+    )
     key = PublicKey.from_certificates([leaf])
     return signed_root(leaf_private, key), ca.public_bytes(serialization.Encoding.PEM)
 
@@ -77,8 +93,9 @@ def test_disable_tofu(self_signed):
     data, key = self_signed
     with pytest.raises(VerificationError, match="trust on first use is disabled"):
         TrustedSet(data, gun=GUN, now=NOW, first_contact=True, pinning=TrustPinning(disable_tofu=True))
-    TrustedSet(data, gun=GUN, now=NOW, first_contact=True,
-               pinning=TrustPinning(certs={GUN: [key.keyid]}, disable_tofu=True))
+    TrustedSet(
+        data, gun=GUN, now=NOW, first_contact=True, pinning=TrustPinning(certs={GUN: [key.keyid]}, disable_tofu=True)
+    )
 
 
 def test_pinning_only_applies_on_first_contact(self_signed):
@@ -89,17 +106,32 @@ def test_pinning_only_applies_on_first_contact(self_signed):
 def test_config_file(tmp_path):
     _, ca_pem = ca_issued_root()
     (tmp_path / "ca.pem").write_bytes(ca_pem)
-    (tmp_path / "config.json").write_text(json.dumps({"trust_pinning": {
-        "certs": {"Example.com/Org/App": ["ab" * 32]}, "ca": {"example.com/": "ca.pem"}, "disable_tofu": True}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "trust_pinning": {
+                    "certs": {"Example.com/Org/App": ["ab" * 32]},
+                    "ca": {"example.com/": "ca.pem"},
+                    "disable_tofu": True,
+                }
+            }
+        )
+    )
     pinning = load_trust_pinning(tmp_path / "config.json")
     assert pinning.pinned_ids(GUN) == ["ab" * 32] and pinning.ca_for(GUN) == ca_pem and pinning.disable_tofu
     assert load_trust_pinning(None, disable_tofu=True).disable_tofu
 
 
-@pytest.mark.parametrize("content", [
-    "{", '{"trust_pinning": []}', '{"trust_pinning": {"certs": {"a": "id"}}}',
-    '{"trust_pinning": {"ca": {"a/": "missing.pem"}}}', '{"trust_pinning": {"disable_tofu": "yes"}}',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{",
+        '{"trust_pinning": []}',
+        '{"trust_pinning": {"certs": {"a": "id"}}}',
+        '{"trust_pinning": {"ca": {"a/": "missing.pem"}}}',
+        '{"trust_pinning": {"disable_tofu": "yes"}}',
+    ],
+)
 def test_bad_config_files(tmp_path, content):
     (tmp_path / "config.json").write_text(content)
     with pytest.raises(TrustkitError):
@@ -113,13 +145,27 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _issue(cn: str, subject_private, issuer_name: x509.Name, issuer_private, *, ca: bool,
-           path_length: int | None = None, days: tuple[int, int] = (-1, 365)) -> x509.Certificate:
-    return (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer_name)
-            .public_key(subject_private.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(NOW + timedelta(days=days[0])).not_valid_after(NOW + timedelta(days=days[1]))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True)
-            .sign(issuer_private, hashes.SHA256()))
+def _issue(
+    cn: str,
+    subject_private,
+    issuer_name: x509.Name,
+    issuer_private,
+    *,
+    ca: bool,
+    path_length: int | None = None,
+    days: tuple[int, int] = (-1, 365),
+) -> x509.Certificate:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(issuer_name)
+        .public_key(subject_private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW + timedelta(days=days[0]))
+        .not_valid_after(NOW + timedelta(days=days[1]))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True)
+        .sign(issuer_private, hashes.SHA256())
+    )
 
 
 _CA_KEYS: dict[x509.Name, object] = {}
@@ -171,6 +217,5 @@ def test_intermediates_in_the_root_certificate_bundle_are_walked_with_ca_and_pat
     open_root, open_private = _ca("Open Root")
     open_inter = _issue("Open Intermediate", inter_private, open_root.subject, open_private, ca=True)
     assert _pinned(open_root, (open_inter, inter_private))
-    expired_inter = _issue("Old Intermediate", inter_private, open_root.subject, open_private, ca=True,
-                           days=(-400, -1))
+    expired_inter = _issue("Old Intermediate", inter_private, open_root.subject, open_private, ca=True, days=(-400, -1))
     assert not _pinned(open_root, (expired_inter, inter_private))

@@ -14,24 +14,55 @@ from trustkit.cli.context import Context, pass_context
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="trustkit", message="%(prog)s %(version)s")
-@click.option("--trust-dir", type=click.Path(file_okay=False), envvar="TRUSTKIT_TRUST_DIR",
-              help="Trust directory (default: $DOCKER_CONFIG/trust, else ~/.docker/trust).")
-@click.option("--server", "server_url", metavar="URL",
-              help="Notary server (default: $DOCKER_CONTENT_TRUST_SERVER, else derived from the registry).")
+@click.option(
+    "--trust-dir",
+    type=click.Path(file_okay=False),
+    envvar="TRUSTKIT_TRUST_DIR",
+    help="Trust directory (default: $DOCKER_CONFIG/trust, else ~/.docker/trust).",
+)
+@click.option(
+    "--server",
+    "server_url",
+    metavar="URL",
+    help="Notary server (default: $DOCKER_CONTENT_TRUST_SERVER, else derived from the registry).",
+)
 @click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA bundle for the trust server.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="TRUSTKIT_CONFIG",
-              help="Client config with notary's trust_pinning section (default: ~/.config/trustkit/config.json).")
-@click.option("--staging-dir", type=click.Path(file_okay=False), envvar="TRUSTKIT_STAGING_DIR",
-              help="Shared folder where partly signed threshold roles wait for co-signers "
-                   "(default: <trust dir>/staged).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="TRUSTKIT_CONFIG",
+    help="Client config with notary's trust_pinning section (default: ~/.config/trustkit/config.json).",
+)
+@click.option(
+    "--staging-dir",
+    type=click.Path(file_okay=False),
+    envvar="TRUSTKIT_STAGING_DIR",
+    help="Shared folder where partly signed threshold roles wait for co-signers (default: <trust dir>/staged).",
+)
 @click.option("--no-tofu", is_flag=True, help="Refuse repositories whose root is not pinned (no trust on first use).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
-def cli(ctx: click.Context, trust_dir: str | None, server_url: str | None, tls_ca: str | None,
-        config_file: str | None, staging_dir: str | None, no_tofu: bool, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    trust_dir: str | None,
+    server_url: str | None,
+    tls_ca: str | None,
+    config_file: str | None,
+    staging_dir: str | None,
+    no_tofu: bool,
+    debug: bool,
+) -> None:
     """Sign container images the Docker Content Trust way."""
-    ctx.obj = Context(trust_dir=trust_dir, server_url=server_url, tls_ca=tls_ca, debug=debug,
-                      config_file=config_file, no_tofu=no_tofu, staging_dir=staging_dir)
+    ctx.obj = Context(
+        trust_dir=trust_dir,
+        server_url=server_url,
+        tls_ca=tls_ca,
+        debug=debug,
+        config_file=config_file,
+        no_tofu=no_tofu,
+        staging_dir=staging_dir,
+    )
 
 
 def _register() -> None:
@@ -43,8 +74,9 @@ def _register() -> None:
     key.add_command(delegation.key_rotate)
     cli.add_command(key)
     cli.add_command(metadata)
-    for command in (trustcmds.COMMANDS + delegation.COMMANDS + server.COMMANDS + push_commands.COMMANDS
-                    + mirror.COMMANDS):
+    for command in (
+        trustcmds.COMMANDS + delegation.COMMANDS + server.COMMANDS + push_commands.COMMANDS + mirror.COMMANDS
+    ):
         cli.add_command(command)
 
 
@@ -82,8 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the one place that turns a bug into a clear line
         if debug:
             raise
-        click.echo(f"trustkit: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-                   err=True)
+        click.echo(f"trustkit: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
         sys.exit(1)
 
 

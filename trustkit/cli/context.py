@@ -51,8 +51,14 @@ class Context:
             credentials = load_credentials(reference.registry)
             http = make_http_client(url, tls_ca=self.tls_ca, auth=TokenAuth(credentials, registry=reference.registry))
             client = NotaryClient(url, reference.gun, http)
-        return TrustSession(reference, client, self.key_store(), self.trust_path, pinning=self.trust_pinning(),
-                            staging_dir=Path(self.staging_dir) if self.staging_dir else None)
+        return TrustSession(
+            reference,
+            client,
+            self.key_store(),
+            self.trust_path,
+            pinning=self.trust_pinning(),
+            staging_dir=Path(self.staging_dir) if self.staging_dir else None,
+        )
 
     def trust_pinning(self) -> TrustPinning:
         from trustkit.client.config import default_config_path, load_trust_pinning
@@ -72,8 +78,12 @@ def tty_passphrase(request: PassphraseRequest) -> str:
     if not request.creating:
         return click.prompt(f"Enter passphrase for {request.description}", hide_input=True, err=True)
     while True:
-        value = click.prompt(f"Enter a new passphrase for {request.description}", hide_input=True,
-                             confirmation_prompt="Repeat passphrase", err=True)
+        value = click.prompt(
+            f"Enter a new passphrase for {request.description}",
+            hide_input=True,
+            confirmation_prompt="Repeat passphrase",
+            err=True,
+        )
         if len(value) >= 8:
             return value
         click.echo("Passphrase must be at least 8 characters.", err=True)

@@ -19,17 +19,36 @@ def signer() -> None:
 @signer.command("add")
 @click.argument("name")
 @click.argument("repos", nargs=-1, required=True)
-@click.option("--key", "key_files", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
-              help="PEM public key or X.509 certificate (a client bundle's cert.pem); repeat for several.")
-@click.option("--ca", "ca_file", type=click.Path(dir_okay=False, exists=True),
-              help="CA certificate(s) every --key must be a client certificate issued by (a cluster's ca.pem).")
-@click.option("--threshold", type=int, help="Signatures needed from NAME's keys (m of n); also the minimum "
-                                            "for targets/releases.")
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="PEM public key or X.509 certificate (a client bundle's cert.pem); repeat for several.",
+)
+@click.option(
+    "--ca",
+    "ca_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="CA certificate(s) every --key must be a client certificate issued by (a cluster's ca.pem).",
+)
+@click.option(
+    "--threshold", type=int, help="Signatures needed from NAME's keys (m of n); also the minimum for targets/releases."
+)
 @click.option("--paths", "paths", multiple=True, help="Restrict NAME to tags starting with these prefixes.")
 @FORMAT_OPTION
 @pass_context
-def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple[str, ...], ca_file: str | None,
-               threshold: int | None, paths: tuple[str, ...], output_format: str) -> None:
+def signer_add(
+    ctx: Context,
+    name: str,
+    repos: tuple[str, ...],
+    key_files: tuple[str, ...],
+    ca_file: str | None,
+    threshold: int | None,
+    paths: tuple[str, ...],
+    output_format: str,
+) -> None:
     """Add signer NAME with its keys to targets/NAME and targets/releases of each REPO (a new
     repository is initialised first), as `docker trust signer add` does.  With --ca, each key
     must be a client certificate issued by that CA (checked before anything is published)."""
@@ -62,14 +81,22 @@ def signer_add(ctx: Context, name: str, repos: tuple[str, ...], key_files: tuple
     results = []
     for repo in repos:
         reference = parse_repository(repo)
-        published, warnings = add_signer(ctx.trust_session(reference), name, keys, threshold=threshold,
-                                         paths=list(paths) or None)
+        published, warnings = add_signer(
+            ctx.trust_session(reference), name, keys, threshold=threshold, paths=list(paths) or None
+        )
         warn(warnings)
-        results.append({"repository": reference.gun, "signer": name, "keys": [k.canonical_id for k in keys],
-                        "published": published})
+        results.append(
+            {
+                "repository": reference.gun,
+                "signer": name,
+                "keys": [k.canonical_id for k in keys],
+                "published": published,
+            }
+        )
         if output_format != "json":
-            click.echo(f"Added signer {name} to {reference.gun} with key(s) "
-                       f"{', '.join(k.canonical_id[:12] for k in keys)}")
+            click.echo(
+                f"Added signer {name} to {reference.gun} with key(s) {', '.join(k.canonical_id[:12] for k in keys)}"
+            )
     if output_format == "json":
         emit_json(results)
 
@@ -99,8 +126,14 @@ def bundle() -> None:
 @bundle.command("import")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--name", help="Signer name (default: the certificate's common name).")
-@click.option("--dir", "cert_dir", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Where to write NAME.crt for the admin when the bundle is a zip.")
+@click.option(
+    "--dir",
+    "cert_dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Where to write NAME.crt for the admin when the bundle is a zip.",
+)
 @FORMAT_OPTION
 @pass_context
 def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, output_format: str) -> None:
@@ -117,12 +150,14 @@ def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, outp
         cert_path.write_bytes(found.cert_pem)
     command = f"trustkit signer add {signer_name} REPOSITORY --key {cert_path}"
     if output_format == "json":
-        emit_json({"signer": signer_name, "keyid": stored.keyid, "certificate": str(cert_path),
-                   "admin_command": command})
+        emit_json(
+            {"signer": signer_name, "keyid": stored.keyid, "certificate": str(cert_path), "admin_command": command}
+        )
     else:
         click.echo(f"Imported key {stored.keyid} as signer {signer_name}")
-        click.echo("Ask a repository admin to run (adding --ca with the cluster's CA certificate checks who "
-                   "issued it):")
+        click.echo(
+            "Ask a repository admin to run (adding --ca with the cluster's CA certificate checks who issued it):"
+        )
         click.echo(f"  {command}")
 
 
@@ -146,8 +181,14 @@ def key_rotate(ctx: Context, repo: str, role: str, server_managed: bool) -> None
 @click.command("refresh")
 @click.argument("repo")
 @click.option("--role", "roles", multiple=True, help="Re-sign this role whatever its expiry (repeatable).")
-@click.option("--within", "days", type=click.IntRange(min=0), default=30, show_default=True,
-              help="Re-sign the roles you can sign that expire within this many days (expired ones too).")
+@click.option(
+    "--within",
+    "days",
+    type=click.IntRange(min=0),
+    default=30,
+    show_default=True,
+    help="Re-sign the roles you can sign that expire within this many days (expired ones too).",
+)
 @pass_context
 def refresh(ctx: Context, repo: str, roles: tuple[str, ...], days: int) -> None:
     """Re-sign roles before (or after) they expire, like `notary witness` + publish.
@@ -162,8 +203,11 @@ def refresh(ctx: Context, repo: str, roles: tuple[str, ...], days: int) -> None:
         validate_role_name(role)
     reference = parse_repository(repo)
     done = refresh_roles(ctx.trust_session(reference), roles=list(roles) or None, window=timedelta(days=days))
-    click.echo(f"Re-signed {', '.join(done)} of {reference.gun}" if done else
-               f"Nothing in {reference.gun} that you can sign expires within {days} days")
+    click.echo(
+        f"Re-signed {', '.join(done)} of {reference.gun}"
+        if done
+        else f"Nothing in {reference.gun} that you can sign expires within {days} days"
+    )
 
 
 COMMANDS = [signer, bundle, refresh]

@@ -22,8 +22,14 @@ def key() -> None:
 
 @key.command("generate")
 @click.argument("name")
-@click.option("--dir", "pub_dir", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Where to write NAME.pub.")
+@click.option(
+    "--dir",
+    "pub_dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Where to write NAME.pub.",
+)
 @click.option("--algorithm", type=click.Choice(["ecdsa", "ed25519", "rsa"]), default="ecdsa", show_default=True)
 @FORMAT_OPTION
 @pass_context
@@ -37,8 +43,15 @@ def generate(ctx: Context, name: str, pub_dir: str, algorithm: str, output_forma
 
     stored, pub_path = generate_key(ctx.key_store(), name, algorithm=algorithm, pub_dir=Path(pub_dir))
     if output_format == "json":
-        emit_json({"keyid": stored.keyid, "role": stored.role, "algorithm": algorithm,
-                   "public_key": str(pub_path), "private_key": str(stored.path)})
+        emit_json(
+            {
+                "keyid": stored.keyid,
+                "role": stored.role,
+                "algorithm": algorithm,
+                "public_key": str(pub_path),
+                "private_key": str(stored.path),
+            }
+        )
     else:
         click.echo(f"Generated {algorithm} key {stored.keyid} (role {stored.role})")
         click.echo(f"Public key written to {pub_path}")
@@ -75,8 +88,10 @@ def list_keys(ctx: Context, output_format: str) -> None:
     if not keys:
         click.echo(f"No keys in {ctx.trust_path / 'private'}")
         return
-    emit_table(["ROLE", "GUN", "KEY ID", "ALGORITHM", "LOCATION"],
-               [[k.role, k.gun or "", k.keyid, k.algorithm, str(k.path.parent)] for k in keys])
+    emit_table(
+        ["ROLE", "GUN", "KEY ID", "ALGORITHM", "LOCATION"],
+        [[k.role, k.gun or "", k.keyid, k.algorithm, str(k.path.parent)] for k in keys],
+    )
 
 
 @key.command("export")
@@ -97,8 +112,11 @@ def export(ctx: Context, keyid: str, output: str | None) -> None:
 
 @key.command("passwd")
 @click.argument("keyid")
-@click.option("--new-passphrase-file", type=click.File("r"),
-              help="Read the new passphrase from this file ('-' for stdin) instead of prompting.")
+@click.option(
+    "--new-passphrase-file",
+    type=click.File("r"),
+    help="Read the new passphrase from this file ('-' for stdin) instead of prompting.",
+)
 @pass_context
 def passwd(ctx: Context, keyid: str, new_passphrase_file: IO[str] | None) -> None:
     """Change a key's passphrase.  The current one comes from the usual variables or a prompt."""
@@ -109,8 +127,9 @@ def passwd(ctx: Context, keyid: str, new_passphrase_file: IO[str] | None) -> Non
     elif can_prompt():
         new = click.prompt("New passphrase", hide_input=True, confirmation_prompt="Repeat passphrase", err=True)
     else:
-        raise PassphraseUnavailableError("no new passphrase and no terminal to ask on",
-                                         hint="pass --new-passphrase-file FILE (or - for stdin)")
+        raise PassphraseUnavailableError(
+            "no new passphrase and no terminal to ask on", hint="pass --new-passphrase-file FILE (or - for stdin)"
+        )
     if len(new) < 8:
         raise click.BadParameter("the new passphrase must be at least 8 characters", param_hint="passphrase")
     stored = ctx.key_store().change_passphrase(keyid, new)
@@ -132,8 +151,10 @@ def remove(ctx: Context, keyid: str, yes: bool, force: bool) -> None:
     info = store.find(keyid)
     orphaned = roles_left_unsignable(store, info.keyid)
     if orphaned and not force:
-        raise TrustkitError(f"key {info.keyid[:12]} is your only key for: {'; '.join(orphaned)}; without it you "
-                            f"cannot sign there", hint="pass --force to remove it anyway, or export it first")
+        raise TrustkitError(
+            f"key {info.keyid[:12]} is your only key for: {'; '.join(orphaned)}; without it you cannot sign there",
+            hint="pass --force to remove it anyway, or export it first",
+        )
     if not yes:
         if not can_prompt():
             raise click.UsageError("refusing to delete a key without confirmation; pass --yes")
@@ -143,5 +164,11 @@ def remove(ctx: Context, keyid: str, yes: bool, force: bool) -> None:
 
 
 def _key_json(k: StoredKey) -> dict[str, object]:
-    return {"keyid": k.keyid, "role": k.role, "gun": k.gun, "algorithm": k.algorithm,
-            "path": str(k.path), "encrypted": k.encrypted}
+    return {
+        "keyid": k.keyid,
+        "role": k.role,
+        "gun": k.gun,
+        "algorithm": k.algorithm,
+        "path": str(k.path),
+        "encrypted": k.encrypted,
+    }

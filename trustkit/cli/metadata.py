@@ -18,8 +18,12 @@ def metadata() -> None:
 @metadata.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
 @click.option("--role", help="Role the file is for (default: from its _type; needed for delegations).")
-@click.option("--root", "root_file", type=click.Path(dir_okay=False, exists=True),
-              help="root.json whose keys must sign FILE (a root file is checked against itself).")
+@click.option(
+    "--root",
+    "root_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="root.json whose keys must sign FILE (a root file is checked against itself).",
+)
 @FORMAT_OPTION
 def check(file: str, role: str | None, root_file: str | None, output_format: str) -> None:
     """Parse FILE strictly, confirm notary would re-serialise it to the same bytes, and verify
@@ -33,9 +37,14 @@ def check(file: str, role: str | None, root_file: str | None, output_format: str
     meta = Metadata.from_bytes(data, role=role)
     role = role or type(meta.signed).__name__.lower()
     report: dict[str, object] = {
-        "file": file, "role": role, "type": type(meta.signed).__name__, "version": meta.signed.version,
-        "expires": meta.signed.expires, "expired": meta.signed.is_expired(datetime.now(UTC)),
-        "canonical": meta.to_bytes() == data, "signatures": len(meta.signatures),
+        "file": file,
+        "role": role,
+        "type": type(meta.signed).__name__,
+        "version": meta.signed.version,
+        "expires": meta.signed.expires,
+        "expired": meta.signed.is_expired(datetime.now(UTC)),
+        "canonical": meta.to_bytes() == data,
+        "signatures": len(meta.signatures),
     }
     root = meta.signed if isinstance(meta.signed, Root) else None
     if root_file:

@@ -8,8 +8,14 @@ from typing import Any
 
 import click
 
-FORMAT_OPTION = click.option("--format", "output_format", type=click.Choice(["table", "json"]),
-                             default="table", show_default=True, help="Output format.")
+FORMAT_OPTION = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 
 
 def emit_json(value: Any) -> None:

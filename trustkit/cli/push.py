@@ -18,13 +18,15 @@ if TYPE_CHECKING:
     from trustkit.reference import ImageReference
 
 INSECURE_OPTION = click.option(
-    "--insecure-registry", "insecure_registries", multiple=True, metavar="HOST[:PORT]",
-    help="Allow plain HTTP (and unverified TLS) for this registry; repeatable. Loopback registries always are.")
+    "--insecure-registry",
+    "insecure_registries",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Allow plain HTTP (and unverified TLS) for this registry; repeatable. Loopback registries always are.",
+)
 SIGN_OPTIONS = [
-    click.option("--sign", "sign_flag", is_flag=True,
-                 help="Sign the tag (as DOCKER_CONTENT_TRUST=1 does)."),
-    click.option("--disable-content-trust", is_flag=True,
-                 help="Do not sign, whatever DOCKER_CONTENT_TRUST says."),
+    click.option("--sign", "sign_flag", is_flag=True, help="Sign the tag (as DOCKER_CONTENT_TRUST=1 does)."),
+    click.option("--disable-content-trust", is_flag=True, help="Do not sign, whatever DOCKER_CONTENT_TRUST says."),
 ]
 QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 
@@ -76,8 +78,14 @@ class _Display:
             from rich.console import Console
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-            self.rich = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), console=Console(stderr=True), transient=False)
+            self.rich = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
 
     def __enter__(self) -> _Display:
         if self.rich is not None:
@@ -146,8 +154,9 @@ def _report(summary: PushSummary, target: ImageReference, output_format: str, qu
         click.echo(f"Signed {target.familiar}:{target.tag} into {', '.join(summary.signed_roles)}")
 
 
-def _signing(ctx: Context, target: ImageReference, tag: str, enabled: bool,
-             display: _Display) -> Callable[[], PushSigning] | None:
+def _signing(
+    ctx: Context, target: ImageReference, tag: str, enabled: bool, display: _Display
+) -> Callable[[], PushSigning] | None:
     if not enabled:
         return None
 
@@ -177,17 +186,36 @@ def _run(job: Callable[[], PushSummary], target: ImageReference, output_format: 
 @click.argument("source")
 @click.argument("image")
 @_sign_options
-@click.option("--max-concurrent-uploads", type=click.IntRange(1, 64), default=5, show_default=True,
-              help="Blob uploads in flight at once.")
-@click.option("--chunk-size", type=click.IntRange(min=0), default=None, hidden=True,
-              help="Upload blobs larger than this in PATCH chunks of this many bytes (0: never).")
+@click.option(
+    "--max-concurrent-uploads",
+    type=click.IntRange(1, 64),
+    default=5,
+    show_default=True,
+    help="Blob uploads in flight at once.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=0),
+    default=None,
+    hidden=True,
+    help="Upload blobs larger than this in PATCH chunks of this many bytes (0: never).",
+)
 @INSECURE_OPTION
 @QUIET_OPTION
 @FORMAT_OPTION
 @pass_context
-def push(ctx: Context, source: str, image: str, sign_flag: bool, disable_content_trust: bool,
-         max_concurrent_uploads: int, chunk_size: int | None, insecure_registries: tuple[str, ...], quiet: bool,
-         output_format: str) -> None:
+def push(
+    ctx: Context,
+    source: str,
+    image: str,
+    sign_flag: bool,
+    disable_content_trust: bool,
+    max_concurrent_uploads: int,
+    chunk_size: int | None,
+    insecure_registries: tuple[str, ...],
+    quiet: bool,
+    output_format: str,
+) -> None:
     """Push SOURCE to the registry as IMAGE:TAG; sign it when content trust is on.
 
     \b
@@ -211,6 +239,7 @@ def push(ctx: Context, source: str, image: str, sign_flag: bool, disable_content
     display = _Display(quiet or output_format == "json")
     cache = _cache()
     with display:
+
         def source_progress(kind: str, digest: str, detail: str) -> None:
             from trustkit.oci.push import PushEvent
 
@@ -220,8 +249,9 @@ def push(ctx: Context, source: str, image: str, sign_flag: bool, disable_content
         remote = spec.reference  # docker://IMAGE: read from a registry
         origin_client = None
         if remote is not None and remote.registry != target.registry:
-            origin_client = connect(remote.registry, insecure_registries=insecure_registries,
-                                    pool=max_concurrent_uploads)
+            origin_client = connect(
+                remote.registry, insecure_registries=insecure_registries, pool=max_concurrent_uploads
+            )
         try:
             client = connect(target.registry, insecure_registries=insecure_registries, pool=max_concurrent_uploads)
             if chunk_size is not None:
@@ -231,10 +261,20 @@ def push(ctx: Context, source: str, image: str, sign_flag: bool, disable_content
             if image_source is None:  # parse_source gives every source a path or a reference
                 raise SourceError(f"{source!r} names no image to push")
             display.line(f"The push refers to repository [{target.name}]")
-            _run(lambda: push_image(image_source, target, client,
-                                    signing=_signing(ctx, target, target_tag, enabled, display),
-                                    max_concurrent_uploads=max_concurrent_uploads, progress=display, cache=cache),
-                 target, output_format, quiet)
+            _run(
+                lambda: push_image(
+                    image_source,
+                    target,
+                    client,
+                    signing=_signing(ctx, target, target_tag, enabled, display),
+                    max_concurrent_uploads=max_concurrent_uploads,
+                    progress=display,
+                    cache=cache,
+                ),
+                target,
+                output_format,
+                quiet,
+            )
         finally:
             if image_source is not None:
                 image_source.close()
@@ -259,8 +299,16 @@ def _file_source(spec: SourceSpec, cache: BlobLocationCache, progress: SourcePro
 @QUIET_OPTION
 @FORMAT_OPTION
 @pass_context
-def tag(ctx: Context, source_image: str, image: str, sign_flag: bool, disable_content_trust: bool,
-        insecure_registries: tuple[str, ...], quiet: bool, output_format: str) -> None:
+def tag(
+    ctx: Context,
+    source_image: str,
+    image: str,
+    sign_flag: bool,
+    disable_content_trust: bool,
+    insecure_registries: tuple[str, ...],
+    quiet: bool,
+    output_format: str,
+) -> None:
     """Tag SOURCE_IMAGE (IMAGE:TAG or IMAGE@DIGEST) as IMAGE:TAG in the same registry, without
     uploading (blobs of another repository are mounted); sign it when content trust is on."""
     from trustkit.oci.push import tag_image
@@ -274,8 +322,19 @@ def tag(ctx: Context, source_image: str, image: str, sign_flag: bool, disable_co
     enabled = _signing_enabled(sign_flag, disable_content_trust)
     display = _Display(quiet or output_format == "json")
     with display, connect(target.registry, insecure_registries=insecure_registries) as client:
-        _run(lambda: tag_image(client, source, target, signing=_signing(ctx, target, target_tag, enabled, display),
-                               progress=display, cache=_cache()), target, output_format, quiet)
+        _run(
+            lambda: tag_image(
+                client,
+                source,
+                target,
+                signing=_signing(ctx, target, target_tag, enabled, display),
+                progress=display,
+                cache=_cache(),
+            ),
+            target,
+            output_format,
+            quiet,
+        )
 
 
 @click.command("login")

@@ -14,35 +14,63 @@ from trustkit.cli.migrate import server_import
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True))
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True))
 @click.option("--workers", type=int, help="Worker processes (use PostgreSQL for more than one machine).")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Passphrase for the server's keys "
-              "(or TRUSTKIT_SERVER_PASSPHRASE).")
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="Passphrase for the server's keys (or TRUSTKIT_SERVER_PASSPHRASE).",
+)
 @click.option("--auth", type=click.Choice(["none", "htpasswd", "token"]), help="How clients authenticate.")
-@click.option("--htpasswd", type=click.Path(dir_okay=False, exists=True),
-              help="bcrypt htpasswd file (--auth htpasswd).")
+@click.option(
+    "--htpasswd", type=click.Path(dir_okay=False, exists=True), help="bcrypt htpasswd file (--auth htpasswd)."
+)
 @click.option("--admin", "admins", multiple=True, help="htpasswd user allowed to delete, rotate and change settings.")
 @click.option("--token-realm", help="Token service URL (--auth token).")
 @click.option("--token-service", help="Expected token audience.")
 @click.option("--token-issuer", help="Expected token issuer.")
 @click.option("--token-root-certs", type=click.Path(dir_okay=False, exists=True), help="CA bundle that signs tokens.")
-@click.option("--public-read", is_flag=True, default=None,
-              help="Anonymous clients may pull every repository (notary list, docker trust inspect, the web page); "
-                   "push, delete, key rotation and settings still need a login.  With --auth htpasswd the built-in "
-                   "token service gives anonymous clients a pull-only token; with --auth token, your token service "
-                   "must do so for notary clients.  Also TRUSTKIT_SERVER_PUBLIC_READ=1 or \"public_read\": true.")
-@click.option("--login-burst", type=click.IntRange(min=0),
-              help="Failed logins (token service and web page) a client address may make before it is slowed "
-                   "down (default 10; 0 turns the limit off).  Then it gets 429 with Retry-After.  Counted per "
-                   "worker process, per address (per /64 for IPv6).")
-@click.option("--login-interval", type=click.IntRange(min=1),
-              help="After the burst, one more login attempt per this many seconds (default 6).")
-@click.option("--gun-prefix", "gun_prefixes", multiple=True,
-              help="Serve only repositories under these prefixes (others: 404; a publish: INVALID_GUN).")
-@click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds a client has to send a request's head before its connection is closed (default 30).")
-@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds a request body may stall before its connection is closed (default 30).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
-              help="JSON file with the same settings (flags and TRUSTKIT_SERVER_* variables override it).")
+@click.option(
+    "--public-read",
+    is_flag=True,
+    default=None,
+    help="Anonymous clients may pull every repository (notary list, docker trust inspect, the web page); "
+    "push, delete, key rotation and settings still need a login.  With --auth htpasswd the built-in "
+    "token service gives anonymous clients a pull-only token; with --auth token, your token service "
+    'must do so for notary clients.  Also TRUSTKIT_SERVER_PUBLIC_READ=1 or "public_read": true.',
+)
+@click.option(
+    "--login-burst",
+    type=click.IntRange(min=0),
+    help="Failed logins (token service and web page) a client address may make before it is slowed "
+    "down (default 10; 0 turns the limit off).  Then it gets 429 with Retry-After.  Counted per "
+    "worker process, per address (per /64 for IPv6).",
+)
+@click.option(
+    "--login-interval",
+    type=click.IntRange(min=1),
+    help="After the burst, one more login attempt per this many seconds (default 6).",
+)
+@click.option(
+    "--gun-prefix",
+    "gun_prefixes",
+    multiple=True,
+    help="Serve only repositories under these prefixes (others: 404; a publish: INVALID_GUN).",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a client has to send a request's head before its connection is closed (default 30).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request body may stall before its connection is closed (default 30).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="JSON file with the same settings (flags and TRUSTKIT_SERVER_* variables override it).",
+)
 @click.pass_context
 def server(ctx: click.Context, /, config_file: str | None, **flags: object) -> None:  # ctx is never in **flags
     """Run the Notary-compatible trust server (SQLite built in, PostgreSQL for several processes).

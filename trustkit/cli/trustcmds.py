@@ -30,12 +30,12 @@ Exit status says why a tag is not trusted:
 """
 
 
-
 @click.command("init")
 @click.argument("repo")
 @click.option("--local-snapshot", is_flag=True, help="Keep the snapshot key locally instead of on the server.")
-@click.option("--root-key", "root_keyid", metavar="KEYID",
-              help="Root key to use (default: the first one in the store).")
+@click.option(
+    "--root-key", "root_keyid", metavar="KEYID", help="Root key to use (default: the first one in the store)."
+)
 @FORMAT_OPTION
 @pass_context
 def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, output_format: str) -> None:
@@ -57,14 +57,26 @@ def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, 
 @click.argument("images", nargs=-1, required=True)
 @click.option("--digest", help="Manifest digest (sha256:HEX) the tags point at.")
 @click.option("--size", type=click.IntRange(min=0), help="Manifest size in bytes.")
-@click.option("--from-file", type=click.File("r"),
-              help="Bulk: one 'TAG sha256:HEX SIZE' per line; IMAGES is the repository.")
-@click.option("--insecure-registry", "insecure_registries", multiple=True,
-              help="Registry that may be reached over plain HTTP (when reading manifests).")
+@click.option(
+    "--from-file", type=click.File("r"), help="Bulk: one 'TAG sha256:HEX SIZE' per line; IMAGES is the repository."
+)
+@click.option(
+    "--insecure-registry",
+    "insecure_registries",
+    multiple=True,
+    help="Registry that may be reached over plain HTTP (when reading manifests).",
+)
 @FORMAT_OPTION
 @pass_context
-def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | None,
-         from_file: IO[str] | None, insecure_registries: tuple[str, ...], output_format: str) -> None:
+def sign(
+    ctx: Context,
+    images: tuple[str, ...],
+    digest: str | None,
+    size: int | None,
+    from_file: IO[str] | None,
+    insecure_registries: tuple[str, ...],
+    output_format: str,
+) -> None:
     """Sign IMAGE:TAG (several tags of one repository in one publish) and publish.
 
     Without --digest/--size, each tag's manifest digest and size are read from the registry.
@@ -78,17 +90,29 @@ def sign(ctx: Context, images: tuple[str, ...], digest: str | None, size: int | 
         reference, targets = _parse_sign_args(images, digest, size, from_file)
     result = sign_tags(ctx.trust_session(reference), targets)
     if output_format == "json":
-        emit_json({"repository": reference.gun, "published": result.published, "warnings": result.warnings,
-                   "pending": {role: str(path) for role, path in result.pending.items()},
-                   "signed": [{"tag": t.tag, "digest": f"sha256:{t.digest}", "size": t.size,
-                               "roles": result.signed[t.tag]} for t in targets]})
+        emit_json(
+            {
+                "repository": reference.gun,
+                "published": result.published,
+                "warnings": result.warnings,
+                "pending": {role: str(path) for role, path in result.pending.items()},
+                "signed": [
+                    {"tag": t.tag, "digest": f"sha256:{t.digest}", "size": t.size, "roles": result.signed[t.tag]}
+                    for t in targets
+                ],
+            }
+        )
     else:
         for target in targets:
-            click.echo(f"Signed {reference.familiar}:{target.tag} sha256:{target.digest} ({target.size} bytes) "
-                       f"into {', '.join(result.signed[target.tag])}")
+            click.echo(
+                f"Signed {reference.familiar}:{target.tag} sha256:{target.digest} ({target.size} bytes) "
+                f"into {', '.join(result.signed[target.tag])}"
+            )
         for role, path in result.pending.items():
-            click.echo(f"{role} needs more signatures before it can be published: staged at {path}; the next "
-                       f"signer completes it by running the same command with the same --staging-dir")
+            click.echo(
+                f"{role} needs more signatures before it can be published: staged at {path}; the next "
+                f"signer completes it by running the same command with the same --staging-dir"
+            )
     warn(result.warnings)
 
 
@@ -100,8 +124,9 @@ def _tags_of(refs: list[ImageReference], problem: str) -> list[str]:
     return tags
 
 
-def _targets_from_registry(images: tuple[str, ...],
-                           insecure: tuple[str, ...]) -> tuple[ImageReference, list[TagTarget]]:
+def _targets_from_registry(
+    images: tuple[str, ...], insecure: tuple[str, ...]
+) -> tuple[ImageReference, list[TagTarget]]:
     """Each IMAGE:TAG's manifest digest and size, as the registry serves them now."""
     from trustkit.oci.registry import connect
     from trustkit.ops import TagTarget
@@ -120,8 +145,9 @@ def _targets_from_registry(images: tuple[str, ...],
     return refs[0], targets
 
 
-def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | None,
-                     from_file: IO[str] | None) -> tuple[ImageReference, list[TagTarget]]:
+def _parse_sign_args(
+    images: tuple[str, ...], digest: str | None, size: int | None, from_file: IO[str] | None
+) -> tuple[ImageReference, list[TagTarget]]:
     from trustkit.ops import TagTarget
     from trustkit.reference import parse, parse_repository, validate_digest, validate_tag
 
@@ -136,12 +162,14 @@ def _parse_sign_args(images: tuple[str, ...], digest: str | None, size: int | No
                 continue
             if len(fields) != 3 or not fields[2].isdigit():
                 raise click.UsageError(f"{from_file.name} line {number}: expected 'TAG sha256:HEX SIZE'")
-            targets.append(TagTarget(validate_tag(fields[0]), validate_digest(fields[1]).removeprefix("sha256:"),
-                                     int(fields[2])))
+            targets.append(
+                TagTarget(validate_tag(fields[0]), validate_digest(fields[1]).removeprefix("sha256:"), int(fields[2]))
+            )
         return reference, targets
     if digest is None or size is None:
-        raise click.UsageError("give both --digest sha256:HEX and --size N, or neither "
-                               "(to read them from the registry)")
+        raise click.UsageError(
+            "give both --digest sha256:HEX and --size N, or neither (to read them from the registry)"
+        )
     refs = [parse(image) for image in images]
     if len({r.gun for r in refs}) != 1:
         raise click.UsageError("all images must be tags of one repository")
@@ -182,12 +210,15 @@ def inspect(ctx: Context, images: tuple[str, ...], pretty: bool) -> None:
 
 def _pretty(entry: dict[str, Any]) -> None:
     click.echo(f"\nSignatures for {entry['Name']}\n")
-    emit_table(["SIGNED TAG", "DIGEST", "SIGNERS"],
-               [[r["SignedTag"], r["Digest"], ", ".join(r["Signers"])] for r in entry["SignedTags"]])
+    emit_table(
+        ["SIGNED TAG", "DIGEST", "SIGNERS"],
+        [[r["SignedTag"], r["Digest"], ", ".join(r["Signers"])] for r in entry["SignedTags"]],
+    )
     if entry["Signers"]:
         click.echo(f"\nList of signers and their keys for {entry['Name']}\n")
-        emit_table(["SIGNER", "KEYS"], [[s["Name"], ", ".join(k["ID"][:12] for k in s["Keys"])]
-                                        for s in entry["Signers"]])
+        emit_table(
+            ["SIGNER", "KEYS"], [[s["Name"], ", ".join(k["ID"][:12] for k in s["Keys"])] for s in entry["Signers"]]
+        )
     click.echo(f"\nAdministrative keys for {entry['Name']}\n")
     for admin in entry["AdministrativeKeys"]:
         click.echo(f"  {admin['Name']} Key:\t{', '.join(k['ID'] for k in admin['Keys'])}")
@@ -218,8 +249,15 @@ def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_f
         click.echo(f"trustkit: not trusted: {exc}", err=True)
         sys.exit(exc.verify_status)
     if output_format == "json":
-        emit_json({"repository": reference.gun, "tag": result.tag, "digest": f"sha256:{result.digest}",
-                   "size": result.size, "role": result.role})
+        emit_json(
+            {
+                "repository": reference.gun,
+                "tag": result.tag,
+                "digest": f"sha256:{result.digest}",
+                "size": result.size,
+                "role": result.role,
+            }
+        )
     else:
         click.echo(f"{reference.familiar}:{result.tag} sha256:{result.digest} {result.size}")
     warn(result.warnings)

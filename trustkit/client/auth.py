@@ -193,8 +193,11 @@ class TokenAuth(httpx.Auth):
         self.credentials = credentials
         self.registry = registry
         # Both schemes: a loopback or insecure registry may be reached over http as well.
-        self.hosts = None if hosts is None else frozenset(
-            _origin(httpx.URL(f"{scheme}://{host}")) for host in hosts for scheme in ("https", "http"))
+        self.hosts = (
+            None
+            if hosts is None
+            else frozenset(_origin(httpx.URL(f"{scheme}://{host}")) for host in hosts for scheme in ("https", "http"))
+        )
         self.client_id = client_id
         self._clock = clock
         self._lock = threading.Lock()
@@ -208,7 +211,9 @@ class TokenAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:  # pragma: no cover
         raise RuntimeError("TokenAuth supports only the synchronous httpx.Client")
 
-    def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:  # pragma: no cover
+    def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:  # pragma: no cover
         raise RuntimeError("TokenAuth supports only the synchronous httpx.Client")
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -240,12 +245,17 @@ class TokenAuth(httpx.Auth):
                 again = parse_www_authenticate(retried.headers.get_list("www-authenticate"))
                 if any(c.params.get("error") == "insufficient_scope" for c in again):
                     # The credentials were good; the token just does not grant this.
-                    who = f'"{self.credentials.username}"' if self.credentials and self.credentials.username else (
-                        "anonymous access")
-                    raise NotAuthorizedError(f"{registry} does not allow {who} to do this ({scope or 'this request'})",
-                                             hint=f"ask an administrator of the server for that access, or run "
-                                                  f"`trustkit login {registry}` (or `docker login {registry}`) "
-                                                  f"as a user who has it")
+                    who = (
+                        f'"{self.credentials.username}"'
+                        if self.credentials and self.credentials.username
+                        else ("anonymous access")
+                    )
+                    raise NotAuthorizedError(
+                        f"{registry} does not allow {who} to do this ({scope or 'this request'})",
+                        hint=f"ask an administrator of the server for that access, or run "
+                        f"`trustkit login {registry}` (or `docker login {registry}`) "
+                        f"as a user who has it",
+                    )
                 raise self._refused(registry, retried.status_code)
             with self._lock:
                 self._origin_token[origin] = key
@@ -275,7 +285,8 @@ class TokenAuth(httpx.Auth):
         return NotAuthorizedError(
             f"{host} ({how}) asks for credentials; trustkit sends the credentials for {registry} only to "
             f"{registry} and to the token server it names, so nothing was sent to {host}",
-            hint=f"ask the administrator of {registry} to let its storage serve without a login")
+            hint=f"ask the administrator of {registry} to let its storage serve without a login",
+        )
 
     def _apply_cached(self, request: httpx.Request, origin: str) -> str | None:
         """Put the origin's current token (or Basic credentials) on ``request``; return what was sent."""
@@ -356,9 +367,7 @@ class TokenAuth(httpx.Auth):
         if response.status_code in (401, 403):
             raise self._refused(registry, response.status_code, token_server=True)
         if response.status_code != 200:
-            raise ServerError(
-                f"the token server of {registry} ({key[0]}) answered HTTP {response.status_code}"
-            )
+            raise ServerError(f"the token server of {registry} ({key[0]}) answered HTTP {response.status_code}")
         try:
             data = loads_strict(body, what="token response", fold_case=False)
         except EncodingError:

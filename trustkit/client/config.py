@@ -3,10 +3,13 @@
 It uses the notary client's ``trust_pinning`` section (§6.4), so an existing
 ``~/.notary/config.json`` works as it is::
 
-    {"trust_pinning": {"certs": {"docker.io/library/alpine": ["<cert key ID>"],
-                                 "docker.io/myorg/*": ["<cert key ID>"]},
-                       "ca": {"docker.io/myorg/": "/path/ca-bundle.pem"},
-                       "disable_tofu": false}}
+    {
+        "trust_pinning": {
+            "certs": {"docker.io/library/alpine": ["<cert key ID>"], "docker.io/myorg/*": ["<cert key ID>"]},
+            "ca": {"docker.io/myorg/": "/path/ca-bundle.pem"},
+            "disable_tofu": false,
+        }
+    }
 
 CA paths are relative to the file.  GUN keys are matched in lowercase, as notary's config
 loader lower-cases them.
@@ -54,8 +57,9 @@ def load_trust_pinning(path: Path | None, *, disable_tofu: bool = False) -> Trus
         raise TrustkitError(f"{path}: trust_pinning must be an object")
     certs = section.get("certs", {})
     if not isinstance(certs, dict) or not all(
-            isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in certs.values()):
-        raise TrustkitError(f'{path}: trust_pinning.certs must map repository names to lists of key IDs')
+        isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in certs.values()
+    ):
+        raise TrustkitError(f"{path}: trust_pinning.certs must map repository names to lists of key IDs")
     pinning.certs = {gun.lower(): ids for gun, ids in certs.items()}
     cas = section.get("ca", {})
     if not isinstance(cas, dict) or not all(isinstance(v, str) for v in cas.values()):

@@ -217,18 +217,30 @@ def _credentials_from_entry(entry: Mapping[str, object], *, what: str) -> Creden
 # Credential helpers
 
 
-def _run_helper(name: str, action: str, payload: str, env: Mapping[str, str], *,
-                source: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run_helper(
+    name: str, action: str, payload: str, env: Mapping[str, str], *, source: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """``docker-credential-<name> <action>`` with ``payload`` on its standard input."""
     program = f"docker-credential-{name}"
     found = shutil.which(program, path=env.get("PATH"))
     if found is None:
         origin = f" (from {source})" if source else ""
-        raise TrustkitError(f"credential helper {program}{origin} is not installed or not on PATH",
-                            hint=f"install {program}, or remove it from the docker config")
+        raise TrustkitError(
+            f"credential helper {program}{origin} is not installed or not on PATH",
+            hint=f"install {program}, or remove it from the docker config",
+        )
     try:
-        return subprocess.run([found, action], check=False, input=payload, capture_output=True, text=True,
-                              encoding="utf-8", errors="replace", timeout=_HELPER_TIMEOUT, env=dict(env))
+        return subprocess.run(
+            [found, action],
+            check=False,
+            input=payload,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=_HELPER_TIMEOUT,
+            env=dict(env),
+        )
     except subprocess.TimeoutExpired:
         raise TrustkitError(f"credential helper {program} did not answer within {_HELPER_TIMEOUT:.0f} s") from None
     except OSError as exc:
@@ -271,8 +283,13 @@ def _store_with_helper(name: str, server: str, username: str, password: str, env
 # Writing
 
 
-def save_login(registry: str, username: str, password: str, config_dir: Path | None = None,
-               environ: Mapping[str, str] | None = None) -> str:
+def save_login(
+    registry: str,
+    username: str,
+    password: str,
+    config_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
     """Store credentials as ``docker login`` does: through the credential helper that
     ``credHelpers``/``credsStore`` names, else ``auths[<registry>].auth = base64(user:pass)``
     in ``config.json`` (written atomically, mode 0600).  Returns where they went.

@@ -80,8 +80,12 @@ def _system_context() -> ssl.SSLContext:
     whole bundle (~20 ms) on every command.  Elsewhere, OpenSSL's default paths."""
     paths = ssl.get_default_verify_paths()
     capath = paths.capath
-    if (not os.environ.get(paths.openssl_cafile_env) and capath and os.path.isdir(capath)
-            and any(name.endswith(".0") for name in os.listdir(capath))):
+    if (
+        not os.environ.get(paths.openssl_cafile_env)
+        and capath
+        and os.path.isdir(capath)
+        and any(name.endswith(".0") for name in os.listdir(capath))
+    ):
         return ssl.create_default_context(capath=capath)
     return ssl.create_default_context()
 
@@ -184,8 +188,11 @@ def http_client(
     proxy, a 5 s connect timeout and ``timeout`` seconds for everything else, at most
     ``connections`` connections (httpx's default when None).  The transport never retries:
     every retry is the caller's, by :func:`may_retry`, so a TLS failure is never repeated."""
-    limits = (httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-              if connections is not None else httpx.Limits())
+    limits = (
+        httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        if connections is not None
+        else httpx.Limits()
+    )
     transport = httpx.HTTPTransport(verify=context, proxy=proxy_for(url), trust_env=False, limits=limits)
     return httpx.Client(
         transport=transport,
@@ -217,8 +224,9 @@ _TLS_MARKERS = ("[SSL", "CERTIFICATE_VERIFY_FAILED", "(_ssl.c:")
 def is_tls_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is a TLS failure: an untrusted certificate, a handshake that failed (plain
     HTTP on a TLS port, a refused client certificate).  Such a failure repeats on every retry."""
-    return any(isinstance(seen, ssl.SSLError) or any(mark in str(seen) for mark in _TLS_MARKERS)
-               for seen in _chain(exc))
+    return any(
+        isinstance(seen, ssl.SSLError) or any(mark in str(seen) for mark in _TLS_MARKERS) for seen in _chain(exc)
+    )
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -354,5 +362,6 @@ def error_envelope(body: bytes) -> ErrorEnvelope | None:
         return None
     first = errors[0]
     code, message = first.get("code"), first.get("message")
-    return ErrorEnvelope(code if isinstance(code, str) else "", message if isinstance(message, str) else "",
-                         first.get("detail"))
+    return ErrorEnvelope(
+        code if isinstance(code, str) else "", message if isinstance(message, str) else "", first.get("detail")
+    )

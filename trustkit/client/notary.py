@@ -174,18 +174,22 @@ def _after_colon(detail: Any) -> str:
 
 #: What a notary error code (notary_api.ERROR_CODES) means for the user: (message, detail, gun) -> text.
 _HINTS: dict[str, Callable[[str, Any, str], str]] = {
-    "VERSION": lambda message, detail, gun: (f"the trust server already has a newer version of {gun} "
-                                             "(someone published meanwhile); run the command again"),
+    "VERSION": lambda message, detail, gun: (
+        f"the trust server already has a newer version of {gun} (someone published meanwhile); run the command again"
+    ),
     "INVALID_UPDATE": _invalid_update,
     "MALFORMED_JSON": lambda message, detail, gun: f"the trust server could not parse the metadata sent for {gun}",
     "MALFORMED_UPLOAD": _malformed,
     "NO_FILENAME": _malformed,
-    "INVALID_ROLE": lambda message, detail, gun: (f"the trust server does not accept role{_quoted_role(detail)} "
-                                                  f"for {gun}"),
-    "INVALID_GUN": lambda message, detail, gun: (f"the trust server does not serve repository "
-                                                 f"{gun}{_in_parentheses(detail)}"),
-    "INVALID_PARAMETERS": lambda message, detail, gun: (f"the trust server refused the request parameters for {gun}"
-                                                        f"{_after_colon(detail)}"),
+    "INVALID_ROLE": lambda message, detail, gun: (
+        f"the trust server does not accept role{_quoted_role(detail)} for {gun}"
+    ),
+    "INVALID_GUN": lambda message, detail, gun: (
+        f"the trust server does not serve repository {gun}{_in_parentheses(detail)}"
+    ),
+    "INVALID_PARAMETERS": lambda message, detail, gun: (
+        f"the trust server refused the request parameters for {gun}{_after_colon(detail)}"
+    ),
 }
 
 
@@ -241,9 +245,7 @@ class NotaryClient:
                 hint="check --server / DOCKER_CONTENT_TRUST_SERVER",
             )
 
-    def get(
-        self, role: str, *, checksum: str | None = None, version: int | None = None, max_size: int
-    ) -> bytes | None:
+    def get(self, role: str, *, checksum: str | None = None, version: int | None = None, max_size: int) -> bytes | None:
         """The exact bytes of ``<role>.json`` (or ``<role>.<checksum>.json``, or
         ``<version>.<role>.json``); None when the server has no such file.
 
@@ -253,8 +255,9 @@ class NotaryClient:
             NetworkError, NotAuthorizedError, ServerRejectedError: see :meth:`_status_error`.
         """
         file = metadata_file(role, checksum=checksum, version=version)
-        return self._call("GET", self._tuf + file, what=f"{role}.json of {self.gun}", max_size=max_size,
-                          missing_ok=True, push=False)
+        return self._call(
+            "GET", self._tuf + file, what=f"{role}.json of {self.gun}", max_size=max_size, missing_ok=True, push=False
+        )
 
     def get_key(self, role: str) -> PublicKey:
         """The server-managed key of ``timestamp`` or ``snapshot`` (``GET .../<role>.key``).
@@ -278,19 +281,25 @@ class NotaryClient:
             if not isinstance(data, bytes | bytearray):
                 raise TypeError(f"the {role} file must be bytes")
             parts.append(("files", (role, bytes(data), "application/octet-stream")))
-        self._call("POST", self._tuf, what=f"publishing {self.gun}", max_size=ERROR_BODY_LIMIT,
-                   files=parts, push=True)
+        self._call("POST", self._tuf, what=f"publishing {self.gun}", max_size=ERROR_BODY_LIMIT, files=parts, push=True)
 
     def delete(self) -> None:
         """Delete all trust data of the GUN on the server."""
-        self._call("DELETE", self._tuf, what=f"deleting the trust data of {self.gun}",
-                   max_size=ERROR_BODY_LIMIT, push=True)
+        self._call(
+            "DELETE", self._tuf, what=f"deleting the trust data of {self.gun}", max_size=ERROR_BODY_LIMIT, push=True
+        )
 
     def changefeed(self, change_id: str = "0", records: int = 100) -> dict[str, Any]:
         """One page of the GUN's changefeed: ``{"count": N, "records": [...] | null}``."""
         url = f"{self.base_url}/v2/{changefeed_path(self.gun)}"
-        body = self._call("GET", url, what=f"the changefeed of {self.gun}", max_size=_CHANGEFEED_LIMIT,
-                          params={"change_id": change_id, "records": str(records)}, push=False)
+        body = self._call(
+            "GET",
+            url,
+            what=f"the changefeed of {self.gun}",
+            max_size=_CHANGEFEED_LIMIT,
+            params={"change_id": change_id, "records": str(records)},
+            push=False,
+        )
         try:
             data = loads_strict(body, what="changefeed")
         except EncodingError as exc:
@@ -303,8 +312,9 @@ class NotaryClient:
         """Repository settings on a trustkit server (``{"immutable": bool}``); a notary-server
         has none, which reads as the defaults."""
         url = f"{self.base_url}/v2/{settings_path(self.gun)}"
-        body = self._call("GET", url, what=f"the settings of {self.gun}", max_size=ERROR_BODY_LIMIT,
-                          push=False, missing_ok=True)
+        body = self._call(
+            "GET", url, what=f"the settings of {self.gun}", max_size=ERROR_BODY_LIMIT, push=False, missing_ok=True
+        )
         if body is None:
             return {"immutable": False}
         try:
@@ -319,20 +329,29 @@ class NotaryClient:
         """Change repository settings (needs the admin scope on a trustkit server)."""
         url = f"{self.base_url}/v2/{settings_path(self.gun)}"
         try:
-            self._call("PUT", url, what=f"changing the settings of {self.gun}", max_size=ERROR_BODY_LIMIT,
-                       push=True, content=json.dumps(dict(settings)).encode(),
-                       headers={"Content-Type": "application/json"})
+            self._call(
+                "PUT",
+                url,
+                what=f"changing the settings of {self.gun}",
+                max_size=ERROR_BODY_LIMIT,
+                push=True,
+                content=json.dumps(dict(settings)).encode(),
+                headers={"Content-Type": "application/json"},
+            )
         except NotFoundError:
-            raise TrustkitError(f"the trust server for {self.gun} has no repository settings",
-                                hint="repository settings need a trustkit server") from None
+            raise TrustkitError(
+                f"the trust server for {self.gun} has no repository settings",
+                hint="repository settings need a trustkit server",
+            ) from None
 
     # ---- internals
 
     def _key(self, method: str, role: str) -> PublicKey:
         file = key_file(role)
         action = "rotating" if method == "POST" else "fetching"
-        body = self._call(method, self._tuf + file, what=f"{action} the {role} key of {self.gun}",
-                          max_size=_KEY_BODY_LIMIT, push=True)
+        body = self._call(
+            method, self._tuf + file, what=f"{action} the {role} key of {self.gun}", max_size=_KEY_BODY_LIMIT, push=True
+        )
         try:
             key = PublicKey.from_dict(loads_strict(body, what=f"{role} key"), path=f"{role}.key")
             key.crypto_key  # noqa: B018 - refuse a key we could not verify with
@@ -341,12 +360,22 @@ class NotaryClient:
         return key
 
     @overload
-    def _call(self, method: str, url: str, *, what: str, max_size: int, push: bool,
-              missing_ok: Literal[False] = False, **kwargs: Any) -> bytes: ...
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        max_size: int,
+        push: bool,
+        missing_ok: Literal[False] = False,
+        **kwargs: Any,
+    ) -> bytes: ...
 
     @overload
-    def _call(self, method: str, url: str, *, what: str, max_size: int, push: bool, missing_ok: bool,
-              **kwargs: Any) -> bytes | None: ...
+    def _call(
+        self, method: str, url: str, *, what: str, max_size: int, push: bool, missing_ok: bool, **kwargs: Any
+    ) -> bytes | None: ...
 
     def _call(
         self,
@@ -408,8 +437,9 @@ class NotaryClient:
             return ServerRejectedError(text, status=status, code=code, detail=detail)
         if status >= 500:
             extra = f": {message} ({code})" if envelope else ""
-            return ServerError(f"the trust server {server} failed (HTTP {status}) while {what}{extra}",
-                               hint="try again later")
+            return ServerError(
+                f"the trust server {server} failed (HTTP {status}) while {what}{extra}", hint="try again later"
+            )
         return ServerError(f"the trust server {server} answered an unexpected HTTP {status} while {what}")
 
     def _network_error(self, exc: BaseException, url: str) -> NetworkError:
@@ -417,7 +447,7 @@ class NotaryClient:
             return NetworkError(
                 f"TLS with the trust server at {url} failed: {str(exc)[:160] or type(exc).__name__}",
                 hint=f"if its certificate is not trusted here, pass --tls-ca FILE or put its CA in "
-                     f"$DOCKER_CONFIG/tls/{host_port(url)}/ca.crt",
+                f"$DOCKER_CONFIG/tls/{host_port(url)}/ca.crt",
             )
         if isinstance(exc, httpx.TimeoutException):
             return NetworkError(f"the trust server at {url} did not answer in time ({type(exc).__name__})")

@@ -25,8 +25,9 @@ from trustkit.trust.trusted_set import MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_TI
 class MetadataSource(Protocol):
     """What the updater needs from a server (``notary.NotaryClient`` provides it)."""
 
-    def get(self, role: str, *, checksum: str | None = None, version: int | None = None,
-            max_size: int) -> bytes | None: ...
+    def get(
+        self, role: str, *, checksum: str | None = None, version: int | None = None, max_size: int
+    ) -> bytes | None: ...
 
 
 def cache_dir(trust_dir: Path, gun: str) -> Path:
@@ -41,8 +42,15 @@ def cache_dir(trust_dir: Path, gun: str) -> Path:
 class Updater:
     """Fetches and validates one GUN's trust data."""
 
-    def __init__(self, source: MetadataSource | None, gun: str, trust_dir: Path, *, now: datetime,
-                 pinning: TrustPinning | None = None) -> None:
+    def __init__(
+        self,
+        source: MetadataSource | None,
+        gun: str,
+        trust_dir: Path,
+        *,
+        now: datetime,
+        pinning: TrustPinning | None = None,
+    ) -> None:
         self.source = source
         self.gun = gun
         self.now = now
@@ -96,14 +104,22 @@ class Updater:
         cached_root = self.cached(ROOT)
         latest_root = server.get(ROOT, max_size=MAX_ROOT_SIZE)
         if latest_root is None:
-            raise NotSignedError(f"no trust data for {self.gun}",
-                                 hint="the repository has not been initialised (trustkit init / trustkit sign)")
+            raise NotSignedError(
+                f"no trust data for {self.gun}",
+                hint="the repository has not been initialised (trustkit init / trustkit sign)",
+            )
         if cached_root is None:
-            trusted = TrustedSet(latest_root, gun=self.gun, now=self.now, previous=floors,
-                                 pinning=self.pinning, first_contact=True, allow_expired=allow_expired)
+            trusted = TrustedSet(
+                latest_root,
+                gun=self.gun,
+                now=self.now,
+                previous=floors,
+                pinning=self.pinning,
+                first_contact=True,
+                allow_expired=allow_expired,
+            )
         else:
-            trusted = TrustedSet(cached_root, gun=self.gun, now=self.now, previous=floors,
-                                 allow_expired=allow_expired)
+            trusted = TrustedSet(cached_root, gun=self.gun, now=self.now, previous=floors, allow_expired=allow_expired)
             self._walk_roots(trusted, latest_root)
         files[ROOT] = trusted.root_data
         trusted.check_root_fresh()
@@ -116,8 +132,11 @@ class Updater:
         files[SNAPSHOT] = self._fetch_listed(SNAPSHOT, snapshot_meta, floors)
         trusted.update_snapshot(files[SNAPSHOT])
 
-        files.update(_walk_targets(trusted, lambda role, meta: self._fetch_listed(role, meta, floors), delegations,
-                                   offline=False))
+        files.update(
+            _walk_targets(
+                trusted, lambda role, meta: self._fetch_listed(role, meta, floors), delegations, offline=False
+            )
+        )
         self._save(files)
         return trusted
 
@@ -129,12 +148,15 @@ class Updater:
             raise RollbackError(f"the server offers root version {want}, older than the trusted version {have}")
         if want == have:
             if latest != trusted.root_data:
-                raise VerificationError(f"the server's root version {want} differs from the trusted one",
-                                        hint="someone re-issued a root version; refusing it")
+                raise VerificationError(
+                    f"the server's root version {want} differs from the trusted one",
+                    hint="someone re-issued a root version; refusing it",
+                )
             return
         if want - have > MAX_ROOT_ROTATIONS:
-            raise VerificationError(f"the server offers {want - have} root rotations at once; "
-                                    f"at most {MAX_ROOT_ROTATIONS} are walked")
+            raise VerificationError(
+                f"the server offers {want - have} root rotations at once; at most {MAX_ROOT_ROTATIONS} are walked"
+            )
         for version in range(have + 1, want):
             data = self._server.get(ROOT, version=version, max_size=MAX_ROOT_SIZE)
             if data is None:
@@ -168,8 +190,9 @@ class Updater:
         return trusted
 
 
-def _walk_targets(trusted: TrustedSet, fetch: Callable[[str, FileMeta], bytes | None], delegations: str, *,
-                  offline: bool) -> dict[str, bytes]:
+def _walk_targets(
+    trusted: TrustedSet, fetch: Callable[[str, FileMeta], bytes | None], delegations: str, *, offline: bool
+) -> dict[str, bytes]:
     """targets, then its delegations (``targets/releases`` first, children before later
     siblings), each as the trusted snapshot lists it; the trusted set decides what a role that
     falls short means.  Returns the files that were accepted."""
@@ -181,8 +204,11 @@ def _walk_targets(trusted: TrustedSet, fetch: Callable[[str, FileMeta], bytes | 
         data = fetch(role, meta) if meta is not None else None
         if data is None:
             continue  # never published (or, offline, not cached): nothing signed in it
-        loaded = (trusted.update_targets(data, role) if role == TARGETS
-                  else trusted.update_delegation(data, role, stale_ok=offline))
+        loaded = (
+            trusted.update_targets(data, role)
+            if role == TARGETS
+            else trusted.update_delegation(data, role, stale_ok=offline)
+        )
         if loaded is None:
             continue
         accepted[role] = data

@@ -57,8 +57,9 @@ def read_bundle(path: Path | str) -> ClientBundle:
     elif path.is_file() and zipfile.is_zipfile(path):
         found = _read_zip(path)
     elif path.exists():
-        raise KeyFormatError(f"{path} is neither a zip file nor a folder",
-                             hint="give the client bundle zip or its folder")
+        raise KeyFormatError(
+            f"{path} is neither a zip file nor a folder", hint="give the client bundle zip or its folder"
+        )
     else:
         raise KeyFormatError(f"{path} does not exist")
     missing = [name for name in ("cert.pem", "key.pem") if name not in found]
@@ -73,8 +74,9 @@ def _bundle_folder(entries: list[tuple[str, str]], source: Path) -> str:
     if "" in folders or not folders:
         return ""
     if len(folders) > 1:
-        raise KeyFormatError(f"{source} holds several bundles ({', '.join(f + '/' for f in folders)})",
-                             hint="give the one to import")
+        raise KeyFormatError(
+            f"{source} holds several bundles ({', '.join(f + '/' for f in folders)})", hint="give the one to import"
+        )
     return folders[0]
 
 
@@ -92,11 +94,14 @@ class _Budget:
             data += chunk
             self.left -= len(chunk)
             if len(data) > MAX_MEMBER_SIZE:
-                raise KeyFormatError(f"{self.source}: {name} holds more than {MAX_MEMBER_SIZE} bytes; "
-                                     "a client bundle file is a few KB")
+                raise KeyFormatError(
+                    f"{self.source}: {name} holds more than {MAX_MEMBER_SIZE} bytes; a client bundle file is a few KB"
+                )
             if self.left < 0:
-                raise KeyFormatError(f"{self.source}: the bundle files hold more than {MAX_BUNDLE_BYTES} bytes "
-                                     "together; a client bundle is a few KB")
+                raise KeyFormatError(
+                    f"{self.source}: the bundle files hold more than {MAX_BUNDLE_BYTES} bytes "
+                    "together; a client bundle is a few KB"
+                )
         return bytes(data)
 
 
@@ -156,8 +161,9 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budge
         raise KeyFormatError(f"{source}: {info.filename} is encrypted; client bundles are not")
     if info.compress_type not in _SAFE_METHODS:
         method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
-        raise KeyFormatError(f"{source}: {info.filename} is compressed with {method}; client bundles are stored "
-                             "or deflated")
+        raise KeyFormatError(
+            f"{source}: {info.filename} is compressed with {method}; client bundles are stored or deflated"
+        )
     with archive.open(info) as handle:
         return budget.read(handle, info.filename)
 
@@ -174,12 +180,15 @@ def signer_name_for(bundle: ClientBundle, name: str | None) -> str:
     try:
         return validate_key_name(cn)
     except KeyFormatError:
-        raise KeyFormatError(f'the certificate\'s name "{cn[:80]}" cannot be a signer name',
-                             hint="choose one with --name (lowercase letters, digits, '_' and '-')") from None
+        raise KeyFormatError(
+            f'the certificate\'s name "{cn[:80]}" cannot be a signer name',
+            hint="choose one with --name (lowercase letters, digits, '_' and '-')",
+        ) from None
 
 
-def import_bundle(store: KeyStore, path: Path | str, *, name: str | None = None,
-                  now: datetime) -> tuple[StoredKey, str, ClientBundle]:
+def import_bundle(
+    store: KeyStore, path: Path | str, *, name: str | None = None, now: datetime
+) -> tuple[StoredKey, str, ClientBundle]:
     """Check and import a bundle's key as signer ``name``; nothing is stored when a check fails.
 
     Raises:
@@ -190,11 +199,19 @@ def import_bundle(store: KeyStore, path: Path | str, *, name: str | None = None,
     bundle = read_bundle(path)
     cert_key = bundle.certificate_key
     if bundle.ca_pem is None:
-        raise KeyFormatError(f"{bundle.source} has no ca.pem, so who issued cert.pem cannot be checked",
-                             hint="import the bundle as UCP/MKE/MSR gave it, or a bare key with `trustkit key load`")
+        raise KeyFormatError(
+            f"{bundle.source} has no ca.pem, so who issued cert.pem cannot be checked",
+            hint="import the bundle as UCP/MKE/MSR gave it, or a bare key with `trustkit key load`",
+        )
     cas = load_ca_certificates(bundle.ca_pem, what=f"{bundle.source}: ca.pem")
-    check_client_certificate(cert_key.certificates, cas, now=now, what=f"{bundle.source}: cert.pem",
-                             ca_what=f"{bundle.source}: ca.pem", hint="download a fresh client bundle")
+    check_client_certificate(
+        cert_key.certificates,
+        cas,
+        now=now,
+        what=f"{bundle.source}: cert.pem",
+        ca_what=f"{bundle.source}: ca.pem",
+        hint="download a fresh client bundle",
+    )
     signer = signer_name_for(bundle, name)
     # Open key.pem in memory and compare it with the certificate before storing anything.
     blocks = [b for b in parse_pem(bundle.key_pem, what=f"{bundle.source}: key.pem") if b.type.endswith("PRIVATE KEY")]
@@ -202,6 +219,7 @@ def import_bundle(store: KeyStore, path: Path | str, *, name: str | None = None,
         raise KeyFormatError(f"{bundle.source}: key.pem must hold exactly one private key")
     private, passphrase = decrypt_for_import(store, blocks[0], signer, f"{bundle.source}: key.pem")
     if CryptoSigner(private).public_key != cert_key.bare:
-        raise KeyFormatError(f"{bundle.source}: key.pem does not belong to cert.pem",
-                             hint="the two files come from different bundles")
+        raise KeyFormatError(
+            f"{bundle.source}: key.pem does not belong to cert.pem", hint="the two files come from different bundles"
+        )
     return store.add(private, role=signer, passphrase=passphrase), signer, bundle

@@ -69,7 +69,7 @@ def read_tlv(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
             count = first & 0x7F
             if count == 0 or count > 4:
                 raise KeyFormatError("unsupported DER length encoding")
-            length = int.from_bytes(data[pos:pos + count], "big")
+            length = int.from_bytes(data[pos : pos + count], "big")
             pos += count
     except IndexError:
         raise KeyFormatError("truncated DER data") from None
@@ -117,7 +117,7 @@ class PemBlock:
         if self.headers:
             lines += [f"{k}: {v}" for k, v in sorted(self.headers.items())]
             lines.append("")
-        lines += [body[i:i + 64] for i in range(0, len(body), 64)]
+        lines += [body[i : i + 64] for i in range(0, len(body), 64)]
         lines.append(f"-----END {self.type}-----")
         return "\n".join(lines) + "\n"
 
@@ -141,7 +141,7 @@ def parse_pem(text: str | bytes, *, what: str = "PEM file") -> list[PemBlock]:
         if not (line.startswith("-----BEGIN ") and line.endswith("-----")):
             i += 1
             continue
-        kind = line[len("-----BEGIN "):-5]
+        kind = line[len("-----BEGIN ") : -5]
         end_marker = f"-----END {kind}-----"
         headers: dict[str, str] = {}
         body: list[str] = []

@@ -44,8 +44,13 @@ class PassphraseRequest:
 
     @property
     def description(self) -> str:
-        kind = "root" if self.role == "root" else "repository" if self.role in ("targets", "snapshot") else (
-            f'signer "{self.role}"')
+        kind = (
+            "root"
+            if self.role == "root"
+            else "repository"
+            if self.role in ("targets", "snapshot")
+            else (f'signer "{self.role}"')
+        )
         where = f" for {self.gun}" if self.gun else ""
         short = f" {self.keyid[:7]}" if self.keyid else ""
         return f"{kind} key{short}{where}"
@@ -57,8 +62,7 @@ PassphraseSource = Callable[[PassphraseRequest], str]
 class EnvPassphrases:
     """Passphrases from docker's and notary's environment variables, then ``fallback``."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None,
-                 fallback: PassphraseSource | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, fallback: PassphraseSource | None = None) -> None:
         self.environ = os.environ if environ is None else environ
         self.fallback = fallback
 
@@ -73,8 +77,10 @@ class EnvPassphrases:
             return self.fallback(request)
         if name is not None:
             # Asked again after the variable's value failed: a retry would fail the same way.
-            raise PassphraseError(f"the passphrase in {name} does not decrypt the {request.description}",
-                                  hint=f"set {name} to the passphrase of that key")
+            raise PassphraseError(
+                f"the passphrase in {name} does not decrypt the {request.description}",
+                hint=f"set {name} to the passphrase of that key",
+            )
         raise PassphraseUnavailableError(
             f"no passphrase for the {request.description} and no terminal to ask on",
             hint=f"set {env_names(request.role)[0]}",

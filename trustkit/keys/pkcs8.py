@@ -54,16 +54,19 @@ def private_key_info(key: PrivateKey) -> bytes:
         curve = CURVE_OIDS.get(key.curve.name)
         if curve is None:
             raise KeyFormatError(f"curve {key.curve.name} is not supported")
-        sec1 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
-                                 serialization.NoEncryption())
+        sec1 = key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
         return der.seq(der.integer(1), der.seq(der.oid(OID_EC), der.oid(curve)), der.octets(sec1))
     if isinstance(key, rsa.RSAPrivateKey):
-        pkcs1 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption())
+        pkcs1 = key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
         return der.seq(der.integer(0), der.seq(der.oid(OID_RSA)), der.octets(pkcs1))
     if isinstance(key, ed25519.Ed25519PrivateKey):
-        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
+        seed = key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
         public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return der.seq(der.integer(0), der.seq(der.oid(OID_ED25519_NOTARY)), der.octets(public + seed + public))
     raise KeyFormatError(f"unsupported private key type {type(key).__name__}")
@@ -220,8 +223,9 @@ def load_private_key_block(block: PemBlock, passphrase: str | None) -> PrivateKe
     if block.type in ("EC PRIVATE KEY", "RSA PRIVATE KEY"):
         return _load_legacy(block, passphrase)
     if block.type == "ED25519 PRIVATE KEY" and len(block.der) == 96:  # notary's legacy block
-        return load_private_key_info(der.seq(der.integer(0), der.seq(der.oid(OID_ED25519_NOTARY)),
-                                             der.octets(block.der)))
+        return load_private_key_info(
+            der.seq(der.integer(0), der.seq(der.oid(OID_ED25519_NOTARY)), der.octets(block.der))
+        )
     raise KeyFormatError(f"a {block.type} PEM block is not a private key")
 
 
@@ -231,11 +235,13 @@ def _load_legacy(block: PemBlock, passphrase: str | None) -> PrivateKey:
         raise PassphraseError("the key is encrypted and no passphrase was given")
     # Only the RFC 1423 headers matter to OpenSSL; notary's role/gun headers would confuse it.
     # (Sorting keeps Proc-Type before DEK-Info, the order RFC 1423 requires.)
-    pem = PemBlock(block.type, block.der,
-                   {k: v for k, v in block.headers.items() if k in ("Proc-Type", "DEK-Info")}).encode()
+    pem = PemBlock(
+        block.type, block.der, {k: v for k, v in block.headers.items() if k in ("Proc-Type", "DEK-Info")}
+    ).encode()
     try:
-        key = serialization.load_pem_private_key(pem.encode(), passphrase.encode() if encrypted and passphrase
-                                                 else None)
+        key = serialization.load_pem_private_key(
+            pem.encode(), passphrase.encode() if encrypted and passphrase else None
+        )
     except (ValueError, TypeError) as exc:
         if encrypted:
             raise PassphraseError("wrong passphrase") from None

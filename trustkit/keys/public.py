@@ -76,8 +76,7 @@ class PublicKey:
             KeyFormatError: any other kind of key.
         """
         if isinstance(key, ed25519.Ed25519PublicKey):
-            return cls(ED25519, b64encode(key.public_bytes(serialization.Encoding.Raw,
-                                                           serialization.PublicFormat.Raw)))
+            return cls(ED25519, b64encode(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)))
         if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise KeyFormatError(f"unsupported public key type {type(key).__name__}")
         spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -180,8 +179,7 @@ class PublicKey:
             raise KeyFormatError(f"{self.keytype} key holds a {type(key).__name__}")
         if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
             raise KeyFormatError(f"RSA key is {key.key_size} bits; at least 2048 are required")
-        if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in ("secp256r1", "secp384r1",
-                                                                                  "secp521r1"):
+        if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
             raise KeyFormatError(f"curve {key.curve.name} is not supported")
         return key
 

@@ -85,8 +85,12 @@ class SSLibSigner(Signer):
     signatures notary can verify; others are refused up front.
     """
 
-    _SCHEMES = {"ecdsa-sha2-nistp256": "ecdsa", "ecdsa-sha2-nistp384": "ecdsa", "ed25519": "ed25519",
-                "rsassa-pss-sha256": "rsa"}
+    _SCHEMES = {
+        "ecdsa-sha2-nistp256": "ecdsa",
+        "ecdsa-sha2-nistp384": "ecdsa",
+        "ed25519": "ed25519",
+        "rsassa-pss-sha256": "rsa",
+    }
 
     def __init__(self, signer: Any) -> None:
         scheme = signer.public_key.scheme

@@ -108,8 +108,9 @@ class KeyStore:
         block = self._read_block(path)
         role = block.headers.get("role") or _legacy_role(path.stem) or "unknown"
         encrypted = is_encrypted(block)
-        return StoredKey(path.stem.split("_")[0], role, block.headers.get("gun"), path, encrypted,
-                         _algorithm_hint(block))
+        return StoredKey(
+            path.stem.split("_")[0], role, block.headers.get("gun"), path, encrypted, _algorithm_hint(block)
+        )
 
     def _read_block(self, path: Path) -> PemBlock:
         blocks = parse_pem(path.read_bytes(), what=f"key file {path}")
@@ -122,9 +123,12 @@ class KeyStore:
             matches = [k for k in self.list() if k.keyid.startswith(keyid)] if keyid else []
             if len(matches) == 1:
                 return matches[0]
-            raise KeyNotFoundError(f"no key {keyid} in {self.private_dir}",
-                                   hint="run `trustkit key list` to see the keys"
-                                   if not matches else "the prefix matches several keys; give more of the ID")
+            raise KeyNotFoundError(
+                f"no key {keyid} in {self.private_dir}",
+                hint="run `trustkit key list` to see the keys"
+                if not matches
+                else "the prefix matches several keys; give more of the ID",
+            )
         return self._describe(path)
 
     def load(self, keyid: str) -> tuple[CryptoSigner, StoredKey]:
@@ -143,13 +147,14 @@ class KeyStore:
                 return CryptoSigner(load_private_key_block(block, passphrase)), info
             except PassphraseError:
                 continue
-        raise PassphraseError(f"wrong passphrase for key {info.keyid[:12]} (role {info.role})",
-                              hint="check the passphrase; nothing was changed")
+        raise PassphraseError(
+            f"wrong passphrase for key {info.keyid[:12]} (role {info.role})",
+            hint="check the passphrase; nothing was changed",
+        )
 
     # ---- writing
 
-    def add(self, key: PrivateKey, *, role: str, gun: str | None = None,
-            passphrase: str | None = None) -> StoredKey:
+    def add(self, key: PrivateKey, *, role: str, gun: str | None = None, passphrase: str | None = None) -> StoredKey:
         """Encrypt and store ``key``; returns its entry.  Asks for a new passphrase when none is given."""
         public = PublicKey.from_crypto(key.public_key())
         role, gun = role_headers(role, gun)
@@ -218,8 +223,10 @@ def validate_key_name(name: str) -> str:
     if len(name) > 255:
         raise KeyFormatError(f"key name is {len(name)} characters; the limit is 255")
     if not SIGNER_NAME.match(name):
-        raise KeyFormatError(f'key name "{name[:80]}" must match [a-z0-9][a-z0-9_-]* (lowercase letters, '
-                             f'digits, "_" and "-", starting with a letter or digit)')
+        raise KeyFormatError(
+            f'key name "{name[:80]}" must match [a-z0-9][a-z0-9_-]* (lowercase letters, '
+            f'digits, "_" and "-", starting with a letter or digit)'
+        )
     return name
 
 
@@ -227,13 +234,13 @@ def public_pem(public: PublicKey, role: str) -> str:
     """A ``NAME.pub`` file as ``docker trust key generate`` writes it."""
     from cryptography.hazmat.primitives import serialization
 
-    spki = public.crypto_key.public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = public.crypto_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return PemBlock("PUBLIC KEY", spki, {"role": role}).encode()
 
 
-def generate_key(store: KeyStore, name: str, *, algorithm: str = "ecdsa", pub_dir: Path | None = None,
-                 gun: str | None = None) -> tuple[StoredKey, Path | None]:
+def generate_key(
+    store: KeyStore, name: str, *, algorithm: str = "ecdsa", pub_dir: Path | None = None, gun: str | None = None
+) -> tuple[StoredKey, Path | None]:
     """Make a key pair: the private key into the store with role ``name``, and (when ``pub_dir``
     is given) ``pub_dir/name.pub``.  Either both exist afterwards or neither does."""
     from trustkit.keys.signer import generate

@@ -84,8 +84,9 @@ class Metadata(Generic[T]):
         return cls._from_document(doc, data, role, what, None)
 
     @classmethod
-    def _from_document(cls, doc: Any, data: bytes, role: str | None, what: str,
-                       canonical: bytes | None) -> Metadata[Any]:
+    def _from_document(
+        cls, doc: Any, data: bytes, role: str | None, what: str, canonical: bytes | None
+    ) -> Metadata[Any]:
         if not isinstance(doc, dict) or set(doc) != {"signed", "signatures"}:
             raise MetadataError('must be an object with exactly "signed" and "signatures"', path=what)
         signed, sigs = doc["signed"], doc["signatures"]
@@ -183,13 +184,19 @@ class VerifyResult:
                 f"valid signatures did not meet threshold for {self.role}: "
                 f"{len(self.signed)} of {self.threshold} required",
                 hint=f"expected signatures from key IDs {', '.join(sorted(k[:12] for k in self.missing))}"
-                if self.missing else None,
+                if self.missing
+                else None,
             )
 
 
 def verify_signatures(  # noqa: PLR0917 - a message, its signatures and a rule's four parts (verify_by takes a rule)
-        message: bytes, signatures: Iterable[Signature], keys: Mapping[str, PublicKey], keyids: Iterable[str],
-        threshold: int, role: str) -> VerifyResult:
+    message: bytes,
+    signatures: Iterable[Signature],
+    keys: Mapping[str, PublicKey],
+    keyids: Iterable[str],
+    threshold: int,
+    role: str,
+) -> VerifyResult:
     """Count valid signatures by distinct keys among ``keyids``.
 
     One key counts once however it is spelled: listed twice, bare and inside a certificate, with

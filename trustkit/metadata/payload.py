@@ -28,8 +28,12 @@ _SHA512_B64 = re.compile(r"[A-Za-z0-9+/]{86}==").fullmatch
 
 
 # How long a freshly signed role stays valid: notary's defaults, used by the client and the server.
-DEFAULT_EXPIRY = {ROOT: timedelta(days=3650), TARGETS: timedelta(days=1095), SNAPSHOT: timedelta(days=1095),
-                  TIMESTAMP: timedelta(days=14)}
+DEFAULT_EXPIRY = {
+    ROOT: timedelta(days=3650),
+    TARGETS: timedelta(days=1095),
+    SNAPSHOT: timedelta(days=1095),
+    TIMESTAMP: timedelta(days=14),
+}
 
 
 @dataclass(frozen=True)
@@ -172,8 +176,9 @@ class FileMeta:
         for alg, digest in hashes.items():
             raw = _b64(digest, f"{path}.hashes.{alg}")
             if alg in HASH_SIZES and len(raw) != HASH_SIZES[alg]:
-                raise MetadataError(f"{alg} digest must be {HASH_SIZES[alg]} bytes, not {len(raw)}",
-                                    path=f"{path}.hashes")
+                raise MetadataError(
+                    f"{alg} digest must be {HASH_SIZES[alg]} bytes, not {len(raw)}", path=f"{path}.hashes"
+                )
         if "custom" in data:
             try:  # the one free-form value: bound its nesting (the schema bounds the rest)
                 check_depth(data["custom"], f"{path}.custom")
@@ -262,11 +267,17 @@ class Root(_Expiring):
             # No keys at all is what notary leaves when the last one is removed: an unusable role,
             # not a malformed file (notary-server stores it, its clients skip it).
             if role.keyids and role.threshold > len(set(role.keyids)):
-                raise MetadataError(f"threshold {role.threshold} is more than its {len(set(role.keyids))} keys",
-                                    path=f"{path}.roles.{name}")
-        return cls(expires=_expires(data["expires"], f"{path}.expires"),
-                   version=_int(data["version"], f"{path}.version", 1),
-                   keys=keys, roles=roles, consistent_snapshot=data["consistent_snapshot"])
+                raise MetadataError(
+                    f"threshold {role.threshold} is more than its {len(set(role.keyids))} keys",
+                    path=f"{path}.roles.{name}",
+                )
+        return cls(
+            expires=_expires(data["expires"], f"{path}.expires"),
+            version=_int(data["version"], f"{path}.version", 1),
+            keys=keys,
+            roles=roles,
+            consistent_snapshot=data["consistent_snapshot"],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -281,8 +292,9 @@ class Root(_Expiring):
     def signing_rule(self, role: str) -> SigningRule:
         """Who may sign the base role ``role`` (root, targets, snapshot, timestamp)."""
         entry = self.roles[role]
-        return SigningRule(role, {k: self.keys[k] for k in entry.keyids if k in self.keys}, tuple(entry.keyids),
-                           entry.threshold)
+        return SigningRule(
+            role, {k: self.keys[k] for k in entry.keyids if k in self.keys}, tuple(entry.keyids), entry.threshold
+        )
 
 
 @dataclass
@@ -348,8 +360,9 @@ class Delegations:
             # No keys at all is what notary leaves when the last one is removed: an unusable role,
             # not a malformed file (notary-server stores it, its clients skip it).
             if role.keyids and role.threshold > len(set(role.keyids)):
-                raise MetadataError(f"threshold {role.threshold} is more than its {len(set(role.keyids))} keys",
-                                    path=where)
+                raise MetadataError(
+                    f"threshold {role.threshold} is more than its {len(set(role.keyids))} keys", path=where
+                )
         return cls(keys, roles)
 
     def to_dict(self) -> dict[str, Any]:
@@ -380,12 +393,16 @@ class Targets(_Expiring):
         if not isinstance(targets_data, dict):
             raise MetadataError("must be an object", path=f"{path}.targets")
         fast = FileMeta.fast
-        targets = {name: fast(meta) or FileMeta.from_dict(meta, f"{path}.targets[{name[:60]!r}]")
-                   for name, meta in targets_data.items()}
-        return cls(expires=_expires(data["expires"], f"{path}.expires"),
-                   version=_int(data["version"], f"{path}.version", 1),
-                   targets=targets,
-                   delegations=Delegations.from_dict(data["delegations"], f"{path}.delegations", role))
+        targets = {
+            name: fast(meta) or FileMeta.from_dict(meta, f"{path}.targets[{name[:60]!r}]")
+            for name, meta in targets_data.items()
+        }
+        return cls(
+            expires=_expires(data["expires"], f"{path}.expires"),
+            version=_int(data["version"], f"{path}.version", 1),
+            targets=targets,
+            delegations=Delegations.from_dict(data["delegations"], f"{path}.delegations", role),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -411,16 +428,23 @@ class _FileListing(_Expiring):
         _type(data, cls._type, path)
         meta = _meta(data["meta"], f"{path}.meta")
         cls._check_meta(meta, f"{path}.meta")
-        return cls(expires=_expires(data["expires"], f"{path}.expires"),
-                   version=_int(data["version"], f"{path}.version", 1), meta=meta)
+        return cls(
+            expires=_expires(data["expires"], f"{path}.expires"),
+            version=_int(data["version"], f"{path}.version", 1),
+            meta=meta,
+        )
 
     @classmethod
     def _check_meta(cls, meta: dict[str, FileMeta], path: str) -> None:
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
-        return {"_type": self._type, "expires": self.expires,
-                "meta": {k: v.to_dict() for k, v in self.meta.items()}, "version": self.version}
+        return {
+            "_type": self._type,
+            "expires": self.expires,
+            "meta": {k: v.to_dict() for k, v in self.meta.items()},
+            "version": self.version,
+        }
 
 
 @dataclass
@@ -452,8 +476,11 @@ def build_snapshot(previous: Snapshot | None, files: Mapping[str, bytes], now: d
     hashed in, one version up, expiring after the default.  Client and server build it alike."""
     meta = dict(previous.meta) if previous is not None else {}
     meta.update({role: FileMeta.for_bytes(data) for role, data in files.items()})
-    return Snapshot(expires=format_expires(now + DEFAULT_EXPIRY[SNAPSHOT]),
-                    version=(previous.version if previous is not None else 0) + 1, meta=meta)
+    return Snapshot(
+        expires=format_expires(now + DEFAULT_EXPIRY[SNAPSHOT]),
+        version=(previous.version if previous is not None else 0) + 1,
+        meta=meta,
+    )
 
 
 @dataclass
@@ -477,7 +504,10 @@ def _meta(value: Any, path: str) -> dict[str, FileMeta]:
 
 
 PAYLOAD_TYPES: dict[str, type[Root] | type[Targets] | type[Snapshot] | type[Timestamp]] = {
-    "Root": Root, "Targets": Targets, "Snapshot": Snapshot, "Timestamp": Timestamp,
+    "Root": Root,
+    "Targets": Targets,
+    "Snapshot": Snapshot,
+    "Timestamp": Timestamp,
 }
 
 

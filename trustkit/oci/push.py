@@ -173,8 +173,9 @@ class BlobLocationCache:
         if self.path is None or not self._dirty:
             return
         with self._lock:
-            data = json.dumps({"locations": self._locations, "compressed": self._compressed},
-                              separators=(",", ":")).encode()
+            data = json.dumps(
+                {"locations": self._locations, "compressed": self._compressed}, separators=(",", ":")
+            ).encode()
             self._dirty = False
         with contextlib.suppress(OSError):
             atomic_write(self.path, data, 0o600)
@@ -248,8 +249,9 @@ class PushSigning(Protocol):
 # 3. the upload
 
 
-def _mount_candidates(target: ImageReference, digest: str, source: ImageSource | None,
-                      cache: BlobLocationCache | None) -> list[str]:
+def _mount_candidates(
+    target: ImageReference, digest: str, source: ImageSource | None, cache: BlobLocationCache | None
+) -> list[str]:
     candidates: list[str] = []
     mount_from = source.mount_from if source is not None else None
     if mount_from is not None and mount_from[0] == target.registry and mount_from[1] != target.repository:
@@ -261,8 +263,16 @@ def _mount_candidates(target: ImageReference, digest: str, source: ImageSource |
     return candidates[:MOUNT_CANDIDATES]
 
 
-def _push_blob(client: RegistryClient, target: ImageReference, source: ImageSource, descriptor: Descriptor, *,
-               is_layer: bool, cache: BlobLocationCache | None, emit: Progress) -> tuple[str, int]:
+def _push_blob(
+    client: RegistryClient,
+    target: ImageReference,
+    source: ImageSource,
+    descriptor: Descriptor,
+    *,
+    is_layer: bool,
+    cache: BlobLocationCache | None,
+    emit: Progress,
+) -> tuple[str, int]:
     """One blob: exists, mounted or uploaded.  Returns (outcome, bytes uploaded)."""
     repo, digest, size = target.repository, descriptor.digest, descriptor.size
     if client.blob_size(repo, digest) is not None:
@@ -294,9 +304,16 @@ def _push_blob(client: RegistryClient, target: ImageReference, source: ImageSour
     return "uploaded", size
 
 
-def upload(plan: Plan, source: ImageSource, client: RegistryClient, target: ImageReference, *,
-           max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS, progress: Progress | None = None,
-           cache: BlobLocationCache | None = None) -> PushSummary:
+def upload(
+    plan: Plan,
+    source: ImageSource,
+    client: RegistryClient,
+    target: ImageReference,
+    *,
+    max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS,
+    progress: Progress | None = None,
+    cache: BlobLocationCache | None = None,
+) -> PushSummary:
     """Push every blob (at most ``max_concurrent_uploads`` at once), then the manifests, the
     top one under ``target.tag``.  The first failure stops the push before any manifest."""
     if max_concurrent_uploads < 1:
@@ -310,14 +327,20 @@ def upload(plan: Plan, source: ImageSource, client: RegistryClient, target: Imag
             with lock:
                 progress(event)
 
-    summary = PushSummary(target.name, target.tag, plan.root.digest, plan.root.size, plan.root.media_type,
-                          manifests=len(plan.manifests))
+    summary = PushSummary(
+        target.name, target.tag, plan.root.digest, plan.root.size, plan.root.media_type, manifests=len(plan.manifests)
+    )
     if plan.blobs:
-        pool = ThreadPoolExecutor(max_workers=min(max_concurrent_uploads, len(plan.blobs)),
-                                  thread_name_prefix="trustkit-upload")
+        pool = ThreadPoolExecutor(
+            max_workers=min(max_concurrent_uploads, len(plan.blobs)), thread_name_prefix="trustkit-upload"
+        )
         try:
-            futures = {pool.submit(_push_blob, client, target, source, descriptor, is_layer=is_layer, cache=cache, emit=emit):
-                       (descriptor, is_layer) for descriptor, is_layer in plan.blobs}
+            futures = {
+                pool.submit(
+                    _push_blob, client, target, source, descriptor, is_layer=is_layer, cache=cache, emit=emit
+                ): (descriptor, is_layer)
+                for descriptor, is_layer in plan.blobs
+            }
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
             if failed:
@@ -338,8 +361,7 @@ def upload(plan: Plan, source: ImageSource, client: RegistryClient, target: Imag
     for manifest in plan.manifests:
         reference = target.tag if manifest is plan.root else manifest.digest
         client.put_manifest(target.repository, reference, manifest)
-        emit(PushEvent("manifest-pushed", manifest.digest, manifest.size, manifest.size, detail=reference,
-                       layer=False))
+        emit(PushEvent("manifest-pushed", manifest.digest, manifest.size, manifest.size, detail=reference, layer=False))
     if cache is not None:
         cache.remember(target.registry, target.repository, [d.digest for d, _ in plan.blobs])
         if source.mount_from is not None:
@@ -358,32 +380,56 @@ def _sign_after_push(signing: PushSigning, summary: PushSummary, target: ImageRe
         error = PushedNotSignedError(
             f"{target.familiar}:{target.tag} was pushed ({summary.digest}) but is NOT signed: {exc}",
             hint=f"fix the cause, then run `trustkit sign {target.familiar}:{target.tag} --digest {summary.digest} "
-                 f"--size {summary.size}`")
+            f"--size {summary.size}`",
+        )
         error.summary = summary
         raise error from exc
     summary.signed = True
 
 
-def push_image(source: ImageSource, target: ImageReference, client: RegistryClient, *,
-               signing: Callable[[], PushSigning] | None = None,
-               max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS, progress: Progress | None = None,
-               cache: BlobLocationCache | None = None) -> PushSummary:
+def push_image(
+    source: ImageSource,
+    target: ImageReference,
+    client: RegistryClient,
+    *,
+    signing: Callable[[], PushSigning] | None = None,
+    max_concurrent_uploads: int = DEFAULT_MAX_CONCURRENT_UPLOADS,
+    progress: Progress | None = None,
+    cache: BlobLocationCache | None = None,
+) -> PushSummary:
     """Plan, prepare signing (``signing`` builds the PushSigning), check immutability,
     upload, sign.  See the module docstring for the guarantees."""
-    return _upload_and_sign(plan_image(source), source, client, target, signing=signing,
-                            max_concurrent_uploads=max_concurrent_uploads, progress=progress, cache=cache)
+    return _upload_and_sign(
+        plan_image(source),
+        source,
+        client,
+        target,
+        signing=signing,
+        max_concurrent_uploads=max_concurrent_uploads,
+        progress=progress,
+        cache=cache,
+    )
 
 
-def _upload_and_sign(plan: Plan, source: ImageSource, client: RegistryClient, target: ImageReference, *,
-                     signing: Callable[[], PushSigning] | None, max_concurrent_uploads: int,
-                     progress: Progress | None, cache: BlobLocationCache | None) -> PushSummary:
+def _upload_and_sign(
+    plan: Plan,
+    source: ImageSource,
+    client: RegistryClient,
+    target: ImageReference,
+    *,
+    signing: Callable[[], PushSigning] | None,
+    max_concurrent_uploads: int,
+    progress: Progress | None,
+    cache: BlobLocationCache | None,
+) -> PushSummary:
     """What push and tag share: signing prepared (and immutability checked) before the first
     upload, the upload, the blob-location cache saved, then the signature."""
     prepared = signing() if signing is not None else None
     if prepared is not None:
         prepared.check_immutable(plan.root.digest)
-    summary = upload(plan, source, client, target, max_concurrent_uploads=max_concurrent_uploads,
-                     progress=progress, cache=cache)
+    summary = upload(
+        plan, source, client, target, max_concurrent_uploads=max_concurrent_uploads, progress=progress, cache=cache
+    )
     if cache is not None:
         cache.save()
     if prepared is not None:
@@ -400,28 +446,46 @@ class _MountOnlySource(RegistrySource):
         self.description = str(reference)
 
     def opener(self, descriptor: Descriptor) -> Any:
-        raise TrustkitError(f"blob {descriptor.digest} could not be mounted from {self.reference.name}",
-                            hint=f"the registry refused the cross-repository mount; copy the image with "
-                                 f"`trustkit push docker://{self.reference} IMAGE:TAG` instead")
+        raise TrustkitError(
+            f"blob {descriptor.digest} could not be mounted from {self.reference.name}",
+            hint=f"the registry refused the cross-repository mount; copy the image with "
+            f"`trustkit push docker://{self.reference} IMAGE:TAG` instead",
+        )
 
     def close(self) -> None:
         pass
 
 
-def tag_image(client: RegistryClient, source: ImageReference, target: ImageReference, *,
-              signing: Callable[[], PushSigning] | None = None, progress: Progress | None = None,
-              cache: BlobLocationCache | None = None) -> PushSummary:
+def tag_image(
+    client: RegistryClient,
+    source: ImageReference,
+    target: ImageReference,
+    *,
+    signing: Callable[[], PushSigning] | None = None,
+    progress: Progress | None = None,
+    cache: BlobLocationCache | None = None,
+) -> PushSummary:
     """Give the manifest of ``source`` the tag of ``target`` in the same registry, without
     uploading: blobs of another repository are mounted.  Signed when ``signing`` is given."""
     if source.registry != target.registry:
-        raise TrustkitError(f"{source.familiar} and {target.familiar} are in different registries; "
-                            "`trustkit tag` only works within one",
-                            hint=f"copy it with `trustkit push docker://{source} {target}`")
+        raise TrustkitError(
+            f"{source.familiar} and {target.familiar} are in different registries; "
+            "`trustkit tag` only works within one",
+            hint=f"copy it with `trustkit push docker://{source} {target}`",
+        )
     origin = _MountOnlySource(client, source)
     if source.repository == target.repository:
         root = origin.root()
         plan = Plan(root, [root], [])
     else:
         plan = plan_image(origin)
-    return _upload_and_sign(plan, origin, client, target, signing=signing,
-                            max_concurrent_uploads=DEFAULT_MAX_CONCURRENT_UPLOADS, progress=progress, cache=cache)
+    return _upload_and_sign(
+        plan,
+        origin,
+        client,
+        target,
+        signing=signing,
+        max_concurrent_uploads=DEFAULT_MAX_CONCURRENT_UPLOADS,
+        progress=progress,
+        cache=cache,
+    )

@@ -83,8 +83,10 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
-                  "application/vnd.docker.distribution.manifest.v1+prettyjws")
+DOCKER_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST)
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 ACCEPT_MANIFESTS = ", ".join(MANIFEST_TYPES)
@@ -157,14 +159,18 @@ class Manifest:
         manifest = cls(raw, media_type or "", digest)
         data = manifest.json()
         declared = data.get("mediaType")
-        kind = media_type or (declared if isinstance(declared, str) else "") or (
-            OCI_INDEX if "manifests" in data else OCI_MANIFEST)
+        kind = (
+            media_type
+            or (declared if isinstance(declared, str) else "")
+            or (OCI_INDEX if "manifests" in data else OCI_MANIFEST)
+        )
         if kind in DOCKER_SCHEMA1 or data.get("schemaVersion") == 1:
-            raise TrustkitError(f"{what} is a docker schema 1 manifest, which registries no longer accept",
-                                hint="convert it with a current docker or skopeo first")
+            raise TrustkitError(
+                f"{what} is a docker schema 1 manifest, which registries no longer accept",
+                hint="convert it with a current docker or skopeo first",
+            )
         if kind not in MANIFEST_TYPES:
-            raise TrustkitError(f"{what} has media type {kind!r}; trustkit pushes "
-                                f"{', '.join(MANIFEST_TYPES)}")
+            raise TrustkitError(f"{what} has media type {kind!r}; trustkit pushes {', '.join(MANIFEST_TYPES)}")
         return cls(raw, kind, digest)
 
 
@@ -257,12 +263,14 @@ class _Digester:
             raise HashMismatchError(
                 f"blob {self.digest} is {'shorter' if self.sent < self.size else 'longer'} than the "
                 f"{self.size} bytes its descriptor declares",
-                hint="the image source is corrupt; nothing references the partial upload")
+                hint="the image source is corrupt; nothing references the partial upload",
+            )
         actual = "sha256:" + self.hasher.hexdigest()
         if actual != self.digest:
             raise HashMismatchError(
                 f"blob {self.digest} does not match its digest: its bytes hash to {actual}",
-                hint="the image source is corrupt; the upload was not committed")
+                hint="the image source is corrupt; the upload was not committed",
+            )
 
 
 class _Restart(Exception):
@@ -305,8 +313,10 @@ def connect(
         NetworkError: no endpoint answered (the message says what was tried).
     """
     api_host = registry_api_host(registry)
-    insecure = {name.strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
-                for name in insecure_registries}
+    insecure = {
+        name.strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+        for name in insecure_registries
+    }
     allow_plain = is_loopback_host(_host_only(api_host)) or api_host.lower() in insecure or registry.lower() in insecure
     creds = load_credentials(registry, config_dir, environ) if credentials is True else credentials or None
     auth = registry_auth(registry, creds)
@@ -329,9 +339,11 @@ def connect(
     http.close()
     hint = None
     if not allow_plain:
-        hint = (f"if {registry} serves plain HTTP, name it with --insecure-registry {registry}"
-                if last is not None and is_tls_failure(last)
-                else "check the registry name and that it is running")
+        hint = (
+            f"if {registry} serves plain HTTP, name it with --insecure-registry {registry}"
+            if last is not None and is_tls_failure(last)
+            else "check the registry name and that it is running"
+        )
     raise NetworkError(f"cannot reach the registry {registry} ({'; '.join(attempts)})", hint=hint)
 
 
@@ -351,9 +363,18 @@ class RegistryClient:
     :func:`connect`, or one on an ``httpx.MockTransport`` in tests); ``base_url`` is
     ``scheme://host[:port]``.  It is safe to use from several threads at once."""
 
-    def __init__(self, registry: str, http: httpx.Client, base_url: str, *, auth: TokenAuth | None = None,
-                 retries: int = 3, sleep: Callable[[float], None] = time.sleep,
-                 chunk_threshold: int = CHUNK_THRESHOLD, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(
+        self,
+        registry: str,
+        http: httpx.Client,
+        base_url: str,
+        *,
+        auth: TokenAuth | None = None,
+        retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+        chunk_threshold: int = CHUNK_THRESHOLD,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
         self.registry = registry
         self.http = http
         self.base_url = base_url.rstrip("/")
@@ -377,15 +398,19 @@ class RegistryClient:
     def ping(self, *, authenticate: bool = True) -> None:
         """``GET /v2/``, through the token flow when ``authenticate``: raises
         NotAuthorizedError when the registry refuses the credentials we have."""
-        self._call("GET", "/v2/", what=f"checking the credentials for {self.registry}", scope=None,
-                   auth=authenticate)
+        self._call("GET", "/v2/", what=f"checking the credentials for {self.registry}", scope=None, auth=authenticate)
 
     def blob_size(self, repository: str, digest: str) -> int | None:
         """``HEAD`` the blob: its size when ``repository`` has it, else None.  A redirect to
         storage is followed, as docker does (without our credentials: see :class:`TokenAuth`)."""
-        response = self._call("HEAD", f"/v2/{repository}/blobs/{digest}", what=f"checking blob {_short(digest)} "
-                              f"in {repository}", scope=repository_scope(repository), missing_ok=True,
-                              follow_redirects=True)
+        response = self._call(
+            "HEAD",
+            f"/v2/{repository}/blobs/{digest}",
+            what=f"checking blob {_short(digest)} in {repository}",
+            scope=repository_scope(repository),
+            missing_ok=True,
+            follow_redirects=True,
+        )
         if response is None:
             return None
         length = response.headers.get("content-length", "")
@@ -395,16 +420,24 @@ class RegistryClient:
         """Cross-repository mount.  None when mounted (201); else the location of the upload
         session the registry opened instead (202), for the caller to use or cancel."""
         scope = f"{repository_scope(repository, push=True)} {repository_scope(from_repository)}"
-        response = self._call("POST", f"/v2/{repository}/blobs/uploads/", what=f"mounting {_short(digest)} from "
-                              f"{from_repository} into {repository}", scope=scope,
-                              params={"mount": digest, "from": from_repository})
+        response = self._call(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            what=f"mounting {_short(digest)} from {from_repository} into {repository}",
+            scope=scope,
+            params={"mount": digest, "from": from_repository},
+        )
         if response.status_code == 201:
             return None
         return self._location(response, "a mount")
 
     def start_upload(self, repository: str) -> str:
-        response = self._call("POST", f"/v2/{repository}/blobs/uploads/", what=f"starting an upload to {repository}",
-                              scope=repository_scope(repository, push=True))
+        response = self._call(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            what=f"starting an upload to {repository}",
+            scope=repository_scope(repository, push=True),
+        )
         return self._location(response, "an upload")
 
     def cancel_upload(self, location: str) -> None:
@@ -413,8 +446,16 @@ class RegistryClient:
         with contextlib.suppress(httpx.HTTPError, TrustkitError):
             self.http.delete(location).close()
 
-    def upload_blob(self, repository: str, digest: str, size: int, opener: Opener, *,
-                    progress: ByteProgress | None = None, location: str | None = None) -> None:
+    def upload_blob(
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        opener: Opener,
+        *,
+        progress: ByteProgress | None = None,
+        location: str | None = None,
+    ) -> None:
         """Upload a blob from ``opener``'s reader, verifying its digest while streaming.
 
         Blobs up to ``chunk_threshold`` bytes go in one ``PUT``; larger ones in ``PATCH``
@@ -440,8 +481,11 @@ class RegistryClient:
                     self.cancel_upload(location)
                 location = None
                 if attempt == self.retries:
-                    raise NetworkError(f"uploading blob {_short(digest)} to {self.registry}/{repository} failed "
-                                       f"{attempt + 1} times; last: {restart}", hint="try again later") from None
+                    raise NetworkError(
+                        f"uploading blob {_short(digest)} to {self.registry}/{repository} failed "
+                        f"{attempt + 1} times; last: {restart}",
+                        hint="try again later",
+                    ) from None
                 self._backoff(attempt, restart.retry_after)
             except BaseException:
                 if location is not None:
@@ -451,11 +495,19 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest of a tag or digest: exact bytes, media type, digest (checked against
         the reference when it is a digest)."""
-        what = f"the manifest {repository}:{reference}" if not reference.startswith("sha256:") else \
-            f"manifest {_short(reference)} of {repository}"
-        response = self._call("GET", f"/v2/{repository}/manifests/{reference}", what=what,
-                              scope=repository_scope(repository), headers={"Accept": ACCEPT_MANIFESTS},
-                              body_limit=MANIFEST_LIMIT)
+        what = (
+            f"the manifest {repository}:{reference}"
+            if not reference.startswith("sha256:")
+            else f"manifest {_short(reference)} of {repository}"
+        )
+        response = self._call(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            what=what,
+            scope=repository_scope(repository),
+            headers={"Accept": ACCEPT_MANIFESTS},
+            body_limit=MANIFEST_LIMIT,
+        )
         raw = response.content
         media_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
         manifest = Manifest.from_bytes(raw, media_type if media_type in MANIFEST_TYPES else None, what=what)
@@ -466,14 +518,20 @@ class RegistryClient:
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
         """``PUT`` the exact bytes under a tag or digest; returns the digest, checked against
         what the registry says it stored."""
-        response = self._call("PUT", f"/v2/{repository}/manifests/{reference}",
-                              what=f"pushing the manifest {repository}:{reference}",
-                              scope=repository_scope(repository, push=True),
-                              headers={"Content-Type": manifest.media_type}, content=manifest.raw)
+        response = self._call(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            what=f"pushing the manifest {repository}:{reference}",
+            scope=repository_scope(repository, push=True),
+            headers={"Content-Type": manifest.media_type},
+            content=manifest.raw,
+        )
         stored = response.headers.get("docker-content-digest")
         if stored and stored != manifest.digest:
-            raise ServerError(f"{self.registry} stored {repository}:{reference} as {stored}, "
-                              f"not {manifest.digest} (it rewrote the manifest)")
+            raise ServerError(
+                f"{self.registry} stored {repository}:{reference} as {stored}, "
+                f"not {manifest.digest} (it rewrote the manifest)"
+            )
         return manifest.digest
 
     def open_blob(self, repository: str, digest: str) -> ResponseReader:
@@ -481,8 +539,9 @@ class RegistryClient:
         url = f"{self.base_url}/v2/{repository}/blobs/{digest}"
         what = f"reading blob {_short(digest)} of {self.registry}/{repository}"
         for attempt in range(self.retries + 1):
-            context = self.http.stream("GET", url, follow_redirects=True,
-                                       extensions={SCOPE_EXTENSION: repository_scope(repository)})
+            context = self.http.stream(
+                "GET", url, follow_redirects=True, extensions={SCOPE_EXTENSION: repository_scope(repository)}
+            )
             try:
                 response = context.__enter__()
             except httpx.TransportError as exc:
@@ -503,8 +562,9 @@ class RegistryClient:
 
     # ---- internals
 
-    def _upload_once(self, location: str, digest: str, size: int, opener: Opener, *,
-                     progress: ByteProgress | None, scope: str) -> None:
+    def _upload_once(
+        self, location: str, digest: str, size: int, opener: Opener, *, progress: ByteProgress | None, scope: str
+    ) -> None:
         reader = opener()
         try:
             digester = _Digester(reader, digest, size, progress)
@@ -514,26 +574,53 @@ class RegistryClient:
                 while not digester.eof and offset < size:
                     length = min(self.chunk_size, size - offset)
                     end = offset + length - 1
-                    response = self._send_body("PATCH", location, digester.take(length), what, scope, headers={
-                        "Content-Type": "application/octet-stream", "Content-Length": str(length),
-                        "Content-Range": f"{offset}-{end}"})
+                    response = self._send_body(
+                        "PATCH",
+                        location,
+                        digester.take(length),
+                        what,
+                        scope,
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Content-Length": str(length),
+                            "Content-Range": f"{offset}-{end}",
+                        },
+                    )
                     location = self._location(response, "a chunk")
                     offset += length
                 digester.check()  # the commit below happens only for a verified blob
-                self._send_body("PUT", _with_digest(location, digest), b"", what, scope,
-                                headers={"Content-Length": "0"}, expect=201)
+                self._send_body(
+                    "PUT", _with_digest(location, digest), b"", what, scope, headers={"Content-Length": "0"}, expect=201
+                )
             else:
-                self._send_body("PUT", _with_digest(location, digest), digester.take(size), what, scope, headers={
-                    "Content-Type": "application/octet-stream", "Content-Length": str(size)}, expect=201)
+                self._send_body(
+                    "PUT",
+                    _with_digest(location, digest),
+                    digester.take(size),
+                    what,
+                    scope,
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                    expect=201,
+                )
         finally:
             reader.close()
 
-    def _send_body(self, method: str, url: str, body: Iterator[bytes] | bytes, what: str, scope: str, *,
-                   headers: dict[str, str], expect: int | None = None) -> httpx.Response:
+    def _send_body(
+        self,
+        method: str,
+        url: str,
+        body: Iterator[bytes] | bytes,
+        what: str,
+        scope: str,
+        *,
+        headers: dict[str, str],
+        expect: int | None = None,
+    ) -> httpx.Response:
         """One body-carrying upload request.  Transient failures raise _Restart."""
         try:
-            with self.http.stream(method, url, content=body, headers=headers,
-                                  extensions={SCOPE_EXTENSION: scope}) as response:
+            with self.http.stream(
+                method, url, content=body, headers=headers, extensions={SCOPE_EXTENSION: scope}
+            ) as response:
                 status = response.status_code
                 if 200 <= status < 300 and (expect is None or status == expect or status in (201, 202, 204)):
                     response.read()
@@ -553,15 +640,45 @@ class RegistryClient:
         raise self._status_error(status, error_body, what)
 
     @overload
-    def _call(self, method: str, path: str, *, what: str, scope: str | None, missing_ok: Literal[False] = False,
-              auth: bool = True, body_limit: int = ERROR_BODY_LIMIT, **kwargs: Any) -> _Answer: ...
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        scope: str | None,
+        missing_ok: Literal[False] = False,
+        auth: bool = True,
+        body_limit: int = ERROR_BODY_LIMIT,
+        **kwargs: Any,
+    ) -> _Answer: ...
 
     @overload
-    def _call(self, method: str, path: str, *, what: str, scope: str | None, missing_ok: bool,
-              auth: bool = True, body_limit: int = ERROR_BODY_LIMIT, **kwargs: Any) -> _Answer | None: ...
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        scope: str | None,
+        missing_ok: bool,
+        auth: bool = True,
+        body_limit: int = ERROR_BODY_LIMIT,
+        **kwargs: Any,
+    ) -> _Answer | None: ...
 
-    def _call(self, method: str, path: str, *, what: str, scope: str | None, missing_ok: bool = False,
-              auth: bool = True, body_limit: int = ERROR_BODY_LIMIT, **kwargs: Any) -> _Answer | None:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        scope: str | None,
+        missing_ok: bool = False,
+        auth: bool = True,
+        body_limit: int = ERROR_BODY_LIMIT,
+        **kwargs: Any,
+    ) -> _Answer | None:
         """A request without a streamed body: retried on connection failures, 429 and 502/503/504.
         Every request sent here may be repeated: reads, a manifest PUT, and a POST that opens an
         upload session (one left behind is harmless)."""
@@ -611,35 +728,47 @@ class RegistryClient:
         said = f": {message}" if message else ""
         registry = self.registry
         if status in (401, 403) or code in ("UNAUTHORIZED", "DENIED"):
-            return NotAuthorizedError(f"the registry {registry} refused access (HTTP {status}{said}) while {what}",
-                                      hint=f"run `trustkit login {registry}` with an account that may do this")
+            return NotAuthorizedError(
+                f"the registry {registry} refused access (HTTP {status}{said}) while {what}",
+                hint=f"run `trustkit login {registry}` with an account that may do this",
+            )
         if status == 429 or code == "TOOMANYREQUESTS":
             return ServerError(f"the registry {registry} refused {what}: too many requests", hint="try again later")
         if code in ("DIGEST_INVALID", "SIZE_INVALID"):
-            return HashMismatchError(f"the registry {registry} refused {what}: the content does not match its "
-                                     f"digest or size{said}")
+            return HashMismatchError(
+                f"the registry {registry} refused {what}: the content does not match its digest or size{said}"
+            )
         if code == "MANIFEST_BLOB_UNKNOWN":
             blob = f" {detail}" if isinstance(detail, str) else ""
-            return ServerRejectedError(f"the registry {registry} refused {what}: it references a blob{blob} the "
-                                       "repository does not have", status=status, code=code, detail=detail)
+            return ServerRejectedError(
+                f"the registry {registry} refused {what}: it references a blob{blob} the repository does not have",
+                status=status,
+                code=code,
+                detail=detail,
+            )
         if code in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "BLOB_UPLOAD_UNKNOWN") or status == 404:
             return NotFoundError(f"the registry {registry} has no such thing ({what}){said}")
         if code == "UNSUPPORTED" or status in (405, 415):
-            return ServerRejectedError(f"the registry {registry} does not support {what}{said}",
-                                       status=status, code=code, detail=detail)
+            return ServerRejectedError(
+                f"the registry {registry} does not support {what}{said}", status=status, code=code, detail=detail
+            )
         if 400 <= status < 500:
             text = f" ({code}{said})" if code else f" (HTTP {status})"
-            return ServerRejectedError(f"the registry {registry} refused {what}{text}", status=status, code=code,
-                                       detail=detail)
+            return ServerRejectedError(
+                f"the registry {registry} refused {what}{text}", status=status, code=code, detail=detail
+            )
         if status >= 500:
-            return ServerError(f"the registry {registry} failed (HTTP {status}) while {what}{said}",
-                               hint="try again later")
+            return ServerError(
+                f"the registry {registry} failed (HTTP {status}) while {what}{said}", hint="try again later"
+            )
         return ServerError(f"the registry {registry} answered an unexpected HTTP {status} while {what}")
 
     def _network_error(self, exc: BaseException, what: str) -> NetworkError:
         if is_tls_failure(exc):
-            return NetworkError(f"TLS failure talking to the registry {self.registry} while {what}: {str(exc)[:160]}",
-                                hint=f"put its CA in $DOCKER_CONFIG/tls/{self.registry}/ca.crt")
+            return NetworkError(
+                f"TLS failure talking to the registry {self.registry} while {what}: {str(exc)[:160]}",
+                hint=f"put its CA in $DOCKER_CONFIG/tls/{self.registry}/ca.crt",
+            )
         if isinstance(exc, httpx.TimeoutException):
             return NetworkError(f"the registry {self.registry} did not answer in time while {what}")
         return NetworkError(f"cannot reach the registry {self.registry} while {what}: {describe_failure(exc)}")

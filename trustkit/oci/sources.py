@@ -93,7 +93,9 @@ class Descriptor:
         if not isinstance(media_type, str):
             raise SourceError(f"{what} ({digest[:19]}) has a mediaType that is not a string")
         urls = data.get("urls") or ()
-        return cls(media_type, digest, size, tuple(u for u in urls if isinstance(u, str)) if isinstance(urls, list) else ())
+        return cls(
+            media_type, digest, size, tuple(u for u in urls if isinstance(u, str)) if isinstance(urls, list) else ()
+        )
 
 
 def image_blobs(manifest: Manifest) -> tuple[Descriptor, list[Descriptor]]:
@@ -103,8 +105,9 @@ def image_blobs(manifest: Manifest) -> tuple[Descriptor, list[Descriptor]]:
     layers = data.get("layers")
     if not isinstance(layers, list):
         raise SourceError(f"manifest {manifest.digest} has no layers list")
-    return config, [Descriptor.from_json(layer, f"layer {i} of manifest {manifest.digest}")
-                    for i, layer in enumerate(layers)]
+    return config, [
+        Descriptor.from_json(layer, f"layer {i} of manifest {manifest.digest}") for i, layer in enumerate(layers)
+    ]
 
 
 def index_children(manifest: Manifest) -> list[Descriptor]:
@@ -170,7 +173,7 @@ def _split_path_ref(rest: str, *, directory: bool) -> tuple[Path, str | None]:
         return Path(rest), None
     for index in range(len(rest) - 1, 0, -1):
         if rest[index] == ":" and exists(Path(rest[:index])):
-            return Path(rest[:index]), rest[index + 1:] or None
+            return Path(rest[:index]), rest[index + 1 :] or None
     path, _, ref = rest.partition(":")
     return Path(path), ref or None
 
@@ -190,8 +193,9 @@ def parse_source(text: str) -> SourceSpec:
     if text.startswith("docker-archive:"):
         path, ref = _split_path_ref(text.removeprefix("docker-archive:"), directory=False)
         return SourceSpec("docker-archive", path=path, ref=ref)
-    raise SourceError(f"unknown image source {text[:200]!r}",
-                      hint="use oci:DIR[:REF], docker-archive:FILE or docker://IMAGE[:TAG]")
+    raise SourceError(
+        f"unknown image source {text[:200]!r}", hint="use oci:DIR[:REF], docker-archive:FILE or docker://IMAGE[:TAG]"
+    )
 
 
 def _json(data: bytes, what: str) -> Any:
@@ -201,14 +205,17 @@ def _json(data: bytes, what: str) -> Any:
         raise SourceError(str(exc)) from None
 
 
-def _pick(entries: list[dict[str, Any]], ref: str | None, names: Callable[[dict[str, Any]], list[str]],
-          where: str) -> dict[str, Any]:
+def _pick(
+    entries: list[dict[str, Any]], ref: str | None, names: Callable[[dict[str, Any]], list[str]], where: str
+) -> dict[str, Any]:
     if ref is None:
         if len(entries) == 1:
             return entries[0]
         listed = sorted({n for e in entries for n in names(e)})
-        raise SourceError(f"{where} holds {len(entries)} images; name one",
-                          hint=f"known names: {', '.join(listed) or 'none'}" if entries else None)
+        raise SourceError(
+            f"{where} holds {len(entries)} images; name one",
+            hint=f"known names: {', '.join(listed) or 'none'}" if entries else None,
+        )
     found = [e for e in entries if ref in names(e)]
     if not found:
         listed = sorted({n for e in entries for n in names(e)})
@@ -227,8 +234,11 @@ def _index_names(entry: dict[str, Any]) -> list[str]:
 
 def _manifest_from(raw: bytes, descriptor: Descriptor, where: str) -> Manifest:
     if len(raw) != descriptor.size or sha256_digest(raw) != descriptor.digest:
-        raise HashMismatchError(f"manifest {descriptor.digest} in {where} does not match its descriptor "
-                                f"(size {len(raw)}, digest {sha256_digest(raw)})", hint="the source is corrupt")
+        raise HashMismatchError(
+            f"manifest {descriptor.digest} in {where} does not match its descriptor "
+            f"(size {len(raw)}, digest {sha256_digest(raw)})",
+            hint="the source is corrupt",
+        )
     media_type = descriptor.media_type or None
     return Manifest.from_bytes(raw, media_type, what=f"manifest {descriptor.digest} in {where}")
 
@@ -267,11 +277,15 @@ class OCILayoutSource:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise SourceError(f"blob {descriptor.digest} is missing from the OCI layout {self.directory}",
-                              hint=f"expected {path}") from None
+            raise SourceError(
+                f"blob {descriptor.digest} is missing from the OCI layout {self.directory}", hint=f"expected {path}"
+            ) from None
         if size != descriptor.size:
-            raise HashMismatchError(f"blob {descriptor.digest} in {self.directory} is {size} bytes, but its "
-                                    f"descriptor says {descriptor.size}", hint="the layout is corrupt")
+            raise HashMismatchError(
+                f"blob {descriptor.digest} in {self.directory} is {size} bytes, but its "
+                f"descriptor says {descriptor.size}",
+                hint="the layout is corrupt",
+            )
 
     def manifest(self, descriptor: Descriptor) -> Manifest:
         self.check(descriptor)
@@ -301,8 +315,15 @@ class DockerArchiveSource:
 
     mount_from = None
 
-    def __init__(self, path: Path, ref: str | None = None, *, cache: DiffIdCache | None = None,
-                 progress: SourceProgress | None = None, workers: int = 4) -> None:
+    def __init__(
+        self,
+        path: Path,
+        ref: str | None = None,
+        *,
+        cache: DiffIdCache | None = None,
+        progress: SourceProgress | None = None,
+        workers: int = 4,
+    ) -> None:
         self.path = path
         self.ref = ref
         self.description = f"docker-archive:{path}" + (f":{ref}" if ref else "")
@@ -327,8 +348,11 @@ class DockerArchiveSource:
         except IsADirectoryError:
             raise SourceError(f"{self.path} is a directory, not a docker save tarball") from None
         if magic[:2] == b"\x1f\x8b" or magic == b"\x28\xb5\x2f\xfd":
-            raise SourceError(f"{self.path} is compressed", hint="decompress it first (gunzip / zstd -d); "
-                              "trustkit reads layers out of a plain tar without extracting it")
+            raise SourceError(
+                f"{self.path} is compressed",
+                hint="decompress it first (gunzip / zstd -d); "
+                "trustkit reads layers out of a plain tar without extracting it",
+            )
         members: dict[str, _Member] = {}
         links: dict[str, str] = {}
         try:
@@ -408,20 +432,31 @@ class DockerArchiveSource:
         entries = _json(self._read("manifest.json", "image list"), f"manifest.json in {self.path}")
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise SourceError(f"manifest.json in {self.path} is not a list of images")
-        entry = _pick(entries, self.ref and _normal_name(self.ref),
-                      lambda e: [_normal_name(t) for t in e.get("RepoTags") or [] if isinstance(t, str)], str(self.path))
+        entry = _pick(
+            entries,
+            self.ref and _normal_name(self.ref),
+            lambda e: [_normal_name(t) for t in e.get("RepoTags") or [] if isinstance(t, str)],
+            str(self.path),
+        )
         config_name, layer_names = entry.get("Config"), entry.get("Layers")
-        if not isinstance(config_name, str) or not isinstance(layer_names, list) or \
-                not all(isinstance(n, str) for n in layer_names):
+        if (
+            not isinstance(config_name, str)
+            or not isinstance(layer_names, list)
+            or not all(isinstance(n, str) for n in layer_names)
+        ):
             raise SourceError(f"manifest.json in {self.path} has an entry without Config/Layers")
         config_raw = self._read(_clean(config_name), "image config")
         config = _json(config_raw, f"config {config_name} in {self.path}")
         rootfs = config.get("rootfs") if isinstance(config, dict) else None
         diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-        if not isinstance(diff_ids, list) or len(diff_ids) != len(layer_names) or \
-                not all(isinstance(d, str) and _DIGEST.fullmatch(d) for d in diff_ids):
-            raise SourceError(f"the config of {self.description} lists {len(diff_ids or [])} diff_ids for "
-                              f"{len(layer_names)} layers")
+        if (
+            not isinstance(diff_ids, list)
+            or len(diff_ids) != len(layer_names)
+            or not all(isinstance(d, str) and _DIGEST.fullmatch(d) for d in diff_ids)
+        ):
+            raise SourceError(
+                f"the config of {self.description} lists {len(diff_ids or [])} diff_ids for {len(layer_names)} layers"
+            )
         config_digest = sha256_digest(config_raw)
         self._blobs[config_digest] = open_range(self.path, *self._member(config_name))
         layers = self._legacy_layers([_clean(n) for n in layer_names], diff_ids)
@@ -432,8 +467,9 @@ class DockerArchiveSource:
             "layers": [{"mediaType": DOCKER_LAYER_GZIP, "size": size, "digest": digest} for digest, size in layers],
         }
         # docker's own serialisation of a schema2 manifest: three-space indent.
-        return Manifest.from_bytes(json.dumps(manifest, indent=3).encode(), DOCKER_MANIFEST,
-                                   what=f"the manifest built for {self.description}")
+        return Manifest.from_bytes(
+            json.dumps(manifest, indent=3).encode(), DOCKER_MANIFEST, what=f"the manifest built for {self.description}"
+        )
 
     def _member(self, name: str) -> tuple[int, int]:
         member = self.members.get(_clean(name))
@@ -501,8 +537,9 @@ class DockerArchiveSource:
             out_hash.update(tail)
             size += len(tail)
         if "sha256:" + raw_hash.hexdigest() != diff_id:
-            raise HashMismatchError(f"a layer of {self.description} does not match its diff_id {diff_id}",
-                                    hint="the archive is corrupt")
+            raise HashMismatchError(
+                f"a layer of {self.description} does not match its diff_id {diff_id}", hint="the archive is corrupt"
+            )
         digest = "sha256:" + out_hash.hexdigest()
         self._blobs[digest] = open_file(target)
         if self.cache is not None:
@@ -520,8 +557,10 @@ class DockerArchiveSource:
         if member is None:
             raise SourceError(f"blob {descriptor.digest} is missing from {self.path}")
         if member.size != descriptor.size:
-            raise HashMismatchError(f"blob {descriptor.digest} in {self.path} is {member.size} bytes, but its "
-                                    f"descriptor says {descriptor.size}")
+            raise HashMismatchError(
+                f"blob {descriptor.digest} in {self.path} is {member.size} bytes, but its "
+                f"descriptor says {descriptor.size}"
+            )
 
     def manifest(self, descriptor: Descriptor) -> Manifest:
         if descriptor.digest not in self._manifests:
@@ -551,8 +590,10 @@ class DockerArchiveSource:
             if got != digest:
                 if self.cache is not None:
                     self.cache.forget_compressed(diff_id)
-                raise SourceError(f"layer {diff_id} of {self.description} now compresses to {got}, not to the "
-                                  f"cached {digest}", hint="the stale cache entry was dropped; push again")
+                raise SourceError(
+                    f"layer {diff_id} of {self.description} now compresses to {got}, not to the cached {digest}",
+                    hint="the stale cache entry was dropped; push again",
+                )
             opener = self._blobs[digest]
         return opener()
 
@@ -631,4 +672,3 @@ class RegistrySource:
 
     def close(self) -> None:
         self.client.close()
-

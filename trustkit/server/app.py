@@ -95,8 +95,14 @@ class NotaryAPI:
         headers = {"WWW-Authenticate": decision.challenge} if decision.challenge else {}
         return error("UNAUTHORIZED", decision.detail, headers=headers)
 
-    def serve(self, found: RouteMatch, method: str, required: list[Access], authorization: str | None,
-              query: Mapping[str, str]) -> Response:
+    def serve(
+        self,
+        found: RouteMatch,
+        method: str,
+        required: list[Access],
+        authorization: str | None,
+        query: Mapping[str, str],
+    ) -> Response:
         """A request without a body: authorise it, then answer it."""
         return self.authorize(authorization, required) or self.handle(found, method, None, query)
 
@@ -122,8 +128,11 @@ class NotaryAPI:
         if name == "key":
             return self.get_key(gun, role) if method == "GET" else self.rotate_key(gun, role)
         if name == "settings":
-            return _json({"immutable": self.storage.is_immutable(gun)}) if method == "GET" else self.put_settings(
-                gun, body)
+            return (
+                _json({"immutable": self.storage.is_immutable(gun)})
+                if method == "GET"
+                else self.put_settings(gun, body)
+            )
         if role_name_problem(role):
             return error("METADATA_NOT_FOUND", {})  # never stored, so never found
         if name == "checksum":  # stored as lower-case hex, matched exactly (notary-server: upper case is a 404)
@@ -159,10 +168,15 @@ class NotaryAPI:
     def _metadata(self, stored: StoredFile | None, max_age: int, *, current: bool = False) -> Response:
         if stored is None:
             return error("METADATA_NOT_FOUND", {})
-        cache = (f"public, max-age={max_age}, s-maxage={max_age}" + (", must-revalidate" if current else "")
-                 if max_age else "max-age=0, no-cache, no-store")
-        headers = {"Cache-Control": cache,
-                   "Last-Modified": stored.created_at.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S UTC")}
+        cache = (
+            f"public, max-age={max_age}, s-maxage={max_age}" + (", must-revalidate" if current else "")
+            if max_age
+            else "max-age=0, no-cache, no-store"
+        )
+        headers = {
+            "Cache-Control": cache,
+            "Last-Modified": stored.created_at.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S UTC"),
+        }
         if not max_age:
             headers["Pragma"] = "no-cache"
         return Response(stored.data, media_type="text/plain; charset=utf-8", headers=headers)
@@ -215,8 +229,7 @@ class NotaryAPI:
     def update(self, gun: str, parts: dict[str, bytes]) -> Response:
         try:
             now = self.settings.clock()
-            update = Update(gun, self.storage.latest_all(gun), self.keys, now,
-                            immutable=self.storage.is_immutable(gun))
+            update = Update(gun, self.storage.latest_all(gun), self.keys, now, immutable=self.storage.is_immutable(gun))
             files, change = update.files(parts)
             self.storage.update_many(gun, files, now=now, change=change)
         except UpdateError as exc:
@@ -229,8 +242,10 @@ class NotaryAPI:
     def delete(self, gun: str) -> Response:
         if self.storage.is_immutable(gun):
             # ErrValidation, a name notary's client knows, so `notary delete --remote` shows the message
-            return error("INVALID_UPDATE", {"Name": "ErrValidation",
-                                            "Error": {"Msg": f"{gun} is immutable: its trust data cannot be deleted"}})
+            return error(
+                "INVALID_UPDATE",
+                {"Name": "ErrValidation", "Error": {"Msg": f"{gun} is immutable: its trust data cannot be deleted"}},
+            )
         self.storage.delete(gun, now=self.settings.clock())
         return Response(b"", status_code=200)
 
@@ -259,15 +274,28 @@ class NotaryAPI:
         records, problem = go_int32(raw_records)
         if problem:
             shown = raw_records if len(raw_records) <= 100 else raw_records[:100] + "..."
-            return error("INVALID_PARAMETERS",
-                         f'invalid records parameter: strconv.ParseInt: parsing "{shown}": {problem}')
+            return error(
+                "INVALID_PARAMETERS", f'invalid records parameter: strconv.ParseInt: parsing "{shown}": {problem}'
+            )
         change_id, problem = go_int32(query.get("change_id", "") or "0")
         if problem:
             return error("INVALID_PARAMETERS", {})
         changes = self.storage.changes(gun, change_id, records or 100)
-        body = {"count": len(changes), "records": [
-            {"ID": str(c.id), "CreatedAt": c.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "GUN": c.gun,
-             "Version": c.version, "SHA256": c.sha256, "Category": c.category} for c in changes] or None}
+        body = {
+            "count": len(changes),
+            "records": [
+                {
+                    "ID": str(c.id),
+                    "CreatedAt": c.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "GUN": c.gun,
+                    "Version": c.version,
+                    "SHA256": c.sha256,
+                    "Category": c.category,
+                }
+                for c in changes
+            ]
+            or None,
+        }
         return _json(body)
 
 
@@ -335,8 +363,9 @@ def _json(value: Any) -> Response:
 
 def _key(key: Any) -> Response:
     # notary's key endpoint writes stdlib JSON in struct order, not canonical order (§7.3).
-    body = json.dumps({"keytype": key.keytype, "keyval": {"public": key.public, "private": None}},
-                      separators=(",", ":"))
+    body = json.dumps(
+        {"keytype": key.keytype, "keyval": {"public": key.public, "private": None}}, separators=(",", ":")
+    )
     return Response(body, media_type="text/plain; charset=utf-8")
 
 
@@ -373,8 +402,13 @@ async def _read_body(request: Request, found: RouteMatch, settings: ServerSettin
     return b"".join(chunks)
 
 
-def create_app(storage: Storage, keys: ServerKeys, settings: ServerSettings | None = None,
-               *, extra_routes: list[Route] | None = None) -> Starlette:
+def create_app(
+    storage: Storage,
+    keys: ServerKeys,
+    settings: ServerSettings | None = None,
+    *,
+    extra_routes: list[Route] | None = None,
+) -> Starlette:
     """The ASGI app.  ``extra_routes`` (the web page, a token issuer) are mounted first."""
     settings = settings or ServerSettings()
     api = NotaryAPI(storage, keys, settings)
@@ -382,7 +416,7 @@ def create_app(storage: Storage, keys: ServerKeys, settings: ServerSettings | No
     async def v2(request: Request) -> Response:
         # The decoded path as the server received it: ``request.url`` re-parses it with urlsplit,
         # which silently drops tabs and CRs, so "a%09b" would act on the repository "ab".
-        method, routed = request.method, api.route(request.method, request.scope["path"][len("/v2/"):])
+        method, routed = request.method, api.route(request.method, request.scope["path"][len("/v2/") :])
         if isinstance(routed, Response):
             return routed
         found, required = routed
@@ -393,7 +427,8 @@ def create_app(storage: Storage, keys: ServerKeys, settings: ServerSettings | No
         # leaves it to the server, which discards it.
         limit = settings.max_body if found.name == "update" else min(settings.max_body, MAX_SETTINGS_BODY)
         refused = _refuse_declared_size(request, limit) or await run_in_threadpool(
-            api.authorize, authorization, required)
+            api.authorize, authorization, required
+        )
         if refused is not None:
             return refused
         try:
@@ -422,6 +457,7 @@ def create_app(storage: Storage, keys: ServerKeys, settings: ServerSettings | No
         Route("/v2/{rest:path}", v2, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
         Route("/{rest:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
     ]
+
     # Paths no route pattern can match (a newline in them: Starlette's ``path`` stops at one)
     # still get notary's envelope, not Starlette's plain-text 404.
     async def unmatched(request: Request, exc: Exception) -> Response:
@@ -454,6 +490,14 @@ class AccessLog:
             await self.app(scope, receive, capture)
         finally:
             # The path is cut short: one long path must not make a long log line per request.
-            LOG.info(json.dumps({"method": scope["method"], "path": scope["path"][:1024], "status": status["code"],
-                                 "ms": round((time.perf_counter() - started) * 1000, 2),
-                                 "client": (scope.get("client") or ["-"])[0]}))
+            LOG.info(
+                json.dumps(
+                    {
+                        "method": scope["method"],
+                        "path": scope["path"][:1024],
+                        "status": status["code"],
+                        "ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client": (scope.get("client") or ["-"])[0],
+                    }
+                )
+            )

@@ -73,8 +73,9 @@ class ServerConfig:
         unknown = set(values) - set(known)
         if unknown:
             raise TrustkitError(f"unknown server setting {sorted(unknown)[0]!r}")
-        typed: dict[str, Any] = {name: _setting(name, known[name], value, f"config file {file}")
-                                 for name, value in values.items()}
+        typed: dict[str, Any] = {
+            name: _setting(name, known[name], value, f"config file {file}") for name, value in values.items()
+        }
         for name, kind in known.items():
             env = os.environ.get(f"TRUSTKIT_SERVER_{name.upper()}")
             if env is not None:
@@ -83,8 +84,9 @@ class ServerConfig:
             if value not in (None, (), []):
                 if name not in known:
                     raise TrustkitError(f"unknown server setting {name!r}")
-                typed[name] = _setting(name, known[name], list(value) if isinstance(value, tuple) else value,
-                                       "the command line")
+                typed[name] = _setting(
+                    name, known[name], list(value) if isinstance(value, tuple) else value, "the command line"
+                )
         config = cls(**typed)
         config.check()
         return config
@@ -98,14 +100,18 @@ class ServerConfig:
         if self.auth not in ("default", "none", "htpasswd", "token"):
             raise TrustkitError(f"--auth must be none, htpasswd or token, not {self.auth!r}")
         if self.auth == "default" and not is_loopback_host(host):
-            raise TrustkitError(f"refusing to serve {self.listen} without authentication",
-                                hint="choose --auth htpasswd (with --htpasswd FILE) or --auth token, "
-                                     "or --auth none to run open on purpose")
+            raise TrustkitError(
+                f"refusing to serve {self.listen} without authentication",
+                hint="choose --auth htpasswd (with --htpasswd FILE) or --auth token, "
+                "or --auth none to run open on purpose",
+            )
         if self.auth == "htpasswd" and not self.htpasswd:
             raise TrustkitError("--auth htpasswd needs --htpasswd FILE")
         if self.auth == "htpasswd" and not self.token_realm and host.strip("[]") in ("0.0.0.0", "::"):  # noqa: S104 - detects it
-            raise TrustkitError("clients cannot reach a token service at a wildcard address",
-                                hint="give --token-realm https://<name clients use>:<port>/auth/token")
+            raise TrustkitError(
+                "clients cannot reach a token service at a wildcard address",
+                hint="give --token-realm https://<name clients use>:<port>/auth/token",
+            )
         if self.auth == "token" and not (self.token_realm and self.token_root_certs):
             raise TrustkitError("--auth token needs --token-realm URL and --token-root-certs FILE")
         if self.workers < 1:
@@ -129,7 +135,7 @@ class ServerConfig:
         """Where the server keeps its files (generated passphrase, token signing key): beside a
         SQLite database, else the user's data folder."""
         url = self.database_url
-        return Path(url[len("sqlite:///"):]).parent if url.startswith("sqlite:///") else data_dir()
+        return Path(url[len("sqlite:///") :]).parent if url.startswith("sqlite:///") else data_dir()
 
     def passphrase(self) -> str:
         """``TRUSTKIT_SERVER_PASSPHRASE``, else ``--passphrase-file``; for the built-in SQLite
@@ -142,15 +148,24 @@ class ServerConfig:
             except OSError as exc:
                 raise TrustkitError(f"cannot read --passphrase-file {self.passphrase_file}: {exc.strerror}") from None
         if not self.database_url.startswith("sqlite:///"):
-            raise TrustkitError("servers sharing a database need one passphrase for their keys",
-                                hint="set TRUSTKIT_SERVER_PASSPHRASE or --passphrase-file")
-        path = Path(self.database_url[len("sqlite:///"):]).with_name("server-passphrase")
+            raise TrustkitError(
+                "servers sharing a database need one passphrase for their keys",
+                hint="set TRUSTKIT_SERVER_PASSPHRASE or --passphrase-file",
+            )
+        path = Path(self.database_url[len("sqlite:///") :]).with_name("server-passphrase")
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(32))
-            LOG.warning(json.dumps({"event": "generated server passphrase", "file": str(path),
-                                    "note": "back it up with the database: the server's keys are encrypted with it"}))
+            LOG.warning(
+                json.dumps(
+                    {
+                        "event": "generated server passphrase",
+                        "file": str(path),
+                        "note": "back it up with the database: the server's keys are encrypted with it",
+                    }
+                )
+            )
         return path.read_text().strip()
 
     def to_env(self) -> str:
@@ -166,10 +181,15 @@ def build_app(config: ServerConfig) -> Any:
     storage = Storage(config.database_url)
     keys = ServerKeys(storage, config.passphrase())
     authorizer, extra_routes, page_access = _auth(config)
-    settings = ServerSettings(max_body=config.max_body, current_max_age=config.current_max_age,
-                              consistent_max_age=config.consistent_max_age, gun_prefixes=tuple(config.gun_prefixes),
-                              authorizer=authorizer)
+    settings = ServerSettings(
+        max_body=config.max_body,
+        current_max_age=config.current_max_age,
+        consistent_max_age=config.consistent_max_age,
+        gun_prefixes=tuple(config.gun_prefixes),
+        authorizer=authorizer,
+    )
     from trustkit.server.web import web_routes
+
     app = create_app(storage, keys, settings, extra_routes=extra_routes + web_routes(storage, access=page_access))
     return AccessLog(app)
 
@@ -189,9 +209,12 @@ def _auth(config: ServerConfig) -> tuple[Any, list[Any], Any]:
     if config.auth == "token":
         if config.token_realm is None or config.token_root_certs is None:  # check() refused this already
             raise TrustkitError("--auth token needs --token-realm URL and --token-root-certs FILE")
-        tokens = auth.TokenAuthorizer(realm=config.token_realm, service=config.token_service,
-                                      issuer=config.token_issuer,
-                                      root_certs_pem=Path(config.token_root_certs).read_bytes())
+        tokens = auth.TokenAuthorizer(
+            realm=config.token_realm,
+            service=config.token_service,
+            issuer=config.token_issuer,
+            root_certs_pem=Path(config.token_root_certs).read_bytes(),
+        )
         return api(tokens), [], auth.PageAccess(tokens=tokens, public_read=config.public_read)
     # htpasswd: the built-in token issuer, its key made by prepare() before the workers start
     key_path, cert_path = _token_keypair_paths(config)
@@ -199,19 +222,30 @@ def _auth(config: ServerConfig) -> tuple[Any, list[Any], Any]:
     realm = config.token_realm or f"{scheme}://{config.listen}/auth/token"
     if config.htpasswd is None:  # check() refused this already
         raise TrustkitError("--auth htpasswd needs --htpasswd FILE")
-    issuer = auth.HtpasswdTokenIssuer(htpasswd_path=Path(config.htpasswd), issuer=config.token_issuer,
-                                      service=config.token_service, signing_key_pem=key_path.read_bytes(),
-                                      cert_pem=cert_path.read_bytes(), admins=frozenset(config.admins),
-                                      public_read=config.public_read,
-                                      throttle=auth.LoginThrottle(config.login_burst, config.login_interval))
-    tokens = auth.TokenAuthorizer(realm=realm, service=config.token_service, issuer=config.token_issuer,
-                                  root_certs_pem=cert_path.read_bytes())
+    issuer = auth.HtpasswdTokenIssuer(
+        htpasswd_path=Path(config.htpasswd),
+        issuer=config.token_issuer,
+        service=config.token_service,
+        signing_key_pem=key_path.read_bytes(),
+        cert_pem=cert_path.read_bytes(),
+        admins=frozenset(config.admins),
+        public_read=config.public_read,
+        throttle=auth.LoginThrottle(config.login_burst, config.login_interval),
+    )
+    tokens = auth.TokenAuthorizer(
+        realm=realm, service=config.token_service, issuer=config.token_issuer, root_certs_pem=cert_path.read_bytes()
+    )
     page_access = auth.PageAccess(tokens=tokens, logins=issuer, public_read=config.public_read)
     return api(tokens), [Route("/auth/token", issuer.endpoint, methods=["GET"])], page_access
 
 
-_KINDS = {"str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
-          "list[str]": "a list of strings"}
+_KINDS = {
+    "str": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "list[str]": "a list of strings",
+}
 
 
 def _setting(name: str, kind: str, value: Any, source: str) -> Any:
@@ -221,14 +255,19 @@ def _setting(name: str, kind: str, value: Any, source: str) -> Any:
     base = kind.removesuffix(" | None")
     if value is None and base != kind:
         return None
-    fits = {"str": isinstance(value, str), "int": type(value) is int, "float": type(value) in (int, float),
-            "bool": type(value) is bool,
-            "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value)}.get(base)
+    fits = {
+        "str": isinstance(value, str),
+        "int": type(value) is int,
+        "float": type(value) in (int, float),
+        "bool": type(value) is bool,
+        "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
+    }.get(base)
     if fits is None:
         raise RuntimeError(f"server setting {name} has a type this loader does not know: {kind}")
     if not fits:
-        raise TrustkitError(f"server setting {name!r} from {source} must be {_KINDS[base]}, "
-                            f"not {json.dumps(value)[:40]}")
+        raise TrustkitError(
+            f"server setting {name!r} from {source} must be {_KINDS[base]}, not {json.dumps(value)[:40]}"
+        )
     return float(value) if base == "float" else value
 
 
@@ -272,7 +311,7 @@ def prepare(config: ServerConfig) -> None:
 
 
 def _sqlite_folder(url: str) -> list[Path]:
-    return [Path(url[len("sqlite:///"):]).parent] if url.startswith("sqlite:///") else []
+    return [Path(url[len("sqlite:///") :]).parent] if url.startswith("sqlite:///") else []
 
 
 def _private_folder(folder: Path) -> None:
@@ -331,11 +370,18 @@ def run(config: ServerConfig) -> None:
     prepare(config)  # once, before workers race for it
     os.environ[CONFIG_ENV] = config.to_env()
     host, _, port = config.listen.rpartition(":")
-    settings: dict[str, Any] = dict(factory=True, host=host.strip("[]"), port=int(port), workers=config.workers,
-                                    ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key, log_level="warning",
-                                    access_log=False, lifespan="off",
-                                    http=partial(TimedHttpToolsProtocol, header_timeout=config.header_timeout,
-                                                 body_timeout=config.body_timeout))
+    settings: dict[str, Any] = dict(
+        factory=True,
+        host=host.strip("[]"),
+        port=int(port),
+        workers=config.workers,
+        ssl_certfile=config.tls_cert,
+        ssl_keyfile=config.tls_key,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        http=partial(TimedHttpToolsProtocol, header_timeout=config.header_timeout, body_timeout=config.body_timeout),
+    )
     if config.workers == 1:
         uvicorn.run("trustkit.server.config:app_from_env", **settings)
         return

@@ -110,7 +110,7 @@ class PublishForm:
         else:
             at = data.find(self._separator)  # after a preamble (RFC 2046)
             if at < 0:
-                self._carry = data[-(len(self._separator) - 1):]
+                self._carry = data[-(len(self._separator) - 1) :]
                 return None
             start = at + len(self._separator)
         self._started = True
@@ -149,7 +149,7 @@ class PublishForm:
                 section.kind = _SKIP
                 self._refuse(UpdateError("MALFORMED_UPLOAD", f"a part's headers are over {MAX_PART_HEAD} bytes"))
             return
-        head, section.data, section.head = bytes(section.head[:end]), section.head[end + 4:], bytearray()
+        head, section.data, section.head = bytes(section.head[:end]), section.head[end + 4 :], bytearray()
         section.role = self._role(head)
         section.kind = _DATA if self._fault is None else _SKIP
 
@@ -165,8 +165,14 @@ class PublishForm:
 
     def _role(self, head: bytes) -> str:
         """The role a part's headers name; a fault leaves it empty."""
-        disposition = next((line.split(b":", 1)[1].decode("latin-1") for line in head.split(b"\r\n")
-                            if line.lower().startswith(b"content-disposition:")), "")
+        disposition = next(
+            (
+                line.split(b":", 1)[1].decode("latin-1")
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-disposition:")
+            ),
+            "",
+        )
         found = _FILENAME.search(disposition)
         if not found:
             self._refuse(UpdateError("NO_FILENAME"))

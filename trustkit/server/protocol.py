@@ -33,8 +33,9 @@ MAX_HEAD = 1 << 20
 class _Deadlines:
     """The one timer a connection needs: for its request head, or for its body's progress."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, header_timeout: float, body_timeout: float,
-                 expired: Any) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, header_timeout: float, body_timeout: float, expired: Any
+    ) -> None:
         self.loop = loop
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
@@ -60,8 +61,9 @@ class _Deadlines:
         """Wait again for the same thing (the server, not the client, was the one waiting)."""
         if self.waiting_for is not None:
             kind = self.waiting_for
-            self._arm(kind, delay if delay is not None else
-                      self.header_timeout if kind == "head" else self.body_timeout)
+            self._arm(
+                kind, delay if delay is not None else self.header_timeout if kind == "head" else self.body_timeout
+            )
 
     def cancel(self) -> None:
         if self._timer is not None:
@@ -109,33 +111,56 @@ class _TimedProtocol:
             self.deadlines.again()  # we stopped reading: the app has not taken what came
             return
         timeout = self.deadlines.header_timeout if kind == "head" else self.deadlines.body_timeout
-        LOG.warning(json.dumps({"event": f"request {kind} timed out", "seconds": timeout,
-                                "client": (self.client or ["-"])[0]}))
+        LOG.warning(
+            json.dumps({"event": f"request {kind} timed out", "seconds": timeout, "client": (self.client or ["-"])[0]})
+        )
         self.deadlines.cancel()
         self.transport.close()
 
     def _refuse_head(self, limit: int) -> None:
         """431 for a head over ``limit`` bytes, then close (the rest of it is never parsed)."""
-        LOG.warning(json.dumps({"event": "request head too large", "bytes": limit,
-                                "client": (self.client or ["-"])[0]}))
+        LOG.warning(
+            json.dumps({"event": "request head too large", "bytes": limit, "client": (self.client or ["-"])[0]})
+        )
         self.deadlines.cancel()
         if not self._server_busy():
-            body = json.dumps({"errors": [{"code": "TOO_LARGE", "message": "The request is larger than the server "
-                               "accepts.", "detail": f"the request head is over {limit} bytes"}]},
-                              separators=(",", ":")).encode() + b"\n"
-            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                                 b"content-type: application/json; charset=utf-8\r\n"
-                                 b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
-                                 + body)
+            body = (
+                json.dumps(
+                    {
+                        "errors": [
+                            {
+                                "code": "TOO_LARGE",
+                                "message": "The request is larger than the server accepts.",
+                                "detail": f"the request head is over {limit} bytes",
+                            }
+                        ]
+                    },
+                    separators=(",", ":"),
+                ).encode()
+                + b"\n"
+            )
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-type: application/json; charset=utf-8\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+            )
         self.transport.close()
 
 
 class TimedHttpToolsProtocol(_TimedProtocol, HttpToolsProtocol):
     """uvicorn's httptools protocol (the one ``uvicorn[standard]`` runs) with the limits above."""
 
-    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None, *, header_timeout: float = 30.0,
-                 body_timeout: float = 30.0, max_head: int = MAX_HEAD) -> None:
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        header_timeout: float = 30.0,
+        body_timeout: float = 30.0,
+        max_head: int = MAX_HEAD,
+    ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._start_deadlines(self.loop, header_timeout, body_timeout)
         self.max_head = max_head
@@ -180,9 +205,17 @@ class TimedH11Protocol(_TimedProtocol, H11Protocol):
     """uvicorn's pure-Python h11 protocol with the same timeouts (h11 caps heads itself, at 16 KiB,
     so ``max_head`` is only taken for the same signature)."""
 
-    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None, *, header_timeout: float = 30.0,
-                 body_timeout: float = 30.0, max_head: int = MAX_HEAD) -> None:
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        header_timeout: float = 30.0,
+        body_timeout: float = 30.0,
+        max_head: int = MAX_HEAD,
+    ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._start_deadlines(self.loop, header_timeout, body_timeout)
 

@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 METADATA = sa.MetaData()
 
 TUF_FILES = sa.Table(
-    "tuf_files", METADATA,
+    "tuf_files",
+    METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("gun", sa.String(255), nullable=False),
     sa.Column("role", sa.String(255), nullable=False),
@@ -33,7 +34,8 @@ TUF_FILES = sa.Table(
     sa.Index("tuf_files_checksum", "gun", "role", "sha256"),
 )
 CHANGES = sa.Table(
-    "changefeed", METADATA,
+    "changefeed",
+    METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("gun", sa.String(255), nullable=False, index=True),
@@ -42,7 +44,8 @@ CHANGES = sa.Table(
     sa.Column("category", sa.String(20), nullable=False),
 )
 SERVER_KEYS = sa.Table(
-    "server_keys", METADATA,
+    "server_keys",
+    METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("gun", sa.String(255), nullable=False),
     sa.Column("role", sa.String(20), nullable=False),
@@ -53,7 +56,8 @@ SERVER_KEYS = sa.Table(
     sa.UniqueConstraint("gun", "role", "keyid", name="server_keys_unique"),
 )
 REPOSITORIES = sa.Table(
-    "repositories", METADATA,
+    "repositories",
+    METADATA,
     sa.Column("gun", sa.String(255), primary_key=True),
     sa.Column("immutable", sa.Boolean, nullable=False, default=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -62,14 +66,26 @@ REPOSITORIES = sa.Table(
 
 # The hot reads, built once with bind parameters (each GET only binds and runs them).
 _COLUMNS = (TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
-_CURRENT = (sa.select(*_COLUMNS).where(TUF_FILES.c.gun == sa.bindparam("gun"), TUF_FILES.c.role == sa.bindparam("role"))
-            .order_by(TUF_FILES.c.version.desc()).limit(1))
-_BY_VERSION = sa.select(*_COLUMNS).where(TUF_FILES.c.gun == sa.bindparam("gun"),
-                                         TUF_FILES.c.role == sa.bindparam("role"),
-                                         TUF_FILES.c.version == sa.bindparam("version"))
-_BY_CHECKSUM = sa.select(*_COLUMNS).where(TUF_FILES.c.gun == sa.bindparam("gun"),
-                                          TUF_FILES.c.role == sa.bindparam("role"),
-                                          TUF_FILES.c.sha256 == sa.bindparam("sha256")).limit(1)
+_CURRENT = (
+    sa.select(*_COLUMNS)
+    .where(TUF_FILES.c.gun == sa.bindparam("gun"), TUF_FILES.c.role == sa.bindparam("role"))
+    .order_by(TUF_FILES.c.version.desc())
+    .limit(1)
+)
+_BY_VERSION = sa.select(*_COLUMNS).where(
+    TUF_FILES.c.gun == sa.bindparam("gun"),
+    TUF_FILES.c.role == sa.bindparam("role"),
+    TUF_FILES.c.version == sa.bindparam("version"),
+)
+_BY_CHECKSUM = (
+    sa.select(*_COLUMNS)
+    .where(
+        TUF_FILES.c.gun == sa.bindparam("gun"),
+        TUF_FILES.c.role == sa.bindparam("role"),
+        TUF_FILES.c.sha256 == sa.bindparam("sha256"),
+    )
+    .limit(1)
+)
 
 
 class VersionConflict(Exception):
@@ -133,12 +149,17 @@ class Storage:
         # The pool matches the web server's thread pool (40 threads), so busy readers reuse
         # connections instead of opening and closing them.
         if url.startswith("sqlite"):
-            self.engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                                           poolclass=sa.pool.QueuePool, pool_size=40, max_overflow=10)
+            self.engine = sa.create_engine(
+                url,
+                connect_args={"timeout": 30, "check_same_thread": False},
+                poolclass=sa.pool.QueuePool,
+                pool_size=40,
+                max_overflow=10,
+            )
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             if url.startswith("postgresql://"):
-                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
             self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
         METADATA.create_all(self.engine)
 
@@ -158,19 +179,30 @@ class Storage:
 
     def latest_all(self, gun: str) -> dict[str, StoredFile]:
         """The newest version of every role of ``gun``."""
-        newest = (sa.select(TUF_FILES.c.role, sa.func.max(TUF_FILES.c.version).label("version"))
-                  .where(TUF_FILES.c.gun == gun).group_by(TUF_FILES.c.role).subquery())
-        query = (sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
-                 .join(newest, sa.and_(TUF_FILES.c.role == newest.c.role, TUF_FILES.c.version == newest.c.version))
-                 .where(TUF_FILES.c.gun == gun))
+        newest = (
+            sa.select(TUF_FILES.c.role, sa.func.max(TUF_FILES.c.version).label("version"))
+            .where(TUF_FILES.c.gun == gun)
+            .group_by(TUF_FILES.c.role)
+            .subquery()
+        )
+        query = (
+            sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
+            .join(newest, sa.and_(TUF_FILES.c.role == newest.c.role, TUF_FILES.c.version == newest.c.version))
+            .where(TUF_FILES.c.gun == gun)
+        )
         with self.engine.connect() as conn:
-            return {row.role: StoredFile(row.role, row.version, row.data, _utc(row.created_at))
-                    for row in conn.execute(query)}
+            return {
+                row.role: StoredFile(row.role, row.version, row.data, _utc(row.created_at))
+                for row in conn.execute(query)
+            }
 
     def guns(self) -> list[tuple[str, datetime]]:
         """Every repository with trust data, and when it last changed."""
-        query = (sa.select(TUF_FILES.c.gun, sa.func.max(TUF_FILES.c.created_at).label("changed"))
-                 .group_by(TUF_FILES.c.gun).order_by(TUF_FILES.c.gun))
+        query = (
+            sa.select(TUF_FILES.c.gun, sa.func.max(TUF_FILES.c.created_at).label("changed"))
+            .group_by(TUF_FILES.c.gun)
+            .order_by(TUF_FILES.c.gun)
+        )
         with self.engine.connect() as conn:
             return [(row.gun, _utc(row.changed)) for row in conn.execute(query)]
 
@@ -181,8 +213,14 @@ class Storage:
 
     # ---- writing
 
-    def update_many(self, gun: str, files: Iterable[tuple[str, int, bytes]], *, now: datetime,
-                    change: tuple[int, bytes] | None = None) -> None:
+    def update_many(
+        self,
+        gun: str,
+        files: Iterable[tuple[str, int, bytes]],
+        *,
+        now: datetime,
+        change: tuple[int, bytes] | None = None,
+    ) -> None:
         """Store every ``(role, version, data)`` atomically, each version above all stored ones;
         ``change`` is the new timestamp's (version, bytes) for the changefeed.
 
@@ -192,17 +230,33 @@ class Storage:
         try:
             with self.engine.begin() as conn:
                 for role, version, data in files:
-                    stored = conn.execute(sa.select(sa.func.max(TUF_FILES.c.version))
-                                          .where(TUF_FILES.c.gun == gun, TUF_FILES.c.role == role)).scalar()
+                    stored = conn.execute(
+                        sa.select(sa.func.max(TUF_FILES.c.version)).where(
+                            TUF_FILES.c.gun == gun, TUF_FILES.c.role == role
+                        )
+                    ).scalar()
                     if stored is not None and version <= stored:
                         raise VersionConflict(f"{role} version {version} is not above the stored {stored}")
-                    conn.execute(TUF_FILES.insert().values(gun=gun, role=role, version=version,
-                                                           sha256=hashlib.sha256(data).hexdigest(), data=data,
-                                                           created_at=now))
+                    conn.execute(
+                        TUF_FILES.insert().values(
+                            gun=gun,
+                            role=role,
+                            version=version,
+                            sha256=hashlib.sha256(data).hexdigest(),
+                            data=data,
+                            created_at=now,
+                        )
+                    )
                 if change is not None:
-                    conn.execute(CHANGES.insert().values(created_at=now, gun=gun, version=change[0],
-                                                         sha256=hashlib.sha256(change[1]).hexdigest(),
-                                                         category="update"))
+                    conn.execute(
+                        CHANGES.insert().values(
+                            created_at=now,
+                            gun=gun,
+                            version=change[0],
+                            sha256=hashlib.sha256(change[1]).hexdigest(),
+                            category="update",
+                        )
+                    )
         except IntegrityError:
             raise VersionConflict("a concurrent publish stored that version first") from None
         except OperationalError as exc:
@@ -215,8 +269,9 @@ class Storage:
         with self.engine.begin() as conn:
             deleted = conn.execute(TUF_FILES.delete().where(TUF_FILES.c.gun == gun)).rowcount
             if deleted:
-                conn.execute(CHANGES.insert().values(created_at=now, gun=gun, version=0, sha256="",
-                                                     category="deletion"))
+                conn.execute(
+                    CHANGES.insert().values(created_at=now, gun=gun, version=0, sha256="", category="deletion")
+                )
         return bool(deleted)
 
     # ---- changefeed
@@ -236,23 +291,30 @@ class Storage:
         else:
             query = query.where(CHANGES.c.id > change_id).order_by(CHANGES.c.id).limit(records)
         with self.engine.connect() as conn:
-            rows = [Change(r.id, _utc(r.created_at), r.gun, r.version, r.sha256, r.category)
-                    for r in conn.execute(query)]
+            rows = [
+                Change(r.id, _utc(r.created_at), r.gun, r.version, r.sha256, r.category) for r in conn.execute(query)
+            ]
         return sorted(rows, key=lambda change: change.id)
 
     # ---- server keys
 
     def server_keys(self, gun: str, role: str) -> list[tuple[str, str, str]]:
         """``(keyid, public JSON, encrypted private PEM)``, newest first."""
-        query = (sa.select(SERVER_KEYS.c.keyid, SERVER_KEYS.c.public, SERVER_KEYS.c.private)
-                 .where(SERVER_KEYS.c.gun == gun, SERVER_KEYS.c.role == role).order_by(SERVER_KEYS.c.id.desc()))
+        query = (
+            sa.select(SERVER_KEYS.c.keyid, SERVER_KEYS.c.public, SERVER_KEYS.c.private)
+            .where(SERVER_KEYS.c.gun == gun, SERVER_KEYS.c.role == role)
+            .order_by(SERVER_KEYS.c.id.desc())
+        )
         with self.engine.connect() as conn:
             return [(r.keyid, r.public, r.private) for r in conn.execute(query)]
 
     def add_server_key(self, gun: str, role: str, keyid: str, public: str, private: str, *, now: datetime) -> None:
         with self.engine.begin() as conn:
-            conn.execute(SERVER_KEYS.insert().values(gun=gun, role=role, keyid=keyid, public=public, private=private,
-                                                     created_at=now))
+            conn.execute(
+                SERVER_KEYS.insert().values(
+                    gun=gun, role=role, keyid=keyid, public=public, private=private, created_at=now
+                )
+            )
 
     # ---- import (notary-server's history, with its versions and dates)
 
@@ -273,35 +335,60 @@ class Storage:
         with self.engine.begin() as conn:
             for item in files:
                 sha256 = hashlib.sha256(item.data).hexdigest()
-                stored = conn.execute(sa.select(TUF_FILES.c.sha256).where(
-                    TUF_FILES.c.gun == gun, TUF_FILES.c.role == item.role, TUF_FILES.c.version == item.version,
-                )).scalar()
+                stored = conn.execute(
+                    sa.select(TUF_FILES.c.sha256).where(
+                        TUF_FILES.c.gun == gun,
+                        TUF_FILES.c.role == item.role,
+                        TUF_FILES.c.version == item.version,
+                    )
+                ).scalar()
                 if stored == sha256:
                     continue
                 if stored is not None:
                     raise VersionConflict(f"{item.role} version {item.version} differs from the one already stored")
-                conn.execute(TUF_FILES.insert().values(gun=gun, role=item.role, version=item.version, sha256=sha256,
-                                                       data=item.data, created_at=item.created_at))
+                conn.execute(
+                    TUF_FILES.insert().values(
+                        gun=gun,
+                        role=item.role,
+                        version=item.version,
+                        sha256=sha256,
+                        data=item.data,
+                        created_at=item.created_at,
+                    )
+                )
             for key in keys:
-                held = conn.execute(sa.select(SERVER_KEYS.c.id).where(
-                    SERVER_KEYS.c.gun == gun, SERVER_KEYS.c.role == key.role, SERVER_KEYS.c.keyid == key.keyid)).first()
+                held = conn.execute(
+                    sa.select(SERVER_KEYS.c.id).where(
+                        SERVER_KEYS.c.gun == gun, SERVER_KEYS.c.role == key.role, SERVER_KEYS.c.keyid == key.keyid
+                    )
+                ).first()
                 if held is None:
-                    conn.execute(SERVER_KEYS.insert().values(gun=gun, role=key.role, keyid=key.keyid, public=key.public,
-                                                             private=key.private, created_at=key.created_at))
+                    conn.execute(
+                        SERVER_KEYS.insert().values(
+                            gun=gun,
+                            role=key.role,
+                            keyid=key.keyid,
+                            public=key.public,
+                            private=key.private,
+                            created_at=key.created_at,
+                        )
+                    )
 
     def import_changes(self, changes: Iterable[ImportedChange]) -> int:
         """Append the ``changes`` not yet stored, in the order given (one transaction); how many.
 
         A change counts as stored when as many identical records (date, GUN, version, checksum,
         category) are there as the source holds up to it, so a re-run adds nothing twice."""
+
         def identity(when: datetime, gun: str, version: int, sha256: str, category: str) -> tuple[Any, ...]:
             return _utc(when), gun, version, sha256, category
 
         new: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
             stored: dict[tuple[Any, ...], int] = {}
-            for row in conn.execute(sa.select(CHANGES.c.created_at, CHANGES.c.gun, CHANGES.c.version,
-                                              CHANGES.c.sha256, CHANGES.c.category)):
+            for row in conn.execute(
+                sa.select(CHANGES.c.created_at, CHANGES.c.gun, CHANGES.c.version, CHANGES.c.sha256, CHANGES.c.category)
+            ):
                 key = identity(*row)
                 stored[key] = stored.get(key, 0) + 1
             for change in changes:
@@ -309,8 +396,15 @@ class Storage:
                 if stored.get(key, 0) > 0:
                     stored[key] -= 1  # this one is already there
                     continue
-                new.append({"created_at": change.created_at, "gun": change.gun, "version": change.version,
-                            "sha256": change.sha256, "category": change.category})
+                new.append(
+                    {
+                        "created_at": change.created_at,
+                        "gun": change.gun,
+                        "version": change.version,
+                        "sha256": change.sha256,
+                        "category": change.category,
+                    }
+                )
             if new:
                 conn.execute(CHANGES.insert(), new)  # one statement, rows in order: ids keep the feed's order
         return len(new)
@@ -323,8 +417,9 @@ class Storage:
 
     def set_immutable(self, gun: str, immutable: bool, *, now: datetime) -> None:
         with self.engine.begin() as conn:
-            updated = conn.execute(REPOSITORIES.update().where(REPOSITORIES.c.gun == gun)
-                                   .values(immutable=immutable, updated_at=now)).rowcount
+            updated = conn.execute(
+                REPOSITORIES.update().where(REPOSITORIES.c.gun == gun).values(immutable=immutable, updated_at=now)
+            ).rowcount
             if not updated:
                 conn.execute(REPOSITORIES.insert().values(gun=gun, immutable=immutable, updated_at=now))
 

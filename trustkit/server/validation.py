@@ -78,8 +78,9 @@ def _require_distinct_keys(keys: Any, keyids: list[str], threshold: int, role: s
 class Update:
     """One publish being validated against what is stored."""
 
-    def __init__(self, gun: str, stored: dict[str, StoredFile], keys: ServerKeys, now: datetime,
-                 *, immutable: bool = False) -> None:
+    def __init__(
+        self, gun: str, stored: dict[str, StoredFile], keys: ServerKeys, now: datetime, *, immutable: bool = False
+    ) -> None:
         self.gun = gun
         self.stored = stored
         self.keys = keys
@@ -130,8 +131,9 @@ class Update:
         if stored is None and version not in (1, 2) or stored is not None and version != current + 1:
             if stored is not None and version == current:
                 raise UpdateError("VERSION", {})
-            raise invalid("ErrBadRoot", f"Root modifications must increment the version. Current {current}, new "
-                                        f"{version}")
+            raise invalid(
+                "ErrBadRoot", f"Root modifications must increment the version. Current {current}, new {version}"
+            )
         for name, entry in new.signed.roles.items():
             _require_distinct_keys(new.signed.keys, entry.keyids, entry.threshold, name, "ErrBadRoot")
         if new.signed.roles[TIMESTAMP].threshold != 1:
@@ -150,8 +152,9 @@ class Update:
 
     # ---- targets and delegations
 
-    def _targets(self, role: str, meta: Metadata[Targets], root: Metadata[Root],
-                 loaded: dict[str, Metadata[Any]]) -> Metadata[Targets]:
+    def _targets(
+        self, role: str, meta: Metadata[Targets], root: Metadata[Root], loaded: dict[str, Metadata[Any]]
+    ) -> Metadata[Targets]:
         if role == TARGETS:
             rule = root.signed.signing_rule(TARGETS)
         else:
@@ -187,8 +190,9 @@ class Update:
             # "ErrBadTargets", a name notary's client knows: it then prints our message ("The targets
             # metadata is invalid: <gun> is immutable: ..."); an unknown name makes the notary CLI and
             # docker print only "trust server rejected operation."
-            raise invalid("ErrBadTargets", f"{self.gun} is immutable: {shown}; signed tags cannot change digest or "
-                                           f"disappear")
+            raise invalid(
+                "ErrBadTargets", f"{self.gun} is immutable: {shown}; signed tags cannot change digest or disappear"
+            )
 
     def _tree(self, root: Metadata[Root] | None, loaded: dict[str, Metadata[Any]]) -> DelegationTree:
         roles = {r for r in self.stored if r == TARGETS or r.startswith(TARGETS + "/")} | set(loaded)
@@ -202,8 +206,13 @@ class Update:
 
     # ---- snapshot and timestamp
 
-    def _snapshot(self, uploaded: Metadata[Snapshot] | None, root: Metadata[Root], root_data: bytes,
-                  loaded: dict[str, Metadata[Any]]) -> bytes:
+    def _snapshot(
+        self,
+        uploaded: Metadata[Snapshot] | None,
+        root: Metadata[Root],
+        root_data: bytes,
+        loaded: dict[str, Metadata[Any]],
+    ) -> bytes:
         current = {ROOT: root_data, **{role: meta.data for role, meta in loaded.items()}}
         if TARGETS not in current and TARGETS in self.stored:
             current[TARGETS] = self.stored[TARGETS].data
@@ -224,11 +233,17 @@ class Update:
             raise invalid("ErrBadHierarchy", "no targets in update and none stored", Missing="targets")
         signer = self.keys.signer(self.gun, SNAPSHOT, root.signed.roles[SNAPSHOT].keyids)
         if signer is None:
-            raise invalid("ErrBadHierarchy", "no snapshot was included in update and server does not hold current "
-                                             "snapshot key for repository", Missing="snapshot")
+            raise invalid(
+                "ErrBadHierarchy",
+                "no snapshot was included in update and server does not hold current snapshot key for repository",
+                Missing="snapshot",
+            )
         if root.signed.roles[SNAPSHOT].threshold > 1:  # one server signature would not be enough for clients
-            raise invalid("ErrBadRoot", f"snapshot threshold is {root.signed.roles[SNAPSHOT].threshold}, and the "
-                                        f"server signs snapshots with one key: upload a signed snapshot")
+            raise invalid(
+                "ErrBadRoot",
+                f"snapshot threshold is {root.signed.roles[SNAPSHOT].threshold}, and the "
+                f"server signs snapshots with one key: upload a signed snapshot",
+            )
         snapshot = build_snapshot(previous.signed if previous else None, current, self.now)
         return Metadata(snapshot).sign([signer])
 
@@ -238,8 +253,11 @@ class Update:
             raise invalid("ErrBadRoot", "no  timestamp keys exist on the server")  # notary's wording, two spaces
         previous = self.stored_meta(TIMESTAMP)
         version = (previous.signed.version if previous else 0) + 1
-        timestamp = Timestamp(expires=format_expires(self.now + DEFAULT_EXPIRY[TIMESTAMP]), version=version,
-                              meta={SNAPSHOT: FileMeta.for_bytes(snapshot_data)})
+        timestamp = Timestamp(
+            expires=format_expires(self.now + DEFAULT_EXPIRY[TIMESTAMP]),
+            version=version,
+            meta={SNAPSHOT: FileMeta.for_bytes(snapshot_data)},
+        )
         return version, Metadata(timestamp).sign([signer])
 
     def resigned_snapshot(self) -> bytes | None:

@@ -43,7 +43,7 @@ HEADERS = {
     "Cache-Control": "no-cache",
     # No script, no frames, no outside requests: only the inline stylesheet.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
-                               "base-uri 'none'; form-action 'self'",
+    "base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
@@ -144,8 +144,16 @@ def repository_view(gun: str, files: dict[str, StoredFile], immutable: bool) -> 
                     except Exception:  # noqa: BLE001 - a key that does not load: show its listed ID
                         ids.append(keyid)
                 stored = files.get(role.name)
-                view.signers.append(SignerInfo(role.name.removeprefix("targets/"), sorted(set(ids)), role.threshold,
-                                               list(role.paths), None, stored.created_at if stored else None))
+                view.signers.append(
+                    SignerInfo(
+                        role.name.removeprefix("targets/"),
+                        sorted(set(ids)),
+                        role.threshold,
+                        list(role.paths),
+                        None,
+                        stored.created_at if stored else None,
+                    )
+                )
             child = _parse(files, role.name, notes)
             if child is not None and role.name not in parsed:
                 parsed[role.name] = child
@@ -154,14 +162,21 @@ def repository_view(gun: str, files: dict[str, StoredFile], immutable: bool) -> 
     for role, child in parsed.items():
         visible = tree.visible(role)
         if visible is None:
-            notes.append(f"{role} is not signed by enough of its delegated keys, or its paths leave it nothing: "
-                         f"clients ignore it and so does this page.")
+            notes.append(
+                f"{role} is not signed by enough of its delegated keys, or its paths leave it nothing: "
+                f"clients ignore it and so does this page."
+            )
         elif len(visible) < len(child.signed.targets):
-            notes.append(f"{role} lists {len(child.signed.targets) - len(visible)} target(s) outside "
-                         f"its delegated paths; clients ignore them and so does this page.")
-    view.tags = [SignedTag(row.tag, row.digest, row.size,
-                           sorted(s.removeprefix("targets/") for s in row.signers) or [REPO_ADMIN])
-                 for row in released_tags(tree)]
+            notes.append(
+                f"{role} lists {len(child.signed.targets) - len(visible)} target(s) outside "
+                f"its delegated paths; clients ignore them and so does this page."
+            )
+    view.tags = [
+        SignedTag(
+            row.tag, row.digest, row.size, sorted(s.removeprefix("targets/") for s in row.signers) or [REPO_ADMIN]
+        )
+        for row in released_tags(tree)
+    ]
     for signer in view.signers:
         visible = tree.visible(f"{TARGETS}/{signer.name}")
         signer.tags = len(visible) if visible is not None else None
@@ -215,7 +230,8 @@ font-size:13px}
 padding:0 2px}
 form.filter{display:flex;gap:8px;margin:0 0 10px}
 form.filter input{flex:0 1 320px;padding:6px 10px;border:1px solid #bcccdc;border-radius:6px;font:inherit}
-form.filter button{padding:6px 14px;border:1px solid #0b62c4;background:#0b62c4;color:#fff;border-radius:6px;font:inherit}
+form.filter button{padding:6px 14px;border:1px solid #0b62c4;background:#0b62c4;color:#fff;border-radius:6px;
+  font:inherit}
 footer{color:#829ab1;font-size:13px;padding:8px 0 30px}
 """
 
@@ -245,8 +261,9 @@ def _text(value: str, limit: int | None = NAME_SHOWN) -> str:
 
 def _attr(value: str) -> str:
     """``value`` for an attribute or the title: escaped, hidden characters as U+FFFD."""
-    return _NOT_PLAIN.sub(lambda m: "\ufffd" if unicodedata.category(m.group()) in _HIDDEN else m.group(),
-                          escape(value))
+    return _NOT_PLAIN.sub(
+        lambda m: "\ufffd" if unicodedata.category(m.group()) in _HIDDEN else m.group(), escape(value)
+    )
 
 
 def _when(moment: datetime | None, now: datetime, *, inline: bool = False) -> str:
@@ -268,20 +285,27 @@ def _when(moment: datetime | None, now: datetime, *, inline: bool = False) -> st
 
 
 def _badge(immutable: bool) -> str:
-    return ('<span class="badge immutable" title="signed tags cannot change digest or be removed">immutable</span>'
-            if immutable else '<span class="badge mutable">mutable</span>')
+    return (
+        '<span class="badge immutable" title="signed tags cannot change digest or be removed">immutable</span>'
+        if immutable
+        else '<span class="badge mutable">mutable</span>'
+    )
 
 
 def _page(title: str, body: Iterable[str], base: str) -> str:
-    head = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f"<title>{_attr(title)}</title><style>{STYLE}</style></head><body>"
-            f'<header><div class="wrap"><a href="{escape(base)}/">trustkit server</a>'
-            "<span>Docker Content Trust · Notary-compatible</span></div></header>"
-            '<main><div class="wrap">')
-    foot = ('</div></main><footer><div class="wrap">This page shows the trust data as this server stores it; '
-            "signatures are not verified here. Check an image with <code>trustkit verify</code> or "
-            "<code>docker trust inspect</code>.</div></footer></body></html>")
+    head = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{_attr(title)}</title><style>{STYLE}</style></head><body>"
+        f'<header><div class="wrap"><a href="{escape(base)}/">trustkit server</a>'
+        "<span>Docker Content Trust · Notary-compatible</span></div></header>"
+        '<main><div class="wrap">'
+    )
+    foot = (
+        '</div></main><footer><div class="wrap">This page shows the trust data as this server stores it; '
+        "signatures are not verified here. Check an image with <code>trustkit verify</code> or "
+        "<code>docker trust inspect</code>.</div></footer></body></html>"
+    )
     return "".join([head, *body, foot])
 
 
@@ -289,23 +313,29 @@ def repository_href(base: str, gun: str) -> str:
     return f"{base}/repositories/{quote(gun, safe='/:@')}"
 
 
-def render_index(repositories: list[tuple[str, datetime | None]], immutable: set[str], now: datetime,
-                 base: str = "") -> str:
-    out: list[str] = ['<h1>Repositories</h1>']
+def render_index(
+    repositories: list[tuple[str, datetime | None]], immutable: set[str], now: datetime, base: str = ""
+) -> str:
+    out: list[str] = ["<h1>Repositories</h1>"]
     count = len(repositories)
-    out.append(f'<div class="meta"><span><b>{count:,}</b> repositor{"y" if count == 1 else "ies"} '
-               "with trust data</span></div>")
+    out.append(
+        f'<div class="meta"><span><b>{count:,}</b> repositor{"y" if count == 1 else "ies"} with trust data</span></div>'
+    )
     out.append('<div class="card">')
     if not repositories:
-        out.append('<div class="empty">No repository has trust data yet. Sign a tag with '
-                   "<code>trustkit sign IMAGE:TAG</code> (or <code>docker trust sign</code>) against this "
-                   "server and it appears here.</div>")
+        out.append(
+            '<div class="empty">No repository has trust data yet. Sign a tag with '
+            "<code>trustkit sign IMAGE:TAG</code> (or <code>docker trust sign</code>) against this "
+            "server and it appears here.</div>"
+        )
     else:
-        out.append('<table><thead><tr><th>Repository</th><th>Last changed</th><th>Status</th></tr></thead><tbody>')
+        out.append("<table><thead><tr><th>Repository</th><th>Last changed</th><th>Status</th></tr></thead><tbody>")
         append = out.append
         for gun, changed in repositories:
-            append(f'<tr><td class="tag"><a href="{_attr(repository_href(base, gun))}">{_text(gun)}</a></td>'
-                   f"<td>{_when(changed, now)}</td><td>{_badge(gun in immutable)}</td></tr>")
+            append(
+                f'<tr><td class="tag"><a href="{_attr(repository_href(base, gun))}">{_text(gun)}</a></td>'
+                f"<td>{_when(changed, now)}</td><td>{_badge(gun in immutable)}</td></tr>"
+            )
         out.append("</tbody></table>")
     out.append("</div>")
     return _page("Repositories · trustkit server", out, base)
@@ -313,18 +343,29 @@ def render_index(repositories: list[tuple[str, datetime | None]], immutable: set
 
 def render_repository(view: RepositoryView, now: datetime, base: str = "", query: str = "") -> str:
     gun = _text(view.gun)
-    out: list[str] = [f'<div class="crumbs"><a href="{escape(base)}/">Repositories</a> › Tags</div>',
-                      f"<h1>{gun} {_badge(view.immutable)}</h1>", '<div class="meta">']
+    out: list[str] = [
+        f'<div class="crumbs"><a href="{escape(base)}/">Repositories</a> › Tags</div>',
+        f"<h1>{gun} {_badge(view.immutable)}</h1>",
+        '<div class="meta">',
+    ]
     out.append(f"<span><b>{len(view.tags):,}</b> signed tag{'s' if len(view.tags) != 1 else ''}</span>")
     out.append(f"<span>Last changed {_when(view.changed, now, inline=True)}</span>")
     if view.targets_version is not None:
-        expires = (f", expires {view.targets_expires.strftime('%Y-%m-%d')}"
-                   + (" (expired)" if view.targets_expires <= now else "")) if view.targets_expires else ""
+        expires = (
+            (
+                f", expires {view.targets_expires.strftime('%Y-%m-%d')}"
+                + (" (expired)" if view.targets_expires <= now else "")
+            )
+            if view.targets_expires
+            else ""
+        )
         out.append(f"<span>targets version <b>{view.targets_version}</b>{escape(expires)}</span>")
     out.append("</div>")
     if view.immutable:
-        out.append('<div class="meta">Immutable: the server refuses any update that changes the digest of a '
-                   "signed tag or removes it, and refuses to delete this trust data. New tags can be signed.</div>")
+        out.append(
+            '<div class="meta">Immutable: the server refuses any update that changes the digest of a '
+            "signed tag or removes it, and refuses to delete this trust data. New tags can be signed.</div>"
+        )
     if view.notes:
         out.append('<div class="notes"><b>Some stored data could not be shown</b><ul>')
         out.extend(f"<li>{_text(note, 1000)}</li>" for note in view.notes)
@@ -334,43 +375,54 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
     if query:
         needle = query.casefold()
         tags = [row for row in tags if needle in row.tag.casefold()]
-    shown = (f"<small>{len(tags):,} of {len(view.tags):,} matching “{_text(query)}”</small>" if query else "")
+    shown = f"<small>{len(tags):,} of {len(view.tags):,} matching “{_text(query)}”</small>" if query else ""
     out.append(f"<h2>Signed tags {shown}</h2>")
     if len(view.tags) > 20 or query:
-        out.append(f'<form class="filter" method="get"><input type="search" name="q" value="{_attr(query)}" '
-                   'placeholder="Filter tags" aria-label="Filter tags"><button type="submit">Filter</button></form>')
+        out.append(
+            f'<form class="filter" method="get"><input type="search" name="q" value="{_attr(query)}" '
+            'placeholder="Filter tags" aria-label="Filter tags"><button type="submit">Filter</button></form>'
+        )
     out.append('<div class="card">')
     if not tags:
-        out.append('<div class="empty">No signed tags'
-                   f"{' match the filter' if query else ''}.</div>")
+        out.append(f'<div class="empty">No signed tags{" match the filter" if query else ""}.</div>')
     else:
-        out.append('<table id="tags"><thead><tr><th>Tag</th><th>Digest (sha256)</th><th class="num">Size</th>'
-                   "<th>Signers</th></tr></thead><tbody>")
+        out.append(
+            '<table id="tags"><thead><tr><th>Tag</th><th>Digest (sha256)</th><th class="num">Size</th>'
+            "<th>Signers</th></tr></thead><tbody>"
+        )
         append = out.append
         admin = f'<span class="signer admin">{REPO_ADMIN}</span>'
         for row in tags:
-            signers = admin if row.signers == [REPO_ADMIN] else "".join(
-                f'<span class="signer">{_text(name)}</span>' for name in row.signers)
+            signers = (
+                admin
+                if row.signers == [REPO_ADMIN]
+                else "".join(f'<span class="signer">{_text(name)}</span>' for name in row.signers)
+            )
             # The digest is hex from our own decoding: nothing to escape.
-            append(f'<tr><td class="tag">{_text(row.tag)}</td><td class="mono">{row.digest}</td>'
-                   f'<td class="num">{row.size:,}</td><td>{signers}</td></tr>')
+            append(
+                f'<tr><td class="tag">{_text(row.tag)}</td><td class="mono">{row.digest}</td>'
+                f'<td class="num">{row.size:,}</td><td>{signers}</td></tr>'
+            )
         out.append("</tbody></table>")
     out.append("</div>")
 
-    out.append("<h2>Signers <small>delegations that sign tags</small></h2><div class=\"card\">")
+    out.append('<h2>Signers <small>delegations that sign tags</small></h2><div class="card">')
     if not view.signers:
-        out.append('<div class="empty">No signers: tags are signed with the repository key '
-                   f"({REPO_ADMIN}).</div>")
+        out.append(f'<div class="empty">No signers: tags are signed with the repository key ({REPO_ADMIN}).</div>')
     else:
-        out.append('<table id="signers"><thead><tr><th>Signer</th><th>Key IDs</th><th class="num">Threshold</th>'
-                   '<th>Paths</th><th class="num">Tags</th><th>Last signed</th></tr></thead><tbody>')
+        out.append(
+            '<table id="signers"><thead><tr><th>Signer</th><th>Key IDs</th><th class="num">Threshold</th>'
+            '<th>Paths</th><th class="num">Tags</th><th>Last signed</th></tr></thead><tbody>'
+        )
         for signer in view.signers:
             keys = "<br>".join(_text(k) for k in signer.keyids) or "—"
             paths = ", ".join("(all)" if p == "" else _text(p) for p in signer.paths) or "(none)"
             count = "—" if signer.tags is None else f"{signer.tags:,}"
-            out.append(f'<tr><td class="tag">{_text(signer.name)}</td><td class="mono">{keys}</td>'
-                       f'<td class="num">{signer.threshold}</td><td class="mono">{paths}</td>'
-                       f'<td class="num">{count}</td><td>{_when(signer.changed, now)}</td></tr>')
+            out.append(
+                f'<tr><td class="tag">{_text(signer.name)}</td><td class="mono">{keys}</td>'
+                f'<td class="num">{signer.threshold}</td><td class="mono">{paths}</td>'
+                f'<td class="num">{count}</td><td>{_when(signer.changed, now)}</td></tr>'
+            )
         out.append("</tbody></table>")
     out.append("</div>")
 
@@ -388,10 +440,15 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
 
 
 def render_not_found(gun: str, base: str = "") -> str:
-    return _page("Not found · trustkit server", [
-        f'<div class="crumbs"><a href="{escape(base)}/">Repositories</a></div>',
-        f"<h1>{_text(gun)}</h1>",
-        '<div class="card"><div class="empty">This server has no trust data for this repository.</div></div>'], base)
+    return _page(
+        "Not found · trustkit server",
+        [
+            f'<div class="crumbs"><a href="{escape(base)}/">Repositories</a></div>',
+            f"<h1>{_text(gun)}</h1>",
+            '<div class="card"><div class="empty">This server has no trust data for this repository.</div></div>',
+        ],
+        base,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,8 +459,9 @@ def _pull(gun: str) -> Access:
     return Access("repository", gun, ("pull",))
 
 
-def web_routes(storage: Storage, *, clock: Callable[[], datetime] | None = None,
-               access: PageAccess | None = None) -> list[Route]:
+def web_routes(
+    storage: Storage, *, clock: Callable[[], datetime] | None = None, access: PageAccess | None = None
+) -> list[Route]:
     """``GET /`` and ``GET /repositories/{gun}`` (HEAD too), rendered from ``storage`` for
     whoever ``access`` says is asking (default: everyone sees everything, as ``--auth none``).
     A repository the viewer may not pull is left out of the index and answers 404 like one
@@ -443,13 +501,21 @@ def web_routes(storage: Storage, *, clock: Callable[[], datetime] | None = None,
         if isinstance(viewer, Response):
             return viewer
         query = request.query_params.get("q", "")[:200]
-        status, body = await run_in_threadpool(repository_html, gun, request.scope.get("root_path", "").rstrip("/"),
-                                               query, viewer.may)
+        status, body = await run_in_threadpool(
+            repository_html, gun, request.scope.get("root_path", "").rstrip("/"), query, viewer.may
+        )
         return HTMLResponse(body, status_code=status, headers=HEADERS)
 
-    return [Route("/", index, methods=["GET"]),
-            Route("/repositories/{gun:path}", repository, methods=["GET"])]
+    return [Route("/", index, methods=["GET"]), Route("/repositories/{gun:path}", repository, methods=["GET"])]
 
 
-__all__ = ["REPO_ADMIN", "RepositoryView", "SignedTag", "SignerInfo", "render_index",
-           "render_repository", "repository_view", "web_routes"]
+__all__ = [
+    "REPO_ADMIN",
+    "RepositoryView",
+    "SignedTag",
+    "SignerInfo",
+    "render_index",
+    "render_repository",
+    "repository_view",
+    "web_routes",
+]

@@ -10,5 +10,14 @@ from trustkit.trust.repository import Repository
 from trustkit.trust.resolution import DelegationTree, ReleasedTag, Resolved, released_tags, verified_tree
 from trustkit.trust.trusted_set import TrustedSet, TrustPinning
 
-__all__ = ["DelegationTree", "NoSigningKeyError", "ReleasedTag", "Repository", "Resolved", "TrustPinning",
-           "TrustedSet", "released_tags", "verified_tree"]
+__all__ = [
+    "DelegationTree",
+    "NoSigningKeyError",
+    "ReleasedTag",
+    "Repository",
+    "Resolved",
+    "TrustPinning",
+    "TrustedSet",
+    "released_tags",
+    "verified_tree",
+]

@@ -67,8 +67,16 @@ class Repository:
         return cls(trusted.gun, store, now, trusted.root, targets, trusted.snapshot)
 
     @classmethod
-    def initialize(cls, gun: str, store: KeyStore, now: datetime, *, server_keys: dict[str, PublicKey],
-                   root_keyid: str | None = None, algorithm: str = "ecdsa") -> Repository:
+    def initialize(
+        cls,
+        gun: str,
+        store: KeyStore,
+        now: datetime,
+        *,
+        server_keys: dict[str, PublicKey],
+        root_keyid: str | None = None,
+        algorithm: str = "ecdsa",
+    ) -> Repository:
         """A new repository: the root certificate key (reusing ``root_keyid`` or the first root
         key in the store, as docker does, else a new one), a new targets key, and the server's
         timestamp key (and snapshot key, unless ``server_keys`` lacks it: then a local one)."""
@@ -76,17 +84,23 @@ class Repository:
         root_key = root_key_for(root_signer.private_key, gun, now=now)
         targets_private = generate(algorithm)
         store.add(targets_private, role=TARGETS, gun=gun)
-        role_keys: dict[str, PublicKey] = {ROOT: root_key, TARGETS: CryptoSigner(targets_private).public_key,
-                                           TIMESTAMP: server_keys[TIMESTAMP]}
+        role_keys: dict[str, PublicKey] = {
+            ROOT: root_key,
+            TARGETS: CryptoSigner(targets_private).public_key,
+            TIMESTAMP: server_keys[TIMESTAMP],
+        }
         if SNAPSHOT in server_keys:
             role_keys[SNAPSHOT] = server_keys[SNAPSHOT]
         else:
             snapshot_private = generate(algorithm)
             store.add(snapshot_private, role=SNAPSHOT, gun=gun)
             role_keys[SNAPSHOT] = CryptoSigner(snapshot_private).public_key
-        root = Root(expires=format_expires(now + DEFAULT_EXPIRY[ROOT]), version=0,
-                    keys={k.keyid: k for k in role_keys.values()},
-                    roles={r: RoleKeys([role_keys[r].keyid]) for r in BASE_ROLES})
+        root = Root(
+            expires=format_expires(now + DEFAULT_EXPIRY[ROOT]),
+            version=0,
+            keys={k.keyid: k for k in role_keys.values()},
+            roles={r: RoleKeys([role_keys[r].keyid]) for r in BASE_ROLES},
+        )
         repo = cls(gun, store, now, Metadata(root))
         repo._signers[root_key.canonical_id] = root_signer
         repo.targets[TARGETS] = Metadata(Targets(expires=format_expires(now + DEFAULT_EXPIRY[TARGETS]), version=0))
@@ -152,13 +166,17 @@ class Repository:
             if self.is_new or self.held_keys(TARGETS):
                 return [TARGETS]
             _, keyids, _ = self.role_entry(TARGETS)
-            raise NoSigningKeyError(f"no key in the store can sign {self.gun}",
-                                    hint=f"targets expects key {', '.join(k[:12] for k in keyids)}")
+            raise NoSigningKeyError(
+                f"no key in the store can sign {self.gun}",
+                hint=f"targets expects key {', '.join(k[:12] for k in keyids)}",
+            )
         roles = [d.name for d in delegations if self.held_keys(d.name)]
         if not roles:
             wanted = "; ".join(f"{d.name}: {', '.join(k[:12] for k in d.keyids)}" for d in delegations)
-            raise NoSigningKeyError(f"none of your keys can sign {target} in {self.gun}",
-                                    hint=f"roles that could sign it and the key IDs they expect: {wanted}")
+            raise NoSigningKeyError(
+                f"none of your keys can sign {target} in {self.gun}",
+                hint=f"roles that could sign it and the key IDs they expect: {wanted}",
+            )
         return roles
 
     # ---- editing
@@ -185,22 +203,27 @@ class Repository:
         """Remove ``name`` from ``roles`` (default: every signable role holding it)."""
         if roles is None:
             candidates = [TARGETS] + [d.name for d in self.delegation_roles()]
-            roles = [r for r in candidates if r in self.targets and name in self.targets[r].signed.targets
-                     and self.held_keys(r)]
+            roles = [
+                r
+                for r in candidates
+                if r in self.targets and name in self.targets[r].signed.targets and self.held_keys(r)
+            ]
             if not roles:
                 holders = [r for r in candidates if r in self.targets and name in self.targets[r].signed.targets]
                 if not holders:
                     raise NotSignedError(f"{name} is not signed in {self.gun}")
-                raise NoSigningKeyError(f"none of your keys can remove {name} from {self.gun}",
-                                        hint=f"it is signed in {', '.join(holders)}")
+                raise NoSigningKeyError(
+                    f"none of your keys can remove {name} from {self.gun}", hint=f"it is signed in {', '.join(holders)}"
+                )
         for role in roles:
             self._editable(role).targets.pop(name, None)
         return roles
 
     # ---- delegations (docker's signer model, §4.3)
 
-    def add_delegation(self, name: str, keys: list[PublicKey], *, threshold: int | None = None,
-                       paths: list[str] | None = None) -> list[str]:
+    def add_delegation(
+        self, name: str, keys: list[PublicKey], *, threshold: int | None = None, paths: list[str] | None = None
+    ) -> list[str]:
         """Add signer ``name``: its keys go to ``targets/<name>`` and to ``targets/releases``,
         as ``docker trust signer add`` does.  ``threshold`` (m of the role's keys) also becomes
         the minimum for ``targets/releases``, or one key of the team could release alone.
@@ -210,8 +233,11 @@ class Repository:
             raise TrustkitError("give at least one key for the signer")
         top = self._editable(TARGETS)
         existing = top.delegations.role(role)
-        refuse_same_key_twice(role, keys, [top.delegations.keys[k] for k in (existing.keyids if existing else [])
-                                            if k in top.delegations.keys])
+        refuse_same_key_twice(
+            role,
+            keys,
+            [top.delegations.keys[k] for k in (existing.keyids if existing else []) if k in top.delegations.keys],
+        )
         for key in keys:
             top.delegations.keys[key.keyid] = key
         ids = [k.keyid for k in keys]
@@ -232,9 +258,11 @@ class Repository:
         releases.keyids = _unique(releases.keyids + ids)
         if existing.threshold > releases.threshold:
             releases.threshold = existing.threshold
-            warnings.append(f"{RELEASES} now needs {releases.threshold} signatures: it applies to every "
-                            f"signer of {self.gun}, so a release needs {releases.threshold} of its "
-                            f"{len(releases.keyids)} keys")
+            warnings.append(
+                f"{RELEASES} now needs {releases.threshold} signatures: it applies to every "
+                f"signer of {self.gun}, so a release needs {releases.threshold} of its "
+                f"{len(releases.keyids)} keys"
+            )
         return warnings
 
     def remove_delegation(self, name: str, *, force: bool = False) -> list[str]:
@@ -253,8 +281,10 @@ class Repository:
             remaining = [k for k in releases.keyids if k not in existing.keyids or k in still_used]
             if not remaining:
                 if not force:
-                    raise TrustkitError(f"{name} is the last signer of {RELEASES} in {self.gun}; without it "
-                                        f"nobody can release tags", hint="pass --force to remove it anyway")
+                    raise TrustkitError(
+                        f"{name} is the last signer of {RELEASES} in {self.gun}; without it nobody can release tags",
+                        hint="pass --force to remove it anyway",
+                    )
                 top.delegations.roles.remove(releases)
                 warnings.append(f"{RELEASES} was removed: tags resolve from targets only until a signer is added")
             else:
@@ -278,8 +308,10 @@ class Repository:
             for listed, canonical in self.held_keys(ROOT):
                 self.root_signers.append((self._signer(canonical), listed))
             if not self.root_signers:
-                raise NoSigningKeyError(f"rotating the root of {self.gun} needs the current root key",
-                                        hint=f"root expects key {', '.join(k[:12] for k in old_ids)}")
+                raise NoSigningKeyError(
+                    f"rotating the root of {self.gun} needs the current root key",
+                    hint=f"root expects key {', '.join(k[:12] for k in old_ids)}",
+                )
             private = generate("ecdsa" if algorithm == "ed25519" else algorithm)
             new_key = root_key_for(private, self.gun, now=self.now)
             self.store.add(private, role=ROOT)
@@ -341,8 +373,10 @@ class Repository:
         held = self.held_keys(role)
         _, keyids, threshold = self.role_entry(role)
         if not held and not (role == ROOT and self.root_signers):
-            raise NoSigningKeyError(f"no key in the store can sign {role} of {self.gun}",
-                                    hint=f"{role} expects key {', '.join(k[:12] for k in keyids)}")
+            raise NoSigningKeyError(
+                f"no key in the store can sign {role} of {self.gun}",
+                hint=f"{role} expects key {', '.join(k[:12] for k in keyids)}",
+            )
         signers = [(self._signer(canonical), listed) for listed, canonical in held]
         if role == ROOT:
             signers += [pair for pair in self.root_signers if pair[1] not in {listed for listed, _ in held}]
@@ -362,9 +396,11 @@ class Repository:
         staged, current = self.staged.get(role), self.targets[role]
         if staged is None or staged.signed.is_expired(self.now):
             return None
-        same = (staged.signed.version == current.signed.version + 1
-                and staged.signed.targets == current.signed.targets
-                and staged.signed.delegations == current.signed.delegations)
+        same = (
+            staged.signed.version == current.signed.version + 1
+            and staged.signed.targets == current.signed.targets
+            and staged.signed.delegations == current.signed.delegations
+        )
         return staged if same else None
 
     def publish_files(self) -> dict[str, bytes]:
@@ -409,8 +445,9 @@ class Repository:
         try:
             TrustedSet(previous, gun=self.gun, now=self.now).update_root(new)
         except TrustkitError as exc:
-            raise TrustkitError(f"the new root of {self.gun} would not be accepted by clients: {exc}",
-                                hint="nothing was published") from None
+            raise TrustkitError(
+                f"the new root of {self.gun} would not be accepted by clients: {exc}", hint="nothing was published"
+            ) from None
 
     def _holds_snapshot_key(self) -> bool:
         try:
@@ -454,14 +491,17 @@ def refuse_same_key_twice(role: str, new: list[PublicKey], current: list[PublicK
         other = seen.get(key.identity)
         if other is not None and not (other in current and other.keyid == key.keyid):
             same = "twice" if other.keyid == key.keyid else f"as {other.keyid[:12]} and {key.keyid[:12]}"
-            raise TrustkitError(f"the same key is given {same} for {role}: each key of a signer must be a "
-                                f"different key pair", hint="a key counts once towards a threshold however it "
-                                                            "is encoded (compressed point, PEM or certificate)")
+            raise TrustkitError(
+                f"the same key is given {same} for {role}: each key of a signer must be a different key pair",
+                hint="a key counts once towards a threshold however it "
+                "is encoded (compressed point, PEM or certificate)",
+            )
         seen[key.identity] = key
 
 
 def _check_threshold(role: DelegationRole, keys: dict[str, PublicKey]) -> None:
     count = distinct_keys(keys, role.keyids)
     if not 1 <= role.threshold <= count:
-        raise TrustkitError(f"threshold {role.threshold} for {role.name} must be between 1 and its {count} "
-                            f"different keys")
+        raise TrustkitError(
+            f"threshold {role.threshold} for {role.name} must be between 1 and its {count} different keys"
+        )

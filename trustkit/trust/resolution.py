@@ -95,9 +95,13 @@ class DelegationTree:
     def signers_of(self, name: str, meta: FileMeta) -> list[str]:
         """Delegations below ``targets`` (not ``targets/releases``) that a client's walk would visit
         for ``name`` and that sign it for the same content: who signed the released tag."""
-        return [visit.role for visit in self._order
-                if visit.role not in DOCKER_ROLES and visit.allows(name)
-                and _same_target(self.roles[visit.role].targets.get(name), meta)]
+        return [
+            visit.role
+            for visit in self._order
+            if visit.role not in DOCKER_ROLES
+            and visit.allows(name)
+            and _same_target(self.roles[visit.role].targets.get(name), meta)
+        ]
 
     def visible(self, role: str) -> list[str] | None:
         """The names of ``role`` a client's walk can find there (its paths allow them), or None
@@ -220,11 +224,21 @@ def _same_target(new: FileMeta | None, old: FileMeta) -> bool:
     if new is None or new.length != old.length:
         return False
     try:
-        return all(alg in new.hashes and b64decode(new.hashes[alg]) == b64decode(digest)
-                   for alg, digest in old.hashes.items())
+        return all(
+            alg in new.hashes and b64decode(new.hashes[alg]) == b64decode(digest) for alg, digest in old.hashes.items()
+        )
     except EncodingError:
         return False
 
 
-__all__ = ["DOCKER_ROLES", "NOTARY_ROLES", "Change", "DelegationTree", "ReleasedTag", "Resolved", "changed_resolutions",
-           "released_tags", "verified_tree"]
+__all__ = [
+    "DOCKER_ROLES",
+    "NOTARY_ROLES",
+    "Change",
+    "DelegationTree",
+    "ReleasedTag",
+    "Resolved",
+    "changed_resolutions",
+    "released_tags",
+    "verified_tree",
+]

@@ -104,23 +104,34 @@ def root_signing_keys(root: Root, gun: str, now: datetime | None) -> dict[str, P
         else:
             usable[keyid] = key
     if not usable:
-        raise VerificationError("could not validate the path to a trusted root: unable to retrieve valid leaf "
-                                "certificates", hint="; ".join(reasons) or None)
+        raise VerificationError(
+            "could not validate the path to a trusted root: unable to retrieve valid leaf certificates",
+            hint="; ".join(reasons) or None,
+        )
     return usable
 
 
 class TrustedSet:
     """What a client trusts for one GUN at one moment."""
 
-    def __init__(self, root_data: bytes, *, gun: str, now: datetime, previous: Mapping[str, int] | None = None,
-                 pinning: TrustPinning | None = None, first_contact: bool = False,
-                 allow_expired: bool = False) -> None:
+    def __init__(
+        self,
+        root_data: bytes,
+        *,
+        gun: str,
+        now: datetime,
+        previous: Mapping[str, int] | None = None,
+        pinning: TrustPinning | None = None,
+        first_contact: bool = False,
+        allow_expired: bool = False,
+    ) -> None:
         """Start from a root: the cached one, or (``first_contact``) one just downloaded, which
         is then checked against ``pinning``.
 
         ``previous`` maps role names to the versions trusted before (from the cache) for the
-        rollback checks; it is only read (the updater passes a lazy mapping), never copied.  ``allow_expired`` is for editing only (re-signing expired data, as the
-        notary server itself loads it); reading for trust never sets it.
+        rollback checks; it is only read (the updater passes a lazy mapping), never copied.
+        ``allow_expired`` is for editing only (re-signing expired data, as the notary server
+        itself loads it); reading for trust never sets it.
         """
         self.allow_expired = allow_expired
         self.gun = gun
@@ -146,14 +157,17 @@ class TrustedSet:
 
     # ---- root
 
-    def _apply_pinning(self, root: Metadata[Root], keys: dict[str, PublicKey],
-                       pinning: TrustPinning) -> dict[str, PublicKey]:
+    def _apply_pinning(
+        self, root: Metadata[Root], keys: dict[str, PublicKey], pinning: TrustPinning
+    ) -> dict[str, PublicKey]:
         pinned = pinning.pinned_ids(self.gun)
         if pinned is not None:
             chosen = {k: v for k, v in keys.items() if k in pinned}
             if not chosen:
-                raise VerificationError(f"the root of {self.gun} is not signed by a pinned certificate",
-                                        hint=f"pinned IDs: {', '.join(p[:12] for p in pinned)}")
+                raise VerificationError(
+                    f"the root of {self.gun} is not signed by a pinned certificate",
+                    hint=f"pinned IDs: {', '.join(p[:12] for p in pinned)}",
+                )
             return chosen
         ca_pem = pinning.ca_for(self.gun)
         if ca_pem is not None:
@@ -162,8 +176,10 @@ class TrustedSet:
                 raise VerificationError(f"the root certificates of {self.gun} do not chain to the pinned CA")
             return chosen
         if pinning.disable_tofu:
-            raise VerificationError(f"no trust pinned for {self.gun} and trust on first use is disabled",
-                                    hint="pin its root certificate or CA in the trust pinning config")
+            raise VerificationError(
+                f"no trust pinned for {self.gun} and trust on first use is disabled",
+                hint="pin its root certificate or CA in the trust pinning config",
+            )
         return keys
 
     def update_root(self, data: bytes) -> Metadata[Root]:
@@ -173,12 +189,17 @@ class TrustedSet:
         new = Metadata.from_bytes(data, role=ROOT, max_size=MAX_ROOT_SIZE)
         current = self.root.signed
         if new.signed.version != current.version + 1:
-            raise RollbackError(f"root version {new.signed.version} does not follow {current.version}",
-                                hint="the server must offer each root version in turn")
+            raise RollbackError(
+                f"root version {new.signed.version} does not follow {current.version}",
+                hint="the server must offer each root version in turn",
+            )
         old_keys = root_signing_keys(current, self.gun, None)
-        self._require(new.verify(old_keys, list(old_keys), current.roles[ROOT].threshold, "root (by the previous root)"))
+        self._require(
+            new.verify(old_keys, list(old_keys), current.roles[ROOT].threshold, "root (by the previous root)")
+        )
         own = root_signing_keys(new.signed, self.gun, self.now)
         self._require(new.verify(own, list(own), new.signed.roles[ROOT].threshold, ROOT))
+
         # New keys for a role reset its rollback floor (TUF's fast-forward recovery): that is how
         # an owner recovers from a compromised key that pushed versions up.  Timestamp and
         # snapshot go together: the snapshot floor is only as good as the timestamp's key.
@@ -196,8 +217,10 @@ class TrustedSet:
 
     def check_root_fresh(self) -> None:
         if self.root.signed.is_expired(self.now) and not self.allow_expired:
-            raise ExpiredError(f"the root metadata of {self.gun} expired at {self.root.signed.expires}",
-                               hint="the holder of the root key must re-sign root (notary witness root)")
+            raise ExpiredError(
+                f"the root metadata of {self.gun} expired at {self.root.signed.expires}",
+                hint="the holder of the root key must re-sign root (notary witness root)",
+            )
 
     # ---- timestamp, snapshot, targets
 
@@ -221,8 +244,9 @@ class TrustedSet:
         # (Readers fetch root.json first, so a mismatch is a mix, not a rotation not yet seen.)
         problem = new.signed.meta[ROOT].matches(self.root_data)
         if problem is not None:
-            raise HashMismatchError(f"the snapshot of {self.gun} lists a different root than the trusted one "
-                                    f"({problem})")
+            raise HashMismatchError(
+                f"the snapshot of {self.gun} lists a different root than the trusted one ({problem})"
+            )
         self.snapshot = new
         return new
 
@@ -258,8 +282,10 @@ class TrustedSet:
             raise VerificationError(f"{role} looked up before snapshot")
         meta = self.snapshot.signed.meta.get(role)
         if meta is None and role not in self._floors_reset and (before := self.previous.get(role)) is not None:
-            raise RollbackError(f"the snapshot of {self.gun} no longer lists {role}, trusted before at version {before}",
-                                hint="the server (or someone in between) is serving old metadata")
+            raise RollbackError(
+                f"the snapshot of {self.gun} no longer lists {role}, trusted before at version {before}",
+                hint="the server (or someone in between) is serving old metadata",
+            )
         return meta
 
     def update_delegation(self, data: bytes, role: str, *, stale_ok: bool = False) -> Metadata[Targets] | None:
@@ -297,8 +323,10 @@ class TrustedSet:
     def _check_version(self, meta: Metadata[Any], role: str) -> None:
         before = None if role in self._floors_reset else self.previous.get(role)
         if before is not None and meta.signed.version < before:
-            raise RollbackError(f"{role} version {meta.signed.version} is older than the trusted version {before}",
-                                hint="the server (or someone in between) is serving old metadata")
+            raise RollbackError(
+                f"{role} version {meta.signed.version} is older than the trusted version {before}",
+                hint="the server (or someone in between) is serving old metadata",
+            )
 
     def _check_fresh(self, meta: Metadata[Any], role: str) -> None:
         if meta.signed.is_expired(self.now) and not self.allow_expired:
@@ -336,5 +364,11 @@ def _chains_to(key: PublicKey, ca_pem: bytes, now: datetime) -> bool:
     return True
 
 
-__all__ = ["MAX_ROOT_ROTATIONS", "MAX_ROOT_SIZE", "MAX_TIMESTAMP_SIZE", "TrustPinning", "TrustedSet",
-           "root_signing_keys"]
+__all__ = [
+    "MAX_ROOT_ROTATIONS",
+    "MAX_ROOT_SIZE",
+    "MAX_TIMESTAMP_SIZE",
+    "TrustPinning",
+    "TrustedSet",
+    "root_signing_keys",
+]
