@@ -17,7 +17,8 @@ TrustkitError
 │   ├── HashMismatchError
 │   ├── OversizedError     larger than its signed length or cap (endless data)
 │   ├── NotSignedError     the tag has no trust data                    (verify exit 3)
-│   └── DigestMismatchError  signed, but for another digest             (verify exit 4)
+│   ├── DigestMismatchError  signed, but for another digest (or the registry serves another) (verify exit 4)
+│   └── ManifestMissingError  signed, but the registry lost the signed manifest (verify exit 9)
 ├── NetworkError           the server could not be reached             (verify exit 7)
 │   └── ServerError        it answered with a 5xx or nonsense
 ├── NotAuthorizedError     401/403 after trying the credentials we have (verify exit 8)
@@ -127,6 +128,12 @@ class DigestMismatchError(VerificationError):
     """The tag is signed, but for a different digest."""
 
     verify_status = 4
+
+
+class ManifestMissingError(VerificationError):
+    """Signed, but the registry no longer serves the signed manifest: a content-trust pull fails."""
+
+    verify_status = 9
 
 
 class NetworkError(TrustkitError):

@@ -18,6 +18,7 @@ from trustkit.client.updater import Updater
 from trustkit.errors import (
     DigestMismatchError,
     ImmutableTagError,
+    ManifestMissingError,
     NotSignedError,
     ServerRejectedError,
     ThresholdError,
@@ -238,6 +239,37 @@ def verify_tag(session: TrustSession, tag: str, *, digest: str | None = None, of
             f"{session.reference.familiar}:{tag} is signed for sha256:{trusted_digest}, not {digest}"
         )
     return VerifiedTag(tag, trusted_digest, meta.length, role, session.warnings())
+
+
+def check_registry(
+    reference: ImageReference, verified: VerifiedTag, find_manifest: Callable[[str], str | None]
+) -> list[str]:
+    """Compare the signed digest with what the registry serves for the tag now (``find_manifest``
+    answers a tag or digest with the served digest, or None).  Returns warnings.
+
+    Raises:
+        DigestMismatchError: the registry's tag points at another manifest (drift).
+        ManifestMissingError: the signed manifest is gone, so a content-trust pull fails.
+    """
+    name = f"{reference.familiar}:{verified.tag}"
+    signed = f"sha256:{verified.digest}"
+    served = find_manifest(verified.tag)
+    if served == signed:
+        return []
+    signed_served = find_manifest(signed) is not None
+    if served is not None:
+        raise DigestMismatchError(
+            f"the registry serves {name} as {served}, but it is signed for {signed}",
+            hint="a content-trust pull gets the signed one"
+            if signed_served
+            else "the signed manifest is gone from the registry too: a content-trust pull fails",
+        )
+    if not signed_served:
+        raise ManifestMissingError(
+            f"{name} is signed for {signed}, but the registry has neither the tag nor that manifest",
+            hint="a content-trust pull fails; push the signed image again",
+        )
+    return [f"the registry has no tag {name}; a content-trust pull still gets the signed {signed}"]
 
 
 def _raise_if_pending(session: TrustSession, trusted: TrustedSet, tag: str) -> None:
@@ -475,6 +507,7 @@ __all__ = [
     "VerifiedTag",
     "add_signer",
     "check_immutable_tag",
+    "check_registry",
     "content_trust_enabled",
     "expiry_warnings",
     "init_repository",

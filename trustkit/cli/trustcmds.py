@@ -12,7 +12,7 @@ from trustkit.cli.context import Context, can_prompt, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table, warn
 
 if TYPE_CHECKING:
-    from trustkit.ops import TagTarget
+    from trustkit.ops import TagTarget, VerifiedTag
     from trustkit.reference import ImageReference
 
 VERIFY_HELP = """Verify that IMAGE:TAG is signed and print its trusted digest and size.
@@ -22,11 +22,16 @@ Exit status says why a tag is not trusted:
   0  trusted (and matches --digest when given)
   1  any other error (bad arguments, local problems)
   3  not signed: no trust data for the repository or the tag
-  4  digest mismatch: signed, but for another digest than --digest
+  4  digest mismatch: signed, but for another digest than --digest, or (without
+     --digest) the registry serves another manifest for the tag (drift)
   5  expired trust data
   6  signature or threshold failure (tampered, rolled back, or too few signers)
-  7  trust server unreachable
+  7  trust server (or registry) unreachable
   8  not authorised by the trust server
+  9  signed, but the registry no longer has the signed manifest
+
+Without --digest, --trust-only or --offline the registry is asked what it serves
+for the tag, as a content-trust pull would resolve it.
 """
 
 
@@ -226,11 +231,28 @@ def _pretty(entry: dict[str, Any]) -> None:
 
 @click.command("verify", help=VERIFY_HELP)
 @click.argument("image")
-@click.option("--digest", help="Also require this digest (sha256:HEX).")
-@click.option("--offline", is_flag=True, help="Verify from the local cache only.")
+@click.option("--digest", help="Require this digest (sha256:HEX) instead of asking the registry.")
+@click.option("--offline", is_flag=True, help="Verify from the local cache only (implies --trust-only).")
+@click.option(
+    "--trust-only", is_flag=True, help="Check the trust data only, not what the registry serves (air-gapped use)."
+)
+@click.option(
+    "--insecure-registry",
+    "insecure_registries",
+    multiple=True,
+    help="Registry that may be reached over plain HTTP.",
+)
 @FORMAT_OPTION
 @pass_context
-def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_format: str) -> None:
+def verify(
+    ctx: Context,
+    image: str,
+    digest: str | None,
+    offline: bool,
+    trust_only: bool,
+    insecure_registries: tuple[str, ...],
+    output_format: str,
+) -> None:
     from trustkit.errors import TrustkitError
     from trustkit.ops import verify_tag
     from trustkit.reference import parse, validate_digest
@@ -243,6 +265,9 @@ def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_f
             validate_digest(digest)
         session = ctx.trust_session(reference, offline=offline)
         result = verify_tag(session, reference.tag, digest=digest, offline=offline)
+        warnings = list(result.warnings)
+        if digest is None and not (trust_only or offline):
+            warnings += _check_registry(reference, result, insecure_registries)
     except TrustkitError as exc:
         if ctx.debug:
             raise
@@ -256,11 +281,21 @@ def verify(ctx: Context, image: str, digest: str | None, offline: bool, output_f
                 "digest": f"sha256:{result.digest}",
                 "size": result.size,
                 "role": result.role,
+                "registry_checked": digest is None and not (trust_only or offline),
             }
         )
     else:
         click.echo(f"{reference.familiar}:{result.tag} sha256:{result.digest} {result.size}")
-    warn(result.warnings)
+    warn(warnings)
+
+
+def _check_registry(reference: ImageReference, result: VerifiedTag, insecure: tuple[str, ...]) -> list[str]:
+    """What the registry serves for the tag, against the signed digest (as a content-trust pull resolves it)."""
+    from trustkit.oci.registry import connect
+    from trustkit.ops import check_registry
+
+    with connect(reference.registry, insecure_registries=insecure) as registry:
+        return check_registry(reference, result, lambda ref: registry.find_manifest(reference.repository, ref))
 
 
 @click.command("revoke")

@@ -515,6 +515,22 @@ class RegistryClient:
             raise HashMismatchError(f"{self.registry} sent {what} whose bytes hash to {manifest.digest}")
         return manifest
 
+    def find_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest the registry serves for a tag or digest now (what ``docker pull`` resolves
+        it to), or None when it has no such manifest."""
+        response = self._call(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            what=f"the manifest {repository}:{reference}",
+            scope=repository_scope(repository),
+            headers={"Accept": ACCEPT_MANIFESTS},
+            body_limit=MANIFEST_LIMIT,
+            missing_ok=True,
+        )
+        if response is None:
+            return None
+        return "sha256:" + hashlib.sha256(response.content).hexdigest()
+
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
         """``PUT`` the exact bytes under a tag or digest; returns the digest, checked against
         what the registry says it stored."""

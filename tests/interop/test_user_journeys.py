@@ -1,0 +1,65 @@
+"""The push-and-sign workflow as a new team walks it (issue 13): each test drives the trustkit CLI
+the way the user did, against the real docker-registry and notary-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import images
+import peers
+
+pytestmark = pytest.mark.interop
+
+
+def tk_for(tmp_path: Path, server: peers.NotaryServer | None = None, **kwargs: object) -> peers.TrustkitCLI:
+    return peers.TrustkitCLI(tmp_path / f"docker-config-{os.urandom(3).hex()}", server, **kwargs)  # type: ignore[arg-type]
+
+
+def _delete_from_storage(registry: peers.Registry, repository: str, digest: str) -> None:
+    """Remove a manifest and every tag from the registry's storage, as `registry garbage-collect`
+    after a delete leaves it (no cache is configured, so the registry sees it at once)."""
+    manifests = registry.storage_dir / "docker/registry/v2/repositories" / repository / "_manifests"
+    shutil.rmtree(manifests / "revisions/sha256" / digest.removeprefix("sha256:"))
+    shutil.rmtree(manifests / "tags")
+
+
+# --------------------------------------------------------------------------------------------
+# 1. verify checks what the registry serves
+
+
+def test_verify_exits_4_when_the_registry_serves_another_manifest(registry, notary_server, tmp_path):
+    signed = images.build_oci_layout(tmp_path / "layout", ref="signed", layers=1)
+    other = images.build_oci_layout(tmp_path / "layout", ref="other", layers=1)
+    gun = f"{registry.host_port}/team/drift"
+    tk = tk_for(tmp_path, notary_server, extra_env={"DOCKER_CONTENT_TRUST": "1"})
+    tk.run("push", f"oci:{signed.layout}:signed", f"{gun}:v1")
+    assert tk.run("verify", f"{gun}:v1").returncode == 0
+
+    tk.run("push", f"oci:{other.layout}:other", f"{gun}:v1", "--disable-content-trust")
+    drift = tk.run("verify", f"{gun}:v1", check=False)
+    assert drift.returncode == 4, drift.stderr
+    assert other.digest in drift.stderr and signed.digest in drift.stderr
+    assert "content-trust pull gets the signed one" in drift.stderr
+    # Air-gapped: the trust data alone still says v1 is signed.
+    trust_only = tk.run("verify", f"{gun}:v1", "--trust-only")
+    assert signed.digest in trust_only.stdout
+
+
+def test_verify_fails_clearly_when_the_signed_manifest_is_gone(registry, notary_server, tmp_path):
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=1)
+    gun = f"{registry.host_port}/team/gone"
+    tk = tk_for(tmp_path, notary_server, extra_env={"DOCKER_CONTENT_TRUST": "1"})
+    tk.run("push", f"oci:{image.layout}:v1", f"{gun}:v1")
+    _delete_from_storage(registry, "team/gone", image.digest)
+    assert registry.manifest_status("team/gone", image.digest) == 404
+
+    gone = tk.run("verify", f"{gun}:v1", check=False)
+    assert gone.returncode == 9, gone.stderr
+    assert image.digest in gone.stderr and "registry has neither the tag nor that manifest" in gone.stderr
+    assert tk.run("verify", f"{gun}:v1", "--trust-only").returncode == 0
+    assert json.loads(tk.run("verify", f"{gun}:v1", "--offline", "--format", "json").stdout)["digest"] == image.digest
