@@ -63,3 +63,36 @@ def test_verify_fails_clearly_when_the_signed_manifest_is_gone(registry, notary_
     assert image.digest in gone.stderr and "registry has neither the tag nor that manifest" in gone.stderr
     assert tk.run("verify", f"{gun}:v1", "--trust-only").returncode == 0
     assert json.loads(tk.run("verify", f"{gun}:v1", "--offline", "--format", "json").stdout)["digest"] == image.digest
+
+
+# --------------------------------------------------------------------------------------------
+# 2. key IDs that match what inspect shows
+
+
+def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A signer's key pair and certificate, as `openssl req -x509` makes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    peers.run_command(
+        [peers.require("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}", "-days", "30"],
+        env={"PATH": "/usr/bin:/bin"}, cwd=folder, timeout=60, input=None, check=True, what="openssl",
+    )  # fmt: skip
+    return key, cert
+
+
+def test_a_refusal_names_the_signer_key_as_inspect_does(registry, notary_server, tmp_path):
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=1)
+    gun = f"{registry.host_port}/team/ids"
+    admin = tk_for(tmp_path, notary_server, extra_env={"DOCKER_CONTENT_TRUST": "1"})
+    admin.run("push", f"oci:{image.layout}:v1", f"{gun}:v1")
+    _, cert = _self_signed(tmp_path / "dev1", "dev1")
+    admin.run("signer", "add", "dev1", gun, "--key", cert)
+    [entry] = json.loads(admin.run("inspect", gun).stdout)
+    [dev1] = [s for s in entry["Signers"] if s["Name"] == "dev1"]
+    shown = dev1["Keys"][0]["ID"][:12]
+
+    stranger = tk_for(tmp_path, notary_server)
+    refused = stranger.run("sign", f"{gun}:v2", "--digest", image.digest, "--size", str(image.size), check=False)
+    assert refused.returncode == 1
+    assert f"targets/dev1: {shown}" in refused.stderr, refused.stderr

@@ -52,7 +52,7 @@ class PassphraseRequest:
             else (f'signer "{self.role}"')
         )
         where = f" for {self.gun}" if self.gun else ""
-        short = f" {self.keyid[:7]}" if self.keyid else ""
+        short = f" {self.keyid[:12]}" if self.keyid else ""
         return f"{kind} key{short}{where}"
 
 

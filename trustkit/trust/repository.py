@@ -165,14 +165,14 @@ class Repository:
         if not delegations:
             if self.is_new or self.held_keys(TARGETS):
                 return [TARGETS]
-            _, keyids, _ = self.role_entry(TARGETS)
+            keys, keyids, _ = self.role_entry(TARGETS)
             raise NoSigningKeyError(
                 f"no key in the store can sign {self.gun}",
-                hint=f"targets expects key {', '.join(k[:12] for k in keyids)}",
+                hint=f"targets expects key {key_names(TARGETS, keys, keyids)}",
             )
         roles = [d.name for d in delegations if self.held_keys(d.name)]
         if not roles:
-            wanted = "; ".join(f"{d.name}: {', '.join(k[:12] for k in d.keyids)}" for d in delegations)
+            wanted = "; ".join(f"{d.name}: {key_names(d.name, *self.role_entry(d.name)[:2])}" for d in delegations)
             raise NoSigningKeyError(
                 f"none of your keys can sign {target} in {self.gun}",
                 hint=f"roles that could sign it and the key IDs they expect: {wanted}",
@@ -310,7 +310,7 @@ class Repository:
             if not self.root_signers:
                 raise NoSigningKeyError(
                     f"rotating the root of {self.gun} needs the current root key",
-                    hint=f"root expects key {', '.join(k[:12] for k in old_ids)}",
+                    hint=f"root expects key {key_names(ROOT, root.keys, old_ids)}",
                 )
             private = generate("ecdsa" if algorithm == "ed25519" else algorithm)
             new_key = root_key_for(private, self.gun, now=self.now)
@@ -371,11 +371,11 @@ class Repository:
 
     def _sign(self, role: str, meta: Metadata[Any]) -> bytes:
         held = self.held_keys(role)
-        _, keyids, threshold = self.role_entry(role)
+        keys, keyids, threshold = self.role_entry(role)
         if not held and not (role == ROOT and self.root_signers):
             raise NoSigningKeyError(
                 f"no key in the store can sign {role} of {self.gun}",
-                hint=f"{role} expects key {', '.join(k[:12] for k in keyids)}",
+                hint=f"{role} expects key {key_names(role, keys, keyids)}",
             )
         signers = [(self._signer(canonical), listed) for listed, canonical in held]
         if role == ROOT:
@@ -478,6 +478,22 @@ def validate_signer_name(name: str) -> str:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def key_names(role: str, keys: Mapping[str, PublicKey], keyids: tuple[str, ...] | list[str]) -> str:
+    """Key IDs as ``trustkit inspect`` (and ``docker trust inspect``) shows them, 12 characters: the
+    listed ID for root and repository keys, the private key's ID for signers; the other ID of a
+    certificate in brackets, so a message matches both inspect and the key file's name."""
+    names = []
+    for listed in keyids:
+        key = keys.get(listed)
+        try:
+            private = key.canonical_id if key is not None else listed
+        except TrustkitError:
+            private = listed
+        shown, other = (listed, private) if role in BASE_ROLES else (private, listed)
+        names.append(shown[:12] if shown == other else f"{shown[:12]} [{other[:12]}]")
+    return ", ".join(names)
 
 
 def refuse_same_key_twice(role: str, new: list[PublicKey], current: list[PublicKey]) -> None:
