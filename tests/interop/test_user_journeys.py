@@ -3,6 +3,7 @@ the way the user did, against the real docker-registry and notary-server."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -96,3 +97,58 @@ def test_a_refusal_names_the_signer_key_as_inspect_does(registry, notary_server,
     refused = stranger.run("sign", f"{gun}:v2", "--digest", image.digest, "--size", str(image.size), check=False)
     assert refused.returncode == 1
     assert f"targets/dev1: {shown}" in refused.stderr, refused.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 3. errors name the server that refused
+
+
+def _htpasswd(path: Path, users: dict[str, str]) -> Path:
+    import bcrypt
+
+    lines = (f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode()}\n" for u, p in users.items())
+    path.write_text("".join(lines))
+    return path
+
+
+def _logged_in(tk: peers.TrustkitCLI, host: str, user: str, password: str) -> peers.TrustkitCLI:
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (tk.config_dir / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return tk
+
+
+def test_refusals_name_the_trust_server_and_a_next_step_that_works(registry, tmp_path):
+    users = {"dev1": "dev1-password", "admin": "admin-password"}
+    args = ["--auth", "htpasswd", "--htpasswd", str(_htpasswd(tmp_path / "htpasswd", users)), "--admin", "admin"]
+    with peers.TrustkitServer(tmp_path / "server", extra_args=args) as server:
+        gun = f"{registry.host_port}/team/app"
+        digest = "sha256:" + "ab" * 32
+        dev1 = _logged_in(tk_for(tmp_path, server), server.host_port, "dev1", users["dev1"])
+        dev1.run("sign", f"{gun}:v1", "--digest", digest, "--size", "1")  # the trust server's own login is used
+
+        refused = dev1.run("repo", "immutable", gun, check=False)
+        assert refused.returncode == 1
+        assert f'the trust server {server.host_port} does not allow "dev1"' in refused.stderr, refused.stderr
+        assert registry.host_port not in refused.stderr.split("(", 1)[0]
+
+        wrong = _logged_in(tk_for(tmp_path, server), server.host_port, "dev1", "not-the-password")
+        line = wrong.run("sign", f"{gun}:v2", "--digest", digest, "--size", "1", check=False).stderr
+        assert f"the token server of the trust server {server.host_port} refused" in line, line
+        assert "current one" in line
+
+        # Credentials for the registry only: the hint points at the trust server's own login.
+        registry_login = _logged_in(tk_for(tmp_path, server), registry.host_port, "dev1", "registry-password")
+        line = registry_login.run("sign", f"{gun}:v3", "--digest", digest, "--size", "1", check=False).stderr
+        assert f"run `trustkit login {server.host_port}`" in line, line
+
+
+def test_a_refused_login_does_not_suggest_logging_in_again(tmp_path):
+    users = {"dev1": "dev1-password"}
+    with peers.Registry(tmp_path / "registry", htpasswd=_htpasswd(tmp_path / "htpasswd", users)) as registry:
+        tk = tk_for(tmp_path)
+        result = peers.run_command(
+            [*tk.argv0, "login", registry.host_port, "-u", "dev1", "--password-stdin"],
+            env=tk.env, cwd=None, timeout=60, input="wrong-password\n", check=False, what="trustkit",
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert "trustkit login" not in result.stderr and 'check the user name "dev1"' in result.stderr

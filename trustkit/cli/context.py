@@ -42,14 +42,22 @@ class Context:
         """Server URL, TLS and credentials for the reference's registry, as docker resolves them."""
         from trustkit.client.auth import TokenAuth
         from trustkit.client.docker_config import load_credentials
+        from trustkit.client.http import host_port
         from trustkit.client.notary import NotaryClient, make_http_client, resolve_server_url
         from trustkit.ops import TrustSession
 
         url = resolve_server_url(reference.registry, self.server_url)
         client = None
         if not offline:
-            credentials = load_credentials(reference.registry)
-            http = make_http_client(url, tls_ca=self.tls_ca, auth=TokenAuth(credentials, registry=reference.registry))
+            # A login for the trust server's own host wins; else the registry's, which is what
+            # docker sends to a trust server.  Messages name the trust server, not the registry.
+            server_host = host_port(url)
+            credentials = load_credentials(server_host)
+            login_host = server_host
+            if credentials is None:
+                credentials, login_host = load_credentials(reference.registry), reference.registry
+            auth = TokenAuth(credentials, registry=server_host, kind="trust server", login_host=login_host)
+            http = make_http_client(url, tls_ca=self.tls_ca, auth=auth)
             client = NotaryClient(url, reference.gun, http)
         return TrustSession(
             reference,

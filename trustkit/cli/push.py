@@ -347,6 +347,7 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure_re
     `docker login` does (or in the credential helper it names).  The password comes from
     --password-stdin or a terminal prompt, never from the command line."""
     from trustkit.client.docker_config import DOCKER_HUB_HOSTS, Credentials, save_login
+    from trustkit.errors import NotAuthorizedError
     from trustkit.oci.registry import connect
     from trustkit.reference import parse
 
@@ -369,8 +370,14 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure_re
     if not password:
         raise click.UsageError("the password is empty")
     credentials = Credentials(username, password)
-    with connect(host, insecure_registries=insecure_registries, credentials=credentials) as client:
-        client.ping(authenticate=True)
+    try:
+        with connect(host, insecure_registries=insecure_registries, credentials=credentials) as client:
+            client.ping(authenticate=True)
+    except NotAuthorizedError as exc:
+        # Its usual hint (log in again) is this very command: say what to check instead.
+        raise NotAuthorizedError(
+            exc.message, hint=f'check the user name "{username}" and its password; nothing was stored'
+        ) from None
     where = save_login(host, username, password)
     click.echo(f"Login Succeeded (credentials stored in {where})")
 

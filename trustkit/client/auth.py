@@ -172,7 +172,8 @@ class TokenAuth(httpx.Auth):
       registry and ``trustkit login``.  A first answer of ``403`` (no challenge) is returned for
       the caller to map.
 
-    ``registry`` names the registry in messages (default: the request's host).  ``hosts``
+    ``registry`` names the registry in messages (default: the request's host); ``kind`` says what
+    it is ("trust server"), ``login_host`` which login the credentials came from (default: it).  ``hosts``
     (``host[:port]``) are the only origins whose challenges are answered; without it, any origin a
     request addresses directly.  A ``401`` from another origin, or from a host a redirect led to,
     raises :class:`NotAuthorizedError` and sends nothing there: httpx already strips our
@@ -189,9 +190,15 @@ class TokenAuth(httpx.Auth):
         hosts: Iterable[str] | None = None,
         client_id: str = "trustkit",
         clock: Callable[[], float] = time.monotonic,
+        kind: str = "",
+        login_host: str | None = None,
     ) -> None:
         self.credentials = credentials
         self.registry = registry
+        # How messages name the server ("trust server" for a Notary server) and the host whose
+        # login the credentials are (a trust server may take its registry's login).
+        self.kind = kind
+        self.login_host = login_host
         # Both schemes: a loopback or insecure registry may be reached over http as well.
         self.hosts = (
             None
@@ -250,11 +257,11 @@ class TokenAuth(httpx.Auth):
                         if self.credentials and self.credentials.username
                         else ("anonymous access")
                     )
+                    login = self.login_host or registry
                     raise NotAuthorizedError(
-                        f"{registry} does not allow {who} to do this ({scope or 'this request'})",
-                        hint=f"ask an administrator of the server for that access, or run "
-                        f"`trustkit login {registry}` (or `docker login {registry}`) "
-                        f"as a user who has it",
+                        f"{self._name(registry)} does not allow {who} to do this ({scope or 'this request'})",
+                        hint=f"ask an administrator of {self._name(registry)} for that access, or run "
+                        f"`trustkit login {login}` (or `docker login {login}`) as a user who has it",
                     )
                 raise self._refused(registry, retried.status_code)
             with self._lock:
@@ -393,11 +400,25 @@ class TokenAuth(httpx.Auth):
             who = "the stored identity token"
         else:
             who = f'the credentials of "{creds.username}"'
-        where = "the token server of " + registry if token_server else registry
-        return NotAuthorizedError(
-            f"{where} refused {who} (HTTP {status})",
-            hint=f"run `trustkit login {registry}` (or `docker login {registry}`)",
-        )
+        name = self._name(registry)
+        where = "the token server of " + name if token_server else name
+        login = self.login_host or registry
+        if creds is None:
+            hint = f"run `trustkit login {login}` (or `docker login {login}`)"
+        elif login != registry:
+            hint = (
+                f"those are your login for {login}; if {name} has its own accounts, "
+                f"run `trustkit login {registry}` (tried first), else ask its administrator"
+            )
+        else:
+            hint = (
+                f"the password stored for {login} is wrong or no longer valid: run `trustkit login {login}` "
+                "with the current one, or `trustkit logout " + login + "` to go on anonymously"
+            )
+        return NotAuthorizedError(f"{where} refused {who} (HTTP {status})", hint=hint)
+
+    def _name(self, registry: str) -> str:
+        return f"the {self.kind} {registry}" if self.kind else registry
 
 
 def _origin(url: httpx.URL) -> str:

@@ -425,7 +425,8 @@ class NotaryClient:
         if status in (401, 403):
             return NotAuthorizedError(
                 f"the trust server {server} refused access to {self.gun} (HTTP {status}) while {what}",
-                hint="run `trustkit login <registry>` (or `docker login`) with an account that may access it",
+                hint=f"run `trustkit login {host_port(server)}` (the trust server's own login, tried first) or "
+                "log in to the registry with an account that may access it",
             )
         if status == 404:
             return NotFoundError(f"the trust server {server} has no such resource ({what})")
