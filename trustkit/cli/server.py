@@ -66,6 +66,14 @@ from trustkit.cli.migrate import server_import
     help="Seconds a request body may stall before its connection is closed (default 30).",
 )
 @click.option(
+    "--key-algorithm",
+    type=click.Choice(["ecdsa", "ed25519", "rsa"]),
+    help="Type of the timestamp and snapshot keys the server makes for new repositories (default ecdsa: "
+    "P-256, as notary-signer's key_algorithm made them on Docker Hub, Harbor and MSR).  Existing "
+    "repositories keep their keys until the root holder rotates them "
+    "(trustkit key rotate GUN timestamp --server-managed).",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, exists=True),
@@ -76,12 +84,14 @@ def server(ctx: click.Context, /, config_file: str | None, **flags: object) -> N
     """Run the Notary-compatible trust server (SQLite built in, PostgreSQL for several processes).
 
     `trustkit server import` takes over a notary-server deployment (see its --help)."""
-    from trustkit.server.config import ServerConfig, run
+    from trustkit.server.config import ServerConfig, describe, run
 
     if ctx.invoked_subcommand is not None:
         return
 
-    run(ServerConfig.load(config_file, flags))
+    config = ServerConfig.load(config_file, flags)
+    click.echo(describe(config), err=True)
+    run(config)
 
 
 server.add_command(server_import)

@@ -23,6 +23,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -32,7 +33,10 @@ from trustkit.metadata import Metadata, Timestamp
 from trustkit.notary_api import RouteMatch, envelope, stored_version
 from trustkit.roles import ROOT, SNAPSHOT, TIMESTAMP, role_name_problem
 from trustkit.server.auth import Access, Authorizer, NoAuth
+from trustkit.server.health import HealthCheck
 from trustkit.server.keys import SERVER_ROLES, ServerKeys
+from trustkit.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from trustkit.server.metrics import Metrics, RequestMetrics
 from trustkit.server.multipart import PublishForm
 from trustkit.server.storage import Storage, StoredFile, VersionConflict
 from trustkit.server.validation import Update, UpdateError
@@ -441,12 +445,16 @@ def create_app(
             return error("MALFORMED_UPLOAD", "the client went away")  # nobody reads this
         return await run_in_threadpool(api.handle, found, method, body, request.query_params)
 
+    health_check = HealthCheck(storage, keys)
+    series = Metrics()
+
     async def health(request: Request) -> Response:
-        return _json({})
+        # notary's body: {} when healthy, else each failing check's name and why (503)
+        problems = await run_in_threadpool(health_check.problems)
+        return Response(json.dumps(problems), status_code=503 if problems else 200, media_type="application/json")
 
     async def metrics(request: Request) -> Response:
-        lines = [f"trustkit_{name}_total {count}" for name, count in sorted(api.counts.items())]
-        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+        return Response(await run_in_threadpool(series.exposition), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def not_found(request: Request) -> Response:
         return error("METADATA_NOT_FOUND")
@@ -463,7 +471,9 @@ def create_app(
     async def unmatched(request: Request, exc: Exception) -> Response:
         return error("METADATA_NOT_FOUND")
 
-    app = Starlette(routes=routes_, middleware=[], exception_handlers={404: unmatched})
+    app = Starlette(
+        routes=routes_, middleware=[Middleware(RequestMetrics, metrics=series)], exception_handlers={404: unmatched}
+    )
     app.state.api = api
     return app
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -19,6 +20,7 @@ from typing import Any
 
 from trustkit.errors import TrustkitError
 from trustkit.reference import is_loopback_host
+from trustkit.server.keys import KEY_ALGORITHMS
 
 LOG = logging.getLogger("trustkit.server")
 CONFIG_ENV = "TRUSTKIT_SERVER_CONFIG_JSON"  # how worker processes receive the configuration
@@ -53,6 +55,7 @@ class ServerConfig:
     consistent_max_age: int = 2592000
     log_level: str = "info"
     header_timeout: float = 30.0  # seconds for a request head to arrive
+    key_algorithm: str = "ecdsa"  # new server-held keys (notary's trust_service.key_algorithm)
     body_timeout: float = 30.0  # seconds a request body may make no progress
 
     @classmethod
@@ -116,6 +119,10 @@ class ServerConfig:
             raise TrustkitError("--auth token needs --token-realm URL and --token-root-certs FILE")
         if self.workers < 1:
             raise TrustkitError("--workers must be at least 1")
+        if self.key_algorithm not in KEY_ALGORITHMS:
+            raise TrustkitError(
+                f"--key-algorithm must be one of {', '.join(KEY_ALGORITHMS)}, not {self.key_algorithm!r}"
+            )
         # (types are checked where the settings are read: _setting)
         for name, least in (("login_burst", 0), ("login_interval", 1)):
             if getattr(self, name) < least:
@@ -179,7 +186,7 @@ def build_app(config: ServerConfig) -> Any:
     from trustkit.server.storage import Storage
 
     storage = Storage(config.database_url)
-    keys = ServerKeys(storage, config.passphrase())
+    keys = ServerKeys(storage, config.passphrase(), config.key_algorithm)
     authorizer, extra_routes, page_access = _auth(config)
     settings = ServerSettings(
         max_body=config.max_body,
@@ -304,10 +311,25 @@ def prepare(config: ServerConfig) -> None:
 
     for folder in {config.state_dir, *_sqlite_folder(config.database_url)}:
         _private_folder(folder)
+    _fresh_metrics_folder(config)
     config.passphrase()
     Storage(config.database_url).close()
     if config.auth == "htpasswd":
         _make_token_keypair(config)
+
+
+def metrics_folder(config: ServerConfig) -> Path:
+    """Where the workers keep their metric files (the client's multi-process mode): one folder per
+    listening address, so two servers sharing a data folder never add up each other's counts."""
+    return config.state_dir / "metrics" / re.sub(r"[^A-Za-z0-9.-]", "_", config.listen)
+
+
+def _fresh_metrics_folder(config: ServerConfig) -> None:
+    """The metrics folder, emptied: files left by a previous run would add its counts to this one's."""
+    folder = metrics_folder(config)
+    _private_folder(folder)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 def _sqlite_folder(url: str) -> list[Path]:
@@ -369,6 +391,8 @@ def run(config: ServerConfig) -> None:
     _logging(config.log_level)
     prepare(config)  # once, before workers race for it
     os.environ[CONFIG_ENV] = config.to_env()
+    # Before any worker imports the Prometheus client: it picks its mode when imported.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_folder(config))
     host, _, port = config.listen.rpartition(":")
     settings: dict[str, Any] = dict(
         factory=True,
@@ -398,3 +422,27 @@ def run(config: ServerConfig) -> None:
     listener = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
     listener.set_inheritable(True)
     Multiprocess(uv_config, sockets=[listener]).run()
+
+
+def describe(config: ServerConfig) -> str:
+    """What ``trustkit server`` says at start-up: where it listens, TLS or not, the database
+    (without its password) and how clients authenticate."""
+    from sqlalchemy.engine import make_url
+
+    host, _, port = config.listen.rpartition(":")
+    scheme = "https" if config.tls_cert else "http"
+    shown_host = "127.0.0.1" if host.strip("[]") in ("0.0.0.0", "::") else host  # noqa: S104 - detects it
+    tls = f"TLS with {config.tls_cert}" if config.tls_cert else "no TLS (plain HTTP)"
+    database = make_url(config.database_url).render_as_string(hide_password=True)
+    auth = "none (open)" if config.auth in ("default", "none") else config.auth
+    if config.public_read and config.auth in ("htpasswd", "token"):
+        auth += ", anonymous pulls allowed"
+    workers = f"{config.workers} worker{'s' if config.workers != 1 else ''}"
+    listening = f"{scheme}://{shown_host}:{port}" + (f" (on every address {host})" if shown_host != host else "")
+    return (
+        f"trustkit server listening on {listening}, {workers}\n"
+        f"  TLS:      {tls}\n"
+        f"  database: {database}\n"
+        f"  auth:     {auth}\n"
+        f"  health:   {scheme}://{shown_host}:{port}/_notary_server/health, metrics: /metrics"
+    )

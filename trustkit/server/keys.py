@@ -1,6 +1,10 @@
 """Layer `server`: the keys the server holds for each repository's timestamp (and, when asked,
 snapshot) role.  Unlike notary's ``local`` signer they are stored in the database, encrypted
-with the server passphrase, so a restart loses nothing."""
+with the server passphrase, so a restart loses nothing.
+
+New keys are ECDSA P-256 by default, as production notary made them (notary-signer with
+``trust_service.key_algorithm: ecdsa``: Docker Hub, Harbor, MSR); some verifiers accept no other
+type.  A repository keeps the keys it has until its root holder rotates them."""
 
 from __future__ import annotations
 
@@ -8,21 +12,28 @@ import json
 import threading
 from datetime import datetime
 
+import sqlalchemy as sa
+
 from trustkit.keys.der import parse_pem
 from trustkit.keys.pkcs8 import encode_key_file, load_private_key_block
 from trustkit.keys.public import PublicKey
 from trustkit.keys.signer import CryptoSigner, generate
-from trustkit.server.storage import Storage
+from trustkit.server.storage import SERVER_KEYS, Storage
 
 SERVER_ROLES = ("timestamp", "snapshot")
+KEY_ALGORITHMS = ("ecdsa", "ed25519", "rsa")  # notary's trust_service.key_algorithm values
+DEFAULT_KEY_ALGORITHM = "ecdsa"
 
 
 class ServerKeys:
-    """Ed25519 keys (what notary's built-in signer makes) per GUN and role."""
+    """The server's keys per GUN and role; new ones of type ``algorithm``."""
 
-    def __init__(self, storage: Storage, passphrase: str) -> None:
+    def __init__(self, storage: Storage, passphrase: str, algorithm: str = DEFAULT_KEY_ALGORITHM) -> None:
+        if algorithm not in KEY_ALGORITHMS:
+            raise ValueError(f"server key algorithm must be one of {', '.join(KEY_ALGORITHMS)}, not {algorithm!r}")
         self.storage = storage
         self.passphrase = passphrase
+        self.algorithm = algorithm
         self._signers: dict[str, CryptoSigner] = {}  # keyid -> decrypted signer
         self._lock = threading.Lock()
 
@@ -40,7 +51,7 @@ class ServerKeys:
 
     def create(self, gun: str, role: str, *, now: datetime) -> PublicKey:
         """A new key (``POST <role>.key`` rotates to it)."""
-        private = generate("ed25519")
+        private = generate(self.algorithm)
         signer = CryptoSigner(private)
         public = signer.public_key
         text = encode_key_file(private, role=role, gun=gun, passphrase=self.passphrase)
@@ -59,6 +70,18 @@ class ServerKeys:
                     self._signers[keyid] = CryptoSigner(load_private_key_block(block, self.passphrase))
             return self._signers[keyid], keyid
         return None
+
+    def check_can_sign(self) -> None:
+        """Raise if the server could not sign: the newest stored key must decrypt with the
+        passphrase (a server started with the wrong one serves reads but fails every publish);
+        with no key stored yet, a new one must encrypt and decrypt."""
+        query = sa.select(SERVER_KEYS.c.private).order_by(SERVER_KEYS.c.id.desc()).limit(1)
+        with self.storage.engine.connect() as conn:
+            private = conn.execute(query).scalar()
+        if private is None:
+            canary = generate("ed25519")  # the passphrase is what is checked; Ed25519 is made fastest
+            private = encode_key_file(canary, role="timestamp", gun=None, passphrase=self.passphrase)
+        load_private_key_block(parse_pem(private, what="server key")[0], self.passphrase)
 
 
 def _public(text: str) -> PublicKey:

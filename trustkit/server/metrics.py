@@ -1,0 +1,179 @@
+"""Layer `server`: ``/metrics`` with the series notary-server exposes, so dashboards and alerts
+written for it keep working.
+
+notary-server wraps each API route in client_golang's ``InstrumentHandlerWithOpts`` (namespace
+``notary_server``, subsystem ``http``, constant label ``operation``): a counter
+``notary_server_http_requests_total{code,method,operation}`` (method in lower case) and three
+summaries labelled ``operation``: ``request_duration_microseconds``, ``request_size_bytes`` (an
+approximation from the request line, headers and Content-Length) and ``response_size_bytes``.
+The Python client has no summary quantiles, so the summaries carry ``_count`` and ``_sum``.
+
+With several worker processes, the client's multi-process mode (``PROMETHEUS_MULTIPROC_DIR``,
+set up by ``config.prepare`` before the workers start) makes every worker's scrape report the
+totals of all of them.  ``process_*`` are summed over the workers the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Summary, generate_latest, values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from trustkit import notary_api
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# notary's operation names (server/server.go), by trustkit's route name and method
+OPERATIONS: dict[tuple[str, str], str] = {
+    ("update", "POST"): "UpdateTUF",
+    ("update", "DELETE"): "DeleteTUF",
+    ("checksum", "GET"): "GetRoleByHash",
+    ("version", "GET"): "GetRoleByVersion",
+    ("current", "GET"): "GetRole",
+    ("key", "GET"): "GetKey",
+    ("key", "POST"): "RotateKey",
+    ("changefeed", "GET"): "Changefeed",
+}
+
+
+def operation(method: str, path: str) -> str | None:
+    """notary's operation name for a request, or None for what notary does not instrument."""
+    if not path.startswith("/v2/"):
+        return None
+    found = notary_api.match(method, path[len("/v2/") :])
+    return OPERATIONS.get((found.name, method)) if found is not None else None
+
+
+class Metrics:
+    """The series, and the text a scrape answers."""
+
+    def __init__(self) -> None:
+        # The client chose its mode when first imported; follow it (a folder named later is not used).
+        self.multiprocess = values.ValueClass is not values.MutexValue and bool(os.environ.get(MULTIPROC_ENV))
+        own = None if self.multiprocess else CollectorRegistry()  # multi-process values live in files
+        common: dict[str, Any] = {"namespace": "notary_server", "subsystem": "http", "registry": own}
+        self.requests = Counter(
+            "requests_total", "Total number of HTTP requests made.", ("code", "method", "operation"), **common
+        )
+        self.duration = Summary(
+            "request_duration_microseconds", "The HTTP request latencies in microseconds.", ("operation",), **common
+        )
+        self.request_size = Summary("request_size_bytes", "The HTTP request sizes in bytes.", ("operation",), **common)
+        self.response_size = Summary(
+            "response_size_bytes", "The HTTP response sizes in bytes.", ("operation",), **common
+        )
+        for name in OPERATIONS.values():  # notary registers every operation's summaries up front
+            for summary in (self.duration, self.request_size, self.response_size):
+                summary.labels(name)
+        if own is None:
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]  # the client's untyped constructor
+            self.registry.register(WorkerProcesses(Path(os.environ[MULTIPROC_ENV])))
+        else:
+            self.registry = own
+            ProcessCollector(registry=own)
+
+    def observe(
+        self, name: str, method: str, code: int, *, seconds: float, request_bytes: int, response_bytes: int
+    ) -> None:
+        self.requests.labels(str(code), method.lower(), name).inc()
+        self.duration.labels(name).observe(seconds * 1e6)
+        self.request_size.labels(name).observe(request_bytes)
+        self.response_size.labels(name).observe(response_bytes)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class WorkerProcesses(Collector):
+    """``process_*`` summed over the worker processes that write to the multi-process folder
+    (the client's own process collector reports only the process answering the scrape)."""
+
+    _PID = re.compile(r"_(\d+)\.db$")
+    _SUMMED = ("process_virtual_memory_bytes", "process_resident_memory_bytes", "process_open_fds")
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterable[Metric]:
+        values: dict[str, list[float]] = {}
+        helps: dict[str, str] = {}
+        for pid in self._pids():
+            for family in _process_families(pid):
+                helps[family.name] = family.documentation
+                values.setdefault(family.name, []).extend(sample.value for sample in family.samples)
+        for name, found in sorted(values.items()):
+            if name == "process_cpu_seconds":
+                yield CounterMetricFamily(name, helps[name], value=sum(found))
+            else:  # the first worker's start, the lowest descriptor limit, the rest summed
+                least = name in ("process_start_time_seconds", "process_max_fds")
+                yield GaugeMetricFamily(name, helps[name], value=min(found) if least else sum(found))
+
+    def _pids(self) -> set[int]:
+        pids = {int(match[1]) for path in self.folder.glob("*.db") if (match := self._PID.search(path.name))}
+        return {pid for pid in pids if Path(f"/proc/{pid}").exists()}  # workers that exited report nothing
+
+
+def _process_families(pid: int) -> Iterable[Metric]:
+    """The client's process metrics of another process (nothing once it has exited)."""
+    return ProcessCollector(pid=lambda: pid, registry=None).collect()
+
+
+class RequestMetrics:
+    """ASGI middleware: one observation per request on a notary API route, as notary's
+    instrumentation makes them (the status the response started with, the body bytes sent)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        name = operation(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if name is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        sent = {"status": 500, "bytes": 0}
+
+        async def counting(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                sent["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                sent["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting)
+        finally:
+            self.metrics.observe(
+                name,
+                scope["method"],
+                sent["status"],
+                seconds=time.perf_counter() - started,
+                request_bytes=request_size(scope),
+                response_bytes=sent["bytes"],
+            )
+
+
+def request_size(scope: dict[str, Any]) -> int:
+    """client_golang's approximate request size: URL, method, protocol, header names and
+    values (Go keeps Host apart, counted once) and the declared Content-Length."""
+    size = len(scope.get("raw_path") or scope["path"].encode()) + len(scope["method"])
+    if scope.get("query_string"):
+        size += 1 + len(scope["query_string"])
+    size += len("HTTP/") + len(scope.get("http_version", "1.1"))
+    for name, value in scope["headers"]:
+        size += len(value) + (len(name) if name != b"host" else 0)
+        if name == b"content-length" and value.isdigit() and len(value) <= 19:
+            size += int(value)
+    return size
