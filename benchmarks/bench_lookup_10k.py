@@ -52,7 +52,7 @@ def run() -> Result:
 
         for variant in ("cold", "warm"):
             tk_trust = bench.path(f"trustkit-{variant}")
-            tk_command = bench.trustkit(tk_trust, "verify", f"{tk_gun}:{tag}")
+            tk_command = bench.trustkit(tk_trust, "verify", "--trust-only", f"{tk_gun}:{tag}")
             notary = bench.notary(bench.path(f"notary-{variant}"))
             nt_command = notary.argv("-d", str(notary.trust_dir), "lookup", nt_gun, tag)
 

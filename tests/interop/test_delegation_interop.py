@@ -121,10 +121,10 @@ def test_two_of_three_needs_two_signers(notary_server, trustkit_cli, tmp_path):
         "--staging-dir", stage, "sign", f"{gun}:v1", "--digest", DIGEST, "--size", "5", "--format", "json"
     )
     assert json.loads(first.stdout)["published"] == [] and "targets/team" in json.loads(first.stdout)["pending"]
-    not_yet = members[2].run("--staging-dir", stage, "verify", f"{gun}:v1", check=False)
+    not_yet = members[2].run("--staging-dir", stage, "verify", "--trust-only", f"{gun}:v1", check=False)
     assert not_yet.returncode == 6 and "1 of the 2 signatures" in not_yet.stderr
     members[1].run("--staging-dir", stage, "sign", f"{gun}:v1", "--digest", DIGEST, "--size", "5")
-    assert trustkit_cli().run("verify", f"{gun}:v1").stdout.split()[1] == DIGEST
+    assert trustkit_cli().run("verify", "--trust-only", f"{gun}:v1").stdout.split()[1] == DIGEST
 
 
 def test_root_rotation_keeps_old_clients_working(notary_server, notary_cli, trustkit_cli):
@@ -140,7 +140,7 @@ def test_root_rotation_keeps_old_clients_working(notary_server, notary_cli, trus
     admin.run("sign", f"{gun}:v2", "--digest", DIGEST, "--size", "2")
     listed = reader.run("list", gun).stdout  # walks root v1 -> v2 with the old root cached
     assert "v1" in listed and "v2" in listed
-    assert trustkit_cli().run("verify", f"{gun}:v2").returncode == 0
+    assert trustkit_cli().run("verify", "--trust-only", f"{gun}:v2").returncode == 0
 
 
 def test_targets_rotation_retires_the_old_key(notary_server, notary_cli, trustkit_cli):
@@ -197,9 +197,9 @@ def test_tag_signed_only_by_a_removed_signer_is_not_trusted(notary_server, trust
     admin.run("signer", "add", "alice", gun, "--key", tmp_path / "alice.pub")
     admin.run("signer", "add", "bob", gun, "--key", tmp_path / "bob.pub")
     alice.run("sign", f"{gun}:v1", "--digest", DIGEST, "--size", "1")
-    assert trustkit_cli().run("verify", f"{gun}:v1").returncode == 0
+    assert trustkit_cli().run("verify", "--trust-only", f"{gun}:v1").returncode == 0
     admin.run("signer", "remove", "alice", gun)
-    result = trustkit_cli().run("verify", f"{gun}:v1", check=False)
+    result = trustkit_cli().run("verify", "--trust-only", f"{gun}:v1", check=False)
     assert result.returncode in (3, 6), result.stderr  # releases no longer carries a valid signature for it
 
 

@@ -66,7 +66,7 @@ def assert_refused(result, gun: str) -> None:
 def assert_v1_still_signed(gun, trustkit_server, trustkit_cli, notary_cli, tmp_path, name) -> None:
     """Fresh clients (no cache) of every kind still resolve v1 to the signed digest."""
     reader = trustkit_cli(server=trustkit_server, config_dir=tmp_path / f"reader-{name}")
-    assert reader.run("verify", f"{gun}:v1").stdout.split()[1] == DIGEST_A
+    assert reader.run("verify", "--trust-only", f"{gun}:v1").stdout.split()[1] == DIGEST_A
     assert listed(notary_cli(trust_dir=tmp_path / f"notary-{name}", server=trustkit_server), gun)[
         "v1"
     ] == DIGEST_A.removeprefix("sha256:")
@@ -152,7 +152,7 @@ def test_a_mutable_repository_accepts_notarys_key_less_delegation(trustkit_serve
     served = json.loads(trustkit_server.get(f"/v2/{gun}/_trust/tuf/targets.json").content)
     assert [r["keyids"] for r in served["signed"]["delegations"]["roles"] if r["name"] == "targets/qa"] == [None]
     reader = trustkit_cli(server=trustkit_server)
-    assert reader.run("verify", f"{gun}:v1").stdout.split()[1] == DIGEST_A
+    assert reader.run("verify", "--trust-only", f"{gun}:v1").stdout.split()[1] == DIGEST_A
     assert json.loads(reader.run("inspect", gun).stdout)[0]["Signers"] == [{"Name": "qa", "Keys": []}]
     assert listed(notary_cli(trust_dir=tmp_path / "notary-reader", server=trustkit_server), gun) == {
         "v1": DIGEST_A.removeprefix("sha256:")

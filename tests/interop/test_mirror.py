@@ -100,7 +100,7 @@ def publish_with_trustkit(source, tmp_path: Path) -> dict[str, object]:
     early_notary = peers.NotaryCLI(tmp_path / "early-notary", source)
     assert notary_tags(early_notary) == {"v1"}
     early_trustkit = peers.TrustkitCLI(tmp_path / "early-trustkit", source)
-    early_trustkit.run("verify", f"{GUN}:v1")
+    early_trustkit.run("verify", "--trust-only", f"{GUN}:v1")
     owner.run("key", "generate", "alice", "--dir", tmp_path / "pub")
     owner.run("signer", "add", "alice", GUN, "--key", tmp_path / "pub" / "alice.pub")
     owner.run("sign", f"{GUN}:v2", "--digest", DIGEST_B, "--size", "20")  # into targets/releases and targets/alice
@@ -183,7 +183,7 @@ def test_trustkit_server_to_notary_server(trustkit_server, notary_server, tmp_pa
     moved = made["early_notary"].run("-s", destination.url, "--tlscacert", destination.ca_path, "list", GUN)
     assert "warn" not in moved.stderr.lower() and {"v1", "v2"} <= set(moved.stdout.split()), moved
     early_trustkit = peers.TrustkitCLI(made["early_trustkit"].config_dir, destination)
-    assert early_trustkit.run("verify", f"{GUN}:v2").stdout.split()[1] == DIGEST_B
+    assert early_trustkit.run("verify", "--trust-only", f"{GUN}:v2").stdout.split()[1] == DIGEST_B
     docker = peers.DockerCLI(made["docker"].config_dir, destination)
     assert docker_tags(docker) == {"v1", "v2"}
 
@@ -205,7 +205,7 @@ def test_trustkit_server_to_trustkit_server(trustkit_server, tmp_path):
         check_copied(source, destination, ["targets", "targets/releases", "targets/alice"])
 
         early_trustkit = peers.TrustkitCLI(made["early_trustkit"].config_dir, destination)
-        assert early_trustkit.run("verify", f"{GUN}:v3").stdout.split()[1] == DIGEST_A
+        assert early_trustkit.run("verify", "--trust-only", f"{GUN}:v3").stdout.split()[1] == DIGEST_A
         early_notary = peers.NotaryCLI(
             made["early_notary"].trust_dir, destination, config_path=tmp_path / "early-dest.json"
         )
@@ -318,4 +318,4 @@ def test_servers_behind_logins_use_dockers_credentials_for_each_host(tmp_path):
         assert [(r["repository"], r["status"]) for r in json.loads(done.stdout)["repositories"]] == [(GUN, "mirrored")]
         reader = logged_in("reader", {registry: "alice"})
         reader.env["DOCKER_CONTENT_TRUST_SERVER"] = destination.url
-        assert reader.run("verify", f"{GUN}:v1").stdout.split()[1] == DIGEST_A
+        assert reader.run("verify", "--trust-only", f"{GUN}:v1").stdout.split()[1] == DIGEST_A

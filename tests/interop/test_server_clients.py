@@ -53,7 +53,7 @@ def docker_tags(docker: peers.DockerCLI, gun: str) -> tuple[dict[str, list[str]]
 
 
 def verified_digest(cli: peers.TrustkitCLI, image: str) -> str:
-    return cli.run("verify", image).stdout.split()[1]
+    return cli.run("verify", "--trust-only", image).stdout.split()[1]
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_docker_trust_signer_add_inspect_revoke(trustkit_server, docker, tk, tmp
     admin.run("trust", "revoke", "-y", f"{gun}:v1")
     tags, entry = docker_tags(docker(), gun)
     assert tags == {} and [s["Name"] for s in entry["Signers"]] == ["alice"]
-    assert tk().run("verify", f"{gun}:v1", check=False).returncode == 3
+    assert tk().run("verify", "--trust-only", f"{gun}:v1", check=False).returncode == 3
 
 
 # ---- trustkit's own client
@@ -156,12 +156,12 @@ def test_trustkit_init_sign_verify_inspect_revoke(trustkit_server, tk, notary, d
     admin.run("sign", f"{gun}:v1", f"{gun}:v2", "--digest", DIGEST_A, "--size", "10")
     reader = tk()
     assert verified_digest(reader, f"{gun}:v1") == DIGEST_A
-    assert reader.run("verify", f"{gun}:v2", "--digest", DIGEST_B, check=False).returncode == 4
+    assert reader.run("verify", "--trust-only", f"{gun}:v2", "--digest", DIGEST_B, check=False).returncode == 4
     inspected = json.loads(reader.run("inspect", gun).stdout)[0]
     assert {t["SignedTag"]: t["Digest"] for t in inspected["SignedTags"]} == {"v1": "ab" * 32, "v2": "ab" * 32}
     assert inspected == docker_tags(docker(), gun)[1]  # the same shape and content as docker's
     admin.run("revoke", f"{gun}:v1", "--yes")
-    assert reader.run("verify", f"{gun}:v1", check=False).returncode == 3
+    assert reader.run("verify", "--trust-only", f"{gun}:v1", check=False).returncode == 3
     assert set(listed(notary(), gun)) == {"v2"}
 
 
@@ -179,7 +179,7 @@ def test_trustkit_threshold_signers(trustkit_server, tk, tmp_path):
         .stdout
     )
     assert first["published"] == [] and "targets/team" in first["pending"]
-    not_yet = tk().run("verify", f"{gun}:v1", check=False)
+    not_yet = tk().run("verify", "--trust-only", f"{gun}:v1", check=False)
     assert not_yet.returncode == 3, not_yet.stderr  # nothing reached the server yet
     members[1].run("--staging-dir", stage, "sign", f"{gun}:v1", "--digest", DIGEST_A, "--size", "5")
     assert verified_digest(tk(), f"{gun}:v1") == DIGEST_A

@@ -52,17 +52,17 @@ def test_verify_accepts_a_notary_signed_target_and_says_why_not(notary_server, n
     cli.run("init", gun, "-p")
     cli.run("addhash", gun, "v1", "1234", "--sha256", "3f" * 32, "-p")
     tk = trustkit_cli()
-    ok = tk.run("verify", f"{gun}:v1", "--format", "json")
+    ok = tk.run("verify", "--trust-only", f"{gun}:v1", "--format", "json")
     assert json.loads(ok.stdout) == {"repository": gun, "tag": "v1", "digest": DIGEST, "size": 1234, "role": "targets"}
-    assert tk.run("verify", f"{gun}:v1", "--digest", DIGEST).returncode == 0
-    wrong = tk.run("verify", f"{gun}:v1", "--digest", OTHER, check=False)
+    assert tk.run("verify", "--trust-only", f"{gun}:v1", "--digest", DIGEST).returncode == 0
+    wrong = tk.run("verify", "--trust-only", f"{gun}:v1", "--digest", OTHER, check=False)
     assert wrong.returncode == 4 and "signed for " + DIGEST in wrong.stderr
-    unsigned = tk.run("verify", f"{gun}:nope", check=False)
+    unsigned = tk.run("verify", "--trust-only", f"{gun}:nope", check=False)
     assert unsigned.returncode == 3 and "no trust data" in unsigned.stderr
-    uninitialised = tk.run("verify", f"{notary_server.host_port}/team/none:v1", check=False)
+    uninitialised = tk.run("verify", "--trust-only", f"{notary_server.host_port}/team/none:v1", check=False)
     assert uninitialised.returncode == 3
     # The cache now allows an offline answer.
-    assert tk.run("verify", f"{gun}:v1", "--offline").stdout.split()[1] == DIGEST
+    assert tk.run("verify", "--trust-only", f"{gun}:v1", "--offline").stdout.split()[1] == DIGEST
 
 
 def test_revoke_removes_the_tag_for_notary(notary_server, notary_cli, trustkit_cli):
@@ -71,7 +71,7 @@ def test_revoke_removes_the_tag_for_notary(notary_server, notary_cli, trustkit_c
     tk.run("sign", f"{gun}:v1", f"{gun}:v2", "--digest", DIGEST, "--size", "1")
     tk.run("revoke", f"{gun}:v1")
     assert set(notary_targets(notary_cli, gun)) == {"v2"}
-    assert tk.run("verify", f"{gun}:v1", check=False).returncode == 3
+    assert tk.run("verify", "--trust-only", f"{gun}:v1", check=False).returncode == 3
     refused = tk.run("revoke", gun, check=False)
     assert refused.returncode == 2 and "--yes" in refused.stderr
     tk.run("revoke", gun, "--yes")
@@ -121,10 +121,10 @@ def test_tls_ca_comes_from_docker_config_or_fails_clearly(notary_server, trustki
     gun = f"{notary_server.host_port}/team/tls"
     trustkit_cli().run("init", gun)  # the CA is in $DOCKER_CONFIG/tls/<host:port>/ca.crt
     no_ca = trustkit_cli(install_ca=False)
-    result = no_ca.run("verify", f"{gun}:v1", check=False)
+    result = no_ca.run("verify", "--trust-only", f"{gun}:v1", check=False)
     assert result.returncode == 7
     assert "ca.crt" in result.stderr or "--tls-ca" in result.stderr
-    with_flag = no_ca.run("--tls-ca", notary_server.ca_path, "verify", f"{gun}:v1", check=False)
+    with_flag = no_ca.run("--tls-ca", notary_server.ca_path, "verify", "--trust-only", f"{gun}:v1", check=False)
     assert with_flag.returncode == 3  # reachable now; the tag is simply not signed
 
 
@@ -133,7 +133,7 @@ def test_unreachable_server_has_its_own_exit_status(trustkit_cli, notary_server)
 
     port = peers.free_port()
     tk = trustkit_cli(extra_env={"DOCKER_CONTENT_TRUST_SERVER": f"https://127.0.0.1:{port}"})
-    result = tk.run("verify", f"127.0.0.1:{port}/team/app:v1", check=False)
+    result = tk.run("verify", "--trust-only", f"127.0.0.1:{port}/team/app:v1", check=False)
     assert result.returncode == 7 and "Traceback" not in result.stderr
 
 
@@ -142,13 +142,13 @@ def test_trust_pinning_and_no_tofu(notary_server, trustkit_cli, tmp_path):
     owner = trustkit_cli()
     owner.run("sign", f"{gun}:v1", "--digest", DIGEST, "--size", "1")
     root_id = json.loads(owner.run("inspect", gun).stdout)[0]["AdministrativeKeys"][0]["Keys"][0]["ID"]
-    refused = trustkit_cli().run("--no-tofu", "verify", f"{gun}:v1", check=False)
+    refused = trustkit_cli().run("--no-tofu", "verify", "--trust-only", f"{gun}:v1", check=False)
     assert refused.returncode == 6 and "trust on first use is disabled" in refused.stderr
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"trust_pinning": {"certs": {gun: [root_id]}, "disable_tofu": True}}))
-    assert trustkit_cli().run("--config", config, "verify", f"{gun}:v1").returncode == 0
+    assert trustkit_cli().run("--config", config, "verify", "--trust-only", f"{gun}:v1").returncode == 0
     config.write_text(json.dumps({"trust_pinning": {"certs": {gun: ["ab" * 32]}}}))
-    mismatch = trustkit_cli().run("--config", config, "verify", f"{gun}:v1", check=False)
+    mismatch = trustkit_cli().run("--config", config, "verify", "--trust-only", f"{gun}:v1", check=False)
     assert mismatch.returncode == 6 and "pinned" in mismatch.stderr
 
 
