@@ -59,6 +59,35 @@ class TagTarget:
         return FileMeta.for_digest(self.digest, self.size)
 
 
+@dataclass(frozen=True)
+class CreatedKey:
+    """A key a first initialisation made and stored."""
+
+    keyid: str  # the private key's ID (its file name)
+    role: str  # root, targets or snapshot
+    path: Path
+    listed_id: str  # the ID root lists and inspect shows (a root key's certificate)
+
+    def describe(self) -> str:
+        what = "root key" if self.role == ROOT else "repository key" if self.role == TARGETS else f"{self.role} key"
+        other = f" [{self.keyid[:12]}]" if self.listed_id != self.keyid else ""
+        return f"{what} {self.listed_id[:12]}{other} in {self.path}"
+
+
+def created_keys_notice(keys: list[CreatedKey]) -> list[str]:
+    """What a first signed push or sign tells the user it created, and the backup it needs."""
+    if not keys:
+        return []
+    lines = [f"Created {key.describe()}" for key in keys]
+    root = [key for key in keys if key.role == ROOT]
+    if root:
+        lines.append(
+            f"Back up the root key offline now: `trustkit key export {root[0].keyid[:12]} -o FILE` to a "
+            "medium you keep offline (without it the repository's keys can never be rotated)"
+        )
+    return lines
+
+
 @dataclass
 class TrustSession:
     """Everything needed to work on one GUN's trust data."""
@@ -72,6 +101,7 @@ class TrustSession:
     staging_dir: Path | None = None  # where partly signed threshold roles wait for co-signers
     last_trusted: TrustedSet | None = None  # what the last load validated
     pending: dict[str, Path] = field(default_factory=dict)  # set by publish: role -> staged file
+    created_keys: list[CreatedKey] = field(default_factory=list)  # set by publish: a first init's new keys
 
     def warnings(self, *, skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
         """Expiry warnings for the data last loaded, leaving out roles just re-signed."""
@@ -133,6 +163,12 @@ class TrustSession:
             if path.is_file():
                 repo.offer_staged(role, path.read_bytes())
         files = repo.publish_files()
+        # Written only now that every passphrase was asked and the roles are signed: an abort
+        # before leaves no key file (and a failed upload leaves keys the next run reuses).
+        listed = {key.canonical_id: keyid for keyid, key in repo.root.signed.keys.items()}
+        for new in repo.save_new_keys():
+            path = self.store.private_dir / f"{new.keyid}.key"
+            self.created_keys.append(CreatedKey(new.keyid, new.role, path, listed.get(new.keyid, new.keyid)))
         if files:
             self.client.publish(files)
         for role in files:
@@ -500,6 +536,7 @@ def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPI
 
 
 __all__ = [
+    "CreatedKey",
     "PreparedSigning",
     "SignResult",
     "TagTarget",
@@ -509,6 +546,7 @@ __all__ = [
     "check_immutable_tag",
     "check_registry",
     "content_trust_enabled",
+    "created_keys_notice",
     "expiry_warnings",
     "init_repository",
     "inspect",

@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pexpect
 import pytest
 
 import images
@@ -152,3 +153,68 @@ def test_a_refused_login_does_not_suggest_logging_in_again(tmp_path):
         )  # fmt: skip
         assert result.returncode == 1, result.stderr
         assert "trustkit login" not in result.stderr and 'check the user name "dev1"' in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 4, 5, 12. the first signed push: one passphrase per new key, no stray keys, what it created
+
+
+def _terminal_push(tk: peers.TrustkitCLI, *args: str) -> pexpect.spawn:
+    """`trustkit push` on a terminal, passphrases typed (none in the environment)."""
+    env = {k: v for k, v in tk.env.items() if not k.startswith("DOCKER_CONTENT_TRUST_") or k.endswith("SERVER")}
+    env.pop("CI", None)
+    return pexpect.spawn(tk.argv0[0], [*tk.argv0[1:], "push", *args], env=env, encoding="utf-8", timeout=60)
+
+
+def _private_keys(tk: peers.TrustkitCLI) -> list[Path]:
+    folder = tk.trust_dir / "private"
+    return sorted(folder.glob("*.key")) if folder.is_dir() else []
+
+
+def test_a_terminal_first_push_asks_each_new_passphrase_once_and_says_what_it_created(
+    registry, notary_server, tmp_path
+):
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=1)
+    gun = f"{registry.host_port}/team/first"
+    tk = tk_for(tmp_path, notary_server)
+    child = _terminal_push(tk, f"oci:{image.layout}:v1", f"{gun}:v1", "--sign")
+    for kind in ("root", "repository"):
+        child.expect(f"Enter a new passphrase for {kind} key")
+        child.sendline(f"{kind}-passphrase")
+        child.expect("Repeat passphrase")
+        child.sendline(f"{kind}-passphrase")
+    asked = child.expect(["Enter (a new )?passphrase", "Signed "])
+    assert asked == 1, "a passphrase was asked for a third time"
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    output = child.before
+
+    [entry] = json.loads(tk.run("inspect", gun).stdout)
+    admin = {a["Name"]: a["Keys"][0]["ID"] for a in entry["AdministrativeKeys"]}
+    assert f"Created root key {admin['Root'][:12]}" in output, output
+    assert f"Created repository key {admin['Repository'][:12]}" in output
+    assert str(tk.trust_dir / "private") in output and "trustkit key export" in output and "offline" in output
+    assert len(_private_keys(tk)) == 2
+
+
+def test_an_aborted_first_push_leaves_no_key_and_the_next_run_makes_one_of_each(registry, notary_server, tmp_path):
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=1)
+    gun = f"{registry.host_port}/team/aborted"
+    tk = tk_for(tmp_path, notary_server)
+    child = _terminal_push(tk, f"oci:{image.layout}:v1", f"{gun}:v1", "--sign")
+    child.expect("Enter a new passphrase for root key")
+    child.sendline("root-passphrase")
+    child.expect("Repeat passphrase")
+    child.sendline("root-passphrase")
+    child.expect("Enter a new passphrase for repository key")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus != 0
+    assert _private_keys(tk) == []
+    assert registry.manifest_status("team/aborted", "v1") == 404
+
+    tk.run("push", f"oci:{image.layout}:v1", f"{gun}:v1", "--sign")
+    assert len(_private_keys(tk)) == 2
+    assert tk.run("verify", f"{gun}:v1").returncode == 0

@@ -15,6 +15,7 @@ from trustkit.cli.output import FORMAT_OPTION, emit_json
 if TYPE_CHECKING:
     from trustkit.oci.push import BlobLocationCache, PushEvent, PushSigning, PushSummary
     from trustkit.oci.sources import ImageSource, SourceProgress, SourceSpec
+    from trustkit.ops import CreatedKey, PreparedSigning
     from trustkit.reference import ImageReference
 
 INSECURE_OPTION = click.option(
@@ -145,31 +146,53 @@ class _Display:
             self.line(f"{event.detail}: manifest {event.digest} pushed")
 
 
-def _report(summary: PushSummary, target: ImageReference, output_format: str, quiet: bool) -> None:
+def _report(
+    summary: PushSummary, target: ImageReference, output_format: str, quiet: bool, created: list[CreatedKey]
+) -> None:
+    from trustkit.ops import created_keys_notice
+
     if output_format == "json":
-        emit_json(summary.to_json())
+        keys = [{"id": k.keyid, "role": k.role, "path": str(k.path)} for k in created]
+        emit_json({**summary.to_json(), "created_keys": keys})
         return
     click.echo(f"{target.tag}: digest: {summary.digest} size: {summary.size}")
     if summary.signed and not quiet:
         click.echo(f"Signed {target.familiar}:{target.tag} into {', '.join(summary.signed_roles)}")
+    for line in created_keys_notice(created):  # shown even with --quiet: the backup matters
+        click.echo(line, err=True)
 
 
-def _signing(
-    ctx: Context, target: ImageReference, tag: str, enabled: bool, display: _Display
-) -> Callable[[], PushSigning] | None:
-    if not enabled:
-        return None
+class _Signing:
+    """Prepares content trust for the push engine, and remembers what it prepared (the keys a
+    first signed push created are reported after it)."""
 
-    def prepare() -> PushSigning:
+    def __init__(self, ctx: Context, target: ImageReference, tag: str, display: _Display) -> None:
+        self.ctx, self.target, self.tag, self.display = ctx, target, tag, display
+        self.prepared: PreparedSigning | None = None
+
+    def __call__(self) -> PushSigning:
         from trustkit.ops import PreparedSigning
 
-        display.line(f"Content trust: preparing to sign {target.familiar}:{tag}")
-        return PreparedSigning(ctx.trust_session(target), tag)
+        self.display.line(f"Content trust: preparing to sign {self.target.familiar}:{self.tag}")
+        self.prepared = PreparedSigning(self.ctx.trust_session(self.target), self.tag)
+        return self.prepared
 
-    return prepare
+    @property
+    def created_keys(self) -> list[CreatedKey]:
+        return list(self.prepared.session.created_keys) if self.prepared is not None else []
 
 
-def _run(job: Callable[[], PushSummary], target: ImageReference, output_format: str, quiet: bool) -> None:
+def _signing(ctx: Context, target: ImageReference, tag: str, enabled: bool, display: _Display) -> _Signing | None:
+    return _Signing(ctx, target, tag, display) if enabled else None
+
+
+def _run(
+    job: Callable[[], PushSummary],
+    target: ImageReference,
+    output_format: str,
+    quiet: bool,
+    signing: _Signing | None = None,
+) -> None:
     from trustkit.errors import PushedNotSignedError
     from trustkit.oci.push import PushSummary
 
@@ -179,7 +202,7 @@ def _run(job: Callable[[], PushSummary], target: ImageReference, output_format: 
         if output_format == "json" and isinstance(exc.summary, PushSummary):
             emit_json({**exc.summary.to_json(), "signed": False, "error": str(exc)})
         raise
-    _report(summary, target, output_format, quiet)
+    _report(summary, target, output_format, quiet, signing.created_keys if signing is not None else [])
 
 
 @click.command("push")
@@ -261,12 +284,13 @@ def push(
             if image_source is None:  # parse_source gives every source a path or a reference
                 raise SourceError(f"{source!r} names no image to push")
             display.line(f"The push refers to repository [{target.name}]")
+            signing = _signing(ctx, target, target_tag, enabled, display)
             _run(
                 lambda: push_image(
                     image_source,
                     target,
                     client,
-                    signing=_signing(ctx, target, target_tag, enabled, display),
+                    signing=signing,
                     max_concurrent_uploads=max_concurrent_uploads,
                     progress=display,
                     cache=cache,
@@ -274,6 +298,7 @@ def push(
                 target,
                 output_format,
                 quiet,
+                signing,
             )
         finally:
             if image_source is not None:
@@ -321,19 +346,14 @@ def tag(
     target, target_tag = _target(image)
     enabled = _signing_enabled(sign_flag, disable_content_trust)
     display = _Display(quiet or output_format == "json")
+    signing = _signing(ctx, target, target_tag, enabled, display)
     with display, connect(target.registry, insecure_registries=insecure_registries) as client:
         _run(
-            lambda: tag_image(
-                client,
-                source,
-                target,
-                signing=_signing(ctx, target, target_tag, enabled, display),
-                progress=display,
-                cache=_cache(),
-            ),
+            lambda: tag_image(client, source, target, signing=signing, progress=display, cache=_cache()),
             target,
             output_format,
             quiet,
+            signing,
         )
 
 

@@ -12,7 +12,7 @@ from trustkit.cli.context import Context, can_prompt, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table, warn
 
 if TYPE_CHECKING:
-    from trustkit.ops import TagTarget, VerifiedTag
+    from trustkit.ops import CreatedKey, TagTarget, VerifiedTag
     from trustkit.reference import ImageReference
 
 VERIFY_HELP = """Verify that IMAGE:TAG is signed and print its trusted digest and size.
@@ -53,9 +53,12 @@ def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, 
     session = ctx.trust_session(reference)
     published = init_repository(session, local_snapshot=local_snapshot, root_keyid=root_keyid)
     if output_format == "json":
-        emit_json({"repository": reference.gun, "published": published})
+        emit_json(
+            {"repository": reference.gun, "published": published, "created_keys": _created_json(session.created_keys)}
+        )
     else:
         click.echo(f"Initialised trust for {reference.gun} ({', '.join(published)} published)")
+    _tell_created(session.created_keys)
 
 
 @click.command("sign")
@@ -93,11 +96,13 @@ def sign(
         reference, targets = _targets_from_registry(images, insecure_registries)
     else:
         reference, targets = _parse_sign_args(images, digest, size, from_file)
-    result = sign_tags(ctx.trust_session(reference), targets)
+    session = ctx.trust_session(reference)
+    result = sign_tags(session, targets)
     if output_format == "json":
         emit_json(
             {
                 "repository": reference.gun,
+                "created_keys": _created_json(session.created_keys),
                 "published": result.published,
                 "warnings": result.warnings,
                 "pending": {role: str(path) for role, path in result.pending.items()},
@@ -119,6 +124,18 @@ def sign(
                 f"signer completes it by running the same command with the same --staging-dir"
             )
     warn(result.warnings)
+    _tell_created(session.created_keys)
+
+
+def _created_json(keys: list[CreatedKey]) -> list[dict[str, str]]:
+    return [{"id": k.keyid, "role": k.role, "path": str(k.path)} for k in keys]
+
+
+def _tell_created(keys: list[CreatedKey]) -> None:
+    from trustkit.ops import created_keys_notice
+
+    for line in created_keys_notice(keys):
+        click.echo(line, err=True)
 
 
 def _tags_of(refs: list[ImageReference], problem: str) -> list[str]:
@@ -281,7 +298,6 @@ def verify(
                 "digest": f"sha256:{result.digest}",
                 "size": result.size,
                 "role": result.role,
-                "registry_checked": digest is None and not (trust_only or offline),
             }
         )
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trustkit.errors import KeyFormatError, KeyNotFoundError, PassphraseError
@@ -77,6 +77,17 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class UnsavedKey:
+    """A new key and its chosen passphrase, not written yet (see :meth:`KeyStore.prepare`)."""
+
+    key: PrivateKey
+    role: str
+    gun: str | None
+    passphrase: str = field(repr=False)
+    keyid: str
 
 
 def role_headers(role: str, gun: str | None) -> tuple[str, str | None]:
@@ -165,6 +176,16 @@ class KeyStore:
         path = self.private_dir / f"{public.keyid}.key"
         atomic_write(path, text.encode("ascii"))
         return self._describe(path)
+
+    def prepare(self, key: PrivateKey, *, role: str, gun: str | None = None) -> UnsavedKey:
+        """Ask for a new key's passphrase now and keep the key in memory: ``add(...)`` writes it
+        once the work it is for has succeeded, so an abort leaves no stray key file."""
+        role, gun = role_headers(role, gun)
+        keyid = PublicKey.from_crypto(key.public_key()).keyid
+        return UnsavedKey(key, role, gun, self.passphrases(PassphraseRequest(role, gun, keyid, True)), keyid)
+
+    def save(self, unsaved: UnsavedKey) -> StoredKey:
+        return self.add(unsaved.key, role=unsaved.role, gun=unsaved.gun, passphrase=unsaved.passphrase)
 
     def change_passphrase(self, keyid: str, new_passphrase: str) -> StoredKey:
         """Re-encrypt a key under ``new_passphrase`` (the old one is asked for as usual)."""

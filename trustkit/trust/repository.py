@@ -19,7 +19,7 @@ from trustkit.errors import KeyNotFoundError, NoSigningKeyError, NotSignedError,
 from trustkit.keys.certs import root_key_for
 from trustkit.keys.public import PublicKey, distinct_keys
 from trustkit.keys.signer import CryptoSigner, Signer, generate
-from trustkit.keys.store import KeyStore, validate_key_name
+from trustkit.keys.store import KeyStore, UnsavedKey, validate_key_name
 from trustkit.metadata import (
     BASE_ROLES,
     DEFAULT_EXPIRY,
@@ -55,6 +55,8 @@ class Repository:
     staged: dict[str, Metadata[Targets]] = field(default_factory=dict)  # partly signed, offered to co-sign
     pending: dict[str, bytes] = field(default_factory=dict)  # roles still short of their threshold
     resign_snapshot: bool = False
+    # New keys of a first initialisation: written by save_new_keys() once it is published.
+    new_keys: list[UnsavedKey] = field(default_factory=list)
     _signers: dict[str, Signer] = field(default_factory=dict)
 
     # ---- construction
@@ -80,43 +82,67 @@ class Repository:
         """A new repository: the root certificate key (reusing ``root_keyid`` or the first root
         key in the store, as docker does, else a new one), a new targets key, and the server's
         timestamp key (and snapshot key, unless ``server_keys`` lacks it: then a local one)."""
-        root_signer = cls._root_signer_for_init(store, root_keyid, algorithm)
+        new_keys: list[UnsavedKey] = []
+        root_signer = cls._root_signer_for_init(store, root_keyid, algorithm, new_keys)
         root_key = root_key_for(root_signer.private_key, gun, now=now)
-        targets_private = generate(algorithm)
-        store.add(targets_private, role=TARGETS, gun=gun)
+        targets_signer = cls._repository_signer(store, TARGETS, gun, algorithm, new_keys)
         role_keys: dict[str, PublicKey] = {
             ROOT: root_key,
-            TARGETS: CryptoSigner(targets_private).public_key,
+            TARGETS: targets_signer.public_key,
             TIMESTAMP: server_keys[TIMESTAMP],
         }
+        signers = [root_signer, targets_signer]
         if SNAPSHOT in server_keys:
             role_keys[SNAPSHOT] = server_keys[SNAPSHOT]
         else:
-            snapshot_private = generate(algorithm)
-            store.add(snapshot_private, role=SNAPSHOT, gun=gun)
-            role_keys[SNAPSHOT] = CryptoSigner(snapshot_private).public_key
+            signers.append(cls._repository_signer(store, SNAPSHOT, gun, algorithm, new_keys))
+            role_keys[SNAPSHOT] = signers[-1].public_key
         root = Root(
             expires=format_expires(now + DEFAULT_EXPIRY[ROOT]),
             version=0,
             keys={k.keyid: k for k in role_keys.values()},
             roles={r: RoleKeys([role_keys[r].keyid]) for r in BASE_ROLES},
         )
-        repo = cls(gun, store, now, Metadata(root))
-        repo._signers[root_key.canonical_id] = root_signer
+        repo = cls(gun, store, now, Metadata(root), new_keys=new_keys)
+        for signer in signers:  # decrypted or just made: never asked for again
+            repo._signers[signer.public_key.canonical_id] = signer
         repo.targets[TARGETS] = Metadata(Targets(expires=format_expires(now + DEFAULT_EXPIRY[TARGETS]), version=0))
         repo.dirty |= {ROOT, TARGETS}
         return repo
 
     @staticmethod
-    def _root_signer_for_init(store: KeyStore, root_keyid: str | None, algorithm: str) -> CryptoSigner:
+    def _root_signer_for_init(
+        store: KeyStore, root_keyid: str | None, algorithm: str, new_keys: list[UnsavedKey]
+    ) -> CryptoSigner:
         if root_keyid:
             return store.load(root_keyid)[0]
         existing = sorted(k.keyid for k in store.list() if k.role == ROOT)
         if existing:
             return store.load(existing[0])[0]
         private = generate("ecdsa" if algorithm == "ed25519" else algorithm)  # root needs a certificate
-        store.add(private, role=ROOT)
+        new_keys.append(store.prepare(private, role=ROOT))
         return CryptoSigner(private)
+
+    @staticmethod
+    def _repository_signer(
+        store: KeyStore, role: str, gun: str, algorithm: str, new_keys: list[UnsavedKey]
+    ) -> CryptoSigner:
+        """The key a first initialisation left in the store for this GUN when it did not finish
+        (reused, so retries make no second key), else a new one written after the publish."""
+        left = sorted(k.keyid for k in store.list() if k.role == role and k.gun == gun)
+        if left:
+            return store.load(left[0])[0]
+        private = generate(algorithm)
+        new_keys.append(store.prepare(private, role=role, gun=gun))
+        return CryptoSigner(private)
+
+    def save_new_keys(self) -> list[UnsavedKey]:
+        """Write the keys a first initialisation made (call it right before publishing, after
+        every passphrase was asked); returns them."""
+        saved, self.new_keys = self.new_keys, []
+        for unsaved in saved:
+            self.store.save(unsaved)
+        return saved
 
     # ---- reading
 
@@ -140,7 +166,7 @@ class Repository:
     def held_keys(self, role: str) -> list[tuple[str, str]]:
         """(listed key ID, canonical ID) of the role's keys that the store holds."""
         keys, keyids, _ = self.role_entry(role)
-        held = {k.keyid for k in self.store.list()}
+        held = {k.keyid for k in self.store.list()} | {k.keyid for k in self.new_keys}
         out = []
         for keyid in keyids:
             key = keys.get(keyid)
