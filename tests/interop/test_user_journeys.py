@@ -218,3 +218,81 @@ def test_an_aborted_first_push_leaves_no_key_and_the_next_run_makes_one_of_each(
     tk.run("push", f"oci:{image.layout}:v1", f"{gun}:v1", "--sign")
     assert len(_private_keys(tk)) == 2
     assert tk.run("verify", f"{gun}:v1").returncode == 0
+
+
+# --------------------------------------------------------------------------------------------
+# 6. the commands users look for: logout, repo list, repo show; repo immutable needs trust data
+
+# A keychain as docker's credential helper protocol sees it: one entry in a file beside the script.
+KEYCHAIN_HELPER = """#!/bin/sh
+entry="$(dirname "$0")/entry.json"
+case "$1" in
+  store) cat > "$entry" ;;
+  get) read server
+       if grep -qF "\\"ServerURL\\": \\"$server\\"" "$entry" 2>/dev/null; then cat "$entry"
+       else echo "credentials not found in native keychain"; exit 1; fi ;;
+  erase) read server
+       if grep -qF "\\"ServerURL\\": \\"$server\\"" "$entry" 2>/dev/null; then rm "$entry"
+       else echo "credentials not found in native keychain"; exit 1; fi ;;
+esac
+"""
+
+
+def _login(tk: peers.TrustkitCLI, host: str, user: str, password: str) -> None:
+    result = peers.run_command(
+        [*tk.argv0, "login", host, "-u", user, "--password-stdin"],
+        env=tk.env, cwd=None, timeout=60, input=password + "\n", check=True, what="trustkit",
+    )  # fmt: skip
+    assert "Login Succeeded" in result.stdout
+
+
+def test_logout_forgets_the_login_in_config_json_and_in_the_credential_helper(tmp_path):
+    users = {"dev1": "dev1-password"}
+    with peers.Registry(tmp_path / "registry", htpasswd=_htpasswd(tmp_path / "htpasswd", users)) as registry:
+        plain = tk_for(tmp_path)
+        _login(plain, registry.host_port, "dev1", users["dev1"])
+        assert registry.host_port in (plain.config_dir / "config.json").read_text()
+        out = plain.run("logout", registry.host_port).stdout
+        assert "Removing login credentials" in out
+        assert registry.host_port not in json.loads((plain.config_dir / "config.json").read_text())["auths"]
+        assert "Not logged in" in plain.run("logout", registry.host_port).stdout
+
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        helper = bin_dir / "docker-credential-keychain"
+        helper.write_text(KEYCHAIN_HELPER)
+        helper.chmod(0o755)
+        keychain = tk_for(tmp_path, extra_env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        (keychain.config_dir / "config.json").write_text(json.dumps({"credsStore": "keychain"}))
+        _login(keychain, registry.host_port, "dev1", users["dev1"])
+        assert (bin_dir / "entry.json").is_file()
+        assert "docker-credential-keychain" in keychain.run("logout", registry.host_port).stdout
+        assert not (bin_dir / "entry.json").exists()
+        assert registry.host_port not in json.loads((keychain.config_dir / "config.json").read_text())["auths"]
+
+
+def test_repo_list_show_and_immutable_without_trust_data(trustkit_server, tmp_path):
+    tk = tk_for(tmp_path, trustkit_server)
+    digest = "sha256:" + "cd" * 32
+    tk.run("sign", f"{trustkit_server.host_port}/team/one:v1", "--digest", digest, "--size", "3")
+    tk.run("sign", f"{trustkit_server.host_port}/team/two:v1", f"{trustkit_server.host_port}/team/two:v2",
+           "--digest", digest, "--size", "3")  # fmt: skip
+    listed = json.loads(tk.run("repo", "list", "--format", "json").stdout)
+    counts = {row["repository"]: row["tags"] for row in listed}
+    assert counts == {f"{trustkit_server.host_port}/team/one": 1, f"{trustkit_server.host_port}/team/two": 2}
+    assert "team/two" in tk.run("repo", "list").stdout
+
+    gun = f"{trustkit_server.host_port}/team/two"
+    _, cert = _self_signed(tmp_path / "dev1", "dev1")
+    tk.run("signer", "add", "dev1", gun, "--key", cert)
+    tk.run("repo", "immutable", gun)
+    shown = json.loads(tk.run("repo", "show", gun, "--format", "json").stdout)
+    assert shown["immutable"] is True and shown["signed_tags"] == 2
+    assert [s["name"] for s in shown["signers"]] == ["dev1"]
+    assert {"root", "targets", "snapshot", "timestamp"} <= set(shown["expires"])
+    table = tk.run("repo", "show", gun).stdout
+    assert "Immutable:   yes" in table and "dev1" in table
+
+    missing = tk.run("repo", "immutable", f"{trustkit_server.host_port}/team/typo", check=False)
+    assert missing.returncode == 1 and "no trust data" in missing.stderr
+    assert "immutable now" not in missing.stdout

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    import httpx
+
     from trustkit.keys import KeyStore, PassphraseRequest
     from trustkit.ops import TrustSession
     from trustkit.reference import ImageReference
@@ -40,25 +42,13 @@ class Context:
 
     def trust_session(self, reference: ImageReference, *, offline: bool = False) -> TrustSession:
         """Server URL, TLS and credentials for the reference's registry, as docker resolves them."""
-        from trustkit.client.auth import TokenAuth
-        from trustkit.client.docker_config import load_credentials
-        from trustkit.client.http import host_port
-        from trustkit.client.notary import NotaryClient, make_http_client, resolve_server_url
+        from trustkit.client.notary import NotaryClient, resolve_server_url
         from trustkit.ops import TrustSession
 
         url = resolve_server_url(reference.registry, self.server_url)
         client = None
         if not offline:
-            # A login for the trust server's own host wins; else the registry's, which is what
-            # docker sends to a trust server.  Messages name the trust server, not the registry.
-            server_host = host_port(url)
-            credentials = load_credentials(server_host)
-            login_host = server_host
-            if credentials is None:
-                credentials, login_host = load_credentials(reference.registry), reference.registry
-            auth = TokenAuth(credentials, registry=server_host, kind="trust server", login_host=login_host)
-            http = make_http_client(url, tls_ca=self.tls_ca, auth=auth)
-            client = NotaryClient(url, reference.gun, http)
+            client = NotaryClient(url, reference.gun, self.server_http(url, reference.registry))
         return TrustSession(
             reference,
             client,
@@ -67,6 +57,23 @@ class Context:
             pinning=self.trust_pinning(),
             staging_dir=Path(self.staging_dir) if self.staging_dir else None,
         )
+
+    def server_http(self, url: str, registry: str | None) -> httpx.Client:
+        """An HTTP client for the trust server at ``url``.  A login for the server's own host wins;
+        else the registry's, which is what docker sends to a trust server.  Messages name the
+        trust server, not the registry."""
+        from trustkit.client.auth import TokenAuth
+        from trustkit.client.docker_config import load_credentials
+        from trustkit.client.http import host_port
+        from trustkit.client.notary import make_http_client
+
+        server_host = host_port(url)
+        credentials = load_credentials(server_host)
+        login_host = server_host
+        if credentials is None and registry is not None:
+            credentials, login_host = load_credentials(registry), registry
+        auth = TokenAuth(credentials, registry=server_host, kind="trust server", login_host=login_host)
+        return make_http_client(url, tls_ca=self.tls_ca, auth=auth)
 
     def trust_pinning(self) -> TrustPinning:
         from trustkit.client.config import default_config_path, load_trust_pinning

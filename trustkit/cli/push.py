@@ -402,4 +402,19 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure_re
     click.echo(f"Login Succeeded (credentials stored in {where})")
 
 
-COMMANDS = [push, tag, login]
+@click.command("logout")
+@click.argument("registry")
+def logout(registry: str) -> None:
+    """Remove REGISTRY's stored credentials, from $DOCKER_CONFIG/config.json and from the
+    credential helper that holds them, as `docker logout` does."""
+    from trustkit.client.docker_config import remove_login
+
+    name = registry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+    removed = remove_login(name)
+    if removed:
+        click.echo(f"Removing login credentials for {name} (from {', '.join(removed)})")
+    else:
+        click.echo(f"Not logged in to {name}")
+
+
+COMMANDS = [push, tag, login, logout]

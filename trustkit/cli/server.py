@@ -6,6 +6,7 @@ import click
 
 from trustkit.cli.context import Context, pass_context
 from trustkit.cli.migrate import server_import
+from trustkit.cli.repos import repo_list, repo_show
 
 
 @click.group("server", invoke_without_command=True)
@@ -109,12 +110,22 @@ def repo() -> None:
 def immutable(ctx: Context, repository: str, off: bool) -> None:
     """Make REPOSITORY immutable: its signed tags can no longer change digest or disappear, and
     its trust data cannot be deleted; new tags can still be signed.  Needs the admin scope."""
+    from trustkit.errors import NotSignedError
     from trustkit.reference import parse_repository
 
     reference = parse_repository(repository)
     session = ctx.trust_session(reference)
+    if session.load() is None:
+        raise NotSignedError(
+            f"{reference.gun} has no trust data on the trust server: "
+            f"nothing to make {'mutable' if off else 'immutable'}",
+            hint=f"sign a tag first (`trustkit sign {reference.familiar}:TAG`), or check the repository name",
+        )
     session.client.set_settings({"immutable": not off})
     click.echo(f"{reference.gun} is {'mutable' if off else 'immutable'} now")
 
+
+repo.add_command(repo_list)
+repo.add_command(repo_show)
 
 COMMANDS = [server, repo]

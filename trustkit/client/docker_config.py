@@ -316,3 +316,44 @@ def save_login(
     config["auths"] = auths
     atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode(), mode=0o600)
     return where
+
+
+def remove_login(registry: str, config_dir: Path | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Forget ``registry``'s credentials as ``docker logout`` does: erase them from the credential
+    helper that holds them and drop its ``auths`` entry from ``config.json``.  Returns where they
+    were removed from (empty when there were none).
+
+    Raises:
+        TrustkitError: an unreadable config.json or a failing credential helper.
+    """
+    env = os.environ if environ is None else environ
+    path = _config_path(config_dir, env)
+    config = _read_config(path)
+    if config is None:
+        return []
+    removed = []
+    helper = _helper_for(config, registry)
+    if helper is not None and _erase_with_helper(helper[0], auth_key(registry), env):
+        removed.append(f"docker-credential-{helper[0]}")
+    auths = _object(config, "auths")
+    host = registry_hostname(registry)
+    keys = [key for key in auths if key in (registry, auth_key(registry)) or registry_hostname(key) == host]
+    for key in keys:
+        del auths[key]
+    if keys:
+        config["auths"] = auths
+        atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode(), mode=0o600)
+        removed.append(str(path))
+    return removed
+
+
+def _erase_with_helper(name: str, server: str, env: Mapping[str, str]) -> bool:
+    """``docker-credential-<name> erase``; False when it held nothing for ``server``."""
+    result = _run_helper(name, "erase", server, env)
+    if result.returncode == 0:
+        return True
+    message = (result.stdout or result.stderr or f"exit status {result.returncode}").strip()
+    if "credentials not found" in message.lower():
+        return False
+    first = message.splitlines()[0][:200] if message else f"exit status {result.returncode}"
+    raise TrustkitError(f"credential helper docker-credential-{name} could not erase the credentials: {first}")
