@@ -278,6 +278,13 @@ def test_the_key_algorithm_comes_from_the_config_file_and_the_environment(
     assert ServerConfig.load(None, {"key_algorithm": "ecdsa"}).key_algorithm == "ecdsa"
 
 
+@pytest.mark.parametrize("algorithm", ["ed25519", "rsa", "ecdsa"])
+def test_notary_servers_key_algorithm_is_taken_from_its_config_file(tmp_path: Path, algorithm: str) -> None:
+    notary = {"trust_service": {"type": "remote", "key_algorithm": algorithm}, "storage": {"backend": "memory"}}
+    (tmp_path / "server.json").write_text(json.dumps(notary))
+    assert ServerConfig.load(str(tmp_path / "server.json"), {}).key_algorithm == algorithm
+
+
 # --------------------------------------------------------------------------------------------
 # start-up
 

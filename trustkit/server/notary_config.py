@@ -162,7 +162,6 @@ _IGNORABLE = {
     "trust_service.tls_ca_file",
     "trust_service.tls_client_cert",
     "trust_service.tls_client_key",
-    "trust_service.key_algorithm",
 }
 
 
@@ -247,6 +246,7 @@ _SETTINGS: dict[str, _Converter] = {
     "auth.options.service": lambda v, _: {"token_service": v},
     "auth.options.issuer": lambda v, _: {"token_issuer": v},
     "auth.options.rootcertbundle": lambda v, base: {"token_root_certs": _file(v, base)},
+    "trust_service.key_algorithm": lambda v, _: {"key_algorithm": v} if v in ("ecdsa", "ed25519", "rsa") else None,
     "repositories.gun_prefixes": lambda v, _: {"gun_prefixes": list(v) if isinstance(v, list) else [v]},
     "caching.max_age.current_metadata": lambda v, _: {"current_max_age": _seconds(v, "caching.max_age")},
     "caching.max_age.consistent_metadata": lambda v, _: {"consistent_max_age": _seconds(v, "caching.max_age")},
