@@ -296,3 +296,45 @@ def test_repo_list_show_and_immutable_without_trust_data(trustkit_server, tmp_pa
     missing = tk.run("repo", "immutable", f"{trustkit_server.host_port}/team/typo", check=False)
     assert missing.returncode == 1 and "no trust data" in missing.stderr
     assert "immutable now" not in missing.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# 7. inspect falls back to the cache when the trust server is down; verify does not
+
+
+def test_inspect_shows_the_cache_with_a_warning_when_the_trust_server_is_down(tmp_path):
+    digest = "sha256:" + "ef" * 32
+    with peers.TrustkitServer(tmp_path / "server") as server:
+        gun = f"{server.host_port}/team/cached"
+        tk = tk_for(tmp_path, server)
+        tk.run("sign", f"{gun}:v1", "--digest", digest, "--size", "5")
+        online = json.loads(tk.run("inspect", gun).stdout)
+    # The server is stopped now.
+    offline = tk.run("inspect", gun)
+    assert json.loads(offline.stdout) == online
+    assert "warning:" in offline.stderr and "cached" in offline.stderr
+    verify = tk.run("verify", f"{gun}:v1", "--trust-only", check=False)
+    assert verify.returncode == 7, verify.stderr
+    fresh = tk_for(tmp_path, server).run("inspect", gun, check=False)  # nothing cached: the network error
+    assert fresh.returncode == 1 and "warning" not in fresh.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# 8. --format json on failure: {"error": {...}} on stdout
+
+
+def test_json_output_on_failure_is_an_error_object(registry, notary_server, tmp_path):
+    tk = tk_for(tmp_path, notary_server)
+    gun = f"{registry.host_port}/team/none"
+    unsigned = tk.run("verify", f"{gun}:v1", "--format", "json", check=False)
+    assert unsigned.returncode == 3
+    assert json.loads(unsigned.stdout)["error"]["code"] == "not_signed"
+    assert json.loads(unsigned.stdout)["error"]["exit_status"] == 3
+
+    missing = tk.run("push", f"oci:{tmp_path / 'nothing'}:v1", f"{gun}:v1", "--format", "json", check=False)
+    assert missing.returncode == 1
+    error = json.loads(missing.stdout)["error"]
+    assert error["exit_status"] == 1 and error["message"] and error["code"]
+
+    usage = tk.run("key", "list", "--format", "json", "--no-such-flag", check=False)
+    assert usage.returncode == 2 and json.loads(usage.stdout)["error"]["exit_status"] == 2

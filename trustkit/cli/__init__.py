@@ -5,6 +5,7 @@ exits; every TrustkitError becomes one line on stderr and exit status 1 (no trac
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -85,37 +86,51 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the click group, turning errors into exit statuses."""
+    from trustkit.cli.output import emit_error_json, emit_json, error_object, wants_json
     from trustkit.errors import TrustkitError
 
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args
+    as_json = wants_json(args)
+
+    def fail(exc: BaseException, message: str, status: int) -> NoReturn:
+        if as_json:
+            emit_error_json(exc, message, status)
+        sys.exit(status)
+
     try:
         cli.main(args=argv, prog_name="trustkit", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
         click.echo("trustkit: aborted", err=True)
-        sys.exit(130)
+        fail(exc, "aborted", 130)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        fail(exc, exc.format_message(), exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except TrustkitError as exc:
         if debug:
             raise
         click.echo(f"trustkit: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+        to_json = getattr(getattr(exc, "summary", None), "to_json", None)
+        if as_json and callable(to_json):  # pushed but not signed: the push summary, and the error in it
+            emit_json({**to_json(), "signed": False, "error": error_object(exc, str(exc), exc.exit_code)})
+            sys.exit(exc.exit_code)
+        fail(exc, str(exc), exc.exit_code)
+    except KeyboardInterrupt as exc:
         click.echo("trustkit: interrupted", err=True)
-        sys.exit(130)
+        fail(exc, "interrupted", 130)
     except OSError as exc:
         if debug:
             raise
-        click.echo(f"trustkit: error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", err=True)
-        sys.exit(1)
+        message = f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+        click.echo(f"trustkit: error: {message}", err=True)
+        fail(exc, message, 1)
     except Exception as exc:  # the one place that turns a bug into a clear line
         if debug:
             raise
         click.echo(f"trustkit: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
-        sys.exit(1)
+        fail(exc, f"internal error: {type(exc).__name__}: {exc}", 1)
 
 
 __all__ = ["cli", "main", "pass_context"]

@@ -193,15 +193,7 @@ def _run(
     quiet: bool,
     signing: _Signing | None = None,
 ) -> None:
-    from trustkit.errors import PushedNotSignedError
-    from trustkit.oci.push import PushSummary
-
-    try:
-        summary = job()
-    except PushedNotSignedError as exc:
-        if output_format == "json" and isinstance(exc.summary, PushSummary):
-            emit_json({**exc.summary.to_json(), "signed": False, "error": str(exc)})
-        raise
+    summary = job()  # a PushedNotSignedError's summary is reported by the CLI's error handler
     _report(summary, target, output_format, quiet, signing.created_keys if signing is not None else [])
 
 

@@ -9,11 +9,12 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from trustkit.cli.context import Context, can_prompt, pass_context
-from trustkit.cli.output import FORMAT_OPTION, emit_json, emit_table, warn
+from trustkit.cli.output import FORMAT_OPTION, emit_error_json, emit_json, emit_table, warn
 
 if TYPE_CHECKING:
-    from trustkit.ops import CreatedKey, TagTarget, VerifiedTag
+    from trustkit.ops import CreatedKey, TagTarget, TrustSession, VerifiedTag
     from trustkit.reference import ImageReference
+    from trustkit.trust.trusted_set import TrustedSet
 
 VERIFY_HELP = """Verify that IMAGE:TAG is signed and print its trusted digest and size.
 
@@ -213,7 +214,7 @@ def inspect(ctx: Context, images: tuple[str, ...], pretty: bool) -> None:
     entries, missing = [], []
     for image in images:
         reference = parse(image)
-        trusted = ctx.trust_session(reference).load()
+        trusted = _load_or_cached(ctx.trust_session(reference))
         entry = inspect_entry(trusted, image)
         if entry is None:
             missing.append(image)
@@ -228,6 +229,22 @@ def inspect(ctx: Context, images: tuple[str, ...], pretty: bool) -> None:
         click.echo(json.dumps(entries, indent=4))
     if missing:
         raise NotSignedError(f"no trust data for {', '.join(missing)}")
+
+
+def _load_or_cached(session: TrustSession) -> TrustedSet | None:
+    """The server's trust data; when the server cannot be reached, the local cache (checked the
+    same way) with a warning, as `docker trust inspect` does.  `verify` never falls back."""
+    from trustkit.errors import NetworkError, TrustkitError
+
+    try:
+        return session.load()
+    except NetworkError as exc:
+        try:
+            trusted = session.load(offline=True)
+        except TrustkitError:
+            raise exc from None
+        warn([f"{exc}; showing the trust data cached for {session.gun} (it may be out of date)"])
+        return trusted
 
 
 def _pretty(entry: dict[str, Any]) -> None:
@@ -289,6 +306,8 @@ def verify(
         if ctx.debug:
             raise
         click.echo(f"trustkit: not trusted: {exc}", err=True)
+        if output_format == "json":
+            emit_error_json(exc, str(exc), exc.verify_status)
         sys.exit(exc.verify_status)
     if output_format == "json":
         emit_json(
