@@ -13,7 +13,10 @@ tests/interop/test_server_operability.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,6 +32,7 @@ from trustkit.errors import TrustkitError
 from trustkit.keys import CryptoSigner, PublicKey, generate
 from trustkit.keys.certs import root_key_for
 from trustkit.metadata import BASE_ROLES, FileMeta, Metadata, RoleKeys, Root, Targets
+from trustkit.server import health as health_module
 from trustkit.server.app import ServerSettings, create_app
 from trustkit.server.config import ServerConfig, describe, metrics_folder, prepare
 from trustkit.server.health import HealthCheck
@@ -136,6 +140,46 @@ def test_health_keeps_its_answer_for_a_few_seconds(storage: Storage) -> None:
     assert list(health.problems()) == ["DB operational"]
 
 
+class HangingKeys:
+    """Keys whose check hangs until released (a database that stops answering mid-query)."""
+
+    def __init__(self) -> None:
+        self.hang = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def check_can_sign(self) -> None:
+        self.calls += 1
+        if self.hang.is_set():
+            self.release.wait(30)
+
+
+def test_a_check_that_hangs_is_named_in_time_and_holds_one_thread(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(health_module, "TIMEOUT_SECONDS", 0.3)
+    keys = HangingKeys()
+    health = HealthCheck(storage, keys, cache_seconds=0)  # type: ignore[arg-type]  # a stand-in for ServerKeys
+    loop = asyncio.new_event_loop()  # the server's loop lives on; asyncio.run would wait for the thread
+    try:
+        assert loop.run_until_complete(health.answer(timeout=0.3)) == {}
+        keys.hang.set()
+        started = time.monotonic()
+        hung = loop.run_until_complete(health.answer(timeout=0.3))
+        assert hung == {"Trust operational": "the check did not finish in 0.3 s"}
+        assert time.monotonic() - started < 2
+        # while it hangs, probes are answered at once and start no other check
+        assert list(health.problems()) == ["Trust operational"] and keys.calls == 2
+    finally:
+        keys.release.set()
+        loop.close()
+    for _ in range(100):  # the check that hung finishes, and the next probe is healthy again
+        if health.problems() == {}:
+            break
+        time.sleep(0.05)
+    assert health.problems() == {}
+
+
 def test_with_no_key_stored_the_passphrase_is_checked_on_a_canary(storage: Storage) -> None:
     ServerKeys(storage, PASSPHRASE).check_can_sign()
     with pytest.raises(TrustkitError):
@@ -218,6 +262,7 @@ def test_a_publish_and_a_delete_are_counted_as_update_and_delete(storage: Storag
         ("POST", f"{TUF}timestamp.key", "RotateKey"),
         ("GET", f"/v2/{GUN}/_trust/changefeed", "Changefeed"),
         ("GET", "/v2/_trust/changefeed", "Changefeed"),
+        ("GET", f"/v2/{'a/' * 600}_trust/tuf/root.json", "GetRole"),  # too long to be remembered: routed each time
         ("GET", "/v2/", None),  # notary's catalog route is not instrumented
         ("GET", f"/v2/{GUN}/_trust/settings", None),  # trustkit's own route
         ("GET", "/metrics", None),

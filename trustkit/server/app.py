@@ -450,7 +450,7 @@ def create_app(
 
     async def health(request: Request) -> Response:
         # notary's body: {} when healthy, else each failing check's name and why (503)
-        problems = await run_in_threadpool(health_check.problems)
+        problems = await health_check.answer()
         return Response(json.dumps(problems), status_code=503 if problems else 200, media_type="application/json")
 
     async def metrics(request: Request) -> Response:
