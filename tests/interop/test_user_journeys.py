@@ -338,3 +338,43 @@ def test_json_output_on_failure_is_an_error_object(registry, notary_server, tmp_
 
     usage = tk.run("key", "list", "--format", "json", "--no-such-flag", check=False)
     assert usage.returncode == 2 and json.loads(usage.stdout)["error"]["exit_status"] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# 11. re-importing a bundle under a new --name
+
+
+def _openssl(folder: Path, *args: str) -> None:
+    peers.run_command([peers.require("openssl"), *args], env={"PATH": "/usr/bin:/bin"}, cwd=folder, timeout=60,
+                      input=None, check=True, what="openssl")  # fmt: skip
+
+
+def _ucp_bundle(folder: Path, cn: str) -> Path:
+    """cert.pem (a client certificate issued by ca.pem), key.pem and ca.pem, as `openssl` makes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _openssl(folder, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=ucp-ca", "-days", "30",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    (folder / "ext.cnf").write_text(
+        "[client]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+    )
+    _openssl(folder, "req", *ec, "-keyout", "key.pem", "-out", "req.csr", "-subj", f"/CN={cn}")
+    _openssl(folder, "x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "cert.pem", "-days", "30", "-extfile", "ext.cnf", "-extensions", "client")  # fmt: skip
+    return folder
+
+
+def test_reimporting_a_bundle_under_a_new_name_is_refused_without_force(tmp_path):
+    bundle = _ucp_bundle(tmp_path / "bundle", "dev1")
+    tk = tk_for(tmp_path)
+    tk.run("bundle", "import", bundle)
+    again = tk.run("bundle", "import", bundle)  # the same name: nothing to say
+    assert "Renamed" not in again.stderr
+
+    renamed = tk.run("bundle", "import", bundle, "--name", "ci", check=False)
+    assert renamed.returncode == 1 and 'already stored as signer "dev1"' in renamed.stderr
+    assert [k["role"] for k in json.loads(tk.run("key", "list", "--format", "json").stdout)] == ["dev1"]
+
+    forced = tk.run("bundle", "import", bundle, "--name", "ci", "--force")
+    assert "Renamed key" in forced.stderr and '"dev1" to "ci"' in forced.stderr
+    assert [k["role"] for k in json.loads(tk.run("key", "list", "--format", "json").stdout)] == ["ci"]

@@ -134,9 +134,10 @@ def bundle() -> None:
     show_default=True,
     help="Where to write NAME.crt for the admin when the bundle is a zip.",
 )
+@click.option("--force", is_flag=True, help="Rename the key when it is already stored under another signer name.")
 @FORMAT_OPTION
 @pass_context
-def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, output_format: str) -> None:
+def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, force: bool, output_format: str) -> None:
     """Import a client bundle's key.pem as a signer key, after checking that cert.pem is a client
     certificate valid now, issued by the bundle's ca.pem, and that key.pem belongs to it; then
     show what the repository admin must run."""
@@ -144,16 +145,26 @@ def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, outp
 
     from trustkit.keys.bundle import import_bundle
 
-    stored, signer_name, found = import_bundle(ctx.key_store(), path, name=name, now=datetime.now(UTC))
+    stored, signer_name, found, renamed = import_bundle(
+        ctx.key_store(), path, name=name, now=datetime.now(UTC), force=force
+    )
     cert_path = Path(path) / "cert.pem" if Path(path).is_dir() else Path(cert_dir) / f"{signer_name}.crt"
     if not Path(path).is_dir():
         cert_path.write_bytes(found.cert_pem)
     command = f"trustkit signer add {signer_name} REPOSITORY --key {cert_path}"
     if output_format == "json":
         emit_json(
-            {"signer": signer_name, "keyid": stored.keyid, "certificate": str(cert_path), "admin_command": command}
+            {
+                "signer": signer_name,
+                "keyid": stored.keyid,
+                "certificate": str(cert_path),
+                "admin_command": command,
+                "renamed_from": renamed,
+            }
         )
     else:
+        if renamed is not None:
+            click.echo(f'Renamed key {stored.keyid[:12]} from signer "{renamed}" to "{signer_name}"', err=True)
         click.echo(f"Imported key {stored.keyid} as signer {signer_name}")
         click.echo(
             "Ask a repository admin to run (adding --ca with the cluster's CA certificate checks who issued it):"

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from trustkit.errors import KeyFormatError
+from trustkit.errors import KeyFormatError, KeyNotFoundError, TrustkitError
 from trustkit.keys.certs import check_client_certificate, load_ca_certificates
 from trustkit.keys.der import parse_pem
 from trustkit.keys.public import PublicKey, load_public_pem
@@ -186,15 +186,26 @@ def signer_name_for(bundle: ClientBundle, name: str | None) -> str:
         ) from None
 
 
+def stored_as(store: KeyStore, keyid: str) -> str | None:
+    """The signer (role) name ``keyid`` is stored under, or None when the store lacks it."""
+    try:
+        return store.find(keyid).role
+    except KeyNotFoundError:
+        return None
+
+
 def import_bundle(
-    store: KeyStore, path: Path | str, *, name: str | None = None, now: datetime
-) -> tuple[StoredKey, str, ClientBundle]:
+    store: KeyStore, path: Path | str, *, name: str | None = None, now: datetime, force: bool = False
+) -> tuple[StoredKey, str, ClientBundle, str | None]:
     """Check and import a bundle's key as signer ``name``; nothing is stored when a check fails.
+    A key already stored under another signer name is renamed only with ``force``; the last
+    value returned is that former name (None when nothing was renamed).
 
     Raises:
         KeyFormatError: unreadable bundle; no ``ca.pem``; a certificate that is not valid at
             ``now``, not a client certificate for signing, or not issued by ``ca.pem``; a key that
             does not belong to it.  PassphraseError and friends from the store.
+        TrustkitError: the key is stored as another signer and ``force`` is not set.
     """
     bundle = read_bundle(path)
     cert_key = bundle.certificate_key
@@ -213,6 +224,13 @@ def import_bundle(
         hint="download a fresh client bundle",
     )
     signer = signer_name_for(bundle, name)
+    previous = stored_as(store, cert_key.canonical_id)
+    if previous is not None and previous != signer and not force:
+        raise TrustkitError(
+            f'the key {cert_key.canonical_id[:12]} of this bundle is already stored as signer "{previous}"; '
+            f'importing it as "{signer}" would rename it',
+            hint=f'add --force to rename it to "{signer}", or import it with --name {previous}',
+        )
     # Open key.pem in memory and compare it with the certificate before storing anything.
     blocks = [b for b in parse_pem(bundle.key_pem, what=f"{bundle.source}: key.pem") if b.type.endswith("PRIVATE KEY")]
     if len(blocks) != 1:
@@ -222,4 +240,5 @@ def import_bundle(
         raise KeyFormatError(
             f"{bundle.source}: key.pem does not belong to cert.pem", hint="the two files come from different bundles"
         )
-    return store.add(private, role=signer, passphrase=passphrase), signer, bundle
+    renamed = previous if previous not in (None, signer) else None
+    return store.add(private, role=signer, passphrase=passphrase), signer, bundle, renamed
