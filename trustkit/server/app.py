@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,6 +34,7 @@ from trustkit.metadata import Metadata, Timestamp
 from trustkit.notary_api import RouteMatch, envelope, stored_version
 from trustkit.roles import ROOT, SNAPSHOT, TIMESTAMP, role_name_problem
 from trustkit.server.auth import Access, Authorizer, NoAuth
+from trustkit.server.cache import CurrentCache, Prepared
 from trustkit.server.health import HealthCheck
 from trustkit.server.keys import SERVER_ROLES, ServerKeys
 from trustkit.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -44,6 +46,8 @@ from trustkit.server.validation import Update, UpdateError
 LOG = logging.getLogger("trustkit.server")
 
 MAX_SETTINGS_BODY = 64 << 10  # {"immutable": true} is 19 bytes
+_MAX_REMEMBERED_ROUTES = 10_000  # paths of current role files whose route is remembered
+_MAX_REMEMBERED_PATH = 512  # longer paths are routed every time
 _INT32 = (-(2**31), 2**31 - 1)  # notary parses changefeed numbers as 32-bit; so are the database's IDs
 
 
@@ -70,6 +74,8 @@ class NotaryAPI:
         self._gun_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        self.cache = CurrentCache()
+        self._current_routes: dict[str, tuple[RouteMatch, list[Access]]] = {}
 
     # ---- routing and authorisation: method, path and headers only
 
@@ -147,18 +153,74 @@ class NotaryAPI:
 
     # ---- reads
 
-    def current(self, gun: str, role: str) -> Response:
+    def current_route(self, path: str) -> tuple[RouteMatch, list[Access]] | None:
+        """The route of a GET of ``/v2/<path>`` if it asks for a current role file, else None
+        (remembered for short paths: routing and the GUN rules cost more than a cached answer)."""
+        known = self._current_routes.get(path)
+        if known is not None:
+            return known
+        routed = self.route("GET", path[len("/v2/") :])
+        if isinstance(routed, Response) or routed[0].name != "current":
+            return None
+        if len(path) <= _MAX_REMEMBERED_PATH:
+            if len(self._current_routes) >= _MAX_REMEMBERED_ROUTES:
+                self._current_routes.clear()  # hostile or huge traffic: start again, memory stays bounded
+            self._current_routes[path] = routed
+        return routed
+
+    async def serve_current(self, found: RouteMatch, required: list[Access], authorization: str | None) -> Response:
+        """GET of a current role file: from the cache while the GUN's change counter and the
+        timestamp's expiry allow it, else read (and re-signed when due) in the thread pool."""
+        refused = self.authorize(authorization, required)
+        if refused is not None:
+            return refused
+        gun, role = found.gun or "", found.role
+        if role_name_problem(role):
+            return error("METADATA_NOT_FOUND", {})  # never stored, so never found
+        try:
+            # SQLite answers in microseconds from a local file; a database server is a round trip
+            # that must not stall the event loop.
+            counter = (
+                self.storage.change_counter(gun)
+                if self.storage.local
+                else await run_in_threadpool(self.storage.change_counter, gun)
+            )
+        except Exception:
+            LOG.exception("request failed: reading the change counter of %s", gun[:256])
+            return error("UNKNOWN")
+        hit = self.cache.get(gun, role, counter, self.settings.clock())
+        if hit is not None:
+            return hit.response()
+        return await run_in_threadpool(self._current_filling_cache, gun, role, counter)
+
+    def _current_filling_cache(self, gun: str, role: str, counter: int) -> Response:
+        try:
+            return self.current(gun, role, counter)
+        except Exception:  # a server fault, as in handle()
+            LOG.exception("request failed: GET current %s", role[:256])
+            return error("UNKNOWN")
+
+    def current(self, gun: str, role: str, counter: int | None = None) -> Response:
+        """The current ``role`` file; kept in the cache when ``counter`` (the GUN's change counter,
+        read before the file) is given."""
+        expires = None  # when the answer must be made again: the timestamp's expiry
         if role == TIMESTAMP:
             stored = self.fresh_timestamp(gun)
+            if stored is not None:
+                expires = Metadata.from_bytes(stored.data, role=TIMESTAMP).signed.expires_at
         elif role == SNAPSHOT:
             timestamp = self.fresh_timestamp(gun)
             stored = None
             if timestamp is not None:
-                digest = Metadata.from_bytes(timestamp.data, role=TIMESTAMP).signed.snapshot_meta.sha256_hex
-                stored = self.storage.by_checksum(gun, SNAPSHOT, digest or "")
+                signed = Metadata.from_bytes(timestamp.data, role=TIMESTAMP).signed
+                stored = self.storage.by_checksum(gun, SNAPSHOT, signed.snapshot_meta.sha256_hex or "")
+                expires = signed.expires_at
         else:
             stored = self.storage.current(gun, role)
-        return self._metadata(stored, self.settings.current_max_age, current=True)
+        response = self._metadata(stored, self.settings.current_max_age, current=True)
+        if stored is not None and counter is not None:
+            self.cache.put(gun, role, Prepared(counter, bytes(response.body), tuple(response.raw_headers), expires))
+        return response
 
     def by_checksum(self, gun: str, role: str, checksum: str) -> Response:
         return self._metadata(self.storage.by_checksum(gun, role, checksum), self.settings.consistent_max_age)
@@ -472,10 +534,37 @@ def create_app(
         return error("METADATA_NOT_FOUND")
 
     app = Starlette(
-        routes=routes_, middleware=[Middleware(RequestMetrics, metrics=series)], exception_handlers={404: unmatched}
+        routes=routes_,
+        middleware=[Middleware(RequestMetrics, metrics=series), Middleware(CurrentReads, api=api)],
+        exception_handlers={404: unmatched},
     )
     app.state.api = api
     return app
+
+
+class CurrentReads:
+    """ASGI middleware: a GET of a current role file is answered here (``NotaryAPI.serve_current``,
+    from memory when it can), ahead of Starlette's routing, request objects and exception
+    middleware; everything else goes on to the app."""
+
+    def __init__(self, app: Any, api: NotaryAPI) -> None:
+        self.app = app
+        self.api = api
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        routed = (
+            self.api.current_route(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith("/v2/")
+            else None
+        )
+        if routed is None:
+            await self.app(scope, receive, send)
+            return
+        authorization = next(
+            (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"), None
+        )
+        response = await self.api.serve_current(routed[0], routed[1], authorization)
+        await response(scope, receive, send)
 
 
 class AccessLog:
@@ -499,15 +588,24 @@ class AccessLog:
         try:
             await self.app(scope, receive, capture)
         finally:
-            # The path is cut short: one long path must not make a long log line per request.
-            LOG.info(
-                json.dumps(
-                    {
-                        "method": scope["method"],
-                        "path": scope["path"][:1024],
-                        "status": status["code"],
-                        "ms": round((time.perf_counter() - started) * 1000, 2),
-                        "client": (scope.get("client") or ["-"])[0],
-                    }
+            if LOG.isEnabledFor(logging.INFO):
+                line = _access_line(
+                    scope["method"],
+                    scope["path"],
+                    status["code"],
+                    time.perf_counter() - started,
+                    (scope.get("client") or ["-"])[0],
                 )
-            )
+                # A record made here, not by LOG.info: that one walks the stack for the caller's
+                # file and line, a third of the cost, for a line that never shows them.
+                LOG.handle(LOG.makeRecord(LOG.name, logging.INFO, __file__, 0, line, (), None))
+
+
+def _access_line(method: str, path: str, status: int, seconds: float, client: str) -> str:
+    """The access log's JSON line, as ``json.dumps`` of the dict would write it, built by hand:
+    a dict and its encoder cost more than the rest of a cached GET.  The path is cut short: one
+    long path must not make a long log line per request."""
+    return (
+        f'{{"method": {encode_basestring_ascii(method)}, "path": {encode_basestring_ascii(path[:1024])}, '
+        f'"status": {int(status)}, "ms": {round(seconds * 1000, 2)!r}, "client": {encode_basestring_ascii(client)}}}'
+    )

@@ -26,6 +26,12 @@ LOG = logging.getLogger("trustkit.server")
 CONFIG_ENV = "TRUSTKIT_SERVER_CONFIG_JSON"  # how worker processes receive the configuration
 
 
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
 def data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "trustkit"
@@ -37,7 +43,7 @@ class ServerConfig:
     database: str = ""  # default: sqlite in data_dir()
     tls_cert: str | None = None
     tls_key: str | None = None
-    workers: int = 1
+    workers: int = field(default_factory=_cores)  # one process per core: reads are CPU-bound
     passphrase_file: str | None = None
     auth: str = "default"  # default | none | htpasswd | token
     htpasswd: str | None = None

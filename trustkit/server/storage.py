@@ -10,12 +10,14 @@ loser's transaction fails and becomes a ``VersionConflict``, never a 5xx.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 METADATA = sa.MetaData()
@@ -62,6 +64,15 @@ REPOSITORIES = sa.Table(
     sa.Column("immutable", sa.Boolean, nullable=False, default=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+# One counter per GUN, bumped in every transaction that changes its trust data (publish, timestamp
+# re-sign, delete, import): a reader that holds a GUN's metadata in memory compares it on each hit,
+# so a change through any worker or server on the same database is seen at once.
+GUN_CHANGES = sa.Table(
+    "gun_changes",
+    METADATA,
+    sa.Column("gun", sa.String(255), primary_key=True),
+    sa.Column("counter", sa.BigInteger, nullable=False),
+)
 
 
 # The hot reads, built once with bind parameters (each GET only binds and runs them).
@@ -86,6 +97,11 @@ _BY_CHECKSUM = (
     )
     .limit(1)
 )
+
+
+# The change counter's read, in each driver's parameter style (DB-API, below the ORM: it runs per GET).
+_COUNTER_SQLITE = "SELECT counter FROM gun_changes WHERE gun = ?"
+_COUNTER_PSYCOPG = "SELECT counter FROM gun_changes WHERE gun = %s"
 
 
 class VersionConflict(Exception):
@@ -163,8 +179,44 @@ class Storage:
             self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
         METADATA.create_all(self.engine)
 
+        self.local = self.engine.dialect.name == "sqlite"  # a file on this machine: reads take microseconds
+        self._counter_sql = _COUNTER_SQLITE if self.local else _COUNTER_PSYCOPG
+        self._counter_connections = threading.local()
+
     def close(self) -> None:
         self.engine.dispose()
+
+    # ---- the change counter (cheap: one indexed row on a connection of its own, no ORM)
+
+    def change_counter(self, gun: str) -> int:
+        """How many times ``gun``'s trust data has changed (0: never since counting began).
+
+        Read on a DB-API connection this thread keeps, in autocommit mode, so each call sees
+        every transaction committed before it, in any process."""
+        connection = getattr(self._counter_connections, "connection", None)
+        if connection is None:
+            connection = self._counter_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(self._counter_sql, (gun,))
+            row = cursor.fetchone()
+            cursor.close()
+        except Exception:
+            self._counter_connections.connection = None  # a broken connection: the next call opens another
+            connection.close()
+            raise
+        return int(row[0]) if row else 0
+
+    def _counter_connection(self) -> Any:  # a DB-API connection: untyped by design
+        pooled = self.engine.raw_connection()
+        pooled.detach()  # kept by this thread for good, outside the pool
+        connection: Any = pooled.dbapi_connection  # sqlite3's or psycopg's: each has its autocommit switch
+        if self.local:
+            connection.isolation_level = None  # autocommit: no read transaction left open
+        else:
+            connection.autocommit = True  # no "idle in transaction" connection holding old rows
+        self._counter_connections.connection = connection
+        return connection
 
     # ---- reading
 
@@ -247,6 +299,7 @@ class Storage:
                             created_at=now,
                         )
                     )
+                _count_change(conn, gun)
                 if change is not None:
                     conn.execute(
                         CHANGES.insert().values(
@@ -269,6 +322,7 @@ class Storage:
         with self.engine.begin() as conn:
             deleted = conn.execute(TUF_FILES.delete().where(TUF_FILES.c.gun == gun)).rowcount
             if deleted:
+                _count_change(conn, gun)
                 conn.execute(
                     CHANGES.insert().values(created_at=now, gun=gun, version=0, sha256="", category="deletion")
                 )
@@ -346,6 +400,7 @@ class Storage:
                     continue
                 if stored is not None:
                     raise VersionConflict(f"{item.role} version {item.version} differs from the one already stored")
+                _count_change(conn, gun)
                 conn.execute(
                     TUF_FILES.insert().values(
                         gun=gun,
@@ -426,6 +481,17 @@ class Storage:
     def immutable_guns(self) -> set[str]:
         with self.engine.connect() as conn:
             return {r.gun for r in conn.execute(sa.select(REPOSITORIES.c.gun).where(REPOSITORIES.c.immutable))}
+
+
+def _count_change(conn: sa.Connection, gun: str) -> None:
+    """Bump ``gun``'s change counter inside the transaction that changes it (insert or update in
+    one statement, so two first publishes cannot race to insert the row)."""
+    insert = (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(GUN_CHANGES)
+    conn.execute(
+        insert.values(gun=gun, counter=1).on_conflict_do_update(
+            index_elements=[GUN_CHANGES.c.gun], set_={"counter": GUN_CHANGES.c.counter + 1}
+        )
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:  # a DB-API connection: untyped by design
