@@ -378,3 +378,101 @@ def test_reimporting_a_bundle_under_a_new_name_is_refused_without_force(tmp_path
     forced = tk.run("bundle", "import", bundle, "--name", "ci", "--force")
     assert "Renamed key" in forced.stderr and '"dev1" to "ci"' in forced.stderr
     assert [k["role"] for k in json.loads(tk.run("key", "list", "--format", "json").stdout)] == ["ci"]
+
+
+# --------------------------------------------------------------------------------------------
+# 10. a failed upload chunk resumes from the registry's offset
+
+
+class FlakyProxy:
+    """An HTTP proxy in front of the registry, one request per connection, that answers PATCH
+    number ``fail_patch`` with 503 itself, as an overloaded load balancer does, without passing
+    it on.  It records ``(method, path, body bytes forwarded)`` of every request."""
+
+    def __init__(self, upstream: str, fail_patch: int) -> None:
+        self.upstream = upstream
+        self.fail_patch = fail_patch
+        self.requests: list[tuple[str, str, int]] = []
+        self.patches = 0
+
+    def __enter__(self) -> FlakyProxy:
+        import socketserver
+        import threading
+
+        proxy = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                proxy.serve(self.rfile, self.wfile)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def host_port(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def serve(self, rfile, wfile) -> None:
+        import http.client
+
+        request_line = rfile.readline().decode("latin-1").strip()
+        if not request_line:
+            return
+        method, path, _ = request_line.split(" ", 2)
+        headers = []
+        while (line := rfile.readline().decode("latin-1").strip()) != "":
+            name, value = line.split(":", 1)
+            headers.append((name.strip(), value.strip()))
+        length = int(next((v for n, v in headers if n.lower() == "content-length"), "0"))
+        body = rfile.read(length) if length else b""
+        if method == "PATCH":
+            self.patches += 1
+            if self.patches == self.fail_patch:
+                self.requests.append((method, path, 0))
+                wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+        self.requests.append((method, path, length))
+        host, port = self.upstream.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        skip = {"connection", "content-length", "transfer-encoding"}
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            if name.lower() not in skip:
+                connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        answer = response.read()
+        out = [f"HTTP/1.1 {response.status} {response.reason}"]
+        out += [f"{n}: {v}" for n, v in response.getheaders() if n.lower() not in skip]
+        out += [f"Content-Length: {len(answer)}", "Connection: close"]
+        wfile.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + (b"" if method == "HEAD" else answer))
+        connection.close()
+
+
+def test_a_failed_upload_chunk_resumes_from_the_registry_offset(registry, tmp_path):
+    size = 3 * 1024 * 1024
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", sizes=[size], level=0)
+    chunk = 1024 * 1024
+    with FlakyProxy(registry.host_port, fail_patch=2) as proxy:
+        tk = tk_for(tmp_path)
+        pushed = json.loads(
+            tk.run("push", f"oci:{image.layout}:v1", f"{proxy.host_port}/team/resume:v1", "--chunk-size", str(chunk),
+                   "--format", "json").stdout
+        )  # fmt: skip
+    assert pushed["digest"] == image.digest
+    layer = image.layer_digests[0]
+    assert registry.manifest_status("team/resume", "v1") == 200
+    layer_size = registry.get(f"/v2/team/resume/blobs/{layer}").headers["content-length"]
+    sessions = [r for r in proxy.requests if r[0] == "POST" and "/blobs/uploads" in r[1]]
+    patched = sum(n for m, _, n in proxy.requests if m == "PATCH")
+    # One upload session for the layer (plus the config's), its status asked once, no byte sent twice.
+    assert len(sessions) == 2, proxy.requests
+    assert patched == int(layer_size), (patched, layer_size)
+    assert [m for m, p, _ in proxy.requests if m == "GET" and "/blobs/uploads/" in p] == ["GET"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -258,6 +259,31 @@ class _Digester:
         if pending is not None:
             yield pending
 
+    def mark(self) -> tuple[Any, int]:
+        """The hash state and count now: where a failed chunk can be resumed from."""
+        return self.hasher.copy(), self.sent
+
+    def resume(self, reader: BlobReader, mark: tuple[Any, int], offset: int) -> None:
+        """Continue on a fresh ``reader`` from ``offset`` (at or after ``mark``): the bytes before
+        the mark are skipped, those from the mark to ``offset`` hashed again but not sent."""
+        self.reader.close()
+        self.reader = reader
+        hasher, sent = mark
+        self.hasher, self.sent, self.eof, self.extra = hasher.copy(), 0, False, False
+        while self.sent < sent:
+            skipped = reader.read(min(READ_SIZE, sent - self.sent))
+            if not skipped:
+                raise HashMismatchError(f"blob {self.digest} is shorter on a second read", hint="the source changed")
+            self.sent += len(skipped)
+        while self.sent < offset:
+            piece = reader.read(min(READ_SIZE, offset - self.sent))
+            if not piece:
+                raise HashMismatchError(f"blob {self.digest} is shorter on a second read", hint="the source changed")
+            self.hasher.update(piece)
+            self.sent += len(piece)
+        if self.progress is not None:
+            self.progress(self.sent)
+
     def check(self) -> None:
         if self.sent != self.size or self.extra:
             raise HashMismatchError(
@@ -461,7 +487,8 @@ class RegistryClient:
         Blobs up to ``chunk_threshold`` bytes go in one ``PUT``; larger ones in ``PATCH``
         chunks of ``chunk_size`` bytes, then an empty ``PUT ?digest=``.  Either way the last
         bytes are only sent (the upload only committed) once the content has hashed to
-        ``digest``.  Transient failures restart the blob from the start, with backoff.
+        ``digest``.  A chunk that fails transiently goes on from the offset the upload session
+        reports (``GET`` on it); other transient failures restart the blob, with backoff.
 
         Raises:
             HashMismatchError: the bytes are not the declared blob (never retried).
@@ -581,27 +608,40 @@ class RegistryClient:
     def _upload_once(
         self, location: str, digest: str, size: int, opener: Opener, *, progress: ByteProgress | None, scope: str
     ) -> None:
-        reader = opener()
+        digester = _Digester(opener(), digest, size, progress)
         try:
-            digester = _Digester(reader, digest, size, progress)
             what = f"uploading blob {_short(digest)}"
             if size > self.chunk_threshold and self.chunk_size > 0:
-                offset = 0
+                offset, resumed = 0, 0
                 while not digester.eof and offset < size:
                     length = min(self.chunk_size, size - offset)
                     end = offset + length - 1
-                    response = self._send_body(
-                        "PATCH",
-                        location,
-                        digester.take(length),
-                        what,
-                        scope,
-                        headers={
-                            "Content-Type": "application/octet-stream",
-                            "Content-Length": str(length),
-                            "Content-Range": f"{offset}-{end}",
-                        },
-                    )
+                    mark = digester.mark()
+                    try:
+                        response = self._send_body(
+                            "PATCH",
+                            location,
+                            digester.take(length),
+                            what,
+                            scope,
+                            headers={
+                                "Content-Type": "application/octet-stream",
+                                "Content-Length": str(length),
+                                "Content-Range": f"{offset}-{end}",
+                            },
+                        )
+                    except _Restart as failure:
+                        # Ask the registry how much it kept and go on from there, not from byte 0.
+                        if resumed == self.retries:
+                            raise
+                        self._backoff(resumed, failure.retry_after)
+                        resumed += 1
+                        kept = self._upload_offset(location, scope, low=offset, high=offset + length)
+                        if kept is None:
+                            raise
+                        offset, location = kept
+                        digester.resume(opener(), mark, offset)
+                        continue
                     location = self._location(response, "a chunk")
                     offset += length
                 digester.check()  # the commit below happens only for a verified blob
@@ -619,7 +659,29 @@ class RegistryClient:
                     expect=201,
                 )
         finally:
-            reader.close()
+            digester.reader.close()
+
+    def _upload_offset(self, location: str, scope: str, *, low: int, high: int) -> tuple[int, str] | None:
+        """How many bytes an upload session holds (``GET`` it: ``Range: 0-<last>``) and its
+        location now; None when it cannot say or says something outside ``low..high`` (then
+        the blob starts again)."""
+        try:
+            response = self.http.get(location, extensions={SCOPE_EXTENSION: scope})
+        except httpx.HTTPError:
+            return None
+        with contextlib.closing(response):
+            if response.status_code != 204:
+                return None
+            match = re.fullmatch(r"0-(\d{1,18})", response.headers.get("range", "").strip())
+            new_location = response.headers.get("location") or location
+        if match is None:
+            return None
+        last = int(match.group(1))
+        # An empty session says 0-0 (the registry's quirk): at the first chunk, read it as nothing.
+        kept = 0 if last == 0 and low == 0 else last + 1
+        if not low <= kept <= high:
+            return None
+        return kept, str(httpx.URL(location).join(new_location))
 
     def _send_body(
         self,
