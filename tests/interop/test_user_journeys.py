@@ -476,3 +476,38 @@ def test_a_failed_upload_chunk_resumes_from_the_registry_offset(registry, tmp_pa
     assert len(sessions) == 2, proxy.requests
     assert patched == int(layer_size), (patched, layer_size)
     assert [m for m, p, _ in proxy.requests if m == "GET" and "/blobs/uploads/" in p] == ["GET"]
+
+
+# --------------------------------------------------------------------------------------------
+# 10. gzip-compressed `docker save` archives
+
+
+def _gzip(path: Path) -> Path:
+    """`gzip -k`, as `docker save | gzip > app.tar.gz` leaves it."""
+    peers.run_command([peers.require("gzip"), "-k", "-f", str(path)], env={"PATH": "/usr/bin:/bin"}, cwd=None,
+                      timeout=60, input=None, check=True, what="gzip")  # fmt: skip
+    return path.with_name(path.name + ".gz")
+
+
+def test_gzipped_docker_save_archives_push_like_plain_ones(registry, tmp_path):
+    import tarfile
+
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=3, layer_size=3 << 20)
+    legacy = images.docker_archive(image.layout, "v1", tmp_path / "saved.tar", "example.com/team/app:v1")
+    tk = tk_for(tmp_path)
+    gzipped = json.loads(tk.run("push", f"docker-archive:{_gzip(legacy)}", f"{registry.host_port}/team/gz:v1",
+                                "--format", "json").stdout)  # fmt: skip
+    assert gzipped["layers_uploaded"] == 3
+    plain = json.loads(tk.run("push", f"docker-archive:{legacy}", f"{registry.host_port}/team/plain:v1",
+                              "--format", "json").stdout)  # fmt: skip
+    assert gzipped["digest"] == plain["digest"]
+
+    newer = tmp_path / "new-save.tar"  # docker 25+: an OCI layout inside the tar
+    with tarfile.open(newer, "w") as tar:
+        for path in sorted(image.layout.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(image.layout).as_posix())
+    pushed = json.loads(tk.run("push", f"docker-archive:{_gzip(newer)}", f"{registry.host_port}/team/gz-oci:v1",
+                               "--format", "json").stdout)  # fmt: skip
+    assert pushed["digest"] == image.digest
+    assert registry.manifest_status("team/gz-oci", "v1") == 200

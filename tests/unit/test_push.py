@@ -425,11 +425,15 @@ def test_docker_archive_builds_a_deterministic_schema2_manifest(tmp_path):
         DockerArchiveSource(archive, "example.com/app:v2").root()
 
 
-def test_compressed_archives_are_refused_with_a_hint(tmp_path):
-    archive = tmp_path / "saved.tar.gz"
-    archive.write_bytes(b"\x1f\x8b\x08\x00rest")
+def test_zstd_archives_are_refused_with_a_hint_and_broken_gzip_clearly(tmp_path):
+    archive = tmp_path / "saved.tar.zst"
+    archive.write_bytes(b"\x28\xb5\x2f\xfdrest")
     with pytest.raises(SourceError, match="decompress it first"):
         DockerArchiveSource(archive)
+    broken = tmp_path / "saved.tar.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00rest")
+    with pytest.raises(SourceError, match="truncated"):
+        DockerArchiveSource(broken)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@
   REF is the ``org.opencontainers.image.ref.name`` annotation of an ``index.json`` entry; without
   it the layout must hold exactly one.
 * ``docker-archive:FILE[:NAME]``: a ``docker save`` tarball, legacy (``manifest.json``, a config
-  and layer tars) or the newer one that embeds an OCI layout.  Blobs are read straight out of
-  the tar (byte ranges of the file, no extraction).  Uncompressed legacy layers are gzipped
+  and layer tars) or the newer one that embeds an OCI layout, plain or gzipped (``docker save |
+  gzip``: indexed in one streaming pass, see ``gzindex``).  Blobs are read straight out of the
+  tar (byte ranges of the file, or of the gzip stream; no extraction).  Uncompressed legacy layers are gzipped
   into a spool folder first (a docker schema2 manifest needs the compressed digests), in
   parallel and deterministically, so the same archive always gives the same digests.
 * ``docker://REF``: an image in a registry, copied blob by blob (mounted when the target is
@@ -19,6 +20,7 @@ Every source gives the top manifest's exact bytes, child manifests of an index, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -35,6 +37,7 @@ from typing import Any, Protocol
 
 from trustkit.encoding import loads_strict
 from trustkit.errors import EncodingError, HashMismatchError, InvalidReferenceError, SourceError
+from trustkit.oci.gzindex import GzipIndex
 from trustkit.oci.registry import (
     DOCKER_MANIFEST,
     MANIFEST_LIMIT,
@@ -335,6 +338,7 @@ class DockerArchiveSource:
         self._lazy: dict[str, tuple[str, _Member]] = {}  # digest -> (diff_id, member), compressed on demand
         self._lock = threading.Lock()
         self._spool: Path | None = None
+        self._gzip: GzipIndex | None = None  # set by _scan for a gzipped archive
         self.members = self._scan()
 
     # ---- reading the tar
@@ -347,16 +351,18 @@ class DockerArchiveSource:
             raise SourceError(f"{self.path} does not exist") from None
         except IsADirectoryError:
             raise SourceError(f"{self.path} is a directory, not a docker save tarball") from None
-        if magic[:2] == b"\x1f\x8b" or magic == b"\x28\xb5\x2f\xfd":
+        if magic == b"\x28\xb5\x2f\xfd":
             raise SourceError(
-                f"{self.path} is compressed",
-                hint="decompress it first (gunzip / zstd -d); "
-                "trustkit reads layers out of a plain tar without extracting it",
+                f"{self.path} is zstd-compressed",
+                hint="decompress it first (zstd -d), or compress it with gzip; "
+                "trustkit reads layers out of a plain or gzipped tar without extracting it",
             )
+        if magic[:2] == b"\x1f\x8b":  # `docker save | gzip`: one streaming pass indexes it
+            self._gzip = GzipIndex(self.path)
         members: dict[str, _Member] = {}
         links: dict[str, str] = {}
         try:
-            with tarfile.open(self.path, mode="r:") as tar:
+            with self._open_tar() as tar:
                 for info in tar:
                     name = _clean(info.name)
                     if info.isfile():
@@ -378,15 +384,36 @@ class DockerArchiveSource:
                 target = links[target]
         return members
 
+    def _open_tar(self) -> tarfile.TarFile:
+        if self._gzip is None:
+            return tarfile.open(self.path, mode="r:")
+        return tarfile.open(fileobj=self._gzip.scanner(self.path.open("rb")), mode="r|")
+
+    def _range(self, offset: int, length: int) -> Opener:
+        """An opener over ``length`` bytes of the (uncompressed) tar from ``offset``."""
+        gzip = self._gzip
+        if gzip is None:
+            return open_range(self.path, offset, length)
+        return lambda: gzip.open(offset, length)
+
+    def _read_range(self, offset: int, length: int) -> bytes:
+        with contextlib.closing(self._range(offset, length)()) as reader:
+            parts, left = [], length
+            while left > 0:
+                part = reader.read(min(1 << 20, left))
+                if not part:
+                    break
+                parts.append(part)
+                left -= len(part)
+            return b"".join(parts)
+
     def _read(self, name: str, what: str, limit: int = _SMALL_JSON) -> bytes:
         member = self.members.get(name)
         if member is None:
             raise SourceError(f"{self.path} has no {name} ({what})")
         if member.size > limit:
             raise SourceError(f"{name} in {self.path} is larger than {limit} bytes")
-        with self.path.open("rb") as handle:
-            handle.seek(member.offset)
-            return handle.read(member.size)
+        return self._read_range(member.offset, member.size)
 
     # ---- the image
 
@@ -458,7 +485,7 @@ class DockerArchiveSource:
                 f"the config of {self.description} lists {len(diff_ids or [])} diff_ids for {len(layer_names)} layers"
             )
         config_digest = sha256_digest(config_raw)
-        self._blobs[config_digest] = open_range(self.path, *self._member(config_name))
+        self._blobs[config_digest] = self._range(*self._member(config_name))
         layers = self._legacy_layers([_clean(n) for n in layer_names], diff_ids)
         manifest = {
             "schemaVersion": 2,
@@ -483,12 +510,10 @@ class DockerArchiveSource:
         for i, (name, diff_id) in enumerate(zip(names, diff_ids, strict=True)):
             offset, size = self._member(name)
             member = _Member(offset, size)
-            with self.path.open("rb") as handle:
-                handle.seek(offset)
-                magic = handle.read(2)
+            magic = self._read_range(offset, min(size, 2))
             if magic == b"\x1f\x8b":  # already gzipped: push as it is
-                digest = _hash_range(self.path, member)
-                self._blobs[digest] = open_range(self.path, offset, size)
+                digest = _hash_range(self._range(offset, size))
+                self._blobs[digest] = self._range(offset, size)
                 results[i] = (digest, size)
                 continue
             cached = self.cache.compressed(diff_id) if self.cache is not None else None
@@ -519,8 +544,7 @@ class DockerArchiveSource:
         raw_hash, out_hash = hashlib.sha256(), hashlib.sha256()
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # gzip wrapper, mtime 0: deterministic
         size = 0
-        with self.path.open("rb") as source, target.open("wb") as out:
-            source.seek(member.offset)
+        with contextlib.closing(self._range(member.offset, member.size)()) as source, target.open("wb") as out:
             left = member.size
             while left > 0:
                 chunk = source.read(min(1 << 20, left))
@@ -577,7 +601,7 @@ class DockerArchiveSource:
             return lambda: self._open_lazy(digest)
         self.check(descriptor)
         member = self.members[f"blobs/sha256/{digest.removeprefix('sha256:')}"]
-        return open_range(self.path, member.offset, member.size)
+        return self._range(member.offset, member.size)
 
     def _open_lazy(self, digest: str) -> Any:
         """A layer whose compressed digest came from the cache and must now be uploaded:
@@ -630,16 +654,10 @@ def _archive_names(entry: dict[str, Any]) -> list[str]:
     return names + [_normal_name(n) for n in names]
 
 
-def _hash_range(path: Path, member: _Member) -> str:
+def _hash_range(opener: Opener) -> str:
     hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        handle.seek(member.offset)
-        left = member.size
-        while left > 0:
-            chunk = handle.read(min(1 << 20, left))
-            if not chunk:
-                break
-            left -= len(chunk)
+    with contextlib.closing(opener()) as reader:
+        while chunk := reader.read(1 << 20):
             hasher.update(chunk)
     return "sha256:" + hasher.hexdigest()
 
