@@ -56,6 +56,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -842,8 +843,13 @@ class TrustkitServer:
         terminate(proc, 10)
 
     def kill(self) -> None:
-        """SIGKILL: no clean shutdown, as a crash."""
+        """SIGKILL to the server and its worker processes (one per core by default): no clean
+        shutdown, as a crash.  Workers whose supervisor dies would otherwise go on serving."""
         if self._proc is not None:
+            children = Path(f"/proc/{self._proc.pid}/task/{self._proc.pid}/children")
+            for pid in children.read_text().split() if children.exists() else []:
+                with suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
             self._proc.kill()
             self._proc.wait(10)
             self._proc = None

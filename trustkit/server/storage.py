@@ -9,7 +9,9 @@ loser's transaction fails and becomes a ``VersionConflict``, never a 5xx.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import queue
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -181,9 +183,19 @@ class Storage:
 
         self.local = self.engine.dialect.name == "sqlite"  # a file on this machine: reads take microseconds
         self._counter_sql = _COUNTER_SQLITE if self.local else _COUNTER_PSYCOPG
-        self._counter_connections = threading.local()
+        # DB-API connections for the counter: taken and put back per read (the event loop reuses
+        # one; threads reading PostgreSQL's take as many as read at once), all closed by close().
+        self._counter_idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._counter_all: list[Any] = []
+        self._counter_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._counter_lock:
+            opened, self._counter_all = self._counter_all, []
+            self._counter_idle = queue.SimpleQueue()
+        for connection in opened:
+            with contextlib.suppress(Exception):  # already broken: nothing more to release
+                connection.close()
         self.engine.dispose()
 
     # ---- the change counter (cheap: one indexed row on a connection of its own, no ORM)
@@ -191,32 +203,45 @@ class Storage:
     def change_counter(self, gun: str) -> int:
         """How many times ``gun``'s trust data has changed (0: never since counting began).
 
-        Read on a DB-API connection this thread keeps, in autocommit mode, so each call sees
-        every transaction committed before it, in any process."""
-        connection = getattr(self._counter_connections, "connection", None)
-        if connection is None:
-            connection = self._counter_connection()
+        Read on a DB-API connection kept for it, in autocommit mode, so each call sees every
+        transaction committed before it, in any process.  A kept connection that fails (the
+        database restarted) is dropped and the read tried once more on a new one."""
+        idle = self._counter_idle
+        try:
+            connection, fresh = idle.get_nowait(), False
+        except queue.Empty:
+            connection, fresh = self._counter_connection(), True
         try:
             cursor = connection.cursor()
             cursor.execute(self._counter_sql, (gun,))
             row = cursor.fetchone()
             cursor.close()
         except Exception:
-            self._counter_connections.connection = None  # a broken connection: the next call opens another
-            connection.close()
-            raise
+            self._discard_counter_connection(connection)
+            if fresh:
+                raise
+            return self.change_counter(gun)
+        idle.put(connection)
         return int(row[0]) if row else 0
 
     def _counter_connection(self) -> Any:  # a DB-API connection: untyped by design
         pooled = self.engine.raw_connection()
-        pooled.detach()  # kept by this thread for good, outside the pool
+        pooled.detach()  # kept for the counter, outside the pool
         connection: Any = pooled.dbapi_connection  # sqlite3's or psycopg's: each has its autocommit switch
         if self.local:
             connection.isolation_level = None  # autocommit: no read transaction left open
         else:
             connection.autocommit = True  # no "idle in transaction" connection holding old rows
-        self._counter_connections.connection = connection
+        with self._counter_lock:
+            self._counter_all.append(connection)
         return connection
+
+    def _discard_counter_connection(self, connection: Any) -> None:
+        with self._counter_lock:
+            if connection in self._counter_all:
+                self._counter_all.remove(connection)
+        with contextlib.suppress(Exception):
+            connection.close()
 
     # ---- reading
 
