@@ -203,3 +203,39 @@ def test_the_access_line_is_the_json_the_log_always_wrote(path):
 def test_the_default_is_one_worker_per_core(monkeypatch):
     monkeypatch.delenv("TRUSTKIT_SERVER_WORKERS", raising=False)
     assert ServerConfig.load(None, {}).workers == len(os.sched_getaffinity(0))
+
+
+class Transport:
+    """What the protocol's transport received, write by write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_a_response_head_goes_out_with_the_body_in_one_write():
+    from trustkit.server.protocol import _HeadWithBody
+
+    transport = Transport()
+    held = _HeadWithBody(transport)  # type: ignore[arg-type]
+    held.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # interim: at once, the client waits for it
+    assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    held.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n")
+    assert len(transport.writes) == 1
+    held.write(b"body")
+    assert transport.writes[1:] == [b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody"]
+    assert not held.is_closing()
+    cut = Transport()
+    cut_short = _HeadWithBody(cut)  # type: ignore[arg-type]
+    cut_short.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    cut_short.close()  # the app failed after the head: what was held goes out before the close
+    assert cut.writes == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"] and cut.closed

@@ -147,6 +147,37 @@ class _TimedProtocol:
         self.transport.close()
 
 
+class _HeadWithBody:
+    """A response's transport that holds its head until the body's first write and sends both
+    in one write: one TLS record and one system call, not two (a third more small responses a
+    second).  uvicorn writes the body of every response but a HEAD one (an empty body too), and
+    closes the transport when a response is cut short, which sends what is held first.  An
+    interim ``100 Continue`` goes out at once."""
+
+    __slots__ = ("_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        elif data[:5] == b"HTTP/" and data[9:10] != b"1" and data[-4:] == b"\r\n\r\n":
+            self._held = data  # a final response's head
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._transport.write(self._held)
+            self._held = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class TimedHttpToolsProtocol(_TimedProtocol, HttpToolsProtocol):
     """uvicorn's httptools protocol (the one ``uvicorn[standard]`` runs) with the limits above."""
 
@@ -190,6 +221,9 @@ class TimedHttpToolsProtocol(_TimedProtocol, HttpToolsProtocol):
         self._head_bytes = None
         self.deadlines.body()  # until the message is complete (at once for a request without a body)
         super().on_headers_complete()
+        # The cycle was just made and its task not yet run: nothing is written before this.
+        if self.scope["method"] != "HEAD":  # a HEAD response has no body write to carry its head
+            self.cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]  # a transport's duck
 
     def on_body(self, body: bytes) -> None:
         self.deadlines.moved()
