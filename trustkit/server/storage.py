@@ -101,6 +101,30 @@ _BY_CHECKSUM = (
 )
 
 
+_NEWEST = (
+    sa.select(TUF_FILES.c.role, sa.func.max(TUF_FILES.c.version).label("version"))
+    .where(TUF_FILES.c.gun == sa.bindparam("gun"))
+    .group_by(TUF_FILES.c.role)
+    .subquery()
+)
+_LATEST_ALL = (
+    sa.select(*_COLUMNS)
+    .join(_NEWEST, sa.and_(TUF_FILES.c.role == _NEWEST.c.role, TUF_FILES.c.version == _NEWEST.c.version))
+    .where(TUF_FILES.c.gun == sa.bindparam("gun"))
+)
+# A publish's statements, built once too (building them cost more than running them on SQLite).
+_MAX_VERSION = sa.select(sa.func.max(TUF_FILES.c.version)).where(
+    TUF_FILES.c.gun == sa.bindparam("gun"), TUF_FILES.c.role == sa.bindparam("role")
+)
+_INSERT_FILE = TUF_FILES.insert()
+_INSERT_CHANGE = CHANGES.insert()
+_COUNT_CHANGE = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(GUN_CHANGES)
+    .values(gun=sa.bindparam("gun"), counter=1)
+    .on_conflict_do_update(index_elements=[GUN_CHANGES.c.gun], set_={"counter": GUN_CHANGES.c.counter + 1})
+    for dialect in (sqlite, postgresql)
+}
+
 # The change counter's read, in each driver's parameter style (DB-API, below the ORM: it runs per GET).
 _COUNTER_SQLITE = "SELECT counter FROM gun_changes WHERE gun = ?"
 _COUNTER_PSYCOPG = "SELECT counter FROM gun_changes WHERE gun = %s"
@@ -256,21 +280,10 @@ class Storage:
 
     def latest_all(self, gun: str) -> dict[str, StoredFile]:
         """The newest version of every role of ``gun``."""
-        newest = (
-            sa.select(TUF_FILES.c.role, sa.func.max(TUF_FILES.c.version).label("version"))
-            .where(TUF_FILES.c.gun == gun)
-            .group_by(TUF_FILES.c.role)
-            .subquery()
-        )
-        query = (
-            sa.select(TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
-            .join(newest, sa.and_(TUF_FILES.c.role == newest.c.role, TUF_FILES.c.version == newest.c.version))
-            .where(TUF_FILES.c.gun == gun)
-        )
         with self.engine.connect() as conn:
             return {
                 row.role: StoredFile(row.role, row.version, row.data, _utc(row.created_at))
-                for row in conn.execute(query)
+                for row in conn.execute(_LATEST_ALL, {"gun": gun})
             }
 
     def guns(self) -> list[tuple[str, datetime]]:
@@ -307,33 +320,31 @@ class Storage:
         try:
             with self.engine.begin() as conn:
                 for role, version, data in files:
-                    stored = conn.execute(
-                        sa.select(sa.func.max(TUF_FILES.c.version)).where(
-                            TUF_FILES.c.gun == gun, TUF_FILES.c.role == role
-                        )
-                    ).scalar()
+                    stored = conn.execute(_MAX_VERSION, {"gun": gun, "role": role}).scalar()
                     if stored is not None and version <= stored:
                         raise VersionConflict(f"{role} version {version} is not above the stored {stored}")
                     conn.execute(
-                        TUF_FILES.insert().values(
-                            gun=gun,
-                            role=role,
-                            version=version,
-                            sha256=hashlib.sha256(data).hexdigest(),
-                            data=data,
-                            created_at=now,
-                        )
+                        _INSERT_FILE,
+                        {
+                            "gun": gun,
+                            "role": role,
+                            "version": version,
+                            "sha256": hashlib.sha256(data).hexdigest(),
+                            "data": data,
+                            "created_at": now,
+                        },
                     )
                 _count_change(conn, gun)
                 if change is not None:
                     conn.execute(
-                        CHANGES.insert().values(
-                            created_at=now,
-                            gun=gun,
-                            version=change[0],
-                            sha256=hashlib.sha256(change[1]).hexdigest(),
-                            category="update",
-                        )
+                        _INSERT_CHANGE,
+                        {
+                            "created_at": now,
+                            "gun": gun,
+                            "version": change[0],
+                            "sha256": hashlib.sha256(change[1]).hexdigest(),
+                            "category": "update",
+                        },
                     )
         except IntegrityError:
             raise VersionConflict("a concurrent publish stored that version first") from None
@@ -511,12 +522,7 @@ class Storage:
 def _count_change(conn: sa.Connection, gun: str) -> None:
     """Bump ``gun``'s change counter inside the transaction that changes it (insert or update in
     one statement, so two first publishes cannot race to insert the row)."""
-    insert = (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(GUN_CHANGES)
-    conn.execute(
-        insert.values(gun=gun, counter=1).on_conflict_do_update(
-            index_elements=[GUN_CHANGES.c.gun], set_={"counter": GUN_CHANGES.c.counter + 1}
-        )
-    )
+    conn.execute(_COUNT_CHANGE["sqlite" if conn.dialect.name == "sqlite" else "postgresql"], {"gun": gun})
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:  # a DB-API connection: untyped by design
