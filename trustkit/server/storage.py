@@ -117,6 +117,12 @@ _MAX_VERSION = sa.select(sa.func.max(TUF_FILES.c.version)).where(
     TUF_FILES.c.gun == sa.bindparam("gun"), TUF_FILES.c.role == sa.bindparam("role")
 )
 _INSERT_FILE = TUF_FILES.insert()
+_SERVER_KEYS = (
+    sa.select(SERVER_KEYS.c.keyid, SERVER_KEYS.c.public, SERVER_KEYS.c.private)
+    .where(SERVER_KEYS.c.gun == sa.bindparam("gun"), SERVER_KEYS.c.role == sa.bindparam("role"))
+    .order_by(SERVER_KEYS.c.id.desc())
+)
+_IMMUTABLE = sa.select(REPOSITORIES.c.immutable).where(REPOSITORIES.c.gun == sa.bindparam("gun"))
 _INSERT_CHANGE = CHANGES.insert()
 _COUNT_CHANGE = {
     dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(GUN_CHANGES)
@@ -390,13 +396,8 @@ class Storage:
 
     def server_keys(self, gun: str, role: str) -> list[tuple[str, str, str]]:
         """``(keyid, public JSON, encrypted private PEM)``, newest first."""
-        query = (
-            sa.select(SERVER_KEYS.c.keyid, SERVER_KEYS.c.public, SERVER_KEYS.c.private)
-            .where(SERVER_KEYS.c.gun == gun, SERVER_KEYS.c.role == role)
-            .order_by(SERVER_KEYS.c.id.desc())
-        )
         with self.engine.connect() as conn:
-            return [(r.keyid, r.public, r.private) for r in conn.execute(query)]
+            return [(r.keyid, r.public, r.private) for r in conn.execute(_SERVER_KEYS, {"gun": gun, "role": role})]
 
     def add_server_key(self, gun: str, role: str, keyid: str, public: str, private: str, *, now: datetime) -> None:
         with self.engine.begin() as conn:
@@ -504,7 +505,7 @@ class Storage:
 
     def is_immutable(self, gun: str) -> bool:
         with self.engine.connect() as conn:
-            return bool(conn.execute(sa.select(REPOSITORIES.c.immutable).where(REPOSITORIES.c.gun == gun)).scalar())
+            return bool(conn.execute(_IMMUTABLE, {"gun": gun}).scalar())
 
     def set_immutable(self, gun: str, immutable: bool, *, now: datetime) -> None:
         with self.engine.begin() as conn:
