@@ -847,10 +847,11 @@ class TrustkitServer:
         shutdown, as a crash.  Workers whose supervisor dies would otherwise go on serving."""
         if self._proc is not None:
             children = Path(f"/proc/{self._proc.pid}/task/{self._proc.pid}/children")
-            for pid in children.read_text().split() if children.exists() else []:
+            workers = children.read_text().split() if children.exists() else []
+            self._proc.kill()  # first: a live supervisor would replace the workers killed next
+            for pid in workers:
                 with suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-            self._proc.kill()
             self._proc.wait(10)
             self._proc = None
 
