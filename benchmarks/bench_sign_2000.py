@@ -61,7 +61,9 @@ def run() -> Result:
             log(f"trustkit sign --from-file ({TAGS} tags), repetition {rep + 1}/{TRUSTKIT_REPEATS}")
             tk_times.append(wall_time(partial(run_checked, command, bench.tk_env, what="trustkit sign --from-file")))
             expect_output(
-                bench.run_trustkit(tk_trust, "verify", "--trust-only", f"{gun}:{last_tag}"), last_hex, "trustkit verify after bulk sign"
+                bench.run_trustkit(tk_trust, "verify", "--trust-only", f"{gun}:{last_tag}"),
+                last_hex,
+                "trustkit verify after bulk sign",
             )
 
         # ---- notary: N x addhash + publish per repetition, each into its own repository.

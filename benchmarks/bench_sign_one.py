@@ -55,7 +55,9 @@ def run() -> Result:
         )
         expect_output(notary.run("lookup", tk_gun, TAG), digest, "notary lookup of trustkit's tag")
         expect_output(
-            bench.run_trustkit(tk_trust, "verify", "--trust-only", f"{nt_gun}:{TAG}"), digest, "trustkit verify of notary's tag"
+            bench.run_trustkit(tk_trust, "verify", "--trust-only", f"{nt_gun}:{TAG}"),
+            digest,
+            "trustkit verify of notary's tag",
         )
 
         trustkit = hyperfine(tk_command, bench.tk_env, name="trustkit sign")

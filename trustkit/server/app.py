@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,7 +74,6 @@ class NotaryAPI:
         self.settings = settings
         self._gun_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
         self.cache = CurrentCache()
         self._current_routes: dict[str, tuple[RouteMatch, list[Access]]] = {}
 
@@ -303,7 +302,6 @@ class NotaryAPI:
             return error(exc.code, exc.detail)
         except VersionConflict:
             return error("VERSION", {})
-        self.counts["publishes"] += 1
         return Response(b"", status_code=200)
 
     def delete(self, gun: str) -> Response:
