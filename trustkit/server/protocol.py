@@ -86,8 +86,8 @@ class _Deadlines:
         self._expired(kind)
 
 
-class _TimedProtocol:
-    """What both protocols share (mixed in before uvicorn's class)."""
+class _TimedProtocol(asyncio.Protocol):
+    """What both protocols share (mixed in before uvicorn's class, whose methods ``super()`` reaches)."""
 
     transport: asyncio.Transport
     client: tuple[str, int] | None
@@ -95,6 +95,14 @@ class _TimedProtocol:
 
     def _start_deadlines(self, loop: asyncio.AbstractEventLoop, header_timeout: float, body_timeout: float) -> None:
         self.deadlines = _Deadlines(loop, header_timeout, body_timeout, self._timed_out)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.deadlines.head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.deadlines.cancel()
+        super().connection_lost(exc)
 
     def _server_busy(self) -> bool:
         """A response to an earlier request is still being made on this connection."""
@@ -197,14 +205,6 @@ class TimedHttpToolsProtocol(_TimedProtocol, HttpToolsProtocol):
         self.max_head = max_head
         self._head_bytes: int | None = 0  # bytes received since the head began; None once it is complete
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
-        super().connection_made(transport)
-        self.deadlines.head()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.deadlines.cancel()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
         if self._head_bytes is not None:
             if self._head_bytes > self.max_head:  # the head's last piece may carry some of the body
@@ -252,14 +252,6 @@ class TimedH11Protocol(_TimedProtocol, H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._start_deadlines(self.loop, header_timeout, body_timeout)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
-        super().connection_made(transport)
-        self.deadlines.head()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.deadlines.cancel()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
