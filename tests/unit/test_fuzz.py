@@ -15,12 +15,12 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-import anyio
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from raw_asgi import request
 from simulator import NOW, Simulator
 from trustkit.encoding import b64encode
 from trustkit.errors import TrustkitError
@@ -200,47 +200,16 @@ def call(
     content_type: str = "multipart/form-data; boundary=b",
 ) -> tuple[int, bytes, str]:
     """One request straight into the ASGI app, the path exactly as given."""
-    from urllib.parse import unquote
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": unquote(raw_path, errors="surrogateescape"),
-        "raw_path": raw_path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "headers": [
-            (b"host", b"testserver"),
-            (b"content-type", content_type.encode("latin-1")),
-            (b"content-length", str(len(body)).encode()),
-        ],
-    }
-    sent: list[dict[str, Any]] = []
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if delivered:
-            await anyio.sleep_forever()
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    anyio.run(app, scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    headers = {k.decode().lower(): v.decode("latin-1") for k, v in start["headers"]}
-    return (
-        start["status"],
-        b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"),
-        headers.get("content-type", ""),
+    sent = request(
+        app,
+        method,
+        raw_path,
+        raw=True,
+        body_chunks=[body],
+        query=query,
+        headers={"content-type": content_type, "content-length": str(len(body))},
     )
+    return sent.status, sent.body, sent.headers.get("content-type", "")
 
 
 def assert_answered(status: int, body: bytes, content_type: str) -> None:

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
-import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from raw_asgi import request
 from simulator import Key, new_key, new_root_key
 from trustkit.encoding import b64encode, canonical_json, envelope_bytes, format_expires
 from trustkit.keys.public import PublicKey
@@ -300,40 +300,15 @@ def asgi(
 ) -> tuple[int, bytes]:
     """One request straight into the ASGI app with the path exactly as given (percent-decoded
     into ``path`` as uvicorn does, never dot-segment-normalised as HTTP clients do)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": unquote(raw_path),
-        "raw_path": raw_path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "headers": [
-            (b"host", b"testserver"),
-            (b"content-type", content_type.encode()),
-            (b"content-length", str(len(body)).encode()),
-        ],
-    }
-    sent: list[dict[str, Any]] = []
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if delivered:
-            await anyio.sleep_forever()
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    anyio.run(app, scope, receive, send)
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    sent = request(
+        app,
+        method,
+        raw_path,
+        raw=True,
+        body_chunks=[body],
+        headers={"content-type": content_type, "content-length": str(len(body))},
+    )
+    return sent.status, sent.body
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 import pytest
@@ -34,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peers import free_port
+from raw_asgi import Sent, request
 from trustkit import notary_api
 from trustkit.server.app import ServerSettings, create_app, go_int32
 from trustkit.server.auth import TokenAuthorizer, generate_token_keypair
@@ -81,62 +81,18 @@ def envelope_code(body: bytes) -> str | None:
         return None
 
 
-class Sent:
-    """What one raw ASGI call answered, and how much of the request body the app pulled."""
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.body = b""
-        self.pulled = 0  # body messages the app asked for
-
-
 def asgi(
     app: Any,
     method: str,
     path: str,
     *,
-    body_chunks: list[bytes] = (),
+    body_chunks: list[bytes] | tuple[bytes, ...] = (),
     headers: dict[str, str] | None = None,
     query: str = "",
 ) -> Sent:
     """One request straight into the ASGI app: ``path`` as decoded (as uvicorn gives it), the
     body in the given messages."""
-    sent = Sent()
-    messages = [
-        {"type": "http.request", "body": chunk, "more_body": i < len(body_chunks) - 1}
-        for i, chunk in enumerate(body_chunks)
-    ] or [{"type": "http.request", "body": b"", "more_body": False}]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": quote(path).encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "headers": [(b"host", b"testserver")]
-        + [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()],
-    }
-
-    async def receive() -> dict[str, Any]:
-        if sent.pulled < len(messages):
-            sent.pulled += 1
-            return messages[sent.pulled - 1]
-        await anyio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            sent.status = message["status"]
-        elif message["type"] == "http.response.body":
-            sent.body += message.get("body", b"")
-
-    anyio.run(app, scope, receive, send)
-    return sent
+    return request(app, method, path, body_chunks=body_chunks, headers=headers, query=query.encode())
 
 
 # --------------------------------------------------------------------------------------------
