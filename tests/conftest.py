@@ -107,3 +107,16 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.Registr
     server = _start(peers.Registry, tmp_path_factory.mktemp("registry"))
     with server:
         yield server
+
+
+@pytest.fixture
+def pg_database() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL database of this test's own: ``(URL, name)``, dropped afterwards."""
+    with peers.postgres_database() as database:
+        yield database
+
+
+@pytest.fixture
+def pg_url(pg_database: tuple[str, str]) -> str:
+    """The URL of :func:`pg_database`."""
+    return pg_database[0]

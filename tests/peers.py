@@ -62,8 +62,9 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import suppress
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -865,6 +866,25 @@ class TrustkitServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def postgres_database(prefix: str = "trustkit_test") -> Iterator[tuple[str, str]]:
+    """A new, empty database on the test PostgreSQL server for one test: ``(its URL, its name)``;
+    dropped afterwards (``WITH (FORCE)``: a killed server may still hold connections)."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise PeerMissing(f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); `./dev test` starts it") from None
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name, name
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def reset_postgres(url: str = POSTGRES_URL) -> str:

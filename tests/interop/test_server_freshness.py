@@ -16,8 +16,6 @@ a cache that missed the change would answer the old bytes.
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -38,23 +36,6 @@ PASSPHRASES = {
     "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
     "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE,
 }
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A new, empty database on the test PostgreSQL server, dropped after the test."""
-    import psycopg
-
-    admin = peers.POSTGRES_URL
-    name = f"trustkit_fresh_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {admin} is not reachable ({exc}); `./dev test` starts it", pytrace=False)
-    yield admin.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def owner_session(server: peers.TrustkitServer, gun: str, trust_dir: Path) -> TrustSession:

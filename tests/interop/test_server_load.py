@@ -30,9 +30,8 @@ import random
 import shutil
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,27 +56,6 @@ PASSPHRASES = {
     "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": peers.ROOT_PASSPHRASE,
     "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": peers.REPO_PASSPHRASE,
 }
-
-
-# --------------------------------------------------------------------------------------------
-# a PostgreSQL database per test
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A new, empty database on the test PostgreSQL server, dropped after the test."""
-    import psycopg
-
-    admin = peers.POSTGRES_URL
-    name = f"trustkit_load_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {admin} is not reachable ({exc}); `./dev test` starts it", pytrace=False)
-    yield admin.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --------------------------------------------------------------------------------------------

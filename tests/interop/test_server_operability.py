@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,21 +58,6 @@ def wait_for_health(server: peers.TrustkitServer, status: int, seconds: float = 
 
 # --------------------------------------------------------------------------------------------
 # health
-
-
-@pytest.fixture
-def pg_database() -> Iterator[tuple[str, str]]:
-    """A new database on the test PostgreSQL server: ``(its URL, its name)``; dropped after."""
-    admin = peers.POSTGRES_URL
-    name = f"trustkit_health_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {admin} is not reachable ({exc}); `./dev test` starts it", pytrace=False)
-    yield admin.rsplit("/", 1)[0] + "/" + name, name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_health_is_503_while_the_postgresql_database_is_gone_and_200_when_it_is_back(

@@ -206,24 +206,12 @@ def target(request, tmp_path):
         yield storage
         storage.close()
         return
-    import secrets
-
-    import sqlalchemy as sa
-
-    name = f"trustkit_import_{secrets.token_hex(4)}"
-    admin = sa.create_engine(
-        peers.POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    storage = Storage(f"{peers.POSTGRES_URL.rsplit('/', 1)[0]}/{name}")
-    try:
-        yield storage
-    finally:
-        storage.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    with peers.postgres_database("trustkit_import") as (url, _):
+        storage = Storage(url)
+        try:
+            yield storage
+        finally:
+            storage.close()
 
 
 def run_import(deployment: Deployment, target: Storage, env: dict[str, str] | None = None):
