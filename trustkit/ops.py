@@ -29,6 +29,7 @@ from trustkit.keys.store import KeyStore, atomic_write
 from trustkit.metadata import FileMeta, Metadata
 from trustkit.reference import ImageReference
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
+from trustkit.trust.drift import RegistryState, compare_with_registry
 from trustkit.trust.repository import ROOT_RESIGN_WINDOW, Repository
 from trustkit.trust.resolution import DelegationTree, released_tags
 from trustkit.trust.trusted_set import TrustedSet, TrustPinning
@@ -288,24 +289,22 @@ def check_registry(
         ManifestMissingError: the signed manifest is gone, so a content-trust pull fails.
     """
     name = f"{reference.familiar}:{verified.tag}"
-    signed = f"sha256:{verified.digest}"
-    served = find_manifest(verified.tag)
-    if served == signed:
+    check = compare_with_registry(f"sha256:{verified.digest}", verified.tag, find_manifest)
+    if check.state is RegistryState.SERVED:
         return []
-    signed_served = find_manifest(signed) is not None
-    if served is not None:
+    if check.state is RegistryState.DRIFTED:
         raise DigestMismatchError(
-            f"the registry serves {name} as {served}, but it is signed for {signed}",
+            f"the registry serves {name} as {check.served}, but it is signed for {check.signed}",
             hint="a content-trust pull gets the signed one"
-            if signed_served
+            if check.signed_present
             else "the signed manifest is gone from the registry too: a content-trust pull fails",
         )
-    if not signed_served:
+    if check.state is RegistryState.MISSING:
         raise ManifestMissingError(
-            f"{name} is signed for {signed}, but the registry has neither the tag nor that manifest",
+            f"{name} is signed for {check.signed}, but the registry has neither the tag nor that manifest",
             hint="a content-trust pull fails; push the signed image again",
         )
-    return [f"the registry has no tag {name}; a content-trust pull still gets the signed {signed}"]
+    return [f"the registry has no tag {name}; a content-trust pull still gets the signed {check.signed}"]
 
 
 def _raise_if_pending(session: TrustSession, trusted: TrustedSet, tag: str) -> None:
