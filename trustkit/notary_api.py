@@ -49,6 +49,7 @@ __all__ = [
     "metadata_file",
     "role_path",
     "settings_path",
+    "staged_path",
     "stored_version",
     "tuf_path",
 ]
@@ -133,6 +134,8 @@ ROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("key", ("GET", "POST")),
     ("changefeed", ("GET",)),
     ("settings", ("GET", "PUT")),  # trustkit's repository settings; notary has no such route
+    # trustkit's co-signing area: ``staged/`` lists, ``staged/<role>.json`` is one partly signed role
+    ("staged", ("GET", "PUT", "DELETE")),
 )
 
 
@@ -190,6 +193,14 @@ def _tail(name: str, tail: str) -> dict[str, str] | None:
     """The fields of route ``name`` if it matches ``tail`` (what follows ``/_trust/``)."""
     if name in ("changefeed", "settings"):
         return {} if tail == name else None
+    if name == "staged":
+        if not tail.startswith("staged/"):
+            return None
+        file = tail[len("staged/") :]
+        if file == "":
+            return {"role": ""}  # the list (GET only: the server refuses other methods on it)
+        stem = file[: -len(".json")]
+        return {"role": stem} if file.endswith(".json") and _ROLE.fullmatch(stem) else None
     if not tail.startswith("tuf/"):
         return None
     file = tail[len("tuf/") :]
@@ -279,6 +290,12 @@ def key_file(role: str) -> str:
 def changefeed_path(gun: str) -> str:
     """``<gun>/_trust/changefeed``: one GUN's changefeed."""
     return f"{gun_path(gun)}/_trust/changefeed"
+
+
+def staged_path(gun: str, role: str | None = None) -> str:
+    """``<gun>/_trust/staged/``: trustkit's list of partly signed role versions, or with ``role``
+    the one of that role (``staged/<role>.json``); a notary-server has neither (404)."""
+    return f"{gun_path(gun)}/_trust/staged/" + (f"{role_path(role)}.json" if role is not None else "")
 
 
 def settings_path(gun: str) -> str:
