@@ -893,7 +893,7 @@ def reset_postgres(url: str = POSTGRES_URL) -> str:
 
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
-        for table in ("tuf_files", "changefeed", "server_keys", "repositories", "gun_changes"):
+        for table in ("tuf_files", "changefeed", "server_keys", "repositories", "gun_changes", "staged_files"):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
     return url

@@ -76,6 +76,19 @@ GUN_CHANGES = sa.Table(
     sa.Column("counter", sa.BigInteger, nullable=False),
 )
 
+# Partly signed role versions waiting for co-signers (trustkit's staging extension, server/staging.py):
+# one per GUN and role, never served as trust data.
+STAGED_FILES = sa.Table(
+    "staged_files",
+    METADATA,
+    sa.Column("gun", sa.String(255), primary_key=True),
+    sa.Column("role", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),  # of data: replaced only if unchanged since read
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 # The hot reads, built once with bind parameters (each GET only binds and runs them).
 _COLUMNS = (TUF_FILES.c.role, TUF_FILES.c.version, TUF_FILES.c.data, TUF_FILES.c.created_at)
