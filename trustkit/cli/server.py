@@ -75,6 +75,17 @@ from trustkit.cli.repos import repo_list, repo_show
     "(trustkit key rotate GUN timestamp --server-managed).",
 )
 @click.option(
+    "--registry",
+    help="Registry URL (http(s)://HOST[:PORT]) whose tags the web page compares with the signed ones: "
+    "a badge per tag says whether the registry serves the signed manifest, another one (drift), or none.",
+)
+@click.option("--registry-ca", type=click.Path(dir_okay=False, exists=True), help="CA file for an https --registry.")
+@click.option(
+    "--registry-user",
+    help="Login for --registry (basic or its token service); the password from TRUSTKIT_SERVER_REGISTRY_PASSWORD "
+    'or "registry_password" in --config.',
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, exists=True),

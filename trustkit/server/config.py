@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import secrets
+import ssl
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -63,6 +64,10 @@ class ServerConfig:
     header_timeout: float = 30.0  # seconds for a request head to arrive
     key_algorithm: str = "ecdsa"  # new server-held keys (notary's trust_service.key_algorithm)
     body_timeout: float = 30.0  # seconds a request body may make no progress
+    registry: str | None = None  # the registry whose tags the web page compares with the signed ones
+    registry_ca: str | None = None  # CA file for an https registry (default: the system's)
+    registry_user: str | None = None  # login for that registry (basic or its token service)
+    registry_password: str | None = None  # TRUSTKIT_SERVER_REGISTRY_PASSWORD or the config file, not a flag
 
     @classmethod
     def load(cls, file: str | None, overrides: dict[str, Any]) -> ServerConfig:
@@ -136,6 +141,8 @@ class ServerConfig:
         for name in ("header_timeout", "body_timeout"):
             if not getattr(self, name) > 0:
                 raise TrustkitError(f"--{name.replace('_', '-')} must be a number of seconds above 0")
+        if self.registry is not None:
+            self.registry_reader()  # the URL and CA file are checked now, not on the first page view
 
     @property
     def database_url(self) -> str:
@@ -181,6 +188,21 @@ class ServerConfig:
             )
         return path.read_text().strip()
 
+    def registry_reader(self) -> Any:
+        """The web page's :class:`RegistryReader` (None without ``--registry``)."""
+        if self.registry is None:
+            return None
+        from trustkit.server.registry_check import RegistryReader
+
+        if self.registry_ca and not Path(self.registry_ca).is_file():
+            raise TrustkitError(f"--registry-ca {self.registry_ca} is not a file")
+        try:
+            return RegistryReader(
+                self.registry, ca_file=self.registry_ca, username=self.registry_user, password=self.registry_password
+            )
+        except ssl.SSLError as exc:
+            raise TrustkitError(f"--registry-ca {self.registry_ca}: {exc}") from None
+
     def to_env(self) -> str:
         return json.dumps(asdict(self))
 
@@ -203,7 +225,8 @@ def build_app(config: ServerConfig) -> Any:
     )
     from trustkit.server.web import web_routes
 
-    app = create_app(storage, keys, settings, extra_routes=extra_routes + web_routes(storage, access=page_access))
+    page = web_routes(storage, access=page_access, registry=config.registry_reader())
+    app = create_app(storage, keys, settings, extra_routes=extra_routes + page)
     return AccessLog(app)
 
 
@@ -451,4 +474,5 @@ def describe(config: ServerConfig) -> str:
         f"  database: {database}\n"
         f"  auth:     {auth}\n"
         f"  health:   {scheme}://{shown_host}:{port}/_notary_server/health, metrics: /metrics"
+        + (f"\n  registry: {config.registry} (the web page compares signed tags with it)" if config.registry else "")
     )

@@ -35,7 +35,9 @@ from trustkit.metadata import Metadata
 from trustkit.reference import tag_sort_key
 from trustkit.roles import RELEASES, ROOT, TARGETS
 from trustkit.server.auth import Access, PageAccess
+from trustkit.server.registry_check import RegistryReader, RegistryReport
 from trustkit.server.storage import Storage, StoredFile
+from trustkit.trust.drift import RegistryCheck, RegistryState
 from trustkit.trust.resolution import released_tags, verified_tree
 
 REPO_ADMIN = "Repo Admin"  # docker trust inspect's name for tags signed only with the targets key
@@ -83,6 +85,7 @@ class RepositoryView:
     targets_version: int | None = None
     targets_expires: datetime | None = None
     notes: list[str] = field(default_factory=list)  # what could not be read, shown on the page
+    registry: RegistryReport | None = None  # what the registry serves (server started with --registry)
 
 
 def _problem(exc: Exception) -> str:
@@ -219,6 +222,10 @@ th.num{text-align:right}
 line-height:20px;white-space:nowrap;vertical-align:middle}
 .immutable{background:#fff3c4;color:#8d2b0b;border:1px solid #f0b429}
 .mutable{background:#f0f4f8;color:#627d98;border:1px solid #d9e2ec}
+.served{background:#e3f9e5;color:#0e5814;border:1px solid #91d69b}
+.drifted,.missing{background:#ffe3e3;color:#8a041a;border:1px solid #f29b9b}
+.untagged{background:#fff3c4;color:#8d2b0b;border:1px solid #f0b429}
+.unchecked{background:#f0f4f8;color:#829ab1;border:1px solid #d9e2ec}
 .signer{display:inline-block;background:#e3f8ff;color:#035388;border-radius:4px;padding:0 7px;margin:1px 4px 1px 0;
 font-size:13px}
 .admin{background:#f0f4f8;color:#486581}
@@ -290,6 +297,43 @@ def _badge(immutable: bool) -> str:
         if immutable
         else '<span class="badge mutable">mutable</span>'
     )
+
+
+_REGISTRY_BADGES = {
+    RegistryState.SERVED: ("in registry", "the registry serves the signed manifest for this tag"),
+    RegistryState.DRIFTED: ("drift", ""),  # the title names both digests
+    RegistryState.UNTAGGED: (
+        "untagged in registry",
+        "the registry has no such tag, but has the signed manifest: a content-trust pull still works",
+    ),
+    RegistryState.MISSING: (
+        "missing from registry",
+        "the registry has neither the tag nor the signed manifest: a content-trust pull fails",
+    ),
+}
+
+
+def _registry_badge(check: RegistryCheck | None) -> str:
+    if check is None:
+        return '<span class="badge unchecked" title="not compared with the registry on this view">not checked</span>'
+    label, title = _REGISTRY_BADGES[check.state]
+    if check.state is RegistryState.DRIFTED:
+        # Digests are "sha256:" + hex, from our own hashing: nothing to escape.
+        title = f"the registry serves {check.served} for this tag, signed is {check.signed}: " + (
+            "a content-trust pull gets the signed one"
+            if check.signed_present
+            else "the signed manifest is gone too, so a content-trust pull fails"
+        )
+        label = f"drift: {(check.served or '')[7:19]}"
+    return f'<span class="badge {check.state.value}" title="{title}">{label}</span>'
+
+
+def filter_tags(tags: list[SignedTag], query: str) -> list[SignedTag]:
+    """The rows the page's tag filter keeps (a case-insensitive substring of the tag)."""
+    if not query:
+        return tags
+    needle = query.casefold()
+    return [row for row in tags if needle in row.tag.casefold()]
 
 
 def _page(title: str, body: Iterable[str], base: str) -> str:
@@ -366,15 +410,28 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
             '<div class="meta">Immutable: the server refuses any update that changes the digest of a '
             "signed tag or removes it, and refuses to delete this trust data. New tags can be signed.</div>"
         )
+    report = view.registry
+    if report is not None:
+        counts = {state: 0 for state in RegistryState}
+        for check in report.checks.values():
+            counts[check.state] += 1
+        parts = [f"<b>{counts[state]:,}</b> {_REGISTRY_BADGES[state][0]}" for state in RegistryState if counts[state]]
+        if report.unchecked:
+            parts.append(f"<b>{report.unchecked:,}</b> not checked (filter the tags to check others)")
+        out.append(
+            f'<div class="meta" id="registry">Registry {_text(report.registry)}: {", ".join(parts) or "—"}</div>'
+        )
     if view.notes:
         out.append('<div class="notes"><b>Some stored data could not be shown</b><ul>')
         out.extend(f"<li>{_text(note, 1000)}</li>" for note in view.notes)
         out.append("</ul></div>")
+    if report is not None and report.problem:
+        out.append(
+            f'<div class="notes"><b>The registry could not be compared</b><ul><li>{_text(report.problem, 1000)}</li>'
+            "</ul></div>"
+        )
 
-    tags = view.tags
-    if query:
-        needle = query.casefold()
-        tags = [row for row in tags if needle in row.tag.casefold()]
+    tags = filter_tags(view.tags, query)
     shown = f"<small>{len(tags):,} of {len(view.tags):,} matching “{_text(query)}”</small>" if query else ""
     out.append(f"<h2>Signed tags {shown}</h2>")
     if len(view.tags) > 20 or query:
@@ -386,9 +443,10 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
     if not tags:
         out.append(f'<div class="empty">No signed tags{" match the filter" if query else ""}.</div>')
     else:
+        registry_column = "<th>Registry</th>" if report is not None else ""
         out.append(
             '<table id="tags"><thead><tr><th>Tag</th><th>Digest (sha256)</th><th class="num">Size</th>'
-            "<th>Signers</th></tr></thead><tbody>"
+            f"<th>Signers</th>{registry_column}</tr></thead><tbody>"
         )
         append = out.append
         admin = f'<span class="signer admin">{REPO_ADMIN}</span>'
@@ -398,10 +456,13 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
                 if row.signers == [REPO_ADMIN]
                 else "".join(f'<span class="signer">{_text(name)}</span>' for name in row.signers)
             )
+            served = (
+                f"<td>{_registry_badge(report.checks.get((row.tag, row.digest)))}</td>" if report is not None else ""
+            )
             # The digest is hex from our own decoding: nothing to escape.
             append(
                 f'<tr><td class="tag">{_text(row.tag)}</td><td class="mono">{row.digest}</td>'
-                f'<td class="num">{row.size:,}</td><td>{signers}</td></tr>'
+                f'<td class="num">{row.size:,}</td><td>{signers}</td>{served}</tr>'
             )
         out.append("</tbody></table>")
     out.append("</div>")
@@ -460,12 +521,17 @@ def _pull(gun: str) -> Access:
 
 
 def web_routes(
-    storage: Storage, *, clock: Callable[[], datetime] | None = None, access: PageAccess | None = None
+    storage: Storage,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    access: PageAccess | None = None,
+    registry: RegistryReader | None = None,
 ) -> list[Route]:
     """``GET /`` and ``GET /repositories/{gun}`` (HEAD too), rendered from ``storage`` for
     whoever ``access`` says is asking (default: everyone sees everything, as ``--auth none``).
     A repository the viewer may not pull is left out of the index and answers 404 like one
-    that does not exist, so its name is not confirmed either."""
+    that does not exist, so its name is not confirmed either.  With ``registry``, each shown
+    tag is compared with what that registry serves (a badge per tag)."""
     now = clock or (lambda: datetime.now(UTC))
     access = access or PageAccess()
 
@@ -486,7 +552,11 @@ def web_routes(
         immutable = storage.is_immutable(gun)
         if not files and not immutable:
             return 404, render_not_found(gun, base)
-        return 200, render_repository(repository_view(gun, files, immutable), now(), base, query)
+        view = repository_view(gun, files, immutable)
+        if registry is not None:
+            shown = filter_tags(view.tags, query)
+            view.registry = registry.check(gun, [(row.tag, row.digest) for row in shown])
+        return 200, render_repository(view, now(), base, query)
 
     async def index(request: Request) -> Response:
         viewer = await access.principal(request)
@@ -514,6 +584,7 @@ __all__ = [
     "RepositoryView",
     "SignedTag",
     "SignerInfo",
+    "filter_tags",
     "render_index",
     "render_repository",
     "repository_view",
