@@ -914,7 +914,8 @@ class Registry:
 
     Plain HTTP by default (docker and trustkit allow it for loopback registries); ``tls=True``
     serves HTTPS with a :func:`make_tls` certificate (``ca_path``). ``htpasswd`` (a path) turns
-    on Basic authentication with that file. The config is written as JSON, which YAML reads.
+    on Basic authentication with that file; ``token_auth`` (distribution's ``auth.token``
+    settings) sends clients to a token service instead. The config is written as JSON, which YAML reads.
     No blob-descriptor cache is configured, so ``reset_storage`` (delete everything under
     ``storage_dir`` while no request is in flight) leaves an empty registry.
 
@@ -928,6 +929,7 @@ class Registry:
         *,
         tls: bool = False,
         htpasswd: str | os.PathLike[str] | None = None,
+        token_auth: dict[str, str] | None = None,
         startup_timeout: float = 20.0,
         stop_timeout: float = 5.0,
     ):
@@ -936,6 +938,7 @@ class Registry:
         self._workdir_arg = workdir
         self.tls = tls
         self.htpasswd = Path(htpasswd).absolute() if htpasswd is not None else None
+        self.token_auth = token_auth  # distribution's auth.token settings (realm, service, issuer, rootcertbundle)
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.workdir: Path | None = None
@@ -1045,6 +1048,8 @@ class Registry:
         }
         if self.htpasswd is not None:
             config["auth"] = {"htpasswd": {"realm": "trustkit-tests", "path": str(self.htpasswd)}}
+        if self.token_auth is not None:
+            config["auth"] = {"token": self.token_auth}
         return config
 
     def _launch_and_wait(self, *, last_attempt: bool) -> bool:

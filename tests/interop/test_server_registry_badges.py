@@ -3,6 +3,8 @@ each signed tag with what the real docker-registry serves, as ``trustkit verify`
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
@@ -144,3 +146,36 @@ def test_a_registry_behind_tls_and_a_login(tmp_path):
             finally:
                 del os.environ["TRUSTKIT_SERVER_REGISTRY_PASSWORD"]
             assert _badges(server.get(f"/repositories/{gun}").text) == {"v1": "served: in registry"}
+
+
+def test_a_registry_that_sends_clients_to_the_trust_servers_token_service(tmp_path):
+    """The DTR/MSR set-up: docker-registry trusts tokens from trustkit server's built-in token
+    service; the page's reader logs in there as the configured user."""
+    htpasswd = peers.write_htpasswd(tmp_path / "htpasswd", {"alice": "s3cret-pass"})
+    image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=1)
+    auth = ["--auth", "htpasswd", "--htpasswd", str(htpasswd)]
+    with peers.TrustkitServer(tmp_path / "server", extra_args=auth) as server:
+        token_auth = {
+            "realm": f"{server.url}/auth/token",
+            "service": "trustkit",
+            "issuer": "trustkit",
+            "rootcertbundle": str(server.workdir / "token-signing-cert.pem"),
+        }
+        with peers.Registry(tmp_path / "registry", token_auth=token_auth) as registry:
+            gun = f"{registry.host_port}/team/app"
+            tk = tk_for(tmp_path, server)
+            login = base64.b64encode(b"alice:s3cret-pass").decode()
+            auths = {host: {"auth": login} for host in (server.host_port, registry.host_port)}
+            (tk.config_dir / "config.json").write_text(json.dumps({"auths": auths}))
+            tk.run("push", f"oci:{image.layout}:v1", f"{gun}:v1")
+            assert registry.manifest_status("team/app", "v1") == 401  # anonymous: sent to the token service
+
+            server.extra_args = [*auth, "--registry", registry.url, "--registry-ca", str(server.ca_path)]
+            server.extra_args += ["--registry-user", "alice"]
+            os.environ["TRUSTKIT_SERVER_REGISTRY_PASSWORD"] = "s3cret-pass"
+            try:
+                server.restart()
+            finally:
+                del os.environ["TRUSTKIT_SERVER_REGISTRY_PASSWORD"]
+            page = server.get(f"/repositories/{gun}", auth=("alice", "s3cret-pass")).text
+            assert _badges(page) == {"v1": "served: in registry"}, page

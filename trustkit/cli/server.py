@@ -79,7 +79,9 @@ from trustkit.cli.repos import repo_list, repo_show
     help="Registry URL (http(s)://HOST[:PORT]) whose tags the web page compares with the signed ones: "
     "a badge per tag says whether the registry serves the signed manifest, another one (drift), or none.",
 )
-@click.option("--registry-ca", type=click.Path(dir_okay=False, exists=True), help="CA file for an https --registry.")
+@click.option(
+    "--registry-ca", type=click.Path(dir_okay=False, exists=True), help="CA file for --registry and its token service."
+)
 @click.option(
     "--registry-user",
     help="Login for --registry (basic or its token service); the password from TRUSTKIT_SERVER_REGISTRY_PASSWORD "

@@ -65,7 +65,7 @@ class ServerConfig:
     key_algorithm: str = "ecdsa"  # new server-held keys (notary's trust_service.key_algorithm)
     body_timeout: float = 30.0  # seconds a request body may make no progress
     registry: str | None = None  # the registry whose tags the web page compares with the signed ones
-    registry_ca: str | None = None  # CA file for an https registry (default: the system's)
+    registry_ca: str | None = None  # CA file for the registry and its token service (default: the system's)
     registry_user: str | None = None  # login for that registry (basic or its token service)
     registry_password: str | None = None  # TRUSTKIT_SERVER_REGISTRY_PASSWORD or the config file, not a flag
 

@@ -84,7 +84,8 @@ class RegistryReader:
             raise TrustkitError(f"--registry {url!r} must be an http(s):// URL")
         self.url = f"{parsed.scheme}://{parsed.netloc}"
         self.host = parsed.netloc
-        self._context = ssl.create_default_context(cafile=ca_file) if parsed.scheme == "https" else None
+        # for an https registry and for its token service, which may be https behind a plain registry
+        self._context = ssl.create_default_context(cafile=ca_file)
         self._basic = (
             "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode() if username else None
         )
