@@ -146,11 +146,13 @@ def test_two_workers_report_one_total(tmp_path: Path) -> None:
             assert durations[(("operation", "GetRole"),)] == gets
             assert series["notary_server_http_response_size_bytes_count"][(("operation", "UpdateTUF"),)] == 0
             assert series["process_resident_memory_bytes"][()] > 0 and series["process_cpu_seconds_total"][()] > 0
-        # It said where it listens, first thing.
-        said = server.log_path.read_text().splitlines()[:5]
-        assert said[0] == f"trustkit server listening on https://{server.host_port}, 2 workers"
-        assert said[1] == f"  TLS:      TLS with {server.cert_path}" and said[3] == "  auth:     none (open)"
-        assert said[2] == f"  database: {server.database}"
+        # It said where it listens, first thing, and its log is JSON lines throughout.
+        lines = server.log_path.read_text().splitlines()
+        said = json.loads(lines[0])
+        assert said["event"] == "trustkit server listening" and said["url"] == f"https://{server.host_port}"
+        assert said["workers"] == 2 and said["tls"] == str(server.cert_path) and said["auth"] == "none (open)"
+        assert said["database"] == server.database
+        assert all(isinstance(json.loads(line), dict) for line in lines)
 
 
 # --------------------------------------------------------------------------------------------

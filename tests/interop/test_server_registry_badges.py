@@ -54,7 +54,8 @@ def test_each_signed_tag_shows_what_the_registry_serves(registry, tmp_path):
     gone = images.build_oci_layout(tmp_path / "layout-gone", ref="gone", layers=1)
     gun = f"{registry.host_port}/team/app"
     with peers.TrustkitServer(tmp_path / "server", extra_args=["--registry", registry.url]) as server:
-        assert f"registry: {registry.url}" in server.log_tail(60)
+        said = json.loads(server.log_path.read_text().splitlines()[0])
+        assert said["registry"].startswith(registry.url)
         tk = tk_for(tmp_path, server)
         for tag in ("v1", "v2", "v3"):
             tk.run("push", f"oci:{signed.layout}:signed", f"{gun}:{tag}")
@@ -179,3 +180,8 @@ def test_a_registry_that_sends_clients_to_the_trust_servers_token_service(tmp_pa
                 del os.environ["TRUSTKIT_SERVER_REGISTRY_PASSWORD"]
             page = server.get(f"/repositories/{gun}", auth=("alice", "s3cret-pass")).text
             assert _badges(page) == {"v1": "served: in registry"}, page
+        # the token service's lines are JSON like the rest of the log (issue 13, item 9)
+        lines = server.log_path.read_text().splitlines()
+        issued = [json.loads(line) for line in lines if "token issued" in line]
+        assert issued and all(entry["logger"] == "trustkit.server.auth.issuer" for entry in issued)
+        assert all(isinstance(json.loads(line), dict) for line in lines)

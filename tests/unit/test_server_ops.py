@@ -336,23 +336,26 @@ def test_notary_servers_key_algorithm_is_taken_from_its_config_file(tmp_path: Pa
 
 def test_the_start_up_message_says_where_and_how_it_serves(tmp_path: Path) -> None:
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    text = describe(
-        ServerConfig(
-            listen="127.0.0.1:4443",
-            database="postgresql://trust:s3cret@db.example.com/notary",
-            tls_cert=str(cert),
-            tls_key=str(key),
-            auth="none",
-            workers=2,
+    said = json.loads(
+        describe(
+            ServerConfig(
+                listen="127.0.0.1:4443",
+                database="postgresql://trust:s3cret@db.example.com/notary",
+                tls_cert=str(cert),
+                tls_key=str(key),
+                auth="none",
+                workers=2,
+            )
         )
     )
-    assert "https://127.0.0.1:4443" in text and "2 workers" in text
-    assert f"TLS with {cert}" in text
-    assert "postgresql://trust:***@db.example.com/notary" in text and "s3cret" not in text
-    assert "auth:     none" in text
-    plain = describe(ServerConfig(listen="0.0.0.0:4443", database="sqlite:////srv/trust.db", auth="none"))
-    assert "http://127.0.0.1:4443 (on every address 0.0.0.0)" in plain and "no TLS" in plain
-    assert "sqlite:////srv/trust.db" in plain
+    assert said["event"] == "trustkit server listening"
+    assert said["url"] == "https://127.0.0.1:4443" and said["workers"] == 2
+    assert said["tls"] == str(cert) and said["auth"] == "none (open)"
+    assert said["database"] == "postgresql://trust:***@db.example.com/notary"
+    assert said["health"] == "https://127.0.0.1:4443/_notary_server/health"
+    plain = json.loads(describe(ServerConfig(listen="0.0.0.0:4443", database="sqlite:////srv/trust.db", auth="none")))
+    assert plain["url"] == "http://127.0.0.1:4443" and plain["listen"] == "every address (0.0.0.0)"
+    assert plain["tls"] == "none (plain HTTP)" and plain["database"] == "sqlite:////srv/trust.db"
 
 
 def test_prepare_empties_the_metrics_folder_of_a_previous_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -104,7 +104,7 @@ def server(ctx: click.Context, /, config_file: str | None, **flags: object) -> N
         return
 
     config = ServerConfig.load(config_file, flags)
-    click.echo(describe(config), err=True)
+    click.echo(describe(config), err=True)  # one JSON line, the log's first
     run(config)
 
 

@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import ssl
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -406,7 +405,11 @@ def app_from_env() -> Any:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
+    import logging.config
+
+    from trustkit.server.logs import log_config
+
+    logging.config.dictConfig(log_config(level if level.upper() in logging.getLevelNamesMapping() else "info"))
 
 
 def run(config: ServerConfig) -> None:
@@ -415,6 +418,7 @@ def run(config: ServerConfig) -> None:
 
     import uvicorn
 
+    from trustkit.server.logs import log_config
     from trustkit.server.protocol import TimedHttpToolsProtocol
 
     _logging(config.log_level)
@@ -431,6 +435,7 @@ def run(config: ServerConfig) -> None:
         ssl_certfile=config.tls_cert,
         ssl_keyfile=config.tls_key,
         log_level="warning",
+        log_config=log_config(config.log_level),
         access_log=False,
         lifespan="off",
         http=partial(TimedHttpToolsProtocol, header_timeout=config.header_timeout, body_timeout=config.body_timeout),
@@ -454,25 +459,29 @@ def run(config: ServerConfig) -> None:
 
 
 def describe(config: ServerConfig) -> str:
-    """What ``trustkit server`` says at start-up: where it listens, TLS or not, the database
-    (without its password) and how clients authenticate."""
+    """What ``trustkit server`` says at start-up, as the first line of its JSON log: where it
+    listens, TLS or not, the database (without its password) and how clients authenticate."""
     from sqlalchemy.engine import make_url
 
     host, _, port = config.listen.rpartition(":")
     scheme = "https" if config.tls_cert else "http"
     shown_host = "127.0.0.1" if host.strip("[]") in ("0.0.0.0", "::") else host  # noqa: S104 - detects it
-    tls = f"TLS with {config.tls_cert}" if config.tls_cert else "no TLS (plain HTTP)"
-    database = make_url(config.database_url).render_as_string(hide_password=True)
     auth = "none (open)" if config.auth in ("default", "none") else config.auth
     if config.public_read and config.auth in ("htpasswd", "token"):
         auth += ", anonymous pulls allowed"
-    workers = f"{config.workers} worker{'s' if config.workers != 1 else ''}"
-    listening = f"{scheme}://{shown_host}:{port}" + (f" (on every address {host})" if shown_host != host else "")
-    return (
-        f"trustkit server listening on {listening}, {workers}\n"
-        f"  TLS:      {tls}\n"
-        f"  database: {database}\n"
-        f"  auth:     {auth}\n"
-        f"  health:   {scheme}://{shown_host}:{port}/_notary_server/health, metrics: /metrics"
-        + (f"\n  registry: {config.registry} (the web page compares signed tags with it)" if config.registry else "")
-    )
+    base = f"{scheme}://{shown_host}:{port}"
+    event: dict[str, Any] = {
+        "event": "trustkit server listening",
+        "url": base,
+        "workers": config.workers,
+        "tls": config.tls_cert or "none (plain HTTP)",
+        "database": make_url(config.database_url).render_as_string(hide_password=True),
+        "auth": auth,
+        "health": f"{base}/_notary_server/health",
+        "metrics": f"{base}/metrics",
+    }
+    if shown_host != host:
+        event["listen"] = f"every address ({host})"
+    if config.registry:
+        event["registry"] = f"{config.registry} (the web page compares signed tags with it)"
+    return json.dumps(event)
