@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
     from trustkit.keys import KeyStore, PassphraseRequest
@@ -19,19 +19,33 @@ if TYPE_CHECKING:
     from trustkit.trust.trusted_set import TrustPinning
 
 
-@dataclass
 class Context:
-    trust_dir: str | None
-    server_url: str | None
-    tls_ca: str | None
-    debug: bool
-    config_file: str | None = None
-    no_tofu: bool = False
-    staging_dir: str | None = None
+    """The global options.  (A plain class: pathlib and dataclasses are not imported until a
+    command needs them, which keeps ``trustkit --help`` short.)"""
+
+    def __init__(
+        self,
+        trust_dir: str | None,
+        server_url: str | None,
+        tls_ca: str | None,
+        debug: bool,
+        config_file: str | None = None,
+        no_tofu: bool = False,
+        staging_dir: str | None = None,
+    ) -> None:
+        self.trust_dir = trust_dir
+        self.server_url = server_url
+        self.tls_ca = tls_ca
+        self.debug = debug
+        self.config_file = config_file
+        self.no_tofu = no_tofu
+        self.staging_dir = staging_dir
 
     @property
     def trust_path(self) -> Path:
-        from trustkit.keys import default_trust_dir
+        from pathlib import Path
+
+        from trustkit.keys.store import default_trust_dir
 
         return Path(self.trust_dir) if self.trust_dir else default_trust_dir()
 
@@ -42,6 +56,8 @@ class Context:
 
     def trust_session(self, reference: ImageReference, *, offline: bool = False) -> TrustSession:
         """Server URL, TLS and credentials for the reference's registry, as docker resolves them."""
+        from pathlib import Path
+
         from trustkit.client.notary import NotaryClient, resolve_server_url
         from trustkit.ops import TrustSession
 
@@ -76,6 +92,8 @@ class Context:
         return make_http_client(url, tls_ca=self.tls_ca, auth=auth)
 
     def trust_pinning(self) -> TrustPinning:
+        from pathlib import Path
+
         from trustkit.client.config import default_config_path, load_trust_pinning
 
         path = Path(self.config_file) if self.config_file else default_config_path()
@@ -89,9 +107,9 @@ def can_prompt() -> bool:
 def tty_passphrase(request: PassphraseRequest) -> str:
     """Ask on the terminal; a new key's passphrase is asked twice and must be 8+ characters."""
     if request.attempt > 1:
-        click.echo("Wrong passphrase, please try again.", err=True)
+        click.echo(f"Wrong {request.secret}, please try again.", err=True)
     if not request.creating:
-        return click.prompt(f"Enter passphrase for {request.description}", hide_input=True, err=True)
+        return click.prompt(f"Enter {request.secret} for {request.description}", hide_input=True, err=True)
     while True:
         value = click.prompt(
             f"Enter a new passphrase for {request.description}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +18,8 @@ FORMAT_OPTION = click.option(
 
 
 def emit_json(value: Any) -> None:
+    import json  # here: most runs never print JSON, and --help stays short
+
     click.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
