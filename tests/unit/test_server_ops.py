@@ -240,6 +240,32 @@ def test_metrics_count_requests_by_notarys_operation_code_and_method(storage: St
     assert any(name.startswith("process_") for name in series), "the standard process series"
 
 
+def test_requests_of_one_loop_turn_are_written_together_and_a_scrape_sees_them_all() -> None:
+    """Counts wait for the end of the event loop's turn; a scrape in between writes them first."""
+    from trustkit.server.metrics import Metrics
+
+    series = Metrics()
+    writes = []
+
+    async def burst() -> bytes:
+        for size in (10, 20, 30):
+            series.observe("GetRole", "GET", 200, seconds=0.001, request_bytes=100, response_bytes=size)
+        writes.append(dict(series._pending))  # noqa: SLF001 - what waits for the turn's end
+        return series.exposition()  # before the turn ends
+
+    text = asyncio.run(burst()).decode()
+    assert writes == [{(200, "GET", "GetRole"): [3, pytest.approx(3000), 300, 60]}]
+    found = {
+        (sample.name, sample.labels.get("operation"), sample.labels.get("code")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert found[("notary_server_http_requests_total", "GetRole", "200")] == 3
+    assert found[("notary_server_http_response_size_bytes_count", "GetRole", None)] == 3
+    assert found[("notary_server_http_response_size_bytes_sum", "GetRole", None)] == 60
+    assert found[("notary_server_http_request_duration_microseconds_sum", "GetRole", None)] == pytest.approx(3000)
+
+
 def test_a_publish_and_a_delete_are_counted_as_update_and_delete(storage: Storage) -> None:
     client = client_for(storage)
     publish_first_version(client)
