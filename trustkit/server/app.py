@@ -39,7 +39,7 @@ from trustkit.server.cache import CurrentCache, Prepared
 from trustkit.server.health import HealthCheck
 from trustkit.server.keys import SERVER_ROLES, ServerKeys
 from trustkit.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from trustkit.server.metrics import OPERATIONS, Metrics, RequestMetrics, request_size
+from trustkit.server.metrics import Metrics, RequestMetrics
 from trustkit.server.multipart import PublishForm
 from trustkit.server.staging import StagingRoutes
 from trustkit.server.storage import Storage, StoredFile, VersionConflict
@@ -474,7 +474,7 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     extra_routes: list[Route] | None = None,
-) -> CurrentReads:
+) -> Starlette:
     """The ASGI app.  ``extra_routes`` (the web page, a token issuer) are mounted first."""
     settings = settings or ServerSettings()
     api = NotaryAPI(storage, keys, settings)
@@ -538,24 +538,21 @@ def create_app(
 
     app = Starlette(
         routes=routes_,
-        middleware=[Middleware(RequestMetrics, metrics=series)],
+        middleware=[Middleware(RequestMetrics, metrics=series), Middleware(CurrentReads, api=api)],
         exception_handlers={404: unmatched},
     )
     app.state.api = api
-    return CurrentReads(app, api, series)
+    return app
 
 
 class CurrentReads:
-    """The server's outermost ASGI app: a GET of a current role file is answered here
-    (``NotaryAPI.serve_current``, from memory when it can) and counted for ``/metrics`` here,
-    ahead of Starlette's error middleware, routing and request objects (together more than the
-    rest of a cached GET); everything else goes on to the Starlette app."""
+    """ASGI middleware: a GET of a current role file is answered here (``NotaryAPI.serve_current``,
+    from memory when it can), ahead of Starlette's routing, request objects and exception
+    middleware; everything else goes on to the app."""
 
-    def __init__(self, app: Starlette, api: NotaryAPI, metrics: Metrics) -> None:
+    def __init__(self, app: Any, api: NotaryAPI) -> None:
         self.app = app
         self.api = api
-        self.metrics = metrics
-        self.state = app.state
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         routed = (
@@ -566,24 +563,11 @@ class CurrentReads:
         if routed is None:
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
         authorization = next(
             (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"), None
         )
-        try:
-            response = await self.api.serve_current(routed[0], routed[1], authorization)
-        except Exception:  # a server fault: Starlette's error middleware is not around this
-            LOG.exception("request failed: GET current %s", (routed[0].role or "")[:256])
-            response = error("UNKNOWN")
+        response = await self.api.serve_current(routed[0], routed[1], authorization)
         await response(scope, receive, send)
-        self.metrics.observe(
-            OPERATIONS["current", "GET"],
-            "GET",
-            response.status_code,
-            seconds=time.perf_counter() - started,
-            request_bytes=request_size(scope),
-            response_bytes=len(response.body),
-        )
 
 
 class AccessLog:
