@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trustkit.client.staging import Staging, choose_staging, staged_problem
 from trustkit.client.updater import Updater
 from trustkit.errors import (
     DigestMismatchError,
@@ -26,12 +25,12 @@ from trustkit.errors import (
     TrustkitError,
 )
 from trustkit.keys.public import PublicKey
-from trustkit.keys.store import KeyStore
-from trustkit.metadata import FileMeta, Metadata, SigningRule, Targets
+from trustkit.keys.store import KeyStore, atomic_write
+from trustkit.metadata import FileMeta, Metadata
 from trustkit.reference import ImageReference
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
 from trustkit.trust.drift import RegistryState, compare_with_registry
-from trustkit.trust.repository import ROOT_RESIGN_WINDOW, Repository, key_names
+from trustkit.trust.repository import ROOT_RESIGN_WINDOW, Repository
 from trustkit.trust.resolution import DelegationTree, released_tags
 from trustkit.trust.trusted_set import TrustedSet, TrustPinning
 
@@ -102,9 +101,7 @@ class TrustSession:
     pinning: TrustPinning | None = None
     staging_dir: Path | None = None  # where partly signed threshold roles wait for co-signers
     last_trusted: TrustedSet | None = None  # what the last load validated
-    pending: dict[str, str] = field(default_factory=dict)  # set by publish: role -> where it is staged
-    staging_notes: list[str] = field(default_factory=list)  # set by publish: what staging replaced or skipped
-    _staging: Staging | None = field(default=None, repr=False)
+    pending: dict[str, Path] = field(default_factory=dict)  # set by publish: role -> staged file
     created_keys: list[CreatedKey] = field(default_factory=list)  # set by publish: a first init's new keys
 
     def warnings(self, *, skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
@@ -140,7 +137,12 @@ class TrustSession:
         return trusted
 
     def repository(
-        self, *, initialize: bool = True, local_snapshot: bool = False, root_keyid: str | None = None
+        self,
+        *,
+        initialize: bool = True,
+        local_snapshot: bool = False,
+        root_keyid: str | None = None,
+        targets_keyid: str | None = None,
     ) -> Repository:
         """The repository to edit; a new one (docker's defaults) when the server has none.
         Expired roles are loaded too: editing is how they get re-signed (notary #1662)."""
@@ -152,26 +154,22 @@ class TrustSession:
         server_keys = {TIMESTAMP: self.client.get_key(TIMESTAMP)}
         if not local_snapshot:
             server_keys[SNAPSHOT] = self.client.get_key(SNAPSHOT)
-        return Repository.initialize(self.gun, self.store, self.now, server_keys=server_keys, root_keyid=root_keyid)
+        return Repository.initialize(
+            self.gun, self.store, self.now, server_keys=server_keys, root_keyid=root_keyid, targets_keyid=targets_keyid
+        )
 
-    def staging(self) -> Staging:
-        """Where partly signed roles wait (trustkit.client.staging.choose_staging): --staging-dir,
-        else the trust server's staging area when it has one, else the trust dir's folder."""
-        if self._staging is None:
-            self._staging = choose_staging(self.client, self.gun, self.staging_dir, self.trust_dir)
-        return self._staging
+    def staged_path(self, role: str) -> Path:
+        base = self.staging_dir if self.staging_dir is not None else self.trust_dir / "staged"
+        return base / self.gun / f"{role}.json"
 
     def publish(self, repo: Repository) -> list[str]:
-        """Sign what changed and upload it.  Roles short of their threshold are staged instead
-        (``pending``); a version another signer staged is co-signed when it carries only valid
-        signatures by the role's keys and this publish would produce the same content."""
-        offered = {}
-        for role in sorted(repo.dirty):
-            if _threshold(repo, role) > 1:  # only threshold roles are ever staged: no request otherwise
-                data = self.staging().get(role)
-                if data is not None and self._usable_staged(repo, role, data):
-                    repo.offer_staged(role, data)
-                    offered[role] = repo.staged[role]
+        """Sign what changed and upload it.  Roles short of their threshold are written to the
+        staging folder instead (``pending``); a staged version another signer left there is
+        co-signed when this publish would produce the same content."""
+        for role in repo.dirty:
+            path = self.staged_path(role)
+            if path.is_file():
+                repo.offer_staged(role, path.read_bytes())
         files = repo.publish_files()
         # Written only now that every passphrase was asked and the roles are signed: an abort
         # before leaves no key file (and a failed upload leaves keys the next run reuses).
@@ -181,47 +179,27 @@ class TrustSession:
             self.created_keys.append(CreatedKey(new.keyid, new.role, path, listed.get(new.keyid, new.keyid)))
         if files:
             self.client.publish(files)
-        for role, staged in offered.items():
-            if role in files:
-                self.staging().clear(role, staged.signed.version)
-            elif repo.targets.get(role) is not staged:
-                self.staging_notes.append(
-                    f"the {role} staged {self.staging().location(role)} (version {staged.signed.version}) was for "
-                    "other content than this change; it is replaced, and its signers must sign again"
-                )
+        for role in files:
+            self.staged_path(role).unlink(missing_ok=True)
         for role, data in repo.pending.items():
-            self.staging().put(role, data)
-            self.pending[role] = self.staging().location(role)
+            atomic_write(self.staged_path(role), data, 0o644)
+            self.pending[role] = self.staged_path(role)
         return sorted(files)
-
-    def _usable_staged(self, repo: Repository, role: str, data: bytes) -> bool:
-        """A staged version a co-signer may build on: it parses and every signature on it is a
-        valid one by the role's keys.  Anything else is noted and signed afresh."""
-        keys, keyids, threshold = repo.role_entry(role)
-        try:
-            meta = Metadata.from_bytes(data, role=role)
-        except TrustkitError as exc:
-            problem: str | None = str(exc)
-        else:
-            problem = staged_problem(meta, SigningRule(role, keys, tuple(keyids), threshold))
-        if problem is not None:
-            self.staging_notes.append(f"the {role} staged {self.staging().location(role)} is not used: {problem}")
-        return problem is None
 
 
 # ---- operations
 
 
-def _threshold(repo: Repository, role: str) -> int:
-    """How many signatures ``role`` needs (0: nobody delegates it yet)."""
-    try:
-        return repo.role_entry(role)[2]
-    except TrustkitError:
-        return 0
-
-
-def init_repository(session: TrustSession, *, local_snapshot: bool = False, root_keyid: str | None = None) -> list[str]:
-    """Initialise and publish trust for a repository that has none.
+def init_repository(
+    session: TrustSession,
+    *,
+    local_snapshot: bool = False,
+    root_keyid: str | None = None,
+    targets_keyid: str | None = None,
+) -> list[str]:
+    """Initialise and publish trust for a repository that has none.  ``root_keyid`` and
+    ``targets_keyid`` are key IDs of the store or key URIs (a PKCS#11 token, a KMS: registered
+    in the store as references when new).
 
     Raises:
         TrustkitError: when it is already initialised, or anything underneath fails.
@@ -231,7 +209,10 @@ def init_repository(session: TrustSession, *, local_snapshot: bool = False, root
             f"{session.gun} is already initialised on the trust server",
             hint="use `trustkit key rotate` to change its keys",
         )
-    repo = session.repository(local_snapshot=local_snapshot, root_keyid=root_keyid)
+    store = session.store
+    root_keyid = store.resolve(root_keyid, role=ROOT) if root_keyid else None
+    targets_keyid = store.resolve(targets_keyid, role=TARGETS, gun=session.gun) if targets_keyid else None
+    repo = session.repository(local_snapshot=local_snapshot, root_keyid=root_keyid, targets_keyid=targets_keyid)
     return session.publish(repo)
 
 
@@ -240,7 +221,7 @@ class SignResult:
     signed: dict[str, list[str]]  # tag -> roles signed into
     published: list[str]  # roles uploaded
     warnings: list[str]
-    pending: dict[str, str] = field(default_factory=dict)  # roles waiting for more signatures: where
+    pending: dict[str, Path] = field(default_factory=dict)  # roles waiting for more signatures
 
 
 def sign_tags(session: TrustSession, targets: list[TagTarget], *, initialize: bool = True) -> SignResult:
@@ -250,8 +231,7 @@ def sign_tags(session: TrustSession, targets: list[TagTarget], *, initialize: bo
     repo = session.repository(initialize=initialize)
     signed = {t.tag: repo.add_target(t.tag, t.file_meta()) for t in targets}
     published = session.publish(repo)
-    warnings = session.warnings(skip=set(published)) + session.staging_notes
-    return SignResult(signed, published, warnings, dict(session.pending))
+    return SignResult(signed, published, session.warnings(skip=set(published)), dict(session.pending))
 
 
 def revoke(session: TrustSession, tag: str | None) -> dict[str, list[str]]:
@@ -346,85 +326,27 @@ def check_registry(
 
 
 def _raise_if_pending(session: TrustSession, trusted: TrustedSet, tag: str) -> None:
-    """A tag that waits for more signatures (staged): say how many it has, and whose."""
-    for change in pending_changes(session, trusted, roles=[RELEASES, TARGETS]):
-        if tag in change.added or tag in change.changed:
-            raise ThresholdError(
-                f"{session.reference.familiar}:{tag} has {len(change.signed_by)} of the {change.threshold} "
-                f"signatures {change.role} needs",
-                hint=f"the rest are pending {change.location}; {change.signers_text()}",
-            )
-
-
-@dataclass(frozen=True)
-class PendingChange:
-    """A staged version of a role, checked by this client against its trusted data."""
-
-    role: str
-    version: int
-    threshold: int
-    signed_by: list[str]  # key IDs as inspect shows them (12 characters)
-    location: str  # "on the trust server URL" or the staging file
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-
-    def signers_text(self) -> str:
-        return f"signed by {', '.join(self.signed_by)}" if self.signed_by else "no valid signature yet"
-
-    def describe(self) -> str:
-        what = [f"adds {', '.join(self.added)}" if self.added else ""]
-        what += [f"changes {', '.join(self.changed)}" if self.changed else ""]
-        what += [f"removes {', '.join(self.removed)}" if self.removed else ""]
-        edits = "; ".join(w for w in what if w) or "re-signs it"
-        return (
-            f"{self.role} version {self.version} is pending {self.location}: {edits}; "
-            f"{len(self.signed_by)} of {self.threshold} signatures ({self.signers_text()})"
-        )
-
-
-def pending_changes(
-    session: TrustSession, trusted: TrustedSet, *, roles: list[str] | None = None
-) -> list[PendingChange]:
-    """The staged versions of ``roles`` (default: every staged role) that build on ``trusted``:
-    one version up, for a role it delegates.  Signatures are counted here, against the trusted
-    keys; what the staging place says about them is not believed."""
-    staging = session.staging()
-    roles = roles if roles is not None else staging.roles()
-    listed = trusted.snapshot.signed.meta if trusted.snapshot is not None else {}
-    if session.client is not None and any(
-        r in listed and r not in trusted.targets and r not in trusted.short_of_threshold for r in roles
-    ):
-        trusted = session.load() or trusted  # verify read only targets/releases: the others' versions are needed
-    out = []
-    for role in roles:
-        rule = trusted.signing_rule(role)
-        data = staging.get(role) if rule is not None else None
-        if rule is None or data is None:
+    """A tag that waits in the staging folder for more signatures: say how many it has."""
+    top = trusted.targets.get(TARGETS)
+    for role in (RELEASES, TARGETS):
+        path = session.staged_path(role)
+        if top is None or not path.is_file():
             continue
         try:
-            staged: Metadata[Targets] = Metadata.from_bytes(data, role=role)
+            staged = Metadata.from_bytes(path.read_bytes(), role=role)
         except TrustkitError:
             continue
-        current = trusted.targets.get(role) or trusted.short_of_threshold.get(role)
-        before = current.signed.targets if current is not None else {}
-        if staged.signed.version != (current.signed.version if current is not None else 0) + 1:
-            continue  # stale: the role moved on since it was staged
-        after = staged.signed.targets
-        signed = sorted(staged.verify_by(rule).signed)
-        out.append(
-            PendingChange(
-                role,
-                staged.signed.version,
-                rule.threshold,
-                key_names(role, rule.keys, signed).split(", ") if signed else [],
-                staging.location(role),
-                added=sorted(t for t in after if t not in before),
-                changed=sorted(t for t in after if t in before and before[t] != after[t]),
-                removed=sorted(t for t in before if t not in after),
-            )
+        if tag not in staged.signed.targets:
+            continue
+        rule = trusted.signing_rule(role)
+        if rule is None:
+            continue
+        result = staged.verify_by(rule)
+        raise ThresholdError(
+            f"{session.reference.familiar}:{tag} has {len(result.signed)} of the {rule.threshold} "
+            f"signatures {role} needs",
+            hint=f"the rest are pending in {path}",
         )
-    return out
 
 
 def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
@@ -549,8 +471,9 @@ def remove_signer(session: TrustSession, name: str, *, force: bool = False) -> t
     return session.publish(repo), warnings
 
 
-def rotate_key(session: TrustSession, role: str, *, server_managed: bool = False) -> PublicKey:
-    """A new key for ``role``: local, or held by the server (snapshot, and always timestamp)."""
+def rotate_key(session: TrustSession, role: str, *, server_managed: bool = False, key: str | None = None) -> PublicKey:
+    """A new key for ``role``: local, or held by the server (snapshot, and always timestamp);
+    ``key`` (a key ID of the store or a key URI) is the key to rotate to instead of a new one."""
     if role not in (ROOT, TARGETS, SNAPSHOT, TIMESTAMP):
         raise TrustkitError(
             f'rotate root, targets, snapshot or timestamp, not "{role}"',
@@ -560,7 +483,8 @@ def rotate_key(session: TrustSession, role: str, *, server_managed: bool = False
     server_key = session.client.rotate_key(role) if role == TIMESTAMP or (server_managed and role == SNAPSHOT) else None
     if server_managed and role not in (SNAPSHOT, TIMESTAMP):
         raise TrustkitError(f"only snapshot and timestamp keys can be held by the server, not {role}")
-    new_key = repo.rotate(role, server_key=server_key)
+    signer = session.store.signer(session.store.resolve(key, role=role, gun=session.gun))[0] if key else None
+    new_key = repo.rotate(role, server_key=server_key, key=signer)
     session.publish(repo)
     return new_key
 
@@ -632,7 +556,6 @@ def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPI
 
 __all__ = [
     "CreatedKey",
-    "PendingChange",
     "PreparedSigning",
     "SignResult",
     "TagTarget",
@@ -646,7 +569,6 @@ __all__ = [
     "expiry_warnings",
     "init_repository",
     "inspect",
-    "pending_changes",
     "refresh",
     "released_target",
     "remove_signer",

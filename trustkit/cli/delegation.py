@@ -176,16 +176,24 @@ def bundle_import(ctx: Context, path: str, name: str | None, cert_dir: str, forc
 @click.argument("repo")
 @click.argument("role", type=click.Choice(["root", "targets", "snapshot", "timestamp"]))
 @click.option("--server-managed", is_flag=True, help="Let the server hold the new snapshot key.")
+@click.option(
+    "--key",
+    "key",
+    metavar="KEYID|URI",
+    help="Rotate to this key (a key ID, or a pkcs11:/KMS URI) instead of a new one.",
+)
 @pass_context
-def key_rotate(ctx: Context, repo: str, role: str, server_managed: bool) -> None:
+def key_rotate(ctx: Context, repo: str, role: str, server_managed: bool, key: str | None) -> None:
     """Give ROLE of REPO a new key and publish.  A new root is signed by the old and the new
     root keys, and is checked against the old root before anything is published."""
     from trustkit.ops import rotate_key
     from trustkit.reference import parse_repository
 
     reference = parse_repository(repo)
-    new_key = rotate_key(ctx.trust_session(reference), role, server_managed=server_managed)
+    new_key = rotate_key(ctx.trust_session(reference), role, server_managed=server_managed, key=key)
     where = "held by the server" if server_managed or role == "timestamp" else "in the key store"
+    if key:
+        where = f"the given key {key.split('?')[0]}"  # a pkcs11 URI's query may hold a pin-value
     click.echo(f"Rotated the {role} key of {reference.gun}: new key {new_key.keyid} ({where})")
 
 

@@ -58,15 +58,41 @@ def generate(ctx: Context, name: str, pub_dir: str, algorithm: str, output_forma
 
 
 @key.command("load")
-@click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--name", help="Role name for the key (default: its role header, else 'signer').")
+@click.argument("file", metavar="FILE|URI")
+@click.option("--name", help="Role name for the key (default: its role header, else 'signer'; needed for a URI).")
+@click.option(
+    "--dir",
+    "pub_dir",
+    type=click.Path(file_okay=False),
+    help="For a URI: also write NAME.pub here (for `signer add --key`), as `key generate` does.",
+)
+@click.option("--gun", help="For a URI: the repository a targets or snapshot key belongs to.")
 @FORMAT_OPTION
 @pass_context
-def load(ctx: Context, file: str, name: str | None, output_format: str) -> None:
-    """Import a PEM private key (PKCS#8, EC or RSA; encrypted or not) into the store."""
+def load(ctx: Context, file: str, name: str | None, pub_dir: str | None, gun: str | None, output_format: str) -> None:
+    """Import a PEM private key (PKCS#8, EC or RSA; encrypted or not) into the store, or register
+    a key that stays in a PKCS#11 token or a KMS, given by URI:
+
+    \b
+      pkcs11:token=LABEL;object=KEY?module-path=/path/module.so[&pin-source=FILE]
+      awskms:KEY-ID   gcpkms:projects/...   azurekms://VAULT.vault.azure.net/keys/NAME   hv:NAME
+
+    For a URI the store keeps a reference (the URI without any pin-value, the public key, role,
+    GUN), never private material.  A token's PIN comes from the URI's pin-source or pin-value,
+    TRUSTKIT_PKCS11_PIN, else a prompt.
+    """
+    from trustkit.keys.uri import is_key_uri
+
+    if is_key_uri(file):
+        _load_uri(ctx, file, name, pub_dir, gun, output_format)
+        return
+    if pub_dir is not None or gun is not None:
+        raise click.UsageError("--dir and --gun are for a key URI; a key file's headers say its role and GUN")
     from trustkit.keys.store import import_key
 
     path = Path(file)
+    if not path.is_file():
+        raise click.BadParameter(f"{file} is neither a file nor a key URI (pkcs11:, awskms:, ...)", param_hint="FILE")
     if path.stat().st_mode & 0o077:
         click.echo(f"warning: {file} can be read by other users; consider chmod 600", err=True)
     stored = import_key(ctx.key_store(), path.read_bytes(), name=name, source=file)
@@ -74,6 +100,22 @@ def load(ctx: Context, file: str, name: str | None, output_format: str) -> None:
         emit_json(_key_json(stored))
     else:
         click.echo(f"Loaded key {stored.keyid} as role {stored.role}")
+
+
+def _load_uri(
+    ctx: Context, uri: str, name: str | None, pub_dir: str | None, gun: str | None, output_format: str
+) -> None:
+    from trustkit.keys.store import load_reference
+
+    if not name:
+        raise click.UsageError("give the key a role name with --name (e.g. root, targets, or a signer name)")
+    stored, pub_path = load_reference(ctx.key_store(), uri, name, pub_dir=Path(pub_dir) if pub_dir else None, gun=gun)
+    if output_format == "json":
+        emit_json({**_key_json(stored), "public_key": str(pub_path) if pub_path else None})
+        return
+    click.echo(f"Registered key {stored.keyid} (role {stored.role}) in {stored.where}")
+    if pub_path is not None:
+        click.echo(f"Public key written to {pub_path}")
 
 
 @key.command("list")
@@ -90,7 +132,7 @@ def list_keys(ctx: Context, output_format: str) -> None:
         return
     emit_table(
         ["ROLE", "GUN", "KEY ID", "ALGORITHM", "LOCATION"],
-        [[k.role, k.gun or "", k.keyid, k.algorithm, str(k.path.parent)] for k in keys],
+        [[k.role, k.gun or "", k.keyid, k.algorithm, str(k.path.parent) if k.uri is None else k.where] for k in keys],
     )
 
 
@@ -171,4 +213,6 @@ def _key_json(k: StoredKey) -> dict[str, object]:
         "algorithm": k.algorithm,
         "path": str(k.path),
         "encrypted": k.encrypted,
+        "location": k.where,  # "file", 'pkcs11 token "t"', "AWS KMS", ...
+        "uri": k.uri,
     }

@@ -40,11 +40,17 @@ for the tag, as a content-trust pull would resolve it.
 @click.argument("repo")
 @click.option("--local-snapshot", is_flag=True, help="Keep the snapshot key locally instead of on the server.")
 @click.option(
-    "--root-key", "root_keyid", metavar="KEYID", help="Root key to use (default: the first one in the store)."
+    "--root-key",
+    "root_keyid",
+    metavar="KEYID|URI",
+    help="Root key: a key ID or a key URI (pkcs11:, awskms:, gcpkms:, azurekms:, hv:); default: the store's first.",
 )
+@click.option("--targets-key", "targets_keyid", metavar="KEYID|URI", help="Targets key (default: a new one).")
 @FORMAT_OPTION
 @pass_context
-def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, output_format: str) -> None:
+def init(
+    ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, targets_keyid: str | None, output_format: str
+) -> None:
     """Initialise trust for REPO and publish it: root and targets keys (the root key is reused
     if the store has one), snapshot and timestamp keys held by the server."""
     from trustkit.ops import init_repository
@@ -52,7 +58,9 @@ def init(ctx: Context, repo: str, local_snapshot: bool, root_keyid: str | None, 
 
     reference = parse_repository(repo)
     session = ctx.trust_session(reference)
-    published = init_repository(session, local_snapshot=local_snapshot, root_keyid=root_keyid)
+    published = init_repository(
+        session, local_snapshot=local_snapshot, root_keyid=root_keyid, targets_keyid=targets_keyid
+    )
     if output_format == "json":
         emit_json(
             {"repository": reference.gun, "published": published, "created_keys": _created_json(session.created_keys)}
@@ -106,7 +114,7 @@ def sign(
                 "created_keys": _created_json(session.created_keys),
                 "published": result.published,
                 "warnings": result.warnings,
-                "pending": dict(result.pending),
+                "pending": {role: str(path) for role, path in result.pending.items()},
                 "signed": [
                     {"tag": t.tag, "digest": f"sha256:{t.digest}", "size": t.size, "roles": result.signed[t.tag]}
                     for t in targets
@@ -119,27 +127,13 @@ def sign(
                 f"Signed {reference.familiar}:{target.tag} sha256:{target.digest} ({target.size} bytes) "
                 f"into {', '.join(result.signed[target.tag])}"
             )
-        for role, where in result.pending.items():
-            click.echo(f"{role} needs more signatures before it can be published: {_staged_how(session, where)}")
+        for role, path in result.pending.items():
+            click.echo(
+                f"{role} needs more signatures before it can be published: staged at {path}; the next "
+                f"signer completes it by running the same command with the same --staging-dir"
+            )
     warn(result.warnings)
     _tell_created(session.created_keys)
-
-
-def _staged_how(session: TrustSession, where: str) -> str:
-    """Where a partly signed role waits, and what the next signer does."""
-    from trustkit.client.staging import FolderStaging
-
-    staging = session.staging()
-    if not isinstance(staging, FolderStaging):
-        return f"staged {where}; each co-signer completes it by running the same command"
-    if staging.chosen:
-        return (
-            f"staged at {where}; the next signer completes it by running the same command with the same --staging-dir"
-        )
-    return (
-        f"staged at {where}, on this machine only: the trust server has no staging area (a notary-server), so "
-        "co-signers need a folder they share: run it again with --staging-dir FOLDER, and so does the next signer"
-    )
 
 
 def _created_json(keys: list[CreatedKey]) -> list[dict[str, str]]:
@@ -335,24 +329,7 @@ def verify(
         )
     else:
         click.echo(f"{reference.familiar}:{result.tag} sha256:{result.digest} {result.size}")
-        _tell_pending(session)
     warn(warnings)
-
-
-def _tell_pending(session: TrustSession) -> None:
-    """What waits for co-signatures in the repository (on stderr: stdout stays the one line)."""
-    from trustkit.errors import TrustkitError
-    from trustkit.ops import pending_changes
-
-    if session.last_trusted is None or session.client is None:
-        return
-    try:
-        changes = pending_changes(session, session.last_trusted)
-    except TrustkitError as exc:  # the verdict stands; only the extra listing failed
-        warn([f"could not list what is pending for {session.gun}: {exc}"])
-        return
-    for change in changes:
-        click.echo(f"pending: {change.describe()}", err=True)
 
 
 def _check_registry(reference: ImageReference, result: VerifiedTag, insecure: tuple[str, ...]) -> list[str]:

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
@@ -22,6 +22,7 @@ from cryptography.x509.verification import VerificationError as ChainError
 from trustkit.errors import KeyFormatError
 from trustkit.keys.pkcs8 import PrivateKey
 from trustkit.keys.public import PublicKey
+from trustkit.keys.signer import Signer
 
 ROOT_CERT_VALIDITY = timedelta(days=10 * 365)
 
@@ -29,10 +30,12 @@ _Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 
 
 def root_certificate(
-    key: PrivateKey, gun: str, *, now: datetime | None = None, validity: timedelta = ROOT_CERT_VALIDITY
+    key: PrivateKey | Signer, gun: str, *, now: datetime | None = None, validity: timedelta = ROOT_CERT_VALIDITY
 ) -> x509.Certificate:
-    """Self-signed certificate with CN=GUN, as notary makes for root keys."""
-    if isinstance(key, ed25519.Ed25519PrivateKey):
+    """Self-signed certificate with CN=GUN, as notary makes for root keys.  A ``Signer`` (a key
+    in a token or a KMS, or a key file's) signs it itself: see :func:`sign_certificate`."""
+    public = key.public_key.crypto_key if isinstance(key, Signer) else key.public_key()
+    if isinstance(public, ed25519.Ed25519PublicKey):
         raise KeyFormatError("root keys must be ECDSA or RSA: notary requires an X.509 certificate")
     now = now or datetime.now(UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, gun)])
@@ -40,7 +43,7 @@ def root_certificate(
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(key.public_key())
+        .public_key(public)
         .serial_number(secrets.randbits(127) + 1)
         .not_valid_before(now)
         .not_valid_after(now + validity)
@@ -61,10 +64,53 @@ def root_certificate(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
+    if isinstance(key, Signer):
+        return sign_certificate(builder, key)
     return builder.sign(key, hashes.SHA256())
 
 
-def root_key_for(key: PrivateKey, gun: str, *, now: datetime | None = None) -> PublicKey:
+def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:
+    """``builder``'s certificate signed by ``signer``, which holds no key cryptography can use.
+
+    cryptography signs certificates with its own key objects only.  A throwaway key of the same
+    kind lays out the to-be-signed part (its signature algorithm field is the same:
+    ecdsa-with-SHA256, or RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt, the
+    signatures notary's keys make); the signer signs those bytes and the certificate is
+    assembled from them, then checked against the signer's public key.
+
+    Raises:
+        KeyFormatError: an Ed25519 signer, or a signature that does not verify.
+    """
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from trustkit.encoding import raw_to_der_ecdsa
+    from trustkit.keys.der import read_children, read_tlv, seq, tlv
+
+    public = signer.public_key.crypto_key
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        template = builder.sign(ec.generate_private_key(public.curve), hashes.SHA256())
+    elif isinstance(public, rsa.RSAPublicKey):
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        stand_in = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        template = builder.sign(stand_in, hashes.SHA256(), rsa_padding=pss)
+    else:
+        raise KeyFormatError("certificates are signed by ECDSA or RSA keys")
+    tbs = template.tbs_certificate_bytes
+    signature = signer.sign(tbs)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        signature = raw_to_der_ecdsa(signature)  # notary's r||s -> X.509's DER
+    _, outer, _ = read_tlv(template.public_bytes(serialization.Encoding.DER))
+    algorithm = read_children(outer)[1]
+    der = seq(tbs, tlv(algorithm[0], algorithm[1]), tlv(0x03, b"\x00" + signature))
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise KeyFormatError("the certificate signed by the key does not verify with its public key") from None
+    return cert
+
+
+def root_key_for(key: PrivateKey | Signer, gun: str, *, now: datetime | None = None) -> PublicKey:
     """The ``ecdsa-x509``/``rsa-x509`` key that root.json lists for ``key``."""
     return PublicKey.from_certificates([root_certificate(key, gun, now=now)])
 

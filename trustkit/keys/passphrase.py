@@ -18,6 +18,7 @@ ROOT_ENV = ("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "NOTARY_ROOT_PASSPHRASE")
 TARGETS_ENV = ("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "NOTARY_TARGETS_PASSPHRASE")
 SNAPSHOT_ENV = ("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "NOTARY_SNAPSHOT_PASSPHRASE")
 DELEGATION_ENV = ("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "NOTARY_DELEGATION_PASSPHRASE")
+PIN_ENV = "TRUSTKIT_PKCS11_PIN"  # the user PIN of a PKCS#11 token (a key loaded by URI)
 
 
 def env_names(role: str) -> tuple[str, ...]:
@@ -41,6 +42,12 @@ class PassphraseRequest:
     keyid: str
     creating: bool  # a new key: prompts should ask twice
     attempt: int = 1  # 1 for the first ask; >1 after a wrong passphrase
+    token: str | None = None  # set when the PIN of this PKCS#11 token is asked for, not a passphrase
+
+    @property
+    def secret(self) -> str:
+        """What is asked for: "passphrase" or "PIN"."""
+        return "passphrase" if self.token is None else "PIN"
 
     @property
     def description(self) -> str:
@@ -53,7 +60,8 @@ class PassphraseRequest:
         )
         where = f" for {self.gun}" if self.gun else ""
         short = f" {self.keyid[:12]}" if self.keyid else ""
-        return f"{kind} key{short}{where}"
+        key = f"{kind} key{short}{where}"
+        return key if self.token is None else f'token "{self.token}" ({key})'
 
 
 PassphraseSource = Callable[[PassphraseRequest], str]
@@ -70,6 +78,8 @@ class EnvPassphrases:
         return next((name for name in env_names(role) if self.environ.get(name)), None)
 
     def __call__(self, request: PassphraseRequest) -> str:
+        if request.token is not None:
+            return self._pin(request)
         name = self.variable_for(request.role)
         if name and request.attempt == 1:
             return self.environ[name]
@@ -84,4 +94,20 @@ class EnvPassphrases:
         raise PassphraseUnavailableError(
             f"no passphrase for the {request.description} and no terminal to ask on",
             hint=f"set {env_names(request.role)[0]}",
+        )
+
+    def _pin(self, request: PassphraseRequest) -> str:
+        """A token's PIN: from TRUSTKIT_PKCS11_PIN, else ``fallback``; never a key passphrase."""
+        value = self.environ.get(PIN_ENV)
+        if value and request.attempt == 1:
+            return value
+        if value:
+            raise PassphraseError(
+                f"the PIN in {PIN_ENV} does not log in to {request.description}", hint=f"set {PIN_ENV} to its user PIN"
+            )
+        if self.fallback is not None:
+            return self.fallback(request)
+        raise PassphraseUnavailableError(
+            f"no PIN for {request.description} and no terminal to ask on",
+            hint=f"set {PIN_ENV}, or add pin-source=FILE to the key's pkcs11 URI",
         )

@@ -79,25 +79,27 @@ def generate(algorithm: str = "ecdsa", *, rsa_bits: int = 3072) -> PrivateKey:
 
 
 class SSLibSigner(Signer):
-    """Adapter for a securesystemslib ``Signer`` (``hsm:``, ``gcpkms:``, ``awskms:`` ... URIs).
+    """Adapter for a securesystemslib ``Signer`` (``pkcs11:``, ``awskms:``, ``gcpkms:`` ... URIs).
 
-    Only ECDSA (``ecdsa-sha2-nistp256``/``nistp384``), Ed25519 and RSA-PSS-SHA256 schemes produce
-    signatures notary can verify; others are refused up front.
+    Only ECDSA P-256 (``ecdsa-sha2-nistp256``), Ed25519 and RSA-PSS-SHA256 schemes produce
+    signatures notary can verify; others are refused up front.  Every signature is checked
+    against the public key before it is used: a token or KMS that signs something else (another
+    key, another hash) fails here, naming the key, instead of publishing metadata nobody accepts.
     """
 
     _SCHEMES = {
         "ecdsa-sha2-nistp256": "ecdsa",
-        "ecdsa-sha2-nistp384": "ecdsa",
         "ed25519": "ed25519",
         "rsassa-pss-sha256": "rsa",
     }
 
-    def __init__(self, signer: Any) -> None:
+    def __init__(self, signer: Any, *, where: str | None = None) -> None:
         scheme = signer.public_key.scheme
         if scheme not in self._SCHEMES:
             raise KeyFormatError(f'securesystemslib scheme "{scheme}" cannot make notary signatures')
         self._signer = signer
-        self._public = _public_from_sslib(signer.public_key)
+        self._public = public_from_sslib(signer.public_key)
+        self.where = where or f"{type(signer).__name__} key {self._public.keyid[:12]}"
 
     @classmethod
     def from_uri(cls, uri: str, public_key: Any, secrets_handler: Any = None) -> SSLibSigner:
@@ -113,11 +115,17 @@ class SSLibSigner(Signer):
         raw = bytes.fromhex(self._signer.sign(message).signature)
         key = self._public.crypto_key
         if isinstance(key, ec.EllipticCurvePublicKey):  # securesystemslib writes DER, notary r||s
-            return der_to_raw_ecdsa(raw, (key.curve.key_size + 7) // 8)
+            raw = der_to_raw_ecdsa(raw, (key.curve.key_size + 7) // 8)
+        if not self._public.verify(self.method, message, raw):
+            raise KeyFormatError(
+                f"the signature made by {self.where} does not verify with its public key",
+                hint="the key behind the URI is not the key registered for it, or it signs another hash",
+            )
         return raw
 
 
-def _public_from_sslib(key: Any) -> PublicKey:
+def public_from_sslib(key: Any) -> PublicKey:
+    """The bare trustkit key for a securesystemslib key."""
     public = key.keyval.get("public", "")
     if key.keytype == "ed25519":
         return PublicKey.from_crypto(ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(public)))

@@ -41,7 +41,6 @@ from trustkit.server.keys import SERVER_ROLES, ServerKeys
 from trustkit.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from trustkit.server.metrics import Metrics, RequestMetrics
 from trustkit.server.multipart import PublishForm
-from trustkit.server.staging import StagingRoutes
 from trustkit.server.storage import Storage, StoredFile, VersionConflict
 from trustkit.server.validation import Update, UpdateError
 
@@ -478,7 +477,6 @@ def create_app(
     """The ASGI app.  ``extra_routes`` (the web page, a token issuer) are mounted first."""
     settings = settings or ServerSettings()
     api = NotaryAPI(storage, keys, settings)
-    staging = StagingRoutes(api)
 
     async def v2(request: Request) -> Response:
         # The decoded path as the server received it: ``request.url`` re-parses it with urlsplit,
@@ -487,8 +485,6 @@ def create_app(
         if isinstance(routed, Response):
             return routed
         found, required = routed
-        if found.name == "staged":  # trustkit's co-signing area: its own access rules, body and answers
-            return await staging.serve(request, found)
         authorization = request.headers.get("authorization")
         if not _takes_body(found, method):
             return await run_in_threadpool(api.serve, found, method, required, authorization, request.query_params)

@@ -5,6 +5,10 @@ update) or from nothing (``initialize``), takes edits (targets, delegations), an
 ``publish_files`` signs exactly the roles that changed, as the notary client does (§7.2):
 version + 1, a fresh expiry, root only when it changed or expires within six months, and the
 snapshot only when the key is held locally (docker leaves it to the server).
+
+Signing goes through ``Signer`` objects only: the key store hands one out per key ID
+(:meth:`KeyStore.signer`: a decrypted key file, or a key in a PKCS#11 token or a KMS), and root
+certificates are signed by the signer too, so a root key in hardware works like a file.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from trustkit.encoding import format_expires
 from trustkit.errors import KeyNotFoundError, NoSigningKeyError, NotSignedError, TrustkitError
 from trustkit.keys.certs import root_key_for
 from trustkit.keys.public import PublicKey, distinct_keys
-from trustkit.keys.signer import CryptoSigner, Signer, generate
+from trustkit.keys.signer import Signer
 from trustkit.keys.store import KeyStore, UnsavedKey, validate_key_name
 from trustkit.metadata import (
     BASE_ROLES,
@@ -77,15 +81,20 @@ class Repository:
         *,
         server_keys: dict[str, PublicKey],
         root_keyid: str | None = None,
+        targets_keyid: str | None = None,
         algorithm: str = "ecdsa",
     ) -> Repository:
         """A new repository: the root certificate key (reusing ``root_keyid`` or the first root
-        key in the store, as docker does, else a new one), a new targets key, and the server's
-        timestamp key (and snapshot key, unless ``server_keys`` lacks it: then a local one)."""
+        key in the store, as docker does, else a new one), the targets key (``targets_keyid``, or
+        a new one), and the server's timestamp key (and snapshot key, unless ``server_keys``
+        lacks it: then a local one).  Given keys may be in a token or a KMS."""
         new_keys: list[UnsavedKey] = []
         root_signer = cls._root_signer_for_init(store, root_keyid, algorithm, new_keys)
-        root_key = root_key_for(root_signer.private_key, gun, now=now)
-        targets_signer = cls._repository_signer(store, TARGETS, gun, algorithm, new_keys)
+        root_key = root_key_for(root_signer, gun, now=now)
+        if targets_keyid:
+            targets_signer = store.signer(targets_keyid)[0]
+        else:
+            targets_signer = cls._repository_signer(store, TARGETS, gun, algorithm, new_keys)
         role_keys: dict[str, PublicKey] = {
             ROOT: root_key,
             TARGETS: targets_signer.public_key,
@@ -113,28 +122,25 @@ class Repository:
     @staticmethod
     def _root_signer_for_init(
         store: KeyStore, root_keyid: str | None, algorithm: str, new_keys: list[UnsavedKey]
-    ) -> CryptoSigner:
+    ) -> Signer:
         if root_keyid:
-            return store.load(root_keyid)[0]
+            return store.signer(root_keyid)[0]
         existing = sorted(k.keyid for k in store.list() if k.role == ROOT)
         if existing:
-            return store.load(existing[0])[0]
-        private = generate("ecdsa" if algorithm == "ed25519" else algorithm)  # root needs a certificate
-        new_keys.append(store.prepare(private, role=ROOT))
-        return CryptoSigner(private)
+            return store.signer(existing[0])[0]
+        # root needs a certificate: no Ed25519
+        new_keys.append(store.prepare_new("ecdsa" if algorithm == "ed25519" else algorithm, role=ROOT))
+        return new_keys[-1].signer
 
     @staticmethod
-    def _repository_signer(
-        store: KeyStore, role: str, gun: str, algorithm: str, new_keys: list[UnsavedKey]
-    ) -> CryptoSigner:
+    def _repository_signer(store: KeyStore, role: str, gun: str, algorithm: str, new_keys: list[UnsavedKey]) -> Signer:
         """The key a first initialisation left in the store for this GUN when it did not finish
         (reused, so retries make no second key), else a new one written after the publish."""
         left = sorted(k.keyid for k in store.list() if k.role == role and k.gun == gun)
         if left:
-            return store.load(left[0])[0]
-        private = generate(algorithm)
-        new_keys.append(store.prepare(private, role=role, gun=gun))
-        return CryptoSigner(private)
+            return store.signer(left[0])[0]
+        new_keys.append(store.prepare_new(algorithm, role=role, gun=gun))
+        return new_keys[-1].signer
 
     def save_new_keys(self) -> list[UnsavedKey]:
         """Write the keys a first initialisation made (call it right before publishing, after
@@ -324,10 +330,20 @@ class Repository:
 
     # ---- rotation and refresh
 
-    def rotate(self, role: str, *, server_key: PublicKey | None = None, algorithm: str = "ecdsa") -> PublicKey:
+    def rotate(
+        self,
+        role: str,
+        *,
+        server_key: PublicKey | None = None,
+        key: Signer | None = None,
+        algorithm: str = "ecdsa",
+    ) -> PublicKey:
         """Give ``role`` a new key.  ``server_key`` (from the server's key endpoint) makes the
-        role server-managed; otherwise a new key goes into the store.  Root rotations are signed
-        by the old and the new root keys, so clients holding the old root can walk to the new."""
+        role server-managed; ``key`` is a key of the store to use (one in a token or a KMS);
+        otherwise a new key goes into the store.  Root rotations are signed by the old and the
+        new root keys, so clients holding the old root can walk to the new."""
+        if key is not None and (server_key is not None or role == TIMESTAMP):
+            raise TrustkitError(f"the {role} key is held by the server; it cannot be given")
         root = self.root.signed
         old_ids = list(root.roles[role].keyids)
         if role == ROOT:
@@ -338,9 +354,12 @@ class Repository:
                     f"rotating the root of {self.gun} needs the current root key",
                     hint=f"root expects key {key_names(ROOT, root.keys, old_ids)}",
                 )
-            private = generate("ecdsa" if algorithm == "ed25519" else algorithm)
-            new_key = root_key_for(private, self.gun, now=self.now)
-            self.store.add(private, role=ROOT)
+            if key is None:
+                unsaved = self.store.prepare_new("ecdsa" if algorithm == "ed25519" else algorithm, role=ROOT)
+                self.store.save(unsaved)
+                key = unsaved.signer
+            new_key = root_key_for(key, self.gun, now=self.now)
+            self._signers[key.public_key.canonical_id] = key
         elif server_key is not None:
             if role not in (SNAPSHOT, TIMESTAMP):
                 raise TrustkitError(f"only snapshot and timestamp keys can be held by the server, not {role}")
@@ -348,9 +367,12 @@ class Repository:
         elif role == TIMESTAMP:
             raise TrustkitError("the timestamp key is always held by the server")
         else:
-            private = generate(algorithm)
-            self.store.add(private, role=role, gun=self.gun)
-            new_key = CryptoSigner(private).public_key
+            if key is None:
+                unsaved = self.store.prepare_new(algorithm, role=role, gun=self.gun)
+                self.store.save(unsaved)
+                key = unsaved.signer
+            new_key = key.public_key
+            self._signers[new_key.canonical_id] = key
         root.keys[new_key.keyid] = new_key
         root.roles[role] = RoleKeys([new_key.keyid], 1)
         # Old keys go, except root certificates: notary keeps them so old clients can check
@@ -392,7 +414,7 @@ class Repository:
 
     def _signer(self, canonical_id: str) -> Signer:
         if canonical_id not in self._signers:
-            self._signers[canonical_id] = self.store.load(canonical_id)[0]
+            self._signers[canonical_id] = self.store.signer(canonical_id)[0]
         return self._signers[canonical_id]
 
     def _sign(self, role: str, meta: Metadata[Any]) -> bytes:
@@ -452,7 +474,6 @@ class Repository:
                 self.targets[role] = meta = adopted
             else:
                 meta = self.targets[role]
-                meta.signatures = []  # they cover the previous version; co-signatures come with an adopted one
                 meta.signed.version += 1
                 meta.signed.set_expiry(self.now + DEFAULT_EXPIRY[TARGETS])
             data = self._sign(role, meta)
