@@ -265,7 +265,7 @@ def _missing_sdk(scheme: str, exc: Exception) -> KeyFormatError:
     extra = SCHEMES[scheme][1]
     return KeyFormatError(
         f"{SCHEMES[scheme][0]} keys need a library that is not installed ({exc})",
-        hint=f"pip install 'securesystemslib[{extra}]'" if extra else "pip install python-pkcs11",
+        hint=f"pip install 'trustkit[{extra}]'" if extra else "pip install python-pkcs11",
     )
 
 
