@@ -93,15 +93,30 @@ class Updater:
         """Update from the server.  ``delegations``: ``"all"`` walks every delegation;
         ``"releases"`` only the ``targets/releases`` subtree (all docker's verification needs).
 
+        With a cached root, notary's order: start from it without asking for ``root.json``, and
+        fetch the root (walking its rotations) and start over only when something does not
+        verify with the cached one: an expired root, a rotated key, a snapshot that lists
+        another root.  A repository whose root has not changed then costs one request less and
+        no root parse; one whose root has changed is found out by its snapshot, which must list
+        the root's hash.
+
         Raises:
             NotSignedError: the server has no trust data for the GUN.
             VerificationError (and subclasses): anything that fails validation.
             NetworkError, NotAuthorizedError: from the server.
         """
         server = self._server
-        floors = _CachedVersions(self)
-        files: dict[str, bytes] = {}
         cached_root = self.cached(ROOT)
+        if cached_root is not None:
+            try:
+                floors = _CachedVersions(self)
+                trusted = TrustedSet(
+                    cached_root, gun=self.gun, now=self.now, previous=floors, allow_expired=allow_expired
+                )
+                return self._update(trusted, floors, delegations)
+            except (VerificationError, NotSignedError):
+                pass  # as notary does: fetch the newest root, then everything again; its error is final
+        floors = _CachedVersions(self)
         latest_root = server.get(ROOT, max_size=MAX_ROOT_SIZE)
         if latest_root is None:
             raise NotSignedError(
@@ -121,7 +136,13 @@ class Updater:
         else:
             trusted = TrustedSet(cached_root, gun=self.gun, now=self.now, previous=floors, allow_expired=allow_expired)
             self._walk_roots(trusted, latest_root)
-        files[ROOT] = trusted.root_data
+        return self._update(trusted, floors, delegations)
+
+    def _update(self, trusted: TrustedSet, floors: _CachedVersions, delegations: str) -> TrustedSet:
+        """From a trusted root: timestamp, snapshot, targets and delegations; the cache is
+        written once all of it validated."""
+        server = self._server
+        files: dict[str, bytes] = {ROOT: trusted.root_data}
         trusted.check_root_fresh()
 
         timestamp = server.get(TIMESTAMP, max_size=MAX_TIMESTAMP_SIZE)
@@ -174,12 +195,13 @@ class Updater:
             raise NotSignedError(f"the server is missing {role} of {self.gun} listed by its parent")
         return data
 
-    def load_offline(self, *, delegations: str = "all") -> TrustedSet:
-        """Validate the cache alone (``--offline``): the same checks, no network."""
+    def load_offline(self, *, delegations: str = "all", allow_expired: bool = False) -> TrustedSet:
+        """Validate the cache alone (``--offline``): the same checks, no network.
+        ``allow_expired`` is for editing (signing offline on a cache that has aged), never for trusting."""
         root = self.cached(ROOT)
         if root is None:
             raise NotSignedError(f"no cached trust data for {self.gun}", hint="run once without --offline")
-        trusted = TrustedSet(root, gun=self.gun, now=self.now)
+        trusted = TrustedSet(root, gun=self.gun, now=self.now, allow_expired=allow_expired)
         trusted.check_root_fresh()
         for role, loader in ((TIMESTAMP, trusted.update_timestamp), (SNAPSHOT, trusted.update_snapshot)):
             data = self.cached(role)
