@@ -39,8 +39,9 @@ from trustkit.server.cache import CurrentCache, Prepared
 from trustkit.server.health import HealthCheck
 from trustkit.server.keys import SERVER_ROLES, ServerKeys
 from trustkit.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from trustkit.server.metrics import Metrics, RequestMetrics
+from trustkit.server.metrics import OPERATIONS, Metrics, RequestMetrics, request_size
 from trustkit.server.multipart import PublishForm
+from trustkit.server.staging import StagingRoutes
 from trustkit.server.storage import Storage, StoredFile, VersionConflict
 from trustkit.server.validation import Update, UpdateError
 
@@ -473,10 +474,11 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     extra_routes: list[Route] | None = None,
-) -> Starlette:
+) -> CurrentReads:
     """The ASGI app.  ``extra_routes`` (the web page, a token issuer) are mounted first."""
     settings = settings or ServerSettings()
     api = NotaryAPI(storage, keys, settings)
+    staging = StagingRoutes(api)
 
     async def v2(request: Request) -> Response:
         # The decoded path as the server received it: ``request.url`` re-parses it with urlsplit,
@@ -485,6 +487,8 @@ def create_app(
         if isinstance(routed, Response):
             return routed
         found, required = routed
+        if found.name == "staged":  # trustkit's co-signing area: its own access rules, body and answers
+            return await staging.serve(request, found)
         authorization = request.headers.get("authorization")
         if not _takes_body(found, method):
             return await run_in_threadpool(api.serve, found, method, required, authorization, request.query_params)
@@ -534,21 +538,24 @@ def create_app(
 
     app = Starlette(
         routes=routes_,
-        middleware=[Middleware(RequestMetrics, metrics=series), Middleware(CurrentReads, api=api)],
+        middleware=[Middleware(RequestMetrics, metrics=series)],
         exception_handlers={404: unmatched},
     )
     app.state.api = api
-    return app
+    return CurrentReads(app, api, series)
 
 
 class CurrentReads:
-    """ASGI middleware: a GET of a current role file is answered here (``NotaryAPI.serve_current``,
-    from memory when it can), ahead of Starlette's routing, request objects and exception
-    middleware; everything else goes on to the app."""
+    """The server's outermost ASGI app: a GET of a current role file is answered here
+    (``NotaryAPI.serve_current``, from memory when it can) and counted for ``/metrics`` here,
+    ahead of Starlette's error middleware, routing and request objects (together more than the
+    rest of a cached GET); everything else goes on to the Starlette app."""
 
-    def __init__(self, app: Any, api: NotaryAPI) -> None:
+    def __init__(self, app: Starlette, api: NotaryAPI, metrics: Metrics) -> None:
         self.app = app
         self.api = api
+        self.metrics = metrics
+        self.state = app.state
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         routed = (
@@ -559,11 +566,24 @@ class CurrentReads:
         if routed is None:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         authorization = next(
             (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"), None
         )
-        response = await self.api.serve_current(routed[0], routed[1], authorization)
+        try:
+            response = await self.api.serve_current(routed[0], routed[1], authorization)
+        except Exception:  # a server fault: Starlette's error middleware is not around this
+            LOG.exception("request failed: GET current %s", (routed[0].role or "")[:256])
+            response = error("UNKNOWN")
         await response(scope, receive, send)
+        self.metrics.observe(
+            OPERATIONS["current", "GET"],
+            "GET",
+            response.status_code,
+            seconds=time.perf_counter() - started,
+            request_bytes=request_size(scope),
+            response_bytes=len(response.body),
+        )
 
 
 class AccessLog:
