@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("trust", {"trust"}),
     ("client", {"client"}),
     ("oci", {"oci"}),
-    ("ops", {"ops", "mirror"}),
+    ("ops", {"ops", "mirror", "offline"}),
     ("server", {"server"}),
     ("cli", {"cli", "__main__"}),
 ]

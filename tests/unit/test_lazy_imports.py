@@ -136,11 +136,11 @@ def test_the_command_table_matches_the_commands(name):
 
 
 def test_every_command_of_the_modules_is_in_the_table():
-    from trustkit.cli import delegation, mirror, push, server, trustcmds
+    from trustkit.cli import delegation, mirror, publish, push, server, trustcmds
     from trustkit.cli.keys import key
     from trustkit.cli.metadata import metadata
 
-    defined = {c.name for m in (trustcmds, delegation, server, push, mirror) for c in m.COMMANDS}
+    defined = {c.name for m in (trustcmds, delegation, server, push, mirror, publish) for c in m.COMMANDS}
     assert defined | {key.name, metadata.name} == set(COMMANDS)
 
 

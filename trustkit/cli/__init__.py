@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "trustkit.cli.mirror:mirror",
         "Copy the trust data of each GUN from the server --from to the server --to.",
     ),
+    "publish": ("trustkit.cli.publish:publish", "Publish the changes of REPO signed with --offline."),
     "push": (
         "trustkit.cli.push:push",
         "Push SOURCE to the registry as IMAGE:TAG; sign it when content trust is on.",
@@ -68,6 +69,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Sign IMAGE:TAG (several tags of one repository in one publish) and publish.",
     ),
     "signer": ("trustkit.cli.delegation:signer", "Delegate signing to team keys (docker trust signer)."),
+    "status": (
+        "trustkit.cli.publish:status",
+        "List the changes of REPO signed offline and not yet published (like `notary status`).",
+    ),
     "tag": (
         "trustkit.cli.push:tag",
         "Tag SOURCE_IMAGE (IMAGE:TAG or IMAGE@DIGEST) as IMAGE:TAG in the same registry, without uploading "

@@ -9,6 +9,7 @@ import click
 
 from trustkit.cli.context import Context, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_json, warn
+from trustkit.cli.publish import OFFLINE_OPTION, offline_session, suggesting_offline, tell_offline
 
 
 @click.group()
@@ -37,6 +38,7 @@ def signer() -> None:
     "--threshold", type=int, help="Signatures needed from NAME's keys (m of n); also the minimum for targets/releases."
 )
 @click.option("--paths", "paths", multiple=True, help="Restrict NAME to tags starting with these prefixes.")
+@OFFLINE_OPTION
 @FORMAT_OPTION
 @pass_context
 def signer_add(
@@ -47,6 +49,7 @@ def signer_add(
     ca_file: str | None,
     threshold: int | None,
     paths: tuple[str, ...],
+    offline: bool,
     output_format: str,
 ) -> None:
     """Add signer NAME with its keys to targets/NAME and targets/releases of each REPO (a new
@@ -81,22 +84,26 @@ def signer_add(
     results = []
     for repo in repos:
         reference = parse_repository(repo)
-        published, warnings = add_signer(
-            ctx.trust_session(reference), name, keys, threshold=threshold, paths=list(paths) or None
-        )
+        with suggesting_offline(reference.gun, offline):
+            published, warnings = add_signer(
+                offline_session(ctx, reference, offline), name, keys, threshold=threshold, paths=list(paths) or None
+            )
         warn(warnings)
         results.append(
             {
                 "repository": reference.gun,
                 "signer": name,
                 "keys": [k.canonical_id for k in keys],
-                "published": published,
+                "published": [] if offline else published,
+                "offline_pending": published if offline else [],
             }
         )
         if output_format != "json":
             click.echo(
                 f"Added signer {name} to {reference.gun} with key(s) {', '.join(k.canonical_id[:12] for k in keys)}"
             )
+        if offline:
+            tell_offline(reference.gun)
     if output_format == "json":
         emit_json(results)
 
@@ -105,17 +112,21 @@ def signer_add(
 @click.argument("name")
 @click.argument("repos", nargs=-1, required=True)
 @click.option("--force", is_flag=True, help="Remove the last signer of targets/releases too.")
+@OFFLINE_OPTION
 @pass_context
-def signer_remove(ctx: Context, name: str, repos: tuple[str, ...], force: bool) -> None:
+def signer_remove(ctx: Context, name: str, repos: tuple[str, ...], force: bool, offline: bool) -> None:
     """Remove signer NAME from each REPO."""
     from trustkit.ops import remove_signer
     from trustkit.reference import parse_repository
 
     for repo in repos:
         reference = parse_repository(repo)
-        _, warnings = remove_signer(ctx.trust_session(reference), name, force=force)
+        with suggesting_offline(reference.gun, offline):
+            _, warnings = remove_signer(offline_session(ctx, reference, offline), name, force=force)
         warn(warnings)
         click.echo(f"Removed signer {name} from {reference.gun}")
+        if offline:
+            tell_offline(reference.gun)
 
 
 @click.group()

@@ -171,10 +171,20 @@ class _Signing:
         self.prepared: PreparedSigning | None = None
 
     def __call__(self) -> PushSigning:
+        from trustkit.errors import NetworkError
         from trustkit.ops import PreparedSigning
 
         self.display.line(f"Content trust: preparing to sign {self.target.familiar}:{self.tag}")
-        self.prepared = PreparedSigning(self.ctx.trust_session(self.target), self.tag)
+        try:  # the push engine prepares signing before the first upload: this failure pushed nothing
+            self.prepared = PreparedSigning(self.ctx.trust_session(self.target), self.tag)
+        except NetworkError as exc:
+            name = f"{self.target.familiar}:{self.tag}"
+            raise type(exc)(
+                f"cannot reach the trust server to sign {name}, so nothing was pushed: {exc.message}",
+                hint="to push it unsigned, run the same command with --disable-content-trust; sign it later "
+                f"with `trustkit sign {name}` (or now with `trustkit sign {name} --offline`, published by "
+                f"`trustkit publish {self.target.gun}` once the trust server is reachable)",
+            ) from exc
         return self.prepared
 
     @property
