@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from trustkit.client.staging import Staging, choose_staging, staged_problem
 from trustkit.client.updater import Updater
 from trustkit.errors import (
     DigestMismatchError,
@@ -25,12 +26,12 @@ from trustkit.errors import (
     TrustkitError,
 )
 from trustkit.keys.public import PublicKey
-from trustkit.keys.store import KeyStore, atomic_write
-from trustkit.metadata import FileMeta, Metadata
+from trustkit.keys.store import KeyStore
+from trustkit.metadata import FileMeta, Metadata, SigningRule, Targets
 from trustkit.reference import ImageReference
 from trustkit.roles import RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP
 from trustkit.trust.drift import RegistryState, compare_with_registry
-from trustkit.trust.repository import ROOT_RESIGN_WINDOW, Repository
+from trustkit.trust.repository import ROOT_RESIGN_WINDOW, Repository, key_names
 from trustkit.trust.resolution import DelegationTree, released_tags
 from trustkit.trust.trusted_set import TrustedSet, TrustPinning
 
@@ -101,9 +102,10 @@ class TrustSession:
     pinning: TrustPinning | None = None
     staging_dir: Path | None = None  # where partly signed threshold roles wait for co-signers
     last_trusted: TrustedSet | None = None  # what the last load validated
-    pending: dict[str, Path] = field(default_factory=dict)  # set by publish: role -> staged file
+    pending: dict[str, str] = field(default_factory=dict)  # set by publish: role -> where it is staged
+    staging_notes: list[str] = field(default_factory=list)  # set by publish: what staging replaced or skipped
+    _staging: Staging | None = field(default=None, repr=False)
     created_keys: list[CreatedKey] = field(default_factory=list)  # set by publish: a first init's new keys
-    offline: bool = False  # edit the cached trust data and keep the result pending (trustkit.offline)
 
     def warnings(self, *, skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
         """Expiry warnings for the data last loaded, leaving out roles just re-signed."""
@@ -124,10 +126,9 @@ class TrustSession:
         """The validated trust data, or None when the repository has none yet.
         ``allow_expired`` is for editing (re-signing expired roles), never for trusting."""
         updater = self.updater()
-        offline = offline or self.offline
         try:
             trusted = (
-                updater.load_offline(delegations=delegations, allow_expired=allow_expired)
+                updater.load_offline(delegations=delegations)
                 if offline
                 else updater.refresh(delegations=delegations, allow_expired=allow_expired)
             )
@@ -150,7 +151,7 @@ class TrustSession:
         Expired roles are loaded too: editing is how they get re-signed (notary #1662)."""
         trusted = self.load(allow_expired=True)
         if trusted is not None:
-            return self.editable(trusted)
+            return Repository.from_trusted(trusted, self.store, self.now)
         if not initialize:
             raise NotSignedError(f"no trust data for {self.gun}", hint=f"run `trustkit init {self.reference.familiar}`")
         server_keys = {TIMESTAMP: self.client.get_key(TIMESTAMP)}
@@ -160,29 +161,24 @@ class TrustSession:
             self.gun, self.store, self.now, server_keys=server_keys, root_keyid=root_keyid, targets_keyid=targets_keyid
         )
 
-    def staged_path(self, role: str) -> Path:
-        base = self.staging_dir if self.staging_dir is not None else self.trust_dir / "staged"
-        return base / self.gun / f"{role}.json"
-
-    def editable(self, trusted: TrustedSet) -> Repository:
-        """``trusted`` to edit; offline, with the changes already pending on top (online, those
-        must be published first: trustkit.offline.editable_repository)."""
-        from trustkit.offline import editable_repository
-
-        return editable_repository(self, trusted)
+    def staging(self) -> Staging:
+        """Where partly signed roles wait (trustkit.client.staging.choose_staging): --staging-dir,
+        else the trust server's staging area when it has one, else the trust dir's folder."""
+        if self._staging is None:
+            self._staging = choose_staging(self.client, self.gun, self.staging_dir, self.trust_dir)
+        return self._staging
 
     def publish(self, repo: Repository) -> list[str]:
-        """Sign what changed and upload it.  Roles short of their threshold are written to the
-        staging folder instead (``pending``); a staged version another signer left there is
-        co-signed when this publish would produce the same content."""
-        if self.offline:  # signed, and kept for `trustkit publish`: nothing goes to the server
-            from trustkit.offline import keep_pending
-
-            return keep_pending(self, repo)
-        for role in repo.dirty:
-            path = self.staged_path(role)
-            if path.is_file():
-                repo.offer_staged(role, path.read_bytes())
+        """Sign what changed and upload it.  Roles short of their threshold are staged instead
+        (``pending``); a version another signer staged is co-signed when it carries only valid
+        signatures by the role's keys and this publish would produce the same content."""
+        offered = {}
+        for role in sorted(repo.dirty):
+            if _threshold(repo, role) > 1:  # only threshold roles are ever staged: no request otherwise
+                data = self.staging().get(role)
+                if data is not None and self._usable_staged(repo, role, data):
+                    repo.offer_staged(role, data)
+                    offered[role] = repo.staged[role]
         files = repo.publish_files()
         # Written only now that every passphrase was asked and the roles are signed: an abort
         # before leaves no key file (and a failed upload leaves keys the next run reuses).
@@ -192,15 +188,43 @@ class TrustSession:
             self.created_keys.append(CreatedKey(new.keyid, new.role, path, listed.get(new.keyid, new.keyid)))
         if files:
             self.client.publish(files)
-        for role in files:
-            self.staged_path(role).unlink(missing_ok=True)
+        for role, staged in offered.items():
+            if role in files:
+                self.staging().clear(role, staged.signed.version)
+            elif repo.targets.get(role) is not staged:
+                self.staging_notes.append(
+                    f"the {role} staged {self.staging().location(role)} (version {staged.signed.version}) was for "
+                    "other content than this change; it is replaced, and its signers must sign again"
+                )
         for role, data in repo.pending.items():
-            atomic_write(self.staged_path(role), data, 0o644)
-            self.pending[role] = self.staged_path(role)
+            self.staging().put(role, data)
+            self.pending[role] = self.staging().location(role)
         return sorted(files)
+
+    def _usable_staged(self, repo: Repository, role: str, data: bytes) -> bool:
+        """A staged version a co-signer may build on: it parses and every signature on it is a
+        valid one by the role's keys.  Anything else is noted and signed afresh."""
+        keys, keyids, threshold = repo.role_entry(role)
+        try:
+            meta = Metadata.from_bytes(data, role=role)
+        except TrustkitError as exc:
+            problem: str | None = str(exc)
+        else:
+            problem = staged_problem(meta, SigningRule(role, keys, tuple(keyids), threshold))
+        if problem is not None:
+            self.staging_notes.append(f"the {role} staged {self.staging().location(role)} is not used: {problem}")
+        return problem is None
 
 
 # ---- operations
+
+
+def _threshold(repo: Repository, role: str) -> int:
+    """How many signatures ``role`` needs (0: nobody delegates it yet)."""
+    try:
+        return repo.role_entry(role)[2]
+    except TrustkitError:
+        return 0
 
 
 def init_repository(
@@ -234,7 +258,7 @@ class SignResult:
     signed: dict[str, list[str]]  # tag -> roles signed into
     published: list[str]  # roles uploaded
     warnings: list[str]
-    pending: dict[str, Path] = field(default_factory=dict)  # roles waiting for more signatures
+    pending: dict[str, str] = field(default_factory=dict)  # roles waiting for more signatures: where
 
 
 def sign_tags(session: TrustSession, targets: list[TagTarget], *, initialize: bool = True) -> SignResult:
@@ -244,7 +268,8 @@ def sign_tags(session: TrustSession, targets: list[TagTarget], *, initialize: bo
     repo = session.repository(initialize=initialize)
     signed = {t.tag: repo.add_target(t.tag, t.file_meta()) for t in targets}
     published = session.publish(repo)
-    return SignResult(signed, published, session.warnings(skip=set(published)), dict(session.pending))
+    warnings = session.warnings(skip=set(published)) + session.staging_notes
+    return SignResult(signed, published, warnings, dict(session.pending))
 
 
 def revoke(session: TrustSession, tag: str | None) -> dict[str, list[str]]:
@@ -252,11 +277,11 @@ def revoke(session: TrustSession, tag: str | None) -> dict[str, list[str]]:
     trusted = session.load()
     if trusted is None:
         raise NotSignedError(f"no trust data for {session.gun}")
-    repo = session.editable(trusted)
+    repo = Repository.from_trusted(trusted, session.store, session.now)
     if tag is not None:
         removed = {tag: repo.remove_target(tag)}
     else:
-        tags = sorted({name for meta in repo.targets.values() for name in meta.signed.targets})
+        tags = sorted({name for meta in trusted.targets.values() for name in meta.signed.targets})
         if not tags:
             raise NotSignedError(f"no signed tags in {session.gun}")
         removed = {name: repo.remove_target(name) for name in tags}
@@ -339,27 +364,90 @@ def check_registry(
 
 
 def _raise_if_pending(session: TrustSession, trusted: TrustedSet, tag: str) -> None:
-    """A tag that waits in the staging folder for more signatures: say how many it has."""
-    top = trusted.targets.get(TARGETS)
-    for role in (RELEASES, TARGETS):
-        path = session.staged_path(role)
-        if top is None or not path.is_file():
+    """A tag that waits for more signatures (staged): say how many it has, and whose.  Only adds
+    to the verdict: a staging place that cannot be read leaves the "not signed" answer as it is."""
+    try:
+        changes = pending_changes(session, trusted, roles=[RELEASES, TARGETS])
+    except TrustkitError:
+        return
+    for change in changes:
+        if tag in change.added or tag in change.changed:
+            raise ThresholdError(
+                f"{session.reference.familiar}:{tag} has {len(change.signed_by)} of the {change.threshold} "
+                f"signatures {change.role} needs",
+                hint=f"the rest are pending {change.location}; {change.signers_text()}",
+            )
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A staged version of a role, checked by this client against its trusted data."""
+
+    role: str
+    version: int
+    threshold: int
+    signed_by: list[str]  # key IDs as inspect shows them (12 characters)
+    location: str  # "on the trust server URL" or the staging file
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def signers_text(self) -> str:
+        return f"signed by {', '.join(self.signed_by)}" if self.signed_by else "no valid signature yet"
+
+    def describe(self) -> str:
+        what = [f"adds {', '.join(self.added)}" if self.added else ""]
+        what += [f"changes {', '.join(self.changed)}" if self.changed else ""]
+        what += [f"removes {', '.join(self.removed)}" if self.removed else ""]
+        edits = "; ".join(w for w in what if w) or "re-signs it"
+        return (
+            f"{self.role} version {self.version} is pending {self.location}: {edits}; "
+            f"{len(self.signed_by)} of {self.threshold} signatures ({self.signers_text()})"
+        )
+
+
+def pending_changes(
+    session: TrustSession, trusted: TrustedSet, *, roles: list[str] | None = None
+) -> list[PendingChange]:
+    """The staged versions of ``roles`` (default: every staged role) that build on ``trusted``:
+    one version up, for a role it delegates.  Signatures are counted here, against the trusted
+    keys; what the staging place says about them is not believed."""
+    staging = session.staging()
+    roles = roles if roles is not None else staging.roles()
+    listed = trusted.snapshot.signed.meta if trusted.snapshot is not None else {}
+    if session.client is not None and any(
+        r in listed and r not in trusted.targets and r not in trusted.short_of_threshold for r in roles
+    ):
+        trusted = session.load() or trusted  # verify read only targets/releases: the others' versions are needed
+    out = []
+    for role in roles:
+        rule = trusted.signing_rule(role)
+        data = staging.get(role) if rule is not None else None
+        if rule is None or data is None:
             continue
         try:
-            staged = Metadata.from_bytes(path.read_bytes(), role=role)
+            staged: Metadata[Targets] = Metadata.from_bytes(data, role=role)
         except TrustkitError:
             continue
-        if tag not in staged.signed.targets:
-            continue
-        rule = trusted.signing_rule(role)
-        if rule is None:
-            continue
-        result = staged.verify_by(rule)
-        raise ThresholdError(
-            f"{session.reference.familiar}:{tag} has {len(result.signed)} of the {rule.threshold} "
-            f"signatures {role} needs",
-            hint=f"the rest are pending in {path}",
+        current = trusted.targets.get(role) or trusted.short_of_threshold.get(role)
+        before = current.signed.targets if current is not None else {}
+        if staged.signed.version != (current.signed.version if current is not None else 0) + 1:
+            continue  # stale: the role moved on since it was staged
+        after = staged.signed.targets
+        signed = sorted(staged.verify_by(rule).signed)
+        out.append(
+            PendingChange(
+                role,
+                staged.signed.version,
+                rule.threshold,
+                key_names(role, rule.keys, signed).split(", ") if signed else [],
+                staging.location(role),
+                added=sorted(t for t in after if t not in before),
+                changed=sorted(t for t in after if t in before and before[t] != after[t]),
+                removed=sorted(t for t in before if t not in after),
+            )
         )
+    return out
 
 
 def inspect(trusted: TrustedSet | None, name: str) -> dict[str, Any] | None:
@@ -569,6 +657,7 @@ def expiry_warnings(trusted: TrustedSet, now: datetime, window: timedelta = EXPI
 
 __all__ = [
     "CreatedKey",
+    "PendingChange",
     "PreparedSigning",
     "SignResult",
     "TagTarget",
@@ -582,6 +671,7 @@ __all__ = [
     "expiry_warnings",
     "init_repository",
     "inspect",
+    "pending_changes",
     "refresh",
     "released_target",
     "remove_signer",

@@ -10,7 +10,6 @@ import click
 
 from trustkit.cli.context import Context, can_prompt, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_error_json, emit_json, emit_table, warn
-from trustkit.cli.publish import OFFLINE_OPTION, offline_session, suggesting_offline, tell_offline
 
 if TYPE_CHECKING:
     from trustkit.ops import CreatedKey, TagTarget, TrustSession, VerifiedTag
@@ -84,7 +83,6 @@ def init(
     multiple=True,
     help="Registry that may be reached over plain HTTP (when reading manifests).",
 )
-@OFFLINE_OPTION
 @FORMAT_OPTION
 @pass_context
 def sign(
@@ -94,7 +92,6 @@ def sign(
     size: int | None,
     from_file: IO[str] | None,
     insecure_registries: tuple[str, ...],
-    offline: bool,
     output_format: str,
 ) -> None:
     """Sign IMAGE:TAG (several tags of one repository in one publish) and publish.
@@ -108,18 +105,16 @@ def sign(
         reference, targets = _targets_from_registry(images, insecure_registries)
     else:
         reference, targets = _parse_sign_args(images, digest, size, from_file)
-    session = offline_session(ctx, reference, offline)
-    with suggesting_offline(reference.gun, offline):
-        result = sign_tags(session, targets)
+    session = ctx.trust_session(reference)
+    result = sign_tags(session, targets)
     if output_format == "json":
         emit_json(
             {
                 "repository": reference.gun,
                 "created_keys": _created_json(session.created_keys),
-                "published": [] if offline else result.published,
-                "offline_pending": result.published if offline else [],
+                "published": result.published,
                 "warnings": result.warnings,
-                "pending": {role: str(path) for role, path in result.pending.items()},
+                "pending": dict(result.pending),
                 "signed": [
                     {"tag": t.tag, "digest": f"sha256:{t.digest}", "size": t.size, "roles": result.signed[t.tag]}
                     for t in targets
@@ -132,15 +127,27 @@ def sign(
                 f"Signed {reference.familiar}:{target.tag} sha256:{target.digest} ({target.size} bytes) "
                 f"into {', '.join(result.signed[target.tag])}"
             )
-        for role, path in result.pending.items():
-            click.echo(
-                f"{role} needs more signatures before it can be published: staged at {path}; the next "
-                f"signer completes it by running the same command with the same --staging-dir"
-            )
+        for role, where in result.pending.items():
+            click.echo(f"{role} needs more signatures before it can be published: {_staged_how(session, where)}")
     warn(result.warnings)
     _tell_created(session.created_keys)
-    if offline:
-        tell_offline(reference.gun)
+
+
+def _staged_how(session: TrustSession, where: str) -> str:
+    """Where a partly signed role waits, and what the next signer does."""
+    from trustkit.client.staging import FolderStaging
+
+    staging = session.staging()
+    if not isinstance(staging, FolderStaging):
+        return f"staged {where}; each co-signer completes it by running the same command"
+    if staging.chosen:
+        return (
+            f"staged at {where}; the next signer completes it by running the same command with the same --staging-dir"
+        )
+    return (
+        f"staged at {where}, on this machine only: the trust server has no staging area (a notary-server), so "
+        "co-signers need a folder they share: run it again with --staging-dir FOLDER, and so does the next signer"
+    )
 
 
 def _created_json(keys: list[CreatedKey]) -> list[dict[str, str]]:
@@ -336,7 +343,24 @@ def verify(
         )
     else:
         click.echo(f"{reference.familiar}:{result.tag} sha256:{result.digest} {result.size}")
+        _tell_pending(session)
     warn(warnings)
+
+
+def _tell_pending(session: TrustSession) -> None:
+    """What waits for co-signatures in the repository (on stderr: stdout stays the one line)."""
+    from trustkit.errors import TrustkitError
+    from trustkit.ops import pending_changes
+
+    if session.last_trusted is None or session.client is None:
+        return
+    try:
+        changes = pending_changes(session, session.last_trusted)
+    except TrustkitError as exc:  # the verdict stands; only the extra listing failed
+        warn([f"could not list what is pending for {session.gun}: {exc}"])
+        return
+    for change in changes:
+        click.echo(f"pending: {change.describe()}", err=True)
 
 
 def _check_registry(reference: ImageReference, result: VerifiedTag, insecure: tuple[str, ...]) -> list[str]:
@@ -351,10 +375,9 @@ def _check_registry(reference: ImageReference, result: VerifiedTag, insecure: tu
 @click.command("revoke")
 @click.argument("image")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before revoking every tag.")
-@OFFLINE_OPTION
 @FORMAT_OPTION
 @pass_context
-def revoke(ctx: Context, image: str, yes: bool, offline: bool, output_format: str) -> None:
+def revoke(ctx: Context, image: str, yes: bool, output_format: str) -> None:
     """Remove a tag's signature (or, without a tag, every signed tag) and publish."""
     from trustkit.ops import revoke as revoke_tags
     from trustkit.reference import parse
@@ -364,15 +387,12 @@ def revoke(ctx: Context, image: str, yes: bool, offline: bool, output_format: st
         if not can_prompt():
             raise click.UsageError("revoking every tag needs --yes (no terminal to ask on)")
         click.confirm(f"Revoke all signatures for {reference.familiar}?", abort=True, err=True)
-    with suggesting_offline(reference.gun, offline):
-        removed = revoke_tags(offline_session(ctx, reference, offline), reference.tag)
+    removed = revoke_tags(ctx.trust_session(reference), reference.tag)
     if output_format == "json":
         emit_json({"repository": reference.gun, "revoked": [{"tag": t, "roles": r} for t, r in removed.items()]})
     else:
         for tag, roles in removed.items():
             click.echo(f"Revoked {reference.familiar}:{tag} from {', '.join(roles)}")
-    if offline:
-        tell_offline(reference.gun)
 
 
 COMMANDS = [init, sign, inspect, verify, revoke]

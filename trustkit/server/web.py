@@ -36,6 +36,7 @@ from trustkit.reference import tag_sort_key
 from trustkit.roles import RELEASES, ROOT, TARGETS
 from trustkit.server.auth import Access, PageAccess
 from trustkit.server.registry_check import RegistryReader, RegistryReport
+from trustkit.server.staging import PendingRole, Staging
 from trustkit.server.storage import Storage, StoredFile
 from trustkit.trust.drift import RegistryCheck, RegistryState
 from trustkit.trust.resolution import released_tags, verified_tree
@@ -82,6 +83,7 @@ class RepositoryView:
     tags: list[SignedTag] = field(default_factory=list)
     signers: list[SignerInfo] = field(default_factory=list)
     admin: list[tuple[str, list[str]]] = field(default_factory=list)  # ("Root"|"Repository", key IDs)
+    pending: list[PendingRole] = field(default_factory=list)  # staged for co-signers (server/staging.py)
     targets_version: int | None = None
     targets_expires: datetime | None = None
     notes: list[str] = field(default_factory=list)  # what could not be read, shown on the page
@@ -487,6 +489,7 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
         out.append("</tbody></table>")
     out.append("</div>")
 
+    out.extend(_pending_section(view.pending, now))
     out.append('<h2>Administrative keys</h2><div class="card">')
     if not view.admin:
         out.append('<div class="empty">No root.json could be read.</div>')
@@ -498,6 +501,34 @@ def render_repository(view: RepositoryView, now: datetime, base: str = "", query
         out.append("</tbody></table>")
     out.append("</div>")
     return _page(f"{view.gun} · trustkit server", out, base)
+
+
+def _pending_section(pending: list[PendingRole], now: datetime) -> list[str]:
+    """Role versions staged for co-signers: what they change and whose signatures they have."""
+    if not pending:
+        return []
+
+    def tags(verb: str, names: list[str]) -> str:
+        shown = ", ".join(_text(name) for name in names[:20])
+        return f"{verb} {shown}" + (f" and {len(names) - 20:,} more" if len(names) > 20 else "") if names else ""
+
+    out = [
+        '<h2 id="pending">Waiting for signatures <small>staged here until enough signers have signed</small></h2>'
+        '<div class="card"><table><thead><tr><th>Role</th><th class="num">Version</th><th>Change</th>'
+        '<th class="num">Signatures</th><th>Signed by</th><th>Staged</th></tr></thead><tbody>'
+    ]
+    for entry in pending:
+        change = [tags("adds", entry.added), tags("changes", entry.changed), tags("removes", entry.removed)]
+        change += ["changes delegations"] if entry.delegations_changed else []
+        keys = "<br>".join(_text(k) for k in entry.signed_by) or "—"
+        out.append(
+            f'<tr><td class="tag">{_text(entry.role)}</td><td class="num">{entry.version}</td>'
+            f"<td>{'; '.join(c for c in change if c) or 're-signs it'}</td>"
+            f'<td class="num">{len(entry.signed_by)} of {entry.threshold}</td><td class="mono">{keys}</td>'
+            f"<td>{_when(entry.updated_at, now)}</td></tr>"
+        )
+    out.append("</tbody></table></div>")
+    return out
 
 
 def render_not_found(gun: str, base: str = "") -> str:
@@ -553,6 +584,7 @@ def web_routes(
         if not files and not immutable:
             return 404, render_not_found(gun, base)
         view = repository_view(gun, files, immutable)
+        view.pending = Staging(storage, now).pending(gun, drop_stale=False)
         if registry is not None:
             shown = filter_tags(view.tags, query)
             view.registry = registry.check(gun, [(row.tag, row.digest) for row in shown])

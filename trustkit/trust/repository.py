@@ -474,6 +474,7 @@ class Repository:
                 self.targets[role] = meta = adopted
             else:
                 meta = self.targets[role]
+                meta.signatures = []  # they cover the previous version; co-signatures come with an adopted one
                 meta.signed.version += 1
                 meta.signed.set_expiry(self.now + DEFAULT_EXPIRY[TARGETS])
             data = self._sign(role, meta)
