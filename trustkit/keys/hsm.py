@@ -7,13 +7,20 @@ source.  This signer reads those URIs and signs through the same library secures
 (python-pkcs11): ECDSA P-256 over SHA-256 (returned as DER, as securesystemslib's signers do)
 and RSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt (notary's ``rsapss``).
 
+Every call into the PKCS#11 module runs on one worker thread of its own: modules built on
+OpenSSL (SoftHSM2 among them) leave errors of their own set-up (an engine they looked for) on the
+calling thread's OpenSSL error queue, which Python's ``ssl`` then reports as the failure of the
+next TLS handshake to the trust server.  The PIN is still asked for on the caller's thread.
+
 Imported only when a pkcs11 key is used (it loads securesystemslib and python-pkcs11).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pkcs11
 import pkcs11.util.ec
@@ -39,6 +46,16 @@ from trustkit.keys.uri import Pkcs11URI
 
 MAX_PIN_ATTEMPTS = 3  # as for passphrases; a token may lock itself after a few more
 
+_T = TypeVar("_T")
+_WORKER: list[ThreadPoolExecutor] = []
+
+
+def _on_token_thread(call: Callable[..., _T], *args: Any) -> _T:
+    """Run ``call(*args)`` on the one thread that talks to PKCS#11 modules (see the module doc)."""
+    if not _WORKER:
+        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustkit-pkcs11"))
+    return _WORKER[0].submit(call, *args).result()
+
 
 class Pkcs11Signer(Signer):
     """Signs with a private key on a PKCS#11 token named by an RFC 7512 URI."""
@@ -50,11 +67,10 @@ class Pkcs11Signer(Signer):
             raise ValueError(f"the pkcs11 signer makes ECDSA P-256 and RSA-PSS signatures, not {public_key.scheme}")
         self._uri = uri
         self._public_key = public_key
-        self._token = _find_token(uri)
+        self._token = _on_token_thread(_find_token, uri)
         # Log in now, so a wrong or missing PIN stops the command before anything is signed.
         self._pin = _login_pin(self._token, uri, secrets_handler)
-        with self._token.open(user_pin=self._pin) as session:
-            _find_key(session, uri, ObjectClass.PRIVATE_KEY)
+        _on_token_thread(_private_key_is_there, self._token, self._pin, uri)
 
     @property
     def public_key(self) -> SSlibKey:
@@ -74,14 +90,12 @@ class Pkcs11Signer(Signer):
         certificate stored next to it) is read without logging in when the token allows; the
         private key is looked up too, so a URI naming no signing key is refused now."""
         uri = Pkcs11URI.parse(priv_key_uri)
-        token = _find_token(uri)
-        with token.open() as session:
-            crypto = _public_key(session, uri)
+        token = _on_token_thread(_find_token, uri)
+        crypto = _on_token_thread(_read_public_key, token, None, uri)
         pin = _login_pin(token, uri, secrets_handler)
-        with token.open(user_pin=pin) as session:
-            if crypto is None:  # CKA_PRIVATE public objects are only seen once logged in
-                crypto = _public_key(session, uri)
-            _find_key(session, uri, ObjectClass.PRIVATE_KEY)
+        if crypto is None:  # CKA_PRIVATE public objects are only seen once logged in
+            crypto = _on_token_thread(_read_public_key, token, pin, uri)
+        _on_token_thread(_private_key_is_there, token, pin, uri)
         if crypto is None:
             raise KeyNotFoundError(
                 f"no public key or certificate for {uri.describe_key()}",
@@ -91,6 +105,9 @@ class Pkcs11Signer(Signer):
         return priv_key_uri, SSlibKey.from_crypto(crypto, scheme=scheme)
 
     def sign(self, payload: bytes) -> Signature:
+        return Signature(self._public_key.keyid, _on_token_thread(self._sign, payload).hex())
+
+    def _sign(self, payload: bytes) -> bytes:
         with self._token.open(user_pin=self._pin) as session:
             key = _find_key(session, self._uri, ObjectClass.PRIVATE_KEY)
             try:
@@ -107,7 +124,22 @@ class Pkcs11Signer(Signer):
                 raise KeyFormatError(
                     f"the token refused to sign with {self._uri.describe_key()}: {_why(exc)}"
                 ) from None
-        return Signature(self._public_key.keyid, signature.hex())
+        return bytes(signature)
+
+
+def _private_key_is_there(token: Any, pin: str, uri: Pkcs11URI) -> None:
+    with token.open(user_pin=pin) as session:
+        _find_key(session, uri, ObjectClass.PRIVATE_KEY)
+
+
+def _read_public_key(token: Any, pin: str | None, uri: Pkcs11URI) -> Any:
+    with token.open(user_pin=pin) as session:
+        return _public_key(session, uri)
+
+
+def _try_login(token: Any, pin: str) -> None:
+    with token.open(user_pin=pin):
+        pass
 
 
 def _is_rsa(crypto: Any) -> bool:
@@ -217,8 +249,8 @@ def _login_pin(token: Any, uri: Pkcs11URI, secrets_handler: SecretsHandler | Non
                 f'no PIN for token "{label}"', hint=f"set {PIN_ENV} or add pin-source=FILE to the URI"
             )
         try:
-            with token.open(user_pin=pin):
-                return pin
+            _on_token_thread(_try_login, token, pin)
+            return pin
         except (PinIncorrect, PinLenRange):
             if source is not None:
                 raise PassphraseError(
