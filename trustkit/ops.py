@@ -106,6 +106,7 @@ class TrustSession:
     staging_notes: list[str] = field(default_factory=list)  # set by publish: what staging replaced or skipped
     _staging: Staging | None = field(default=None, repr=False)
     created_keys: list[CreatedKey] = field(default_factory=list)  # set by publish: a first init's new keys
+    offline: bool = False  # edit the cached trust data and keep the result pending (trustkit.offline)
 
     def warnings(self, *, skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
         """Expiry warnings for the data last loaded, leaving out roles just re-signed."""
@@ -126,9 +127,10 @@ class TrustSession:
         """The validated trust data, or None when the repository has none yet.
         ``allow_expired`` is for editing (re-signing expired roles), never for trusting."""
         updater = self.updater()
+        offline = offline or self.offline
         try:
             trusted = (
-                updater.load_offline(delegations=delegations)
+                updater.load_offline(delegations=delegations, allow_expired=allow_expired)
                 if offline
                 else updater.refresh(delegations=delegations, allow_expired=allow_expired)
             )
@@ -151,7 +153,7 @@ class TrustSession:
         Expired roles are loaded too: editing is how they get re-signed (notary #1662)."""
         trusted = self.load(allow_expired=True)
         if trusted is not None:
-            return Repository.from_trusted(trusted, self.store, self.now)
+            return self.editable(trusted)
         if not initialize:
             raise NotSignedError(f"no trust data for {self.gun}", hint=f"run `trustkit init {self.reference.familiar}`")
         server_keys = {TIMESTAMP: self.client.get_key(TIMESTAMP)}
@@ -168,10 +170,21 @@ class TrustSession:
             self._staging = choose_staging(self.client, self.gun, self.staging_dir, self.trust_dir)
         return self._staging
 
+    def editable(self, trusted: TrustedSet) -> Repository:
+        """``trusted`` to edit; offline, with the changes already pending on top (online, those
+        must be published first: trustkit.offline.editable_repository)."""
+        from trustkit.offline import editable_repository
+
+        return editable_repository(self, trusted)
+
     def publish(self, repo: Repository) -> list[str]:
         """Sign what changed and upload it.  Roles short of their threshold are staged instead
         (``pending``); a version another signer staged is co-signed when it carries only valid
         signatures by the role's keys and this publish would produce the same content."""
+        if self.offline:  # signed, and kept for `trustkit publish`: nothing goes to the server
+            from trustkit.offline import keep_pending
+
+            return keep_pending(self, repo)
         offered = {}
         for role in sorted(repo.dirty):
             if _threshold(repo, role) > 1:  # only threshold roles are ever staged: no request otherwise
@@ -277,11 +290,11 @@ def revoke(session: TrustSession, tag: str | None) -> dict[str, list[str]]:
     trusted = session.load()
     if trusted is None:
         raise NotSignedError(f"no trust data for {session.gun}")
-    repo = Repository.from_trusted(trusted, session.store, session.now)
+    repo = session.editable(trusted)
     if tag is not None:
         removed = {tag: repo.remove_target(tag)}
     else:
-        tags = sorted({name for meta in trusted.targets.values() for name in meta.signed.targets})
+        tags = sorted({name for meta in repo.targets.values() for name in meta.signed.targets})
         if not tags:
             raise NotSignedError(f"no signed tags in {session.gun}")
         removed = {name: repo.remove_target(name) for name in tags}

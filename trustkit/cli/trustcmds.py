@@ -10,6 +10,7 @@ import click
 
 from trustkit.cli.context import Context, can_prompt, pass_context
 from trustkit.cli.output import FORMAT_OPTION, emit_error_json, emit_json, emit_table, warn
+from trustkit.cli.publish import OFFLINE_OPTION, offline_session, suggesting_offline, tell_offline
 
 if TYPE_CHECKING:
     from trustkit.ops import CreatedKey, TagTarget, TrustSession, VerifiedTag
@@ -83,6 +84,7 @@ def init(
     multiple=True,
     help="Registry that may be reached over plain HTTP (when reading manifests).",
 )
+@OFFLINE_OPTION
 @FORMAT_OPTION
 @pass_context
 def sign(
@@ -92,6 +94,7 @@ def sign(
     size: int | None,
     from_file: IO[str] | None,
     insecure_registries: tuple[str, ...],
+    offline: bool,
     output_format: str,
 ) -> None:
     """Sign IMAGE:TAG (several tags of one repository in one publish) and publish.
@@ -105,14 +108,16 @@ def sign(
         reference, targets = _targets_from_registry(images, insecure_registries)
     else:
         reference, targets = _parse_sign_args(images, digest, size, from_file)
-    session = ctx.trust_session(reference)
-    result = sign_tags(session, targets)
+    session = offline_session(ctx, reference, offline)
+    with suggesting_offline(reference.gun, offline):
+        result = sign_tags(session, targets)
     if output_format == "json":
         emit_json(
             {
                 "repository": reference.gun,
                 "created_keys": _created_json(session.created_keys),
-                "published": result.published,
+                "published": [] if offline else result.published,
+                "offline_pending": result.published if offline else [],
                 "warnings": result.warnings,
                 "pending": dict(result.pending),
                 "signed": [
@@ -131,6 +136,8 @@ def sign(
             click.echo(f"{role} needs more signatures before it can be published: {_staged_how(session, where)}")
     warn(result.warnings)
     _tell_created(session.created_keys)
+    if offline:
+        tell_offline(reference.gun)
 
 
 def _staged_how(session: TrustSession, where: str) -> str:
@@ -375,9 +382,10 @@ def _check_registry(reference: ImageReference, result: VerifiedTag, insecure: tu
 @click.command("revoke")
 @click.argument("image")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before revoking every tag.")
+@OFFLINE_OPTION
 @FORMAT_OPTION
 @pass_context
-def revoke(ctx: Context, image: str, yes: bool, output_format: str) -> None:
+def revoke(ctx: Context, image: str, yes: bool, offline: bool, output_format: str) -> None:
     """Remove a tag's signature (or, without a tag, every signed tag) and publish."""
     from trustkit.ops import revoke as revoke_tags
     from trustkit.reference import parse
@@ -387,12 +395,15 @@ def revoke(ctx: Context, image: str, yes: bool, output_format: str) -> None:
         if not can_prompt():
             raise click.UsageError("revoking every tag needs --yes (no terminal to ask on)")
         click.confirm(f"Revoke all signatures for {reference.familiar}?", abort=True, err=True)
-    removed = revoke_tags(ctx.trust_session(reference), reference.tag)
+    with suggesting_offline(reference.gun, offline):
+        removed = revoke_tags(offline_session(ctx, reference, offline), reference.tag)
     if output_format == "json":
         emit_json({"repository": reference.gun, "revoked": [{"tag": t, "roles": r} for t, r in removed.items()]})
     else:
         for tag, roles in removed.items():
             click.echo(f"Revoked {reference.familiar}:{tag} from {', '.join(roles)}")
+    if offline:
+        tell_offline(reference.gun)
 
 
 COMMANDS = [init, sign, inspect, verify, revoke]
