@@ -149,8 +149,6 @@ class _Display:
 def _report(
     summary: PushSummary, target: ImageReference, output_format: str, quiet: bool, created: list[CreatedKey]
 ) -> None:
-    from trustkit.ops import created_keys_notice
-
     if output_format == "json":
         keys = [{"id": k.keyid, "role": k.role, "path": str(k.path)} for k in created]
         emit_json({**summary.to_json(), "created_keys": keys})
@@ -158,8 +156,11 @@ def _report(
     click.echo(f"{target.tag}: digest: {summary.digest} size: {summary.size}")
     if summary.signed and not quiet:
         click.echo(f"Signed {target.familiar}:{target.tag} into {', '.join(summary.signed_roles)}")
-    for line in created_keys_notice(created):  # shown even with --quiet: the backup matters
-        click.echo(line, err=True)
+    if created:  # only a signing push creates keys (an unsigned one never imports the signing layers)
+        from trustkit.ops import created_keys_notice
+
+        for line in created_keys_notice(created):  # shown even with --quiet: the backup matters
+            click.echo(line, err=True)
 
 
 class _Signing:
