@@ -152,3 +152,16 @@ def test_help_lists_every_command_and_key_has_rotate():
     listed = result.output.split("Commands:")[1]
     assert all(f"  {name} " in listed for name in COMMANDS)
     assert "rotate" in CliRunner().invoke(cli, ["key", "--help"]).output
+
+
+def test_an_unsigned_push_loads_neither_keys_nor_trust_data(env, tmp_path, registry):
+    import images
+
+    layout = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=2).layout
+    argv = ["push", f"oci:{layout}:v1", f"{registry.host_port}/lazy/push:v1", "--quiet"]
+    cold = modules_after(argv, env, tmp_path)
+    warm = modules_after(argv, env, tmp_path)  # every blob present: HEADs and the manifest only
+    assert "trustkit.oci.push" in warm
+    signing = {"cryptography", "trustkit.keys", "trustkit.metadata", "trustkit.trust", "trustkit.ops"}
+    assert not loaded(warm, NEVER | signing | {"trustkit.client.notary"})
+    assert not loaded(cold, NEVER | {"trustkit.trust", "trustkit.ops", "trustkit.client.notary"})

@@ -8,6 +8,19 @@
 - ``config``: notary's client configuration (trust pinning).
 """
 
-from trustkit.client.notary import NotaryClient, make_http_client, resolve_server_url
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trustkit.client.notary import NotaryClient, make_http_client, resolve_server_url
 
 __all__ = ["NotaryClient", "make_http_client", "resolve_server_url"]
+
+
+def __getattr__(name: str) -> Any:
+    """The Notary client's names, imported on first use (PEP 562): the registry code imports
+    this package's ``auth`` and ``http`` and must not pay for the Notary client and the keys."""
+    if name in __all__:
+        from trustkit.client import notary
+
+        return getattr(notary, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

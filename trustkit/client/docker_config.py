@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from trustkit.errors import TrustkitError
-from trustkit.keys.store import atomic_write
 
 __all__ = [
     "DOCKER_HUB_AUTH_KEY",
@@ -314,6 +313,8 @@ def save_login(
         auths[key] = entry
         where = str(path)
     config["auths"] = auths
+    from trustkit.keys.store import atomic_write  # here: the keys package loads cryptography
+
     atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode(), mode=0o600)
     return where
 
@@ -342,6 +343,8 @@ def remove_login(registry: str, config_dir: Path | None = None, environ: Mapping
         del auths[key]
     if keys:
         config["auths"] = auths
+        from trustkit.keys.store import atomic_write  # here: the keys package loads cryptography
+
         atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode(), mode=0o600)
         removed.append(str(path))
     return removed

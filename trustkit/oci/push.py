@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trustkit.errors import PushedNotSignedError, TrustkitError
-from trustkit.keys.store import atomic_write
 from trustkit.oci.registry import Manifest, RegistryClient
 from trustkit.oci.sources import Descriptor, ImageSource, RegistrySource, SourceError, image_blobs, index_children
 from trustkit.reference import ImageReference
@@ -138,11 +137,14 @@ class BlobLocationCache:
                 entry = self._locations.pop(digest, {})
                 if not isinstance(entry, dict):
                     entry = {}
-                repos = [r for r in entry.get(registry, []) if r != repository]
+                known = entry.get(registry)
+                repos = [r for r in known if r != repository] if isinstance(known, list) else []
                 entry[registry] = ([repository] + repos)[:MOUNT_CANDIDATES]
                 self._locations[digest] = entry  # re-inserted: newest last
+                # Only news makes the file worth rewriting (a re-push of the same image has none;
+                # the new order is written with the next change).
+                self._dirty = self._dirty or entry[registry] != known
             self._trim(self._locations)
-            self._dirty = True
 
     def compressed(self, diff_id: str) -> tuple[str, int] | None:
         with self._lock:
@@ -178,6 +180,8 @@ class BlobLocationCache:
             ).encode()
             self._dirty = False
         with contextlib.suppress(OSError):
+            from trustkit.keys.store import atomic_write  # here: the keys package loads cryptography
+
             atomic_write(self.path, data, 0o600)
 
 
