@@ -218,6 +218,73 @@ def test_sslib_signer_adapter_makes_notary_signatures():
     assert adapter.public_key.verify("ecdsa", b"payload", sig)
 
 
+def test_sslib_signer_refuses_a_signature_that_does_not_verify():
+    """A token or KMS that signs with another key (or another hash) fails, naming the key."""
+    from securesystemslib.signer import CryptoSigner as SSLibCryptoSigner
+    from securesystemslib.signer import Signer as SSLibBase
+
+    class WrongKey(SSLibBase):  # names one key, signs with another (a misconfigured KMS alias)
+        public_key = SSLibCryptoSigner(ec.generate_private_key(ec.SECP256R1())).public_key
+        _inner = SSLibCryptoSigner(ec.generate_private_key(ec.SECP256R1()))
+
+        def sign(self, payload):
+            return self._inner.sign(payload)
+
+        @classmethod
+        def from_priv_key_uri(cls, priv_key_uri, public_key, secrets_handler=None):
+            raise NotImplementedError
+
+    adapter = SSLibSigner(WrongKey(), where="test KMS key")
+    with pytest.raises(KeyFormatError, match="made by test KMS key does not verify"):
+        adapter.sign(b"payload")
+
+
+def test_sslib_signer_refuses_schemes_notary_cannot_verify():
+    from securesystemslib.signer import CryptoSigner as SSLibCryptoSigner
+
+    with pytest.raises(KeyFormatError, match="nistp384"):  # notary's ecdsa hashes with SHA-256
+        SSLibSigner(SSLibCryptoSigner(ec.generate_private_key(ec.SECP384R1())))
+
+
+@pytest.mark.parametrize("alg", ["ecdsa", "rsa"])
+def test_root_certificate_signed_through_a_signer_without_a_private_key_object(keys, alg):
+    """A key in a token or KMS signs its root certificate through the Signer interface: the
+    certificate carries its public key, verifies, and keeps notary's fields."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.x509.oid import SignatureAlgorithmOID
+    from securesystemslib.signer import CryptoSigner as SSLibCryptoSigner
+
+    adapter = SSLibSigner(SSLibCryptoSigner(keys[alg]))  # no .private_key to reach into
+    assert not hasattr(adapter, "private_key")
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    cert = root_certificate(adapter, "docker.io/library/app", now=now)
+    cert.verify_directly_issued_by(cert)
+    assert PublicKey.from_crypto(cert.public_key()) == adapter.public_key
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=3650)
+    assert cn_matches_gun(cert, "docker.io/library/app")
+    if alg == "ecdsa":
+        assert cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256
+    else:  # RSA keys sign RSA-PSS (SHA-256, 32-byte salt), the only RSA signature they make
+        assert cert.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS
+        assert isinstance(cert.signature_algorithm_parameters, padding.PSS)
+    cert_key = root_key_for(adapter, "docker.io/library/app", now=now)
+    assert cert_key.canonical_id == adapter.public_key.keyid
+    assert cert_key.verify(adapter.method, b"m", adapter.sign(b"m"))
+
+
+def test_a_signer_whose_certificate_signature_does_not_verify_is_refused(keys):
+    from trustkit.keys.signer import Signer
+
+    class Liar(Signer):  # signs with another key than the one it names
+        public_key = CryptoSigner(keys["ecdsa"]).public_key
+
+        def sign(self, message: bytes) -> bytes:
+            return CryptoSigner(generate("ecdsa")).sign(message)
+
+    with pytest.raises(KeyFormatError, match="does not verify"):
+        root_certificate(Liar(), "g/x")
+
+
 @pytest.mark.parametrize(
     "data",
     [
