@@ -372,3 +372,33 @@ def test_the_web_page_shows_what_is_pending_and_who_signed(setup):
         setup.sign(member, "v8", DIGEST_B, staging_dir=shared)
     assert 'id="pending"' not in setup.http.get(f"/repositories/{GUN}").text
     assert len(setup.staged_rows()) == 2  # not dropped by the page
+
+
+def test_clearing_takes_only_the_named_version(setup):
+    """The signer who publishes clears the version it built on; a later one staged meanwhile stays."""
+    setup.sign(setup.members[0])
+    wrong = setup.http.delete(f"{STAGED}{TEAM}.json", params={"version": "2"})
+    assert wrong.status_code == 404 and (TEAM, 1) in setup.staged_rows()
+    assert setup.http.delete(f"{STAGED}{TEAM}.json", params={"version": "1"}).status_code == 200
+    assert setup.staged_rows() == [(RELEASES, 1)]
+
+
+def test_a_staging_area_that_fails_does_not_change_verifys_verdict(setup):
+    """verify's pending details only add to "not signed": a server whose staging area fails
+    (here: 500) still gets the plain verdict, not a server error."""
+    import httpx
+
+    from trustkit.errors import NotSignedError
+
+    def broken_staging(request: httpx.Request) -> httpx.Response:
+        if "/_trust/staged/" in request.url.path:
+            return httpx.Response(500, content=b'{"errors":[{"code":"UNKNOWN","message":"unknown error"}]}\n')
+        answer = setup.http.request(request.method, str(request.url), content=request.content)
+        return httpx.Response(answer.status_code, content=answer.content, headers=answer.headers)
+
+    setup.sign(setup.members[0])
+    reader = setup.session(
+        setup.tmp / "reader-broken", http=httpx.Client(transport=httpx.MockTransport(broken_staging))
+    )
+    with pytest.raises(NotSignedError):
+        verify_tag(reader, "v1")
