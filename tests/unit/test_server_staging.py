@@ -87,11 +87,13 @@ def make_app(storage: Storage, **settings):
     )
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     """A repository whose signer "team" has three keys and needs two of them (so does
-    targets/releases); each member's trust dir holds only their own key."""
-    storage = Storage(f"sqlite:///{tmp_path / 'server.db'}")
+    targets/releases); each member's trust dir holds only their own key.  On SQLite and on
+    PostgreSQL (a fresh database of the test's own)."""
+    url = f"sqlite:///{tmp_path / 'server.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    storage = Storage(url)
     with TestClient(make_app(storage)) as http:
         members = []
         for name in ("m1", "m2", "m3"):
