@@ -13,7 +13,7 @@ each into its own repository, content trust off (skopeo does not sign).
   manifest is written again.
 
 Peak memory is the maximum resident set size reported by ``/usr/bin/time -v`` for one run of
-each, cold and warm.  Goal (from the issue): trustkit no slower than skopeo.
+each, cold and warm.  Goals: a cold push no slower than skopeo; a warm re-push within 1.5x (issue 15).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def run() -> Result:
                 target=1.0,
             )
         )
-        result.rows.append(Row("warm re-push, every blob present (vs skopeo copy)", warm_tk, warm_sk, target=1.0))
+        result.rows.append(Row("warm re-push, every blob present (vs skopeo copy)", warm_tk, warm_sk, target=1.5))
         for phase in ("cold", "warm"):
             tk_mb, sk_mb = memory[("trustkit", phase)], memory[("skopeo", phase)]
             result.rows.append(
@@ -152,8 +152,8 @@ def run() -> Result:
             f"the peer column is skopeo copy (skopeo {skopeo_version}), both into Debian's docker-registry on loopback"
         )
         result.notes.append(
-            f"cold: {cold_tk.mean / cold_sk.mean:.2f}x skopeo's wall time; "
-            f"warm: {warm_tk.mean / warm_sk.mean:.2f}x; peak RSS cold "
+            f"cold: {cold_tk.center / cold_sk.center:.2f}x skopeo's wall time (medians); "
+            f"warm: {warm_tk.center / warm_sk.center:.2f}x; peak RSS cold "
             f"{memory[('trustkit', 'cold')]:.0f} MB vs {memory[('skopeo', 'cold')]:.0f} MB"
         )
     finally:

@@ -70,6 +70,12 @@ class Figure:
     runs: int = 1
     unit: str = "s"
     note: str = ""  # e.g. "scaled from 500 commands"
+    median: float | None = None  # hyperfine's median: what the ratios compare when known
+
+    @property
+    def center(self) -> float:
+        """The median when known (one slow run on a shared machine does not move it), else the mean."""
+        return self.median if self.median is not None else self.mean
 
     @classmethod
     def from_samples(cls, samples: Sequence[float], unit: str = "s", note: str = "") -> Figure:
@@ -89,14 +95,24 @@ class Figure:
         def mul(value: float | None) -> float | None:
             return None if value is None else value * factor
 
-        return Figure(self.mean * factor, mul(self.stddev), mul(self.min), mul(self.max), self.runs, self.unit, note)
+        return Figure(
+            self.mean * factor,
+            mul(self.stddev),
+            mul(self.min),
+            mul(self.max),
+            self.runs,
+            self.unit,
+            note,
+            mul(self.median),
+        )
 
     def text(self) -> str:
-        """Human form: ``123.4 ms ± 2.1 (n=10)`` or ``1520 keys/s (n=3)``."""
+        """Human form: ``123.4 ms ± 2.1 (n=10)`` (the median when known, ± the standard
+        deviation) or ``1520 keys/s (n=3)``."""
         if self.unit == "s":
-            scale, unit = (1e3, "ms") if self.mean < 1.0 else (1.0, "s")
+            scale, unit = (1e3, "ms") if self.center < 1.0 else (1.0, "s")
             digits = 1 if unit == "ms" else 3
-            out = f"{self.mean * scale:.{digits}f} {unit}"
+            out = f"{self.center * scale:.{digits}f} {unit}"
             if self.stddev is not None:
                 out += f" ± {self.stddev * scale:.{digits}f}"
         else:
@@ -112,6 +128,7 @@ class Figure:
 
         out: dict[str, Any] = {
             "mean": r(self.mean),
+            "median": r(self.median),
             "stddev": r(self.stddev),
             "min": r(self.min),
             "max": r(self.max),
@@ -128,7 +145,9 @@ class Row:
     """One line of the results table: the same operation done by trustkit and by notary.
 
     ``target`` is the largest acceptable ratio (trustkit/notary) from the issue, if it set one;
-    ``target_strict`` says whether the ratio must be strictly below it.
+    ``target_strict`` says whether the ratio must be strictly below it.  ``limit`` is an
+    absolute goal instead: trustkit's wall time in seconds, whatever the peer's.  Times are
+    compared by their medians when hyperfine measured them.
     """
 
     operation: str
@@ -137,21 +156,26 @@ class Row:
     target: float | None = None
     target_strict: bool = False
     note: str = ""
+    limit: float | None = None
 
     @property
     def ratio(self) -> float | None:
         if self.notary is None or self.notary.unit != "s" or self.trustkit.unit != "s":
             return None
-        return self.trustkit.mean / self.notary.mean
+        return self.trustkit.center / self.notary.center
 
     @property
     def target_text(self) -> str:
+        if self.limit is not None:
+            return f"≤ {self.limit * 1e3:g} ms"
         if self.target is None:
             return ""
         return f"{'<' if self.target_strict else '≤'} {self.target:g}"
 
     @property
     def met(self) -> bool | None:
+        if self.limit is not None:
+            return self.trustkit.center <= self.limit
         ratio = self.ratio
         if self.target is None or ratio is None:
             return None
@@ -165,7 +189,7 @@ class Row:
             "notary": self.notary.to_json() if self.notary else None,
             "ratio": None if ratio is None else round(ratio, 4),
         }
-        if self.target is not None:
+        if self.target is not None or self.limit is not None:
             out["target"] = self.target_text
             out["met"] = self.met
         if self.note:
@@ -377,7 +401,14 @@ def hyperfine(
         argv.append(shlex.join(command))
         run_checked(argv, env, what=f"hyperfine ({name})", timeout=3600)
         data = json.loads(export.read_text())["results"][0]
-    return Figure(mean=data["mean"], stddev=data["stddev"], min=data["min"], max=data["max"], runs=len(data["times"]))
+    return Figure(
+        mean=data["mean"],
+        stddev=data["stddev"],
+        min=data["min"],
+        max=data["max"],
+        runs=len(data["times"]),
+        median=data["median"],
+    )
 
 
 def wall_time(action: Callable[[], object]) -> float:

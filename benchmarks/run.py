@@ -26,11 +26,20 @@ import bench_push
 import bench_server
 import bench_sign_2000
 import bench_sign_one
+import bench_startup
 from harness import Result, machine_info
 
 BENCHMARKS = {
     module.NAME: module
-    for module in (bench_keys, bench_sign_one, bench_sign_2000, bench_lookup_10k, bench_push, bench_server)
+    for module in (
+        bench_startup,
+        bench_keys,
+        bench_sign_one,
+        bench_sign_2000,
+        bench_lookup_10k,
+        bench_push,
+        bench_server,
+    )
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
