@@ -306,7 +306,7 @@ class _Planner:
     def _signer(self, keyid: str) -> Signer:
         if keyid not in self._signers:
             try:
-                self._signers[keyid] = self.mirror.store.load(keyid)[0]
+                self._signers[keyid] = self.mirror.store.signer(keyid)[0]  # a key file, token or KMS key
             except KeyNotFoundError:
                 raise NoSigningKeyError(f"mirroring {self.gun} needs key {keyid}", hint="nothing was changed") from None
         return self._signers[keyid]
