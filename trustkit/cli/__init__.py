@@ -149,7 +149,8 @@ class LazyGroup(click.Group):
     "--staging-dir",
     type=click.Path(file_okay=False),
     envvar="TRUSTKIT_STAGING_DIR",
-    help="Shared folder where partly signed threshold roles wait for co-signers (default: <trust dir>/staged).",
+    help="Shared folder where partly signed threshold roles wait for co-signers (default: the trust server's "
+    "staging area when it has one, as trustkit server does; else <trust dir>/staged).",
 )
 @click.option("--no-tofu", is_flag=True, help="Refuse repositories whose root is not pinned (no trust on first use).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
