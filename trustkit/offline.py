@@ -464,7 +464,7 @@ def check_signed_files(trusted: TrustedSet, files: dict[str, bytes], base: dict[
             raise StaleChangeError(
                 f"{role} was signed on version {base[role].version} of {gun}, "
                 f"but the server now has {'none' if have is None else f'version {have}'}",
-                hint="someone published since; `trustkit publish GUN` on the machine with the keys "
+                hint=f"someone published since; `trustkit publish {gun}` on the machine with the keys "
                 "signs the change again on top",
             )
         meta = Metadata.from_bytes(files[role], role=role)

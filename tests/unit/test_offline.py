@@ -172,6 +172,19 @@ def test_an_online_edit_is_refused_while_changes_are_pending(tmp_path, server, o
     assert server_state(server) == before
 
 
+def test_an_unreadable_record_says_how_to_drop_it(tmp_path, server, owner, capsys):
+    from trustkit.cli import main
+
+    sign_tags(session(owner, None, offline=True), [tag("v2", B)])
+    record_path(owner, GUN).write_text('{"format": "trustkit-pending/1", "gun": "' + GUN + '", "roles": 5}')
+    with pytest.raises(SystemExit) as failed:
+        main(["--trust-dir", str(owner), "status", GUN])
+    err = capsys.readouterr().err
+    assert failed.value.code == 1 and "cannot be read" in err and f"status {GUN} --reset" in err
+    assert run("--trust-dir", str(owner), "status", GUN, "--reset").exit_code == 0
+    assert load_pending(owner, GUN) is None
+
+
 def test_offline_needs_a_cache(tmp_path):
     with pytest.raises(NotSignedError, match="without --offline"):
         sign_tags(session(tmp_path / "empty", None, offline=True), [tag("v1")])
