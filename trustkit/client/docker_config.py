@@ -19,14 +19,15 @@ import base64
 import binascii
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustkit.errors import TrustkitError
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = [
     "DOCKER_HUB_AUTH_KEY",
@@ -220,6 +221,9 @@ def _run_helper(
     name: str, action: str, payload: str, env: Mapping[str, str], *, source: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``docker-credential-<name> <action>`` with ``payload`` on its standard input."""
+    import shutil  # here: most commands never run a helper (start-up cost)
+    import subprocess
+
     program = f"docker-credential-{name}"
     found = shutil.which(program, path=env.get("PATH"))
     if found is None:
