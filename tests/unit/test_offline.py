@@ -441,6 +441,8 @@ def test_cli_status_publish_export_and_reset(tmp_path, server, owner, monkeypatc
     assert reset.exit_code == 0 and "Dropped" in reset.output
     assert not record_path(owner, GUN).exists()
     assert "No changes pending" in run("--trust-dir", str(owner), "status", GUN).output
+    nothing = run("--trust-dir", str(owner), "publish", GUN)  # as notary: nothing to do is no failure
+    assert nothing.exit_code == 0 and "No changes pending" in nothing.output
 
 
 def test_cli_sign_without_a_server_names_offline_and_with_it_keeps_the_change(tmp_path, owner, monkeypatch):

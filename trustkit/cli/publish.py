@@ -165,8 +165,14 @@ def publish(ctx: Context, repo: str | None, export_file: str | None, from_file: 
             click.echo(f"Wrote the pending {', '.join(roles)} of {reference.gun} to {export_file}")
             click.echo(f"On a connected machine: trustkit publish --from {Path(export_file).name}")
         return
-    from trustkit.offline import publish_pending
+    from trustkit.offline import load_pending, publish_pending
 
+    if load_pending(ctx.trust_path, reference.gun) is None:  # as `notary publish` with an empty changelist
+        if output_format == "json":
+            emit_json({"repository": reference.gun, "published": [], "how": "nothing pending"})
+        else:
+            click.echo(f"No changes pending for {reference.gun}")
+        return
     result = publish_pending(ctx.trust_session(reference))
     if output_format == "json":
         emit_json({"repository": reference.gun, "published": result.roles, "how": result.how})
