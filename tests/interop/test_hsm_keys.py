@@ -145,6 +145,13 @@ def test_root_rotation_onto_a_token_key(notary_server, notary_cli, trustkit_cli,
     assert set(_notary_list(lambda: reader, gun)) == {"v1", "v2"}  # the same notary trust dir walked to the new root
     root_json = json.loads((admin.trust_dir / "tuf" / gun / "metadata" / "root.json").read_text())
     assert len(root_json["signatures"]) == 2  # old file key and new token key
+    # The snapshot key too can live in the token: trustkit then signs snapshots there.
+    snapshot_uri = hsm.keypair("vault", "snapshot", "0b", key_type="rsa:2048")
+    admin.run("key", "rotate", gun, "snapshot", "--key", snapshot_uri)
+    admin.run("sign", f"{gun}:v3", "--digest", DIGEST, "--size", "3")
+    assert set(_notary_list(lambda: reader, gun)) == {"v1", "v2", "v3"}
+    snapshot = json.loads((admin.trust_dir / "tuf" / gun / "metadata" / "snapshot.json").read_text())
+    assert [s["method"] for s in snapshot["signatures"]] == ["rsapss"]
 
 
 def test_no_pin_in_ci_fails_at_once_and_names_what_to_set(notary_server, trustkit_cli, tmp_path):
