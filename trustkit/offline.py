@@ -215,7 +215,8 @@ def keep_pending(session: TrustSession, repo: Repository) -> list[str]:
     if trusted is None:  # the session loaded nothing: there is no cached trust data to build on
         raise NotSignedError(f"no cached trust data for {session.gun}", hint="run once without --offline")
     # The bases, taken before signing: the repository edits (and re-signs) the trusted set's objects.
-    before = {role: current_file(trusted, role) for role in (ROOT, SNAPSHOT, *trusted.targets)}
+    known = (ROOT, SNAPSHOT, *trusted.targets, *trusted.short_of_threshold)
+    before = {role: current_file(trusted, role) for role in known}
     files = repo.publish_files()
     if repo.pending:
         roles = ", ".join(sorted(repo.pending))
