@@ -419,12 +419,24 @@ class PendingChange:
         )
 
 
+def _threshold_roles(trusted: TrustedSet) -> set[str]:
+    """The roles ``trusted`` knows of that need more than one signature."""
+    roles = {TARGETS} if trusted.root.signed.roles[TARGETS].threshold > 1 else set()
+    for meta in (*trusted.targets.values(), *trusted.short_of_threshold.values()):
+        roles |= {entry.name for entry in meta.signed.delegations.roles if entry.threshold > 1}
+    return roles
+
+
 def pending_changes(
     session: TrustSession, trusted: TrustedSet, *, roles: list[str] | None = None
 ) -> list[PendingChange]:
     """The staged versions of ``roles`` (default: every staged role) that build on ``trusted``:
     one version up, for a role it delegates.  Signatures are counted here, against the trusted
-    keys; what the staging place says about them is not believed."""
+    keys; what the staging place says about them is not believed.  A repository whose roles all
+    need one signature has nothing staged: then the staging place is not even asked."""
+    needing_more = _threshold_roles(trusted)
+    if not needing_more or (roles is not None and not needing_more & set(roles)):
+        return []
     staging = session.staging()
     roles = roles if roles is not None else staging.roles()
     listed = trusted.snapshot.signed.meta if trusted.snapshot is not None else {}

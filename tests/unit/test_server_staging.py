@@ -404,3 +404,34 @@ def test_a_staging_area_that_fails_does_not_change_verifys_verdict(setup):
     )
     with pytest.raises(NotSignedError):
         verify_tag(reader, "v1")
+
+
+def test_verify_asks_no_staging_area_when_every_role_needs_one_signature(tmp_path):
+    """Without threshold roles nothing can be pending: verify's text output costs no extra request."""
+    import httpx
+
+    from trustkit.cli.trustcmds import _tell_pending
+
+    storage = Storage(f"sqlite:///{tmp_path / 'server.db'}")
+    asked: list[str] = []
+    try:
+        with TestClient(make_app(storage)) as http:
+
+            def counting(request: httpx.Request) -> httpx.Response:
+                asked.append(request.url.path)
+                headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = http.request(request.method, str(request.url), content=request.content, headers=headers)
+                return httpx.Response(answer.status_code, content=answer.content, headers=answer.headers)
+
+            def session(name: str) -> TrustSession:
+                store = KeyStore(tmp_path / name, lambda request: PASSPHRASE)
+                client = NotaryClient(URL, GUN, httpx.Client(transport=httpx.MockTransport(counting)), retries=0)
+                return TrustSession(parse_repository(GUN), client, store, tmp_path / name)
+
+            sign_tags(session("admin"), [TagTarget("v1", DIGEST_A, 5)])
+            reader = session("reader")
+            assert verify_tag(reader, "v1").digest == DIGEST_A
+            _tell_pending(reader)
+            assert not [path for path in asked if "/_trust/staged/" in path]
+    finally:
+        storage.close()
