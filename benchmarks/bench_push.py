@@ -25,6 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import harness  # noqa: F401 - first: it puts tests/ on sys.path (for images and peers when run as --reset)
 import images
 import peers
 from harness import Figure, Result, Row, hyperfine, log, run_checked, trustkit_program
