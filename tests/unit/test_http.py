@@ -220,3 +220,15 @@ def test_a_certificate_without_its_key_in_certs_d_is_an_error(tmp_path: Path, pk
     shutil.copy(pki["cert"], certs_d / "client.cert")
     with pytest.raises(TrustkitError, match="no matching key client.key"):
         tls_settings("https://registry.example.com", config_dir=tmp_path, certs_d=tmp_path / "certs.d")
+
+
+def test_a_given_ca_is_the_only_one_loaded(tmp_path: Path, pki: dict[str, Path]) -> None:
+    """--tls-ca: that file's CA and nothing else (no system store, no certifi bundle, not the
+    tls/<host>/ folder's CAs), so building the context parses one certificate."""
+    tls_dir = tmp_path / "cfg" / "tls" / "notary.example.com"
+    tls_dir.mkdir(parents=True)
+    other, _ = peers.make_tls(tmp_path / "other")
+    shutil.copy(other, tls_dir / "other.crt")
+    context, _ = tls_settings("https://notary.example.com", str(pki["ca"]), config_dir=tmp_path / "cfg")
+    assert len(context.get_ca_certs()) == 1
+    assert context.cert_store_stats()["x509_ca"] == 1
