@@ -8,8 +8,10 @@ The commands run for real in a subprocess, against a real notary-server; a small
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -160,7 +162,13 @@ def test_an_unsigned_push_loads_neither_keys_nor_trust_data(env, tmp_path, regis
     layout = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=2).layout
     argv = ["push", f"oci:{layout}:v1", f"{registry.host_port}/lazy/push:v1", "--quiet"]
     cold = modules_after(argv, env, tmp_path)
+    mark = registry.log_path.stat().st_size
     warm = modules_after(argv, env, tmp_path)  # every blob present: HEADs and the manifest only
+    time.sleep(0.3)  # the registry logs a request after answering it
+    with registry.log_path.open("rb") as log:
+        log.seek(mark)
+        methods = re.findall(rb"http\.request\.method=(\w+)", log.read())
+    assert sorted(methods) == [b"HEAD"] * 3 + [b"PUT"]  # two layers and the config; no GET /v2/ probe
     assert "trustkit.oci.push" in warm
     signing = {"cryptography", "trustkit.keys", "trustkit.metadata", "trustkit.trust", "trustkit.ops"}
     assert not loaded(warm, NEVER | signing | {"trustkit.client.notary"})

@@ -2,7 +2,10 @@
 
 * :func:`connect` picks the endpoint the way docker does: ``https://`` always first; plain
   ``http://`` only for a loopback registry or one named with ``--insecure-registry`` (those two
-  also accept an unverified certificate, docker's "insecure registry" rule).  CAs come from
+  also accept an unverified certificate, docker's "insecure registry" rule).  It sends nothing
+  itself: the client's first request is sent to each endpoint in turn until one answers, and the
+  others wait for that choice (so a re-push of blobs that are all there is their ``HEAD``s and
+  the manifest ``PUT``, no ``GET /v2/`` first).  CAs come from
   ``$DOCKER_CONFIG/tls/<host:port>/`` and ``/etc/docker/certs.d/<host:port>/``.
   Credentials come from ``$DOCKER_CONFIG/config.json`` (helpers and stores included) through
   :func:`trustkit.client.docker_config.load_credentials`; token challenges are answered by
@@ -24,6 +27,7 @@ import hashlib
 import io
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -346,31 +350,12 @@ def connect(
     allow_plain = is_loopback_host(_host_only(api_host)) or api_host.lower() in insecure or registry.lower() in insecure
     creds = load_credentials(registry, config_dir, environ) if credentials is True else credentials or None
     auth = registry_auth(registry, creds)
-    attempts: list[str] = []
     schemes = ["https", "http"] if allow_plain else ["https"]
-    last: BaseException | None = None
     # One client serves both schemes: its TLS context only matters for https.
     context = registry_tls_context(api_host, insecure=allow_plain, config_dir=config_dir)
     http = http_client(f"https://{api_host}", context, auth=auth, timeout=READ_TIMEOUT, connections=pool + 4)
-    for scheme in schemes:
-        base = f"{scheme}://{api_host}"
-        try:
-            with http.stream("GET", f"{base}/v2/", auth=None):
-                pass  # any answer means a registry is there; its body is never read
-        except httpx.TransportError as exc:
-            last = exc
-            attempts.append(f"{base}: {describe_failure(exc)}")
-            continue
-        return RegistryClient(registry, http, base, auth=auth)
-    http.close()
-    hint = None
-    if not allow_plain:
-        hint = (
-            f"if {registry} serves plain HTTP, name it with --insecure-registry {registry}"
-            if last is not None and is_tls_failure(last)
-            else "check the registry name and that it is running"
-        )
-    raise NetworkError(f"cannot reach the registry {registry} ({'; '.join(attempts)})", hint=hint)
+    base, *fallbacks = [f"{scheme}://{api_host}" for scheme in schemes]
+    return RegistryClient(registry, http, base, auth=auth, fallbacks=fallbacks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,10 +369,20 @@ class _Answer:
     content: bytes
 
 
+class _Unreachable(Exception):
+    """The endpoint being tried did not answer at all (its first request failed to connect)."""
+
+    def __init__(self, cause: httpx.TransportError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class RegistryClient:
     """The distribution API of one registry.  ``http`` is any ``httpx.Client`` (a real one from
     :func:`connect`, or one on an ``httpx.MockTransport`` in tests); ``base_url`` is
-    ``scheme://host[:port]``.  It is safe to use from several threads at once."""
+    ``scheme://host[:port]``, and ``fallbacks`` the endpoints to try, in order, if it does not
+    answer the first request (docker's plain-HTTP fallback for an insecure registry).  It is safe
+    to use from several threads at once."""
 
     def __init__(
         self,
@@ -400,10 +395,16 @@ class RegistryClient:
         sleep: Callable[[float], None] = time.sleep,
         chunk_threshold: int = CHUNK_THRESHOLD,
         chunk_size: int = CHUNK_SIZE,
+        fallbacks: Iterable[str] = (),
     ) -> None:
         self.registry = registry
         self.http = http
         self.base_url = base_url.rstrip("/")
+        self._fallbacks = [url.rstrip("/") for url in fallbacks]
+        # Until a request got an answer, the endpoint is not chosen: the first request tries
+        # each in turn while the others wait (connect() sends nothing of its own).
+        self._endpoint_chosen = not self._fallbacks
+        self._endpoint_lock = threading.Lock()
         self.auth = auth
         self.retries = retries
         self._sleep = sleep
@@ -579,8 +580,10 @@ class RegistryClient:
 
     def open_blob(self, repository: str, digest: str) -> ResponseReader:
         """A streaming reader over a blob (redirects to storage followed, without our credentials)."""
-        url = f"{self.base_url}/v2/{repository}/blobs/{digest}"
         what = f"reading blob {_short(digest)} of {self.registry}/{repository}"
+        if not self._endpoint_chosen:  # (a source is read after its manifest, so this is rare)
+            self._call("GET", "/v2/", what=what, scope=None, missing_ok=True, auth=False)
+        url = f"{self.base_url}/v2/{repository}/blobs/{digest}"
         for attempt in range(self.retries + 1):
             context = self.http.stream(
                 "GET", url, follow_redirects=True, extensions={SCOPE_EXTENSION: repository_scope(repository)}
@@ -759,8 +762,60 @@ class RegistryClient:
     ) -> _Answer | None:
         """A request without a streamed body: retried on connection failures, 429 and 502/503/504.
         Every request sent here may be repeated: reads, a manifest PUT, and a POST that opens an
-        upload session (one left behind is harmless)."""
-        url = f"{self.base_url}{path}"
+        upload session (one left behind is harmless).  The first request chooses the endpoint."""
+        call = dict(what=what, scope=scope, missing_ok=missing_ok, auth=auth, body_limit=body_limit, **kwargs)
+        if not self._endpoint_chosen:
+            with self._endpoint_lock:
+                if not self._endpoint_chosen:
+                    return self._choose_endpoint(method, path, call)
+        return self._call_at(self.base_url, method, path, **call)
+
+    def _choose_endpoint(self, method: str, path: str, call: dict[str, Any]) -> _Answer | None:
+        """Send the first request to each endpoint in turn; the first that answers (whatever
+        the status) is the registry's.  Called with the endpoint lock held."""
+        attempts: list[str] = []
+        last: httpx.TransportError | None = None
+        for base in [self.base_url, *self._fallbacks]:
+            try:
+                answer = self._call_at(base, method, path, probing=True, **call)
+            except _Unreachable as exc:
+                last = exc.cause
+                attempts.append(f"{base}: {describe_failure(exc.cause)}")
+                continue
+            except BaseException:
+                self._choose(base)  # it answered, with an error status
+                raise
+            self._choose(base)
+            return answer
+        hint = None
+        if not self._fallbacks:
+            hint = (
+                f"if {self.registry} serves plain HTTP, name it with --insecure-registry {self.registry}"
+                if last is not None and is_tls_failure(last)
+                else "check the registry name and that it is running"
+            )
+        raise NetworkError(f"cannot reach the registry {self.registry} ({'; '.join(attempts)})", hint=hint)
+
+    def _choose(self, base: str) -> None:
+        self.base_url = base
+        self._fallbacks = []
+        self._endpoint_chosen = True
+
+    def _call_at(
+        self,
+        base: str,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        scope: str | None,
+        missing_ok: bool = False,
+        auth: bool = True,
+        body_limit: int = ERROR_BODY_LIMIT,
+        probing: bool = False,
+        **kwargs: Any,
+    ) -> _Answer | None:
+        url = f"{base}{path}"
         extensions = {SCOPE_EXTENSION: scope} if scope else {}
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
@@ -780,6 +835,8 @@ class RegistryClient:
                         return _Answer(status, response.headers, content)
                     body = read_capped(response, ERROR_BODY_LIMIT, what, truncate=True)
             except httpx.TransportError as exc:
+                if probing and attempt == 0:
+                    raise _Unreachable(exc) from None  # not this endpoint: the caller tries the next
                 if not last and may_retry(exc, idempotent=True):
                     self._backoff(attempt, None)
                     continue
