@@ -47,24 +47,36 @@ def _bad_name(role: str) -> str:
 
 def parse_parts(parts: dict[str, bytes]) -> dict[str, Metadata[Any]]:
     """Role names checked, JSON parsed strictly, structures checked; a timestamp part must be
-    JSON and is otherwise ignored (the server always makes its own, as notary does)."""
+    JSON and is otherwise ignored (the server always makes its own, as notary does).  Each part
+    is parsed once; only a part that fails (or holds a ``\\u`` escape) is read again as plain
+    JSON, to answer notary's MALFORMED_JSON rather than INVALID_UPDATE where notary does."""
     parsed: dict[str, Metadata[Any]] = {}
     for role, data in parts.items():
         if role_name_problem(role):
             raise UpdateError("INVALID_ROLE", role)
-        try:
-            document = loads_strict(data, what=f"{role}.json", fold_case=False)  # as Metadata parses it
-            if b"\\u" in data:  # a lone surrogate escape parses, but no signature can cover it
-                canonical_json(document, parsed=True)
-        except EncodingError:
-            raise UpdateError("MALFORMED_JSON") from None
         if role == TIMESTAMP:
+            _require_json(data, role)
             continue
         try:
-            parsed[role] = Metadata.from_bytes(data, role=role)
+            meta = Metadata.from_bytes(data, role=role)
         except TrustkitError as exc:
+            _require_json(data, role)
             raise invalid(_bad_name(role), str(exc)) from None
+        if b"\\u" in data:
+            _require_json(data, role)
+        parsed[role] = meta
     return parsed
+
+
+def _require_json(data: bytes, role: str) -> None:
+    """MALFORMED_JSON unless ``data`` is JSON as Metadata parses it, with no lone surrogate
+    escape (it parses, but no signature can cover it)."""
+    try:
+        document = loads_strict(data, what=f"{role}.json", fold_case=False)
+        if b"\\u" in data:
+            canonical_json(document, parsed=True)
+    except EncodingError:
+        raise UpdateError("MALFORMED_JSON") from None
 
 
 def _require_distinct_keys(keys: Any, keyids: list[str], threshold: int, role: str, name: str) -> None:
