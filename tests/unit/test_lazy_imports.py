@@ -102,7 +102,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def test_help_imports_no_command(env, tmp_path):
     modules = modules_after(["--help"], env, tmp_path)
     ours = sorted(m for m in modules if m.startswith("trustkit."))
-    assert ours == ["trustkit.cli", "trustkit.cli.context", "trustkit.cli.output", "trustkit.errors"]
+    assert ours == ["trustkit.cli", "trustkit.cli.context", "trustkit.cli.output"]
     assert not loaded(modules, NEVER | OFFLINE | {"cryptography"})
 
 

@@ -180,7 +180,6 @@ def cli(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the click group, turning errors into exit statuses."""
     from trustkit.cli.output import emit_error_json, emit_json, error_object, wants_json
-    from trustkit.errors import TrustkitError
 
     args = argv if argv is not None else sys.argv[1:]
     debug = "--debug" in args
@@ -201,27 +200,27 @@ def main(argv: list[str] | None = None) -> None:
         fail(exc, exc.format_message(), exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except TrustkitError as exc:
-        if debug:
-            raise
-        click.echo(f"trustkit: error: {exc}", err=True)
-        to_json = getattr(getattr(exc, "summary", None), "to_json", None)
-        if as_json and callable(to_json):  # pushed but not signed: the push summary, and the error in it
-            emit_json({**to_json(), "signed": False, "error": error_object(exc, str(exc), exc.exit_code)})
-            sys.exit(exc.exit_code)
-        fail(exc, str(exc), exc.exit_code)
     except KeyboardInterrupt as exc:
         click.echo("trustkit: interrupted", err=True)
         fail(exc, "interrupted", 130)
-    except OSError as exc:
+    except Exception as exc:
+        # (the error classes are imported only when one is raised: --help never needs them)
+        from trustkit.errors import TrustkitError
+
         if debug:
             raise
-        message = f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
-        click.echo(f"trustkit: error: {message}", err=True)
-        fail(exc, message, 1)
-    except Exception as exc:  # the one place that turns a bug into a clear line
-        if debug:
-            raise
+        if isinstance(exc, TrustkitError):
+            click.echo(f"trustkit: error: {exc}", err=True)
+            to_json = getattr(getattr(exc, "summary", None), "to_json", None)
+            if as_json and callable(to_json):  # pushed but not signed: the push summary, and the error in it
+                emit_json({**to_json(), "signed": False, "error": error_object(exc, str(exc), exc.exit_code)})
+                sys.exit(exc.exit_code)
+            fail(exc, str(exc), exc.exit_code)
+        if isinstance(exc, OSError):
+            message = f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+            click.echo(f"trustkit: error: {message}", err=True)
+            fail(exc, message, 1)
+        # the one place that turns a bug into a clear line
         click.echo(f"trustkit: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
         fail(exc, f"internal error: {type(exc).__name__}: {exc}", 1)
 
