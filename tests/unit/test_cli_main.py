@@ -33,7 +33,8 @@ def test_a_trustkit_error_in_json(capsys, tmp_path):
     assert json.loads(out)["error"]["code"] == "key_format"
 
 
-def test_an_os_error_names_the_file(capsys, tmp_path):
+def test_an_os_error_names_the_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "a-good-passphrase")
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     status, _, err = run(
