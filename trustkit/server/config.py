@@ -443,19 +443,11 @@ def run(config: ServerConfig) -> None:
     if config.workers == 1:
         uvicorn.run("trustkit.server.config:app_from_env", **settings)
         return
-    # What uvicorn.run does for several workers, except for the socket: uvicorn binds it with
-    # protocol 0, and asyncio sets TCP_NODELAY only on connections accepted from a socket whose
-    # protocol is IPPROTO_TCP, so every response waited for the client's delayed ACK (~40 ms
-    # per request over TLS, a third of the one-worker throughput).
-    import socket
-
-    from uvicorn.supervisors import Multiprocess
+    # Several workers: each on a listening socket of its own (see server/workers.py).
+    from trustkit.server.workers import BalancedWorkers, bind_listeners
 
     uv_config = uvicorn.Config("trustkit.server.config:app_from_env", **settings)
-    bound = uv_config.bind_socket()
-    listener = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
-    listener.set_inheritable(True)
-    Multiprocess(uv_config, sockets=[listener]).run()
+    BalancedWorkers(uv_config, bind_listeners(settings["host"], settings["port"], config.workers)).run()
 
 
 def describe(config: ServerConfig) -> str:
