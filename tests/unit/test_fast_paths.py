@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from trustkit.encoding import b64encode, canonical_json, envelope_bytes
+from trustkit.encoding import b64encode, canonical_json, envelope_bytes, loads_canonical
 from trustkit.errors import TrustkitError
 from trustkit.metadata import FileMeta, Metadata
 from trustkit.metadata import envelope as envelope_module
+from trustkit.metadata.payload import _common_entries
 from trustkit.roles import TARGETS
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -183,3 +184,124 @@ def test_filemeta_fast_is_none_or_the_strict_result(value: Any) -> None:
 )
 def test_filemeta_fast_declines_what_the_strict_path_must_judge(value: Any) -> None:
     assert FileMeta.fast(value) is None
+
+
+# ---- the re-encoding the fast path proves canonical form with (orjson) is canonical_json
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**53) + 1, 2**53 - 1),
+        st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@PROPERTY
+@given(st.dictionaries(st.text(max_size=4), json_values, max_size=4))
+def test_a_canonical_file_takes_the_fast_path_with_canonical_json_as_its_message(signed: dict[str, Any]) -> None:
+    """For any value without control characters, the fast path accepts exactly the file
+    canonical_json would make and hands back canonical_json's bytes as the signed message; with
+    them (which orjson escapes and Go writes raw) it declines, and the strict path decides."""
+    message = canonical_json(signed)
+    data = envelope_bytes(message, [{"keyid": "k", "method": "ecdsa", "sig": "c2ln"}])
+    fast = loads_canonical(data)
+    if any(ord(c) < 0x20 for c in message.decode()):
+        assert fast is None
+    else:
+        assert fast is not None and fast[1] == message and fast[0]["signed"] == signed
+
+
+@pytest.mark.parametrize(
+    ("spelling", "why"),
+    [
+        (b'{"a":1.0}', "a float"),
+        (b'{"a":9007199254740992}', "an integer beyond 2^53-1"),
+        (b'{"a":-9007199254740992}', "an integer below -(2^53-1)"),
+        (b'{"a":' + b"9" * 5000 + b"}", "an integer longer than Python converts"),
+        (b'{"a":NaN}', "NaN"),
+        (b'{"a":"\\ud800"}', "a lone surrogate"),
+        (b'{"a":"\\n"}', "an escaped control character (Go writes it raw)"),
+        (b'{"a":"\\u0041"}', "an escape Go does not write"),
+        (b'{"a":1,"a":1}', "a duplicate key"),
+        (b'{"b":1,"a":1}', "unsorted keys"),
+        (b'{"a": 1}', "whitespace"),
+        (b'{"a":-0}', "minus zero"),
+        (b'{"a":"<"}', "a character Go writes HTML-escaped"),
+    ],
+)
+def test_the_fast_path_declines_what_canonical_json_would_not_write(spelling: bytes, why: str) -> None:
+    data = b'{"signed":' + spelling + b',"signatures":[]}'
+    assert loads_canonical(data) is None, why
+
+
+def test_the_fast_path_accepts_the_edge_values() -> None:
+    signed = {"a": 2**53 - 1, "b": -(2**53) + 1, "c": '<\u2028&>\\"é\U0001f600\x7f', "d": [True, None, {}], "e": ""}
+    data = envelope_bytes(canonical_json(signed), [])
+    assert loads_canonical(data) == (json.loads(data), canonical_json(signed))
+
+
+# ---- the targets map checked as a whole
+
+
+@PROPERTY
+@given(st.dictionaries(tags, file_metas, max_size=5), st.sampled_from([0, 1, 2]))
+def test_the_whole_map_check_accepts_what_the_entry_checks_accept(entries: dict[str, Any], uniform: int) -> None:
+    """_common_entries gives None or exactly the entries FileMeta.fast gives, all of them."""
+    if uniform:  # mostly common-shape maps, else the check would mostly decline at once
+        make = {
+            1: lambda i: {"sha256": b64encode(bytes([i]) * 32)},
+            2: lambda i: {
+                "sha256": b64encode(bytes([i]) * 32),
+                "sha512": b64encode(bytes([i]) * 64),
+            },
+        }[uniform]
+        entries = {f"t{i}": {"hashes": make(i), "length": i} for i in range(3)} | entries
+    whole = _common_entries(json.loads(json.dumps(entries)))
+    each = {name: FileMeta.fast(json.loads(json.dumps(meta))) for name, meta in entries.items()}
+    if whole is not None:
+        assert whole == each
+    elif entries and all(meta is not None for meta in each.values()):
+        # declined although every entry is common: only a mix of the two shapes may do that
+        assert len({len(meta.hashes) for meta in each.values() if meta}) == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"hashes": {"sha256": "=" + "A" * 42 + "A"}, "length": 1},  # "=" at the front
+        {"hashes": {"sha256": "A" * 43 + "-"}, "length": 1},  # not the standard alphabet
+        {"hashes": {"sha256": "A" * 42 + "é="}, "length": 1},
+        {"hashes": {"sha256": "A" * 44}, "length": 1},  # no padding: 33 bytes
+        {"hashes": {"sha256": b64encode(b"\1" * 32)}, "length": -1},
+        {"hashes": {"sha256": b64encode(b"\1" * 32)}, "length": True},
+        {"hashes": {"sha256": b64encode(b"\1" * 32)}, "length": "1"},
+        {"hashes": {"sha256": b64encode(b"\1" * 32)}, "Length": 1},
+        {"hashes": {"sha512": b64encode(b"\1" * 32)}, "length": 1},
+        {"hashes": {"sha256": b64encode(b"\1" * 32), "sha512": "A" * 86 + "=="[:1] + "A"}, "length": 1},
+        {"hashes": [], "length": 1},
+        [],
+    ],
+)
+def test_one_bad_entry_among_ten_thousand_sends_the_map_to_the_entry_checks(bad: Any) -> None:
+    entries = {f"tag{i}": {"hashes": {"sha256": b64encode(i.to_bytes(32, "big"))}, "length": i} for i in range(10_000)}
+    assert _common_entries(entries) is not None
+    entries["tag5000"] = bad
+    assert _common_entries(entries) is None
+    data = signed_file(targets_document(entries))
+    assert parse(data, fast=True) == parse(data, fast=False) == ("refused", "MetadataError")
+
+
+def test_an_entry_of_another_valid_shape_is_read_by_the_entry_checks() -> None:
+    entries = {f"tag{i}": {"hashes": {"sha256": b64encode(i.to_bytes(32, "big"))}, "length": i} for i in range(100)}
+    entries["tag50"] = {"custom": {"a": [1]}, "hashes": {"md5": b64encode(b"\1" * 16)}, "length": 1}
+    assert _common_entries(entries) is None
+    data = signed_file(targets_document(entries))
+    fast = parse(data, fast=True)
+    assert fast == parse(data, fast=False) and fast[0] == "ok"

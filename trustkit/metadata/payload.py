@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from trustkit.encoding import b64decode, b64encode, check_depth, format_expires, parse_expires
@@ -147,6 +148,12 @@ class FileMeta:
     hashes: dict[str, str]  # algorithm -> standard base64 of the raw digest
     custom: Any = None
     has_custom: bool = False
+    # The last bytes object found to match, with the listing it matched: the updater checks a
+    # cached file before the trusted set checks it again, and a 1 MB targets.json takes ~1.6 ms
+    # to hash.  (bytes are immutable, and the reference held here keeps the identity unique.)
+    _matched: tuple[bytes, int, tuple[tuple[str, str], ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def fast(cls, value: Any) -> FileMeta | None:
@@ -210,13 +217,70 @@ class FileMeta:
         """Why ``data`` does not match (None when it does): notary's CheckHashes plus length."""
         if len(data) != self.length:
             return f"length is {len(data)}, expected {self.length}"
+        listing = tuple(self.hashes.items())
+        matched = self._matched
+        if matched is not None and matched[0] is data and matched[1] == self.length and matched[2] == listing:
+            return None
         known = [alg for alg in self.hashes if alg in HASH_SIZES]
         if not known:
             return "no sha256 or sha512 hash to check against"
         for alg in known:
             if b64encode(hashlib.new(alg, data).digest()) != self.hashes[alg]:
                 return f"{alg} hash does not match"
+        self._matched = (data, self.length, listing)
         return None
+
+
+_HASHES, _LENGTH = itemgetter("hashes"), itemgetter("length")
+_HASH_FIELDS = {1: (("sha256", 44),), 2: (("sha256", 44), ("sha512", 88))}
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _common_entries(entries: dict[str, Any]) -> dict[str, FileMeta] | None:
+    """:meth:`FileMeta.fast` for a whole targets map at once, when every entry has the same
+    common shape (sha256, or sha256 + sha512, no custom): the same checks, each made over all
+    entries by a few C-level passes (``map``, ``set``, one ``translate``) instead of ~15 Python
+    steps per entry.  None when the map is empty or any entry differs: the caller then checks
+    each entry on its own, which accepts exactly the same entries and names a bad one."""
+    values = list(entries.values())
+    if not values or set(map(type, values)) != {dict} or set(map(len, values)) != {2}:
+        return None
+    try:
+        hashes, lengths = list(map(_HASHES, values)), list(map(_LENGTH, values))
+    except KeyError:
+        return None
+    if set(map(type, lengths)) != {int} or min(lengths) < 0 or set(map(type, hashes)) != {dict}:
+        return None
+    sizes = set(map(len, hashes))
+    fields = _HASH_FIELDS.get(sizes.pop()) if len(sizes) == 1 else None
+    if fields is None:
+        return None
+    for alg, width in fields:
+        try:
+            digests = list(map(itemgetter(alg), hashes))
+        except KeyError:
+            return None
+        if set(map(type, digests)) != {str} or set(map(len, digests)) != {width} or not _all_b64(digests, width):
+            return None
+    # The decoded hash maps are copied, as from_dict copies them: the payload never shares a
+    # dict with the parsed document (Metadata.signed_dict).
+    return dict(zip(entries, map(FileMeta, lengths, map(dict, hashes)), strict=True))
+
+
+def _all_b64(digests: list[str], width: int) -> bool:
+    """Each of ``digests`` (all ``width`` characters long) is standard base64 of a whole digest:
+    the alphabet, then exactly the padding the width implies (``_SHA256_B64`` / ``_SHA512_B64``
+    for each one)."""
+    pad = 1 if width == 44 else 2
+    joined = "".join(digests)
+    try:
+        raw = joined.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    # Every character outside the alphabet is "=", and they are exactly the last `pad` of each digest.
+    if raw.translate(None, _B64_ALPHABET) != b"=" * (pad * len(digests)):
+        return False
+    return all(raw[width - 1 - i :: width].count(b"=") == len(digests) for i in range(pad))
 
 
 def _b64(value: Any, path: str) -> bytes:
@@ -392,11 +456,13 @@ class Targets(_Expiring):
         targets_data = data["targets"]
         if not isinstance(targets_data, dict):
             raise MetadataError("must be an object", path=f"{path}.targets")
-        fast = FileMeta.fast
-        targets = {
-            name: fast(meta) or FileMeta.from_dict(meta, f"{path}.targets[{name[:60]!r}]")
-            for name, meta in targets_data.items()
-        }
+        targets = _common_entries(targets_data)
+        if targets is None:  # some entry has another shape: each is checked on its own
+            fast = FileMeta.fast
+            targets = {
+                name: fast(meta) or FileMeta.from_dict(meta, f"{path}.targets[{name[:60]!r}]")
+                for name, meta in targets_data.items()
+            }
         return cls(
             expires=_expires(data["expires"], f"{path}.expires"),
             version=_int(data["version"], f"{path}.version", 1),
