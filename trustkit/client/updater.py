@@ -81,8 +81,12 @@ class Updater:
         names = (path.relative_to(self.cache).with_suffix("").as_posix() for path in folder.rglob("*.json"))
         return sorted(name for name in names if is_delegation(name))
 
-    def _save(self, files: dict[str, bytes]) -> None:
+    def _save(self, files: dict[str, bytes], unchanged: set[str]) -> None:
+        """Write the files that changed; ``unchanged`` are those this update read from the cache
+        (not read again to compare, nor rewritten)."""
         for role, data in files.items():
+            if role in unchanged:
+                continue
             path = self.cache / f"{role}.json"
             if self.cached(role) != data:
                 atomic_write(path, data)
@@ -113,7 +117,7 @@ class Updater:
                 trusted = TrustedSet(
                     cached_root, gun=self.gun, now=self.now, previous=floors, allow_expired=allow_expired
                 )
-                return self._update(trusted, floors, delegations)
+                return self._update(trusted, floors, delegations, cached_root)
             except (VerificationError, NotSignedError):
                 pass  # as notary does: fetch the newest root, then everything again; its error is final
         floors = _CachedVersions(self)
@@ -136,9 +140,11 @@ class Updater:
         else:
             trusted = TrustedSet(cached_root, gun=self.gun, now=self.now, previous=floors, allow_expired=allow_expired)
             self._walk_roots(trusted, latest_root)
-        return self._update(trusted, floors, delegations)
+        return self._update(trusted, floors, delegations, cached_root)
 
-    def _update(self, trusted: TrustedSet, floors: _CachedVersions, delegations: str) -> TrustedSet:
+    def _update(
+        self, trusted: TrustedSet, floors: _CachedVersions, delegations: str, cached_root: bytes | None
+    ) -> TrustedSet:
         """From a trusted root: timestamp, snapshot, targets and delegations; the cache is
         written once all of it validated."""
         server = self._server
@@ -149,6 +155,8 @@ class Updater:
         if timestamp is None:
             raise NotSignedError(f"the server has no timestamp for {self.gun}")
         files[TIMESTAMP] = timestamp
+        if timestamp == self.cached(TIMESTAMP):
+            floors.served_from_cache(TIMESTAMP)  # the same file: no older version to compare with
         snapshot_meta = trusted.update_timestamp(timestamp).signed.snapshot_meta
         files[SNAPSHOT] = self._fetch_listed(SNAPSHOT, snapshot_meta, floors)
         trusted.update_snapshot(files[SNAPSHOT])
@@ -158,7 +166,10 @@ class Updater:
                 trusted, lambda role, meta: self._fetch_listed(role, meta, floors), delegations, offline=False
             )
         )
-        self._save(files)
+        unchanged = set(floors.from_cache)
+        if trusted.root_data is cached_root:
+            unchanged.add(ROOT)
+        self._save(files, unchanged)
         return trusted
 
     def _walk_roots(self, trusted: TrustedSet, latest: bytes) -> None:
@@ -246,9 +257,11 @@ class _CachedVersions(Mapping[str, int]):
     def __init__(self, updater: Updater) -> None:
         self._updater = updater
         self._versions: dict[str, int | None] = {}
+        self.from_cache: set[str] = set()  # roles whose cached bytes are the ones being checked
 
     def served_from_cache(self, role: str) -> None:
         self._versions[role] = None
+        self.from_cache.add(role)
 
     def __getitem__(self, role: str) -> int:
         if role not in self._versions:
