@@ -169,6 +169,20 @@ class NotaryAPI:
             self._current_routes[path] = routed
         return routed
 
+    def cached_now(self, found: RouteMatch, required: list[Access], authorization: str | None) -> Prepared | None:
+        """The cached answer to an allowed GET of a current role file, when it can be had without
+        waiting (SQLite's counter is a local read), else None: the usual way then answers it."""
+        if not self.storage.local or self.authorize(authorization, required) is not None:
+            return None
+        gun, role = found.gun or "", found.role
+        if role_name_problem(role):
+            return None
+        try:
+            counter = self.storage.change_counter(gun)
+        except Exception:  # noqa: BLE001 - the usual way reads it again and answers the fault
+            return None
+        return self.cache.get(gun, role, counter, self.settings.clock())
+
     async def serve_current(self, found: RouteMatch, required: list[Access], authorization: str | None) -> Response:
         """GET of a current role file: from the cache while the GUN's change counter and the
         timestamp's expiry allow it, else read (and re-signed when due) in the thread pool."""
@@ -575,13 +589,29 @@ class CurrentReads:
             LOG.exception("request failed: GET current %s", (routed[0].role or "")[:256])
             response = error("UNKNOWN")
         await response(scope, receive, send)
+        self._count(response.status_code, started, request_size(scope), len(response.body))
+
+    def answer_now(self, path: str, headers: list[tuple[bytes, bytes]], request_bytes: int) -> Prepared | None:
+        """For the HTTP protocol's fast path (server/protocol.py): the cached answer to a plain GET
+        of ``path``, counted for ``/metrics``, or None when the request must go the usual way."""
+        started = time.perf_counter()
+        routed = self.api.current_route(path) if path.startswith("/v2/") else None
+        if routed is None:
+            return None
+        authorization = next((value.decode("latin-1") for name, value in headers if name == b"authorization"), None)
+        prepared = self.api.cached_now(routed[0], routed[1], authorization)
+        if prepared is not None:
+            self._count(200, started, request_bytes, len(prepared.body))
+        return prepared
+
+    def _count(self, status: int, started: float, request_bytes: int, response_bytes: int) -> None:
         self.metrics.observe(
             OPERATIONS["current", "GET"],
             "GET",
-            response.status_code,
+            status,
             seconds=time.perf_counter() - started,
-            request_bytes=request_size(scope),
-            response_bytes=len(response.body),
+            request_bytes=request_bytes,
+            response_bytes=response_bytes,
         )
 
 
@@ -625,6 +655,19 @@ class AccessLog:
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     asyncio.get_running_loop().call_soon(self._flush)
+
+    def answer_now(
+        self, path: str, headers: list[tuple[bytes, bytes]], request_bytes: int, client: str
+    ) -> Prepared | None:
+        """The protocol's fast path through the app (``CurrentReads.answer_now``), logged here."""
+        started = time.perf_counter()
+        prepared: Prepared | None = self.app.answer_now(path, headers, request_bytes)
+        if prepared is not None and LOG.isEnabledFor(logging.INFO):
+            self._pending.append(_access_line("GET", path, 200, time.perf_counter() - started, client))
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        return prepared
 
     def _flush(self) -> None:
         self._flush_scheduled = False  # first: a line added while draining schedules its own flush

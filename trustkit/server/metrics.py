@@ -230,11 +230,19 @@ class RequestMetrics:
 def request_size(scope: dict[str, Any]) -> int:
     """client_golang's approximate request size: URL, method, protocol, header names and
     values (Go keeps Host apart, counted once) and the declared Content-Length."""
-    size = len(scope.get("raw_path") or scope["path"].encode()) + len(scope["method"])
-    if scope.get("query_string"):
-        size += 1 + len(scope["query_string"])
-    size += len("HTTP/") + len(scope.get("http_version", "1.1"))
-    for name, value in scope["headers"]:
+    return head_size(
+        scope.get("raw_path") or scope["path"].encode(),
+        scope["method"],
+        scope.get("query_string") or b"",
+        scope.get("http_version", "1.1"),
+        scope["headers"],
+    )
+
+
+def head_size(raw_path: bytes, method: str, query: bytes, http_version: str, headers: list[tuple[bytes, bytes]]) -> int:
+    """:func:`request_size` from a request's parts (the HTTP protocol's fast path has no scope)."""
+    size = len(raw_path) + len(method) + (1 + len(query) if query else 0) + len("HTTP/") + len(http_version)
+    for name, value in headers:
         size += len(value) + (len(name) if name != b"host" else 0)
         if name == b"content-length" and value.isdigit() and len(value) <= 19:
             size += int(value)

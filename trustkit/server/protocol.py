@@ -11,6 +11,12 @@ ever, and a head may grow without bound.  These subclasses close a connection
 
 and answer a head over ``max_head`` bytes (1 MiB, Go's ``http.DefaultMaxHeaderBytes``) with 431.
 
+The httptools protocol also answers a plain keep-alive GET of cached current metadata at once,
+from the request head, when the app offers ``answer_now`` (``app.AccessLog``/``CurrentReads``):
+uvicorn would make a scope, a request cycle, an event and a task for it, together more than the
+rest of the answer.  Anything else (a miss, a refusal, a query, an escape, a body, a proxy's
+headers, HTTP/1.0, a pipelined request, a client not reading its answers) goes the usual way.
+
 Pass one to uvicorn as ``uvicorn.Config(http=functools.partial(TimedHttpToolsProtocol,
 header_timeout=..., body_timeout=...))``.
 """
@@ -20,11 +26,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from trustkit.server.metrics import head_size
 
 LOG = logging.getLogger("trustkit.server")
 MAX_HEAD = 1 << 20
@@ -204,6 +213,8 @@ class TimedHttpToolsProtocol(_TimedProtocol, HttpToolsProtocol):
         self._start_deadlines(self.loop, header_timeout, body_timeout)
         self.max_head = max_head
         self._head_bytes: int | None = 0  # bytes received since the head began; None once it is complete
+        self._answer_now = _fast_answers(self.app)
+        self._answered = False  # the current request was answered from its head (fast path)
 
     def data_received(self, data: bytes) -> None:
         if self._head_bytes is not None:
@@ -219,6 +230,8 @@ class TimedHttpToolsProtocol(_TimedProtocol, HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
+        if self._answer_now is not None and self._answer_from_head(self._answer_now):
+            return
         self.deadlines.body()  # until the message is complete (at once for a request without a body)
         super().on_headers_complete()
         # The cycle was just made and its task not yet run: nothing is written before this.
@@ -232,7 +245,62 @@ class TimedHttpToolsProtocol(_TimedProtocol, HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self.deadlines.cancel()
         self._head_bytes = 0  # what comes next is the next request's head
+        if self._answered:
+            self._answered = False
+            self.on_response_complete()  # uvicorn's own bookkeeping: request count, keep-alive timer
+            return
         super().on_message_complete()
+
+    def _answer_from_head(self, answer_now: Callable[..., Any]) -> bool:
+        """Write the cached answer to a plain GET now; False when it must go the usual way."""
+        parser = self.parser
+        if (
+            parser.get_method() != b"GET"
+            or self._server_busy()
+            or self.pipeline
+            or self.flow.write_paused  # the client is not reading: uvicorn's way waits for it
+            or parser.get_http_version() != "1.1"
+            or not parser.should_keep_alive()
+        ):
+            return False
+        url = self.url
+        if not url.startswith(b"/v2/") or b"?" in url or b"%" in url or b"#" in url:
+            return False
+        headers = self.headers
+        if any(name in _NOT_PLAIN for name, _ in headers):
+            return False
+        try:
+            path = url.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+        client = self.client[0] if self.client else "-"
+        prepared = answer_now(path, headers, head_size(url, "GET", b"", "1.1", headers), client)
+        if prepared is None:
+            return False
+        head = [b"HTTP/1.1 200 OK\r\n"]
+        for name, value in (*self.server_state.default_headers, *prepared.headers):
+            head += (name, b": ", value, b"\r\n")
+        head += (b"\r\n", prepared.body)
+        self.transport.write(b"".join(head))
+        self._answered = True
+        return True
+
+
+# Request headers that send a GET the usual way: a body, a proxy's forwarded address (uvicorn's
+# proxy middleware rewrites the client), an expectation.
+_NOT_PLAIN = frozenset({b"content-length", b"transfer-encoding", b"x-forwarded-for", b"x-forwarded-proto", b"expect"})
+
+
+def _fast_answers(app: Any) -> Callable[..., Any] | None:
+    """The app's ``answer_now`` (under uvicorn's wrappers), or None when it has none."""
+    for _ in range(8):
+        answer = getattr(app, "answer_now", None)
+        if answer is not None:
+            return answer  # type: ignore[no-any-return]  # found by name on an untyped app
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
 
 
 class TimedH11Protocol(_TimedProtocol, H11Protocol):
