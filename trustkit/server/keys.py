@@ -35,6 +35,7 @@ class ServerKeys:
         self.passphrase = passphrase
         self.algorithm = algorithm
         self._signers: dict[str, CryptoSigner] = {}  # keyid -> decrypted signer
+        self._held: dict[tuple[str, str, str], CryptoSigner] = {}  # (gun, role, keyid) read from the table
         self._lock = threading.Lock()
 
     def public_key(self, gun: str, role: str, listed: list[str], *, now: datetime) -> PublicKey:
@@ -60,7 +61,13 @@ class ServerKeys:
         return public
 
     def signer(self, gun: str, role: str, listed: list[str]) -> tuple[CryptoSigner, str] | None:
-        """A signer for one of the ``listed`` key IDs that the server holds, with its key ID."""
+        """A signer for one of the ``listed`` key IDs that the server holds, with its key ID.
+        A key once read for (GUN, role) is kept: server keys are never deleted (a delete of the
+        trust data leaves them), so a publish signs without reading the keys table again."""
+        for keyid in listed:
+            held = self._held.get((gun, role, keyid))
+            if held is not None:
+                return held, keyid
         for keyid, _, private in self.storage.server_keys(gun, role):
             if keyid not in listed:
                 continue
@@ -68,6 +75,7 @@ class ServerKeys:
                 if keyid not in self._signers:
                     block = parse_pem(private, what="server key")[0]
                     self._signers[keyid] = CryptoSigner(load_private_key_block(block, self.passphrase))
+                self._held[gun, role, keyid] = self._signers[keyid]
             return self._signers[keyid], keyid
         return None
 

@@ -121,8 +121,7 @@ class Update:
             self._keep_resolutions(root, loaded)
         out = [(ROOT, root.signed.version, root_data)] if ROOT in parsed else []
         out += [(role, meta.signed.version, meta.data) for role, meta in loaded.items()]
-        snapshot_data = self._snapshot(parsed.get(SNAPSHOT), root, root_data, loaded)
-        snapshot_version = Metadata.from_bytes(snapshot_data, role=SNAPSHOT).signed.version
+        snapshot_version, snapshot_data = self._snapshot(parsed.get(SNAPSHOT), root, root_data, loaded)
         out.append((SNAPSHOT, snapshot_version, snapshot_data))
         timestamp_version, timestamp_data = self.timestamp(root.signed, snapshot_data)
         out.append((TIMESTAMP, timestamp_version, timestamp_data))
@@ -224,7 +223,8 @@ class Update:
         root: Metadata[Root],
         root_data: bytes,
         loaded: dict[str, Metadata[Any]],
-    ) -> bytes:
+    ) -> tuple[int, bytes]:
+        """The snapshot to store: the uploaded one once checked, else one the server signs."""
         current = {ROOT: root_data, **{role: meta.data for role, meta in loaded.items()}}
         if TARGETS not in current and TARGETS in self.stored:
             current[TARGETS] = self.stored[TARGETS].data
@@ -240,7 +240,7 @@ class Update:
                 listed = uploaded.signed.meta.get(role)
                 if listed is None or listed.matches(data) is not None:
                     raise invalid("ErrBadSnapshot", f"snapshot does not list the current {role}")
-            return uploaded.data
+            return uploaded.signed.version, uploaded.data
         if TARGETS not in current:
             raise invalid("ErrBadHierarchy", "no targets in update and none stored", Missing="targets")
         signer = self.keys.signer(self.gun, SNAPSHOT, root.signed.roles[SNAPSHOT].keyids)
@@ -257,14 +257,14 @@ class Update:
                 f"server signs snapshots with one key: upload a signed snapshot",
             )
         snapshot = build_snapshot(previous.signed if previous else None, current, self.now)
-        return Metadata(snapshot).sign([signer])
+        return snapshot.version, Metadata(snapshot).sign([signer])
 
     def timestamp(self, root: Root, snapshot_data: bytes) -> tuple[int, bytes]:
         signer = self.keys.signer(self.gun, TIMESTAMP, root.roles[TIMESTAMP].keyids)
         if signer is None:
             raise invalid("ErrBadRoot", "no  timestamp keys exist on the server")  # notary's wording, two spaces
-        previous = self.stored_meta(TIMESTAMP)
-        version = (previous.signed.version if previous else 0) + 1
+        previous = self.stored.get(TIMESTAMP)  # its stored version is its signed one: no parse needed
+        version = (previous.version if previous else 0) + 1
         timestamp = Timestamp(
             expires=format_expires(self.now + DEFAULT_EXPIRY[TIMESTAMP]),
             version=version,
