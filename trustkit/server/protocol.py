@@ -40,7 +40,11 @@ MAX_HEAD = 1 << 20
 
 
 class _Deadlines:
-    """The one timer a connection needs: for its request head, or for its body's progress."""
+    """The one timer a connection needs: for its request head, or for its body's progress.
+
+    The timer is not cancelled and re-armed per request (two timer operations per keep-alive
+    request otherwise): when it fires it looks at what is due now and since when, and either
+    closes the connection or sleeps for the rest of the time."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, header_timeout: float, body_timeout: float, expired: Any
@@ -51,47 +55,56 @@ class _Deadlines:
         self._expired = expired  # called with "head" or "body"
         self._timer: asyncio.TimerHandle | None = None
         self.waiting_for: str | None = None  # "head", "body" or None
-        self.progress = 0.0  # when the body last moved
+        self.since = 0.0  # when the head became due, or the body last moved
 
     def head(self) -> None:
         """A head is due (unless one already is: the first deadline holds)."""
         if self.waiting_for != "head":
-            self._arm("head", self.header_timeout)
+            self._wait("head")
 
     def body(self) -> None:
         """A body is due; each piece of it moves the deadline (:meth:`moved`)."""
-        self.progress = self.loop.time()
-        self._arm("body", self.body_timeout)
+        self._wait("body")
 
     def moved(self) -> None:
-        self.progress = self.loop.time()  # cheaper than a new timer for every piece
+        self.since = self.loop.time()
 
-    def again(self, delay: float | None = None) -> None:
-        """Wait again for the same thing (the server, not the client, was the one waiting)."""
+    def again(self) -> None:
+        """Wait again for the same thing, from now (the server, not the client, was the one waiting)."""
         if self.waiting_for is not None:
-            kind = self.waiting_for
-            self._arm(
-                kind, delay if delay is not None else self.header_timeout if kind == "head" else self.body_timeout
-            )
+            self._wait(self.waiting_for)
 
     def cancel(self) -> None:
+        """Nothing is due; the timer, if armed, finds that when it fires."""
+        self.waiting_for = None
+
+    def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self.waiting_for = None, None
 
-    def _arm(self, kind: str, delay: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self.waiting_for = kind
-        self._timer = self.loop.call_later(delay, self._fire, kind)
+    def _timeout(self, kind: str) -> float:
+        return self.header_timeout if kind == "head" else self.body_timeout
 
-    def _fire(self, kind: str) -> None:
+    def _wait(self, kind: str) -> None:
+        self.waiting_for = kind
+        self.since = self.loop.time()
+        due = self.since + self._timeout(kind)
+        if self._timer is not None and self._timer.when() > due:
+            self._timer.cancel()  # a shorter wait than the one armed: fire in time for it
+            self._timer = None
+        if self._timer is None:
+            self._timer = self.loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
         self._timer = None
-        if kind == "body":
-            idle = self.loop.time() - self.progress
-            if idle < self.body_timeout:  # it moved since the timer was set
-                self._arm("body", self.body_timeout - idle)
-                return
+        kind = self.waiting_for
+        if kind is None:
+            return  # nothing due: the next wait arms a timer again
+        left = self.since + self._timeout(kind) - self.loop.time()
+        if left > 0:
+            self._timer = self.loop.call_at(self.since + self._timeout(kind), self._fire)
+            return
         self._expired(kind)
 
 
@@ -110,7 +123,7 @@ class _TimedProtocol(asyncio.Protocol):
         self.deadlines.head()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.deadlines.cancel()
+        self.deadlines.close()
         super().connection_lost(exc)
 
     def _server_busy(self) -> bool:
