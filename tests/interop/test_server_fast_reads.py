@@ -123,3 +123,18 @@ def test_answers_from_the_head_are_counted_logged_and_fresh(server: peers.Trustk
         server.tk.run("sign", f"{GUN}:v2", "--digest", "sha256:" + "cd" * 32, "--size", "2")  # type: ignore[attr-defined]
         new = json.loads(connection.get(tuf("targets"))[2])["signed"]  # same connection, at once
         assert new["version"] == old["version"] + 1 and "v2" in new["targets"]
+
+
+def test_an_idle_connection_after_a_cached_answer_is_closed_at_the_keep_alive_timeout(
+    server: peers.TrustkitServer,
+) -> None:
+    """uvicorn closes a keep-alive connection idle for 5 s; the fast path keeps that promise."""
+    with Connection(server) as connection:
+        connection.get(tuf("targets"))
+        assert connection.get(tuf("targets"))[0] == 200  # from the head
+        time.sleep(3)
+        assert connection.get(tuf("targets"))[0] == 200  # still open, and the wait starts again
+        started = time.monotonic()
+        connection.sock.settimeout(15)
+        assert connection.sock.recv(1) == b""  # closed by the server
+        assert 4 < time.monotonic() - started < 8

@@ -54,7 +54,8 @@ class _Deadlines:
         self.body_timeout = body_timeout
         self._expired = expired  # called with "head" or "body"
         self._timer: asyncio.TimerHandle | None = None
-        self.waiting_for: str | None = None  # "head", "body" or None
+        self.waiting_for: str | None = None  # "head", "body", "idle" or None
+        self.idle_timeout = 5.0  # keep-alive: how long a connection may wait for its next request
         self.since = 0.0  # when the head became due, or the body last moved
 
     def head(self) -> None:
@@ -68,6 +69,12 @@ class _Deadlines:
 
     def moved(self) -> None:
         self.since = self.loop.time()
+
+    def idle(self, seconds: float) -> None:
+        """A keep-alive connection waits for its next request (uvicorn's keep-alive timeout,
+        without a timer of its own per request)."""
+        self.idle_timeout = seconds
+        self._wait("idle")
 
     def again(self) -> None:
         """Wait again for the same thing, from now (the server, not the client, was the one waiting)."""
@@ -84,7 +91,7 @@ class _Deadlines:
         self._timer, self.waiting_for = None, None
 
     def _timeout(self, kind: str) -> float:
-        return self.header_timeout if kind == "head" else self.body_timeout
+        return self.header_timeout if kind == "head" else self.body_timeout if kind == "body" else self.idle_timeout
 
     def _wait(self, kind: str) -> None:
         self.waiting_for = kind
@@ -133,6 +140,9 @@ class _TimedProtocol(asyncio.Protocol):
 
     def _timed_out(self, kind: str) -> None:
         if self.transport is None or self.transport.is_closing():
+            return
+        if kind == "idle":  # no new request within the keep-alive timeout: close quietly, as uvicorn does
+            self.transport.close()
             return
         if kind == "head" and self._server_busy():
             self.deadlines.again()  # a pipelined head waits for us, not we for it
@@ -259,8 +269,12 @@ class TimedHttpToolsProtocol(_TimedProtocol, HttpToolsProtocol):
         self.deadlines.cancel()
         self._head_bytes = 0  # what comes next is the next request's head
         if self._answered:
+            # uvicorn's on_response_complete, but the keep-alive wait is the connection's one timer
             self._answered = False
-            self.on_response_complete()  # uvicorn's own bookkeeping: request count, keep-alive timer
+            self.server_state.total_requests += 1
+            if not self.transport.is_closing():
+                self.flow.resume_reading()
+                self.deadlines.idle(self.timeout_keep_alive)
             return
         super().on_message_complete()
 
