@@ -96,6 +96,12 @@ def test_verify_and_the_web_page_show_what_is_pending(trustkit_server, trustkit_
         and key_id(m1)[:12] in line
         for line in pending
     ), checked.stderr
+    as_json = json.loads(
+        trustkit_cli(server=trustkit_server).run("verify", "--trust-only", "--format", "json", f"{gun}:v1").stdout
+    )
+    staged = [entry for entry in as_json["pending"] if entry["role"] == TEAM]
+    assert staged and staged[0]["version"] == 2 and staged[0]["threshold"] == 2, as_json
+    assert staged[0]["added"] == ["v2"] and staged[0]["signed_by"] == [key_id(m1)[:12]]
     page = trustkit_server.get(f"/repositories/{gun}").text
     section = page.split('id="pending"', 1)[1]
     assert TEAM in section and "adds v2" in section and key_id(m1) in section

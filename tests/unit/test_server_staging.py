@@ -410,7 +410,7 @@ def test_verify_asks_no_staging_area_when_every_role_needs_one_signature(tmp_pat
     """Without threshold roles nothing can be pending: verify's text output costs no extra request."""
     import httpx
 
-    from trustkit.cli.trustcmds import _tell_pending
+    from trustkit.cli.trustcmds import _pending
 
     storage = Storage(f"sqlite:///{tmp_path / 'server.db'}")
     asked: list[str] = []
@@ -431,7 +431,7 @@ def test_verify_asks_no_staging_area_when_every_role_needs_one_signature(tmp_pat
             sign_tags(session("admin"), [TagTarget("v1", DIGEST_A, 5)])
             reader = session("reader")
             assert verify_tag(reader, "v1").digest == DIGEST_A
-            _tell_pending(reader)
+            assert _pending(reader, []) == []
             assert not [path for path in asked if "/_trust/staged/" in path]
     finally:
         storage.close()

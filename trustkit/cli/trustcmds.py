@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -13,7 +14,7 @@ from trustkit.cli.output import FORMAT_OPTION, emit_error_json, emit_json, emit_
 from trustkit.cli.publish import OFFLINE_OPTION, offline_session, suggesting_offline, tell_offline
 
 if TYPE_CHECKING:
-    from trustkit.ops import CreatedKey, TagTarget, TrustSession, VerifiedTag
+    from trustkit.ops import CreatedKey, PendingChange, TagTarget, TrustSession, VerifiedTag
     from trustkit.reference import ImageReference
     from trustkit.trust.trusted_set import TrustedSet
 
@@ -338,6 +339,7 @@ def verify(
         if output_format == "json":
             emit_error_json(exc, str(exc), exc.verify_status)
         sys.exit(exc.verify_status)
+    pending = _pending(session, warnings)
     if output_format == "json":
         emit_json(
             {
@@ -346,28 +348,29 @@ def verify(
                 "digest": f"sha256:{result.digest}",
                 "size": result.size,
                 "role": result.role,
+                "pending": [asdict(change) for change in pending],
             }
         )
     else:
         click.echo(f"{reference.familiar}:{result.tag} sha256:{result.digest} {result.size}")
-        _tell_pending(session)
+        for change in pending:  # on stderr: stdout stays the one line
+            click.echo(f"pending: {change.describe()}", err=True)
     warn(warnings)
 
 
-def _tell_pending(session: TrustSession) -> None:
-    """What waits for co-signatures in the repository (on stderr: stdout stays the one line)."""
+def _pending(session: TrustSession, warnings: list[str]) -> list[PendingChange]:
+    """What waits for co-signatures in the repository; a failure to list it is a warning, since
+    the verdict stands."""
     from trustkit.errors import TrustkitError
     from trustkit.ops import pending_changes
 
     if session.last_trusted is None or session.client is None:
-        return
+        return []
     try:
-        changes = pending_changes(session, session.last_trusted)
-    except TrustkitError as exc:  # the verdict stands; only the extra listing failed
-        warn([f"could not list what is pending for {session.gun}: {exc}"])
-        return
-    for change in changes:
-        click.echo(f"pending: {change.describe()}", err=True)
+        return pending_changes(session, session.last_trusted)
+    except TrustkitError as exc:
+        warnings.append(f"could not list what is pending for {session.gun}: {exc}")
+        return []
 
 
 def _check_registry(reference: ImageReference, result: VerifiedTag, insecure: tuple[str, ...]) -> list[str]:
