@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import stat
 import subprocess
 import time
@@ -440,7 +441,8 @@ def test_memory_stays_flat_whatever_the_layer_size(registry, tmp_path):
 
 
 def test_progress_bars_on_a_terminal(registry, tmp_path):
-    """On a TTY each layer gets a rich progress bar; elsewhere plain lines (checked above)."""
+    """On a TTY a line per layer and a bar for the bytes uploaded under them; elsewhere plain lines
+    (checked above)."""
     import pexpect
 
     image = images.build_oci_layout(tmp_path / "layout", ref="v1", layers=2)
@@ -458,7 +460,9 @@ def test_progress_bars_on_a_terminal(registry, tmp_path):
     assert child.exitstatus == 0, child.before
     for digest in image.layer_digests:
         assert f"{digest.removeprefix('sha256:')[:12]}: Pushed" in child.before
-    assert "━" in child.before and f"v1: digest: {image.digest}" in child.before
+    bars = re.findall(r"Pushing  \[([#-]+)\]  (\d+)%", child.before)
+    assert bars and bars[-1][1] == "100" and set(bars[-1][0]) == {"#"}, child.before
+    assert "2 layers done" in child.before and f"v1: digest: {image.digest}" in child.before
 
 
 def test_sign_reads_the_digest_and_size_from_the_registry(registry, notary_server, notary_cli, tmp_path):

@@ -44,7 +44,6 @@ THIRD_PARTY = {
     "jwt": {"server"},
     "bcrypt": {"server"},
     "click": {"cli"},
-    "rich": {"cli"},
     # keys by URI: only the key layer talks to tokens and KMS (the signing code asks it for Signers)
     "securesystemslib": {"keys"},
     "pkcs11": {"keys"},
@@ -184,26 +183,24 @@ def _loaded_by(entry: str) -> set[str]:
 def test_what_each_layer_really_loads():
     """Import a layer's entry point in a fresh interpreter and look at sys.modules.
 
-    httpx 0.28 imports its own command-line tool (click, rich, pygments) whenever they are
-    installed; that is httpx's start-up cost, not an import of ours, so what ``import httpx``
-    loads by itself is not held against a layer that may use httpx."""
+    httpx 0.28 imports its own command-line tool (click, and pygments when pytest brought it)
+    whenever they are installed; that is httpx's start-up cost, not an import of ours, so what
+    ``import httpx`` loads by itself is not held against a layer that may use httpx."""
     httpx_itself = _loaded_by("httpx")
     checks = {
-        "trustkit.trust": {"httpx", "starlette", "sqlalchemy", "click", "rich", "trustkit.client", "trustkit.server"},
+        "trustkit.trust": {"httpx", "starlette", "sqlalchemy", "click", "trustkit.client", "trustkit.server"},
         "trustkit.client.notary": {
             "starlette",
             "sqlalchemy",
             "uvicorn",
             "click",
-            "rich",
             "trustkit.server",
             "trustkit.cli",
         },
-        "trustkit.ops": {"starlette", "sqlalchemy", "uvicorn", "click", "rich", "trustkit.server", "trustkit.cli"},
+        "trustkit.ops": {"starlette", "sqlalchemy", "uvicorn", "click", "trustkit.server", "trustkit.cli"},
         "trustkit.server.app": {
             "httpx",
             "click",
-            "rich",
             "trustkit.client",
             "trustkit.oci",
             "trustkit.ops",

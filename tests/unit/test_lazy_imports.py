@@ -1,6 +1,6 @@
 """Each command imports only what it uses (issue 15): the CLI registers its commands by name and
 imports a command's module when it runs, and the heavy libraries (x509, the registry and push
-code, the server's stack, rich) load only on the paths that need them.
+code, the server's stack) load only on the paths that need them.
 
 The commands run for real in a subprocess, against a real notary-server; a small runner calls
 ``trustkit.cli.main`` and then writes ``sorted(sys.modules)`` to a file."""
@@ -173,3 +173,39 @@ def test_an_unsigned_push_loads_neither_keys_nor_trust_data(env, tmp_path, regis
     signing = {"cryptography", "trustkit.keys", "trustkit.metadata", "trustkit.trust", "trustkit.ops"}
     assert not loaded(warm, NEVER | signing | {"trustkit.client.notary"})
     assert not loaded(cold, NEVER | {"trustkit.trust", "trustkit.ops", "trustkit.client.notary"})
+
+
+def runtime_closure(name: str, extras: frozenset[str] = frozenset()) -> set[str]:
+    """The distributions installing ``name`` (with ``extras``) brings, as pip resolves them."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = [(name, extras)]
+    while todo:
+        current, wanted = todo.pop()
+        key = canonicalize_name(current)
+        if key in seen and not wanted:
+            continue
+        seen.add(key)
+        try:
+            lines = requires(current) or []
+        except PackageNotFoundError:
+            continue  # a requirement for another platform or Python
+        for line in lines:
+            requirement = Requirement(line)
+            environments = [{"extra": extra} for extra in ("", *wanted)]
+            if requirement.marker is None or any(requirement.marker.evaluate(e) for e in environments):
+                todo.append((requirement.name, frozenset(requirement.extras)))
+    return seen
+
+
+def test_nothing_trustkit_installs_brings_httpxs_command_line_tool():
+    """httpx imports its own command-line tool (rich, pygments) whenever they are installed: ~40 ms
+    in every command that talks to a server.  trustkit's progress bars are click's, and no
+    runtime dependency may bring them back (the test tools may: pytest needs pygments)."""
+    closure = runtime_closure("trustkit")
+    assert {"httpx", "click", "cryptography"} <= closure  # the walk does find dependencies
+    assert not closure & {"rich", "pygments"}, sorted(closure & {"rich", "pygments"})

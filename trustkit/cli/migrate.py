@@ -100,14 +100,13 @@ def _progress(repo: RepositoryResult) -> None:
 
 
 def _summary(result: ImportResult) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from trustkit.cli.output import emit_table
 
-    table = Table("repository", "status", "versions", "keys", "problems")
-    for repo in result.repositories:
-        table.add_row(repo.gun, repo.status, str(repo.versions), str(repo.keys), "\n".join(repo.problems))
-    console = Console(width=200) if not Console().is_terminal else Console()
-    console.print(table)
+    rows = [
+        [repo.gun, repo.status, str(repo.versions), str(repo.keys), "; ".join(repo.problems) or "-"]
+        for repo in result.repositories
+    ]
+    emit_table(["REPOSITORY", "STATUS", "VERSIONS", "KEYS", "PROBLEMS"], rows)
     if result.nothing_new:
         click.echo("nothing new")
     else:

@@ -150,20 +150,11 @@ def _progress_bar(gun: str, *, enabled: bool) -> Iterator[Callable[[int, int], N
     if not (enabled and sys.stderr.isatty()):
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(gun, total=None)
+    with click.progressbar(length=1, label=gun, file=sys.stderr, show_pos=True, show_eta=False) as bar:
 
         def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
 
         yield advance
 
