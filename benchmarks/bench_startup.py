@@ -11,10 +11,8 @@ Every command runs from cached bytecode (harness rules) with hyperfine, medians 
 
 from __future__ import annotations
 
-import sys
-
 import peers
-from harness import Bench, Result, Row, expect_output, hyperfine, run_checked, trustkit_program
+from harness import Bench, Result, Row, expect_output, hyperfine, run_checked, trustkit_program, trustkit_python
 
 NAME = "startup"
 HELP_LIMIT = 0.050  # issue 15: trustkit --help within 50 ms
@@ -33,7 +31,7 @@ def run() -> Result:
         notary = hyperfine(notary_help, env, name="notary --help", warmup=3, runs=30)
         result.rows.append(Row("`trustkit --help` (vs `notary --help`)", trustkit, notary, limit=HELP_LIMIT))
         for label, code in (("interpreter start-up (`python -c pass`)", "pass"), ("+ `import click`", "import click")):
-            figure = hyperfine([sys.executable, "-c", code], env, name=label, warmup=3, runs=30)
+            figure = hyperfine([str(trustkit_python()), "-c", code], env, name=label, warmup=3, runs=30)
             result.rows.append(Row(f"floor: {label}", figure, note="trustkit only"))
     result.notes.append("--help's goal is absolute (issue 15); the floors are what any click CLI in Python pays")
     return result

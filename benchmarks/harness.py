@@ -9,8 +9,10 @@ Rules every command here follows:
 
 * stdin is closed (a tool that wants to prompt fails instead of hanging), passphrases come from
   the environment;
-* trustkit runs as the console script next to ``sys.executable`` (else ``python -m trustkit``),
-  with ``--tls-ca <server CA>``, ``DOCKER_CONTENT_TRUST_SERVER=<server URL>`` and a private
+* trustkit runs as a user installs it: the console script of ``$TRUSTKIT_BENCH_VENV`` (``./dev
+  bench`` makes ``.venv-bench`` with trustkit's runtime dependencies only: the test tools bring
+  packages that httpx imports when present), else the one next to ``sys.executable``; with
+  ``--tls-ca <server CA>``, ``DOCKER_CONTENT_TRUST_SERVER=<server URL>`` and a private
   ``DOCKER_CONFIG``; the caller's ``DOCKER_*``/``NOTARY_*``/``TRUSTKIT_*`` variables are dropped;
 * trustkit runs from cached bytecode, as an installed package does: ``PYTHONDONTWRITEBYTECODE``
   is dropped and ``PYTHONPYCACHEPREFIX`` points into the benchmark's scratch directory (so the
@@ -228,10 +230,18 @@ def trustkit_program() -> list[str]:
     Not the ``trustkit`` found on PATH: that may be a pyenv shim (a bash script that costs tens
     of milliseconds per call) or another installation altogether.
     """
-    script = Path(sys.executable).with_name("trustkit")
+    script = trustkit_python().with_name("trustkit")
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
-    return [sys.executable, "-m", "trustkit"]
+    return [str(trustkit_python()), "-m", "trustkit"]
+
+
+def trustkit_python() -> Path:
+    """The interpreter of the trustkit under test: the user-like venv when ``./dev bench`` made one."""
+    venv = os.environ.get("TRUSTKIT_BENCH_VENV")
+    if venv and (Path(venv) / "bin" / "python").is_file():
+        return Path(venv) / "bin" / "python"
+    return Path(sys.executable)
 
 
 class Bench:
