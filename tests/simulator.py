@@ -222,6 +222,16 @@ class Simulator:
         self.dirty |= {parent_role(role), role}
         return chosen
 
+    def remove_delegation(self, role: str) -> None:
+        """Its parent stops delegating ``role`` (as `notary delegation remove` does); the server
+        stops serving it and the next snapshot no longer lists it."""
+        parent = self.targets[parent_role(role)].delegations
+        parent.roles = [entry for entry in parent.roles if entry.name != role]
+        for name in [r for r in self.targets if r == role or r.startswith(role + "/")]:
+            del self.targets[name]
+            self.files.pop(f"{name}.json", None)
+        self.dirty.add(parent_role(role))
+
     def rotate_root(
         self,
         new_keys: int | list[Key] = 1,

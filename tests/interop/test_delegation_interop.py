@@ -255,3 +255,25 @@ def test_key_remove_names_the_roles_it_would_orphan(notary_server, trustkit_cli,
     assert refused.returncode == 1
     assert f"{gun} targets/alice" in refused.stderr and f"{gun} targets/releases" in refused.stderr
     admin.run("key", "remove", keyid, "--yes", "--force")
+
+
+def test_a_delegation_notary_removed_leaves_trustkits_cache(notary_server, notary_cli, trustkit_cli, tmp_path):
+    """notary removes a signer's role; a trustkit reader's next update drops its cached file
+    (it would otherwise stay a rollback floor for a role of that name forever)."""
+    gun = f"{notary_server.host_port}/team/pruned"
+    admin = trustkit_cli()
+    for name in ("alice", "bob"):
+        admin.run("key", "generate", name, "--dir", tmp_path)
+        admin.run("signer", "add", name, gun, "--key", tmp_path / f"{name}.pub")
+    admin.run("sign", f"{gun}:v1", "--digest", DIGEST, "--size", "1")
+    reader = trustkit_cli()
+    reader.run("inspect", gun)
+    cache = reader.trust_dir / "tuf" / gun / "metadata" / "targets"
+    assert {"alice.json", "bob.json", "releases.json"} <= {p.name for p in cache.iterdir()}
+    owner = notary_cli(trust_dir=admin.trust_dir)
+    owner.run("delegation", "remove", gun, "targets/alice", "-p", input="y\n")
+    assert "targets/alice" not in notary_cli(trust_dir=tmp_path / "notary-reader").run("delegation", "list", gun).stdout
+    signers = json.loads(reader.run("inspect", gun).stdout)[0]["Signers"]
+    assert [s["Name"] for s in signers] == ["bob"]
+    assert {p.name for p in cache.iterdir()} == {"bob.json", "releases.json"}
+    assert reader.run("verify", "--trust-only", f"{gun}:v1").stdout.split()[1] == DIGEST

@@ -170,7 +170,23 @@ class Updater:
         if trusted.root_data is cached_root:
             unchanged.add(ROOT)
         self._save(files, unchanged)
+        self._prune(trusted)
         return trusted
+
+    def _prune(self, trusted: TrustedSet) -> None:
+        """Delete cached delegations that a trusted parent no longer delegates: their signers'
+        parent removed them, so the file is neither read again nor a rollback floor.  A role
+        whose parent this update did not load (not walked, or short of its threshold) is kept;
+        the snapshot alone (notary-server holds its key) never removes a role."""
+        for role in self.cached_delegations():
+            if not _undelegated(trusted, role):
+                continue
+            path = self.cache / f"{role}.json"
+            path.unlink(missing_ok=True)
+            folder = path.parent
+            while folder != self.cache and not any(folder.iterdir()):
+                folder.rmdir()  # a removed role's folder of children, once empty
+                folder = folder.parent
 
     def _walk_roots(self, trusted: TrustedSet, latest: bytes) -> None:
         latest_meta = Metadata.from_bytes(latest, role=ROOT, max_size=MAX_ROOT_SIZE)
@@ -281,6 +297,20 @@ class _CachedVersions(Mapping[str, int]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _undelegated(trusted: TrustedSet, role: str) -> bool:
+    """Whether a trusted ancestor of the delegation ``role`` no longer delegates the step
+    towards it (False when the ancestor that would say so was not loaded)."""
+    parts = role.split("/")
+    for depth in range(1, len(parts)):
+        parent = trusted.targets.get("/".join(parts[:depth]))
+        if parent is None:
+            return False
+        child = "/".join(parts[: depth + 1])
+        if all(entry.name != child for entry in parent.signed.delegations.roles):
+            return True
+    return False
 
 
 def _children(parent: Metadata[Targets], delegations: str) -> list[str]:
