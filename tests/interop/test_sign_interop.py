@@ -53,7 +53,14 @@ def test_verify_accepts_a_notary_signed_target_and_says_why_not(notary_server, n
     cli.run("addhash", gun, "v1", "1234", "--sha256", "3f" * 32, "-p")
     tk = trustkit_cli()
     ok = tk.run("verify", "--trust-only", f"{gun}:v1", "--format", "json")
-    assert json.loads(ok.stdout) == {"repository": gun, "tag": "v1", "digest": DIGEST, "size": 1234, "role": "targets"}
+    assert json.loads(ok.stdout) == {
+        "repository": gun,
+        "tag": "v1",
+        "digest": DIGEST,
+        "size": 1234,
+        "role": "targets",
+        "pending": [],
+    }
     assert tk.run("verify", "--trust-only", f"{gun}:v1", "--digest", DIGEST).returncode == 0
     wrong = tk.run("verify", "--trust-only", f"{gun}:v1", "--digest", OTHER, check=False)
     assert wrong.returncode == 4 and "signed for " + DIGEST in wrong.stderr
