@@ -30,6 +30,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -322,12 +323,13 @@ _CATEGORIES = [  # first match of the sampled (innermost) frame's file wins
 
 def profile(server: peers.TrustkitServer, url: str, scratch: Path) -> list[str]:
     """Sample the server's workers with py-spy during a wrk run and say where their Python time goes."""
-    spy = shutil.which("py-spy")
+    beside = Path(sys.executable).with_name("py-spy")  # ./dev bench installs it into the venv
+    spy = str(beside) if beside.is_file() else shutil.which("py-spy")
     if spy is None:
         return [
             (
-                "no profile: py-spy is not on PATH (`pip install py-spy`, then rerun) to see where the "
-                "server spends its time"
+                "no profile: py-spy is neither in this venv nor on PATH (`./dev bench` installs it) to see "
+                "where the server spends its time"
             )
         ]
     pid = server.pid
