@@ -182,14 +182,13 @@ def runtime_closure(name: str, extras: frozenset[str] = frozenset()) -> set[str]
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    seen: set[str] = set()
+    seen: set[tuple[str, frozenset[str]]] = set()  # a package is walked again only for other extras
     todo = [(name, extras)]
     while todo:
         current, wanted = todo.pop()
-        key = canonicalize_name(current)
-        if key in seen and not wanted:
+        if (canonicalize_name(current), wanted) in seen:
             continue
-        seen.add(key)
+        seen.add((canonicalize_name(current), wanted))
         try:
             lines = requires(current) or []
         except PackageNotFoundError:
@@ -199,7 +198,7 @@ def runtime_closure(name: str, extras: frozenset[str] = frozenset()) -> set[str]
             environments = [{"extra": extra} for extra in ("", *wanted)]
             if requirement.marker is None or any(requirement.marker.evaluate(e) for e in environments):
                 todo.append((requirement.name, frozenset(requirement.extras)))
-    return seen
+    return {package for package, _ in seen}
 
 
 def test_nothing_trustkit_installs_brings_httpxs_command_line_tool():

@@ -308,7 +308,7 @@ def _undelegated(trusted: TrustedSet, role: str) -> bool:
         if parent is None:
             return False
         child = "/".join(parts[: depth + 1])
-        if all(entry.name != child for entry in parent.signed.delegations.roles):
+        if parent.signed.delegations.role(child) is None:
             return True
     return False
 
